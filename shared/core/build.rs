@@ -1,0 +1,48 @@
+//! Embeds the template catalog (`templates/` at the workspace root) into the binary, so a
+//! Lambda reads no files at run time and a catalog change rebuilds the crate.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            // a directory's mtime changes when entries are added or removed
+            println!("cargo:rerun-if-changed={}", path.display());
+            collect(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let root = manifest.join("../../templates").canonicalize()?;
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    collect(&root, &mut files)?;
+    files.sort();
+    let mut code = String::from("pub static FILES: &[(&str, &str)] = &[\n");
+    for path in &files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path
+            .strip_prefix(&root)?
+            .to_string_lossy()
+            .replace('\\', "/");
+        writeln!(
+            code,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        )?;
+    }
+    code.push_str("];\n");
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR")?).join("catalog_files.rs"),
+        code,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,493 @@
+//! Intake: an event in, notifications (or a recorded skip, or a recorded rejection) out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate};
+use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
+use crate::ids::{CustomerId, EmailAddress, Locale, NotificationId, OrgId};
+use crate::model::{Address, Channel, Notification, Recipient, Status};
+use crate::ports::{
+    Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
+    PortError, SuppressionKey, Write,
+};
+use crate::template::Catalog;
+
+/// How an event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Notified,
+    Skipped,
+    Rejected,
+    DirectoryUpdated,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Notified => "notified",
+            Outcome::Skipped => "skipped",
+            Outcome::Rejected => "rejected",
+            Outcome::DirectoryUpdated => "directory_updated",
+        }
+    }
+}
+
+/// A channel that was not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSkip {
+    pub channel: Channel,
+    pub reason: String,
+}
+
+/// What became of one event: the account that nothing entered Herald and vanished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeRecord {
+    pub event_id: String,
+    /// `None` when the event was rejected for lacking a valid organization.
+    pub org_id: Option<OrgId>,
+    pub detail_type: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub notifications: Vec<NotificationId>,
+    #[serde(default)]
+    pub skipped: Vec<ChannelSkip>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Error)]
+pub enum IntakeError {
+    /// The infrastructure failed; the event should be delivered again (nothing is doubled).
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("the directory record kept changing under concurrent updates; try again")]
+    Contended,
+}
+
+/// Settings of the intake service.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// The `From` address of organizations that set none.
+    pub default_sender: EmailAddress,
+}
+
+pub struct IntakeService {
+    pub store: Arc<dyn NotificationStore>,
+    pub directory: Arc<dyn Directory>,
+    pub queue: Arc<dyn DispatchQueue>,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub config: IntakeConfig,
+}
+
+/// A notification that will be written, or the reason none will be.
+enum Plan {
+    Notify {
+        notifications: Vec<Notification>,
+        skipped: Vec<ChannelSkip>,
+    },
+    Skip {
+        reason: String,
+        skipped: Vec<ChannelSkip>,
+    },
+    Reject(String),
+}
+
+const DIRECTORY_WRITE_ATTEMPTS: usize = 5;
+
+impl IntakeService {
+    /// Handles one event to its end. `Ok` whatever the outcome (a rejection included);
+    /// `Err` only when the infrastructure failed and the event should come again.
+    #[tracing::instrument(skip_all, fields(event_id = %envelope.id, detail_type = %envelope.detail_type))]
+    pub async fn handle(&self, envelope: &EventEnvelope) -> Result<IntakeRecord, IntakeError> {
+        let now = self.clock.now();
+        let mut record = IntakeRecord {
+            event_id: envelope.id.clone(),
+            org_id: IncomingEvent::org_of(envelope),
+            detail_type: envelope.detail_type.clone(),
+            outcome: Outcome::Rejected,
+            reason: None,
+            notifications: Vec::new(),
+            skipped: Vec::new(),
+            received_at: now,
+        };
+        let event = match IncomingEvent::parse(envelope) {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(reason = %e, "event rejected");
+                record.reason = Some(e.to_string());
+                self.store.record_intake(&record).await?;
+                return Ok(record);
+            }
+        };
+        match event.kind {
+            EventKind::Customer {
+                customer_id,
+                update,
+            } => {
+                self.update_customer(&event.org_id, &customer_id, update, event.time)
+                    .await?;
+                record.outcome = Outcome::DirectoryUpdated;
+            }
+            EventKind::OrgSettings(update) => {
+                self.update_org(&event.org_id, update, event.time).await?;
+                record.outcome = Outcome::DirectoryUpdated;
+            }
+            EventKind::Notify(request) => {
+                match self
+                    .plan(&event.org_id, &event.event_id, &request, now)
+                    .await?
+                {
+                    Plan::Reject(reason) => {
+                        warn!(%reason, "event rejected");
+                        record.reason = Some(reason);
+                    }
+                    Plan::Skip { reason, skipped } => {
+                        info!(%reason, "event skipped");
+                        record.outcome = Outcome::Skipped;
+                        record.reason = Some(reason);
+                        record.skipped = skipped;
+                    }
+                    Plan::Notify {
+                        notifications,
+                        skipped,
+                    } => {
+                        self.store_and_enqueue(&notifications, now).await?;
+                        record.outcome = Outcome::Notified;
+                        record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
+                        record.skipped = skipped;
+                        info!(count = notifications.len(), "notifications created");
+                    }
+                }
+            }
+        }
+        self.store.record_intake(&record).await?;
+        Ok(record)
+    }
+
+    /// Read, merge, write-if-unchanged: concurrent updates of one customer both land.
+    async fn update_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        update: CustomerUpdate,
+        at: DateTime<Utc>,
+    ) -> Result<(), IntakeError> {
+        for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
+            let stored = self.directory.get_customer(org, customer).await?;
+            let (mut record, version) = match stored {
+                Some(v) => (v.value, Some(v.version)),
+                None => (CustomerRecord::default(), None),
+            };
+            if !record.apply(update.clone(), at) {
+                return Ok(());
+            }
+            if self
+                .directory
+                .put_customer(org, customer, &record, version)
+                .await?
+                == Write::Done
+            {
+                return Ok(());
+            }
+        }
+        Err(IntakeError::Contended)
+    }
+
+    async fn update_org(
+        &self,
+        org: &OrgId,
+        update: OrgSettingsUpdate,
+        at: DateTime<Utc>,
+    ) -> Result<(), IntakeError> {
+        for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
+            let stored = self.directory.get_org_settings(org).await?;
+            let (mut settings, version) = match stored {
+                Some(v) => (v.value, Some(v.version)),
+                None => (OrgSettings::default(), None),
+            };
+            if !settings.apply(update.clone(), at) {
+                return Ok(());
+            }
+            if self
+                .directory
+                .put_org_settings(org, &settings, version)
+                .await?
+                == Write::Done
+            {
+                return Ok(());
+            }
+        }
+        Err(IntakeError::Contended)
+    }
+
+    /// Decides channels, addresses and content; renders everything before anything is written.
+    async fn plan(
+        &self,
+        org: &OrgId,
+        event_id: &str,
+        req: &NotifyRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, IntakeError> {
+        let Some(spec) = self.catalog.spec(&req.notification_type) else {
+            return Ok(Plan::Reject(format!(
+                "unknown notification type {:?}",
+                req.notification_type.as_str()
+            )));
+        };
+        let wanted: Vec<Channel> = match &req.channels {
+            ChannelPlan::TemplateDefaults => spec.channels.clone(),
+            ChannelPlan::Only(channels) => {
+                if let Some(c) = channels.iter().find(|c| !spec.channels.contains(c)) {
+                    return Ok(Plan::Reject(format!(
+                        "{} has no {c} template",
+                        req.notification_type
+                    )));
+                }
+                channels.clone()
+            }
+        };
+        let customer_id = match &req.recipient {
+            Recipient::Customer(id) => Some(id),
+            Recipient::Operations => None,
+        };
+        let (customer, org_settings) = self.directory.load(org, customer_id).await?;
+        let customer = customer.unwrap_or_default();
+        let org_settings = org_settings.unwrap_or_default();
+
+        let channels = match (&req.recipient, &customer.preferences) {
+            (Recipient::Operations, _) => wanted,
+            (Recipient::Customer(_), Some(prefs)) => {
+                if prefs.is_unsubscribed(&req.notification_type) {
+                    return Ok(Plan::Skip {
+                        reason: format!("unsubscribed from {}", req.notification_type),
+                        skipped: Vec::new(),
+                    });
+                }
+                wanted
+                    .into_iter()
+                    .filter(|c| prefs.is_enabled(*c))
+                    .collect()
+            }
+            // No preferences at all: email only, the safe default.
+            (Recipient::Customer(_), None) => {
+                if spec.channels.contains(&Channel::Email) {
+                    vec![Channel::Email]
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        if channels.is_empty() {
+            return Ok(Plan::Skip {
+                reason: "no enabled channels".into(),
+                skipped: Vec::new(),
+            });
+        }
+
+        // Addresses, then the suppression list for all of them in one look-up.
+        let mut skipped = Vec::new();
+        let mut addressed = Vec::new();
+        for channel in channels {
+            match address_for(channel, &req.recipient, &customer, &org_settings) {
+                Ok(address) => addressed.push((channel, address)),
+                Err(reason) => skipped.push(ChannelSkip {
+                    channel,
+                    reason: reason.into(),
+                }),
+            }
+        }
+        let keys: Vec<SuppressionKey> = addressed
+            .iter()
+            .filter_map(|(c, a)| suppression_key(*c, a))
+            .collect();
+        let suppressed = if keys.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.directory.suppressed(org, &keys).await?
+        };
+        addressed.retain(|(channel, address)| {
+            let blocked =
+                suppression_key(*channel, address).is_some_and(|k| suppressed.contains(&k));
+            if blocked {
+                skipped.push(ChannelSkip {
+                    channel: *channel,
+                    reason: "suppressed".into(),
+                });
+            }
+            !blocked
+        });
+        if addressed.is_empty() {
+            let reason = skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.channel, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Plan::Skip { reason, skipped });
+        }
+
+        let locale = customer
+            .locale
+            .as_ref()
+            .map(|s| s.value.clone())
+            .or_else(|| {
+                org_settings
+                    .default_locale
+                    .as_ref()
+                    .map(|s| s.value.clone())
+            })
+            .unwrap_or_else(Locale::english);
+        let timezone = customer.timezone.as_ref().map(|s| s.value.0);
+        let sender = org_settings
+            .sender_email
+            .as_ref()
+            .map_or_else(|| self.config.default_sender.clone(), |s| s.value.clone());
+        let scheduled = req.scheduled_for.filter(|t| *t > now);
+        let quiet_hours = customer.preferences.as_ref().and_then(|p| p.quiet_hours());
+
+        let mut notifications = Vec::with_capacity(addressed.len());
+        for (channel, address) in addressed {
+            let rendered = match self.catalog.render(
+                &req.notification_type,
+                channel,
+                &locale,
+                timezone,
+                &req.context,
+            ) {
+                Ok(r) => r,
+                Err(e) => return Ok(Plan::Reject(e.to_string())),
+            };
+            let mut scheduled_for = scheduled;
+            if let (false, true, Some(q), Some(tz)) =
+                (req.critical, channel.interrupts(), quiet_hours, timezone)
+            {
+                if let Some(end) = q.end_if_quiet(scheduled_for.unwrap_or(now), tz) {
+                    scheduled_for = Some(end);
+                }
+            }
+            notifications.push(Notification {
+                id: Notification::derive_id(
+                    org,
+                    &req.notification_type,
+                    &req.recipient,
+                    channel,
+                    &req.business_key,
+                ),
+                org_id: org.clone(),
+                notification_type: req.notification_type.clone(),
+                recipient: req.recipient.clone(),
+                channel,
+                address,
+                sender: (channel == Channel::Email).then(|| sender.clone()),
+                locale: locale.clone(),
+                subject: rendered.subject,
+                body: rendered.body,
+                internal: spec.internal,
+                critical: req.critical,
+                status: Status::Pending,
+                attempts: 0,
+                source_event_id: event_id.to_string(),
+                business_key: req.business_key.clone(),
+                created_at: now,
+                updated_at: now,
+                scheduled_for,
+                next_retry_at: None,
+                provider_message_id: None,
+                last_error: None,
+                sent_at: None,
+                failed_at: None,
+                claim: None,
+            });
+        }
+        Ok(Plan::Notify {
+            notifications,
+            skipped,
+        })
+    }
+
+    /// Creates each notification (an existing one is the same fact seen again) and enqueues
+    /// those due now that still wait. Enqueueing again on redelivery is what makes a crash
+    /// between the write and the enqueue harmless; dispatch's claim makes it send once.
+    async fn store_and_enqueue(
+        &self,
+        notifications: &[Notification],
+        now: DateTime<Utc>,
+    ) -> Result<(), IntakeError> {
+        let created = try_join_all(notifications.iter().map(|n| self.store.create(n))).await?;
+        let due: Vec<Enqueue> = notifications
+            .iter()
+            .zip(created)
+            .filter_map(|(n, created)| {
+                let current = match created {
+                    Created::New => n.clone(),
+                    Created::Existing(existing) => *existing,
+                };
+                (current.status == Status::Pending && current.is_due(now)).then(|| Enqueue {
+                    message: DispatchMessage {
+                        org_id: current.org_id.clone(),
+                        notification_id: current.id.clone(),
+                    },
+                    delay: std::time::Duration::ZERO,
+                })
+            })
+            .collect();
+        if !due.is_empty() {
+            self.queue.enqueue(&due).await?;
+        }
+        Ok(())
+    }
+}
+
+fn address_for(
+    channel: Channel,
+    recipient: &Recipient,
+    customer: &CustomerRecord,
+    org: &OrgSettings,
+) -> Result<Address, &'static str> {
+    match (channel, recipient) {
+        (Channel::InApp, _) => Ok(Address::Feed),
+        (Channel::Email, Recipient::Operations) => org
+            .operations_email
+            .as_ref()
+            .map(|s| Address::Email(s.value.clone()))
+            .ok_or("no operations email address"),
+        (_, Recipient::Operations) => Err("the operations contact has only an email address"),
+        (Channel::Email, _) => customer
+            .email
+            .as_ref()
+            .map(|s| Address::Email(s.value.clone()))
+            .ok_or("no email address"),
+        (Channel::Sms | Channel::Whatsapp, _) => customer
+            .phone
+            .as_ref()
+            .map(|s| Address::Phone(s.value.clone()))
+            .ok_or("no phone number"),
+        (Channel::Push, _) => {
+            let devices = customer.registered_devices();
+            if devices.is_empty() {
+                Err("no registered device")
+            } else {
+                Ok(Address::Devices(devices))
+            }
+        }
+    }
+}
+
+/// The suppression-list key of an address (email and phone channels only).
+pub fn suppression_key(channel: Channel, address: &Address) -> Option<SuppressionKey> {
+    let address = match address {
+        Address::Email(e) => e.as_str().to_ascii_lowercase(),
+        Address::Phone(p) => p.as_str().to_string(),
+        Address::Devices(_) | Address::Feed => return None,
+    };
+    Some(SuppressionKey { channel, address })
+}

@@ -1,0 +1,21 @@
+//! herald-core: Herald's domain, with no AWS SDK in it.
+//!
+//! The event contract is parsed in [`event`], turned into notifications by [`intake`] with the
+//! [`directory`]'s preferences and the [`template`] catalog, and sent by [`dispatch`] through the
+//! [`ports`] that the adapters implement.
+
+pub mod directory;
+pub mod dispatch;
+pub mod event;
+pub mod ids;
+pub mod intake;
+pub mod model;
+pub mod ports;
+pub mod retry;
+pub mod template;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod service_tests;

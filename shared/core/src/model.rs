@@ -1,0 +1,291 @@
+//! The notification and its life cycle.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{
+    BusinessKey, CustomerId, EmailAddress, InvalidValue, Locale, NotificationId, NotificationType,
+    OrgId, PhoneNumber,
+};
+
+/// A way to reach a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Email,
+    Sms,
+    Push,
+    Whatsapp,
+    InApp,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Sms,
+        Channel::Push,
+        Channel::Whatsapp,
+        Channel::InApp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+            Channel::Whatsapp => "whatsapp",
+            Channel::InApp => "in_app",
+        }
+    }
+
+    /// Whether the channel interrupts the recipient, and so waits out their quiet hours.
+    pub fn interrupts(self) -> bool {
+        !matches!(self, Channel::InApp)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                InvalidValue(format!(
+                    "unknown channel {s:?}: expected email, sms, push, whatsapp or in_app"
+                ))
+            })
+    }
+}
+
+/// Where a notification stands. Moves only along [`Status::can_become`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created; waits for dispatch (now, or at `scheduled_for`).
+    Pending,
+    /// Claimed by one dispatcher, which is talking to the provider.
+    Sending,
+    /// The provider accepted it.
+    Sent,
+    /// A soft failure; the next attempt is due at `next_retry_at`.
+    Retrying,
+    /// Dead-lettered: a hard failure, or soft failures until the attempts ran out.
+    Failed,
+    /// Reached the recipient (in-app notifications are delivered by being stored).
+    Delivered,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Retrying => "retrying",
+            Status::Failed => "failed",
+            Status::Delivered => "delivered",
+        }
+    }
+
+    /// The transitions the life cycle allows.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, next),
+            (Pending | Retrying, Sending)
+                // a claim whose lease ran out (the dispatcher died) may be taken again
+                | (Sending, Sending | Sent | Delivered | Retrying | Failed)
+                | (Sent, Delivered | Failed)
+                // the retry command gives a dead letter a fresh start
+                | (Failed, Pending)
+        )
+    }
+
+    /// Whether a dispatcher may claim a notification in this state.
+    pub fn is_claimable(self) -> bool {
+        matches!(self, Status::Pending | Status::Retrying | Status::Sending)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who a notification is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Recipient {
+    Customer(CustomerId),
+    /// The organization's operations contact (internal notifications).
+    Operations,
+}
+
+impl Recipient {
+    /// A stable label, used in ids and output (`cus_alice`, `operations`).
+    pub fn label(&self) -> &str {
+        match self {
+            Recipient::Customer(id) => id.as_str(),
+            Recipient::Operations => "operations",
+        }
+    }
+}
+
+/// The address a notification goes to, fixed when it is created so dispatch needs no lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "to", rename_all = "snake_case")]
+pub enum Address {
+    Email(EmailAddress),
+    Phone(PhoneNumber),
+    Devices(Vec<crate::directory::Device>),
+    Feed,
+}
+
+/// One message to one recipient on one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub org_id: OrgId,
+    pub notification_type: NotificationType,
+    pub recipient: Recipient,
+    pub channel: Channel,
+    pub address: Address,
+    /// Email only: the `From` address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<EmailAddress>,
+    pub locale: Locale,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub body: String,
+    /// Internal notifications (to the organization) never appear in a customer feed.
+    pub internal: bool,
+    /// Critical notifications ignore quiet hours.
+    pub critical: bool,
+    pub status: Status,
+    pub attempts: u32,
+    pub source_event_id: String,
+    pub business_key: BusinessKey,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Set while a dispatcher holds the notification: its token and when its lease ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+}
+
+/// A dispatcher's hold on a notification. The lease outlives one Lambda invocation, so a
+/// dispatcher that died mid-send leaves a notification that another may claim later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub token: String,
+    pub until: DateTime<Utc>,
+}
+
+impl Notification {
+    /// The id of the notification for this organization, type, recipient, channel and business
+    /// key: the same fact always maps to the same id, whatever event carried it.
+    pub fn derive_id(
+        org: &OrgId,
+        notification_type: &NotificationType,
+        recipient: &Recipient,
+        channel: Channel,
+        key: &BusinessKey,
+    ) -> NotificationId {
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6e0f_3c1a_9b2d_4e57_8a61_d2c4_b7f0_e913);
+        let name = format!(
+            "{org}\u{1f}{notification_type}\u{1f}{recipient}\u{1f}{channel}\u{1f}{key}",
+            recipient = recipient.label()
+        );
+        let id = Uuid::new_v5(&NAMESPACE, name.as_bytes());
+        // invariant: a simple uuid is 32 hex digits, always a valid identifier
+        NotificationId::parse(format!("ntf_{}", id.simple())).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Whether the notification is due at `now`: not scheduled for later, no retry pending.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.scheduled_for.is_none_or(|t| t <= now) && self.next_retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// When the notification will next be due, if it is not due now.
+    pub fn due_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [self.scheduled_for, self.next_retry_at]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .max()
+    }
+
+    /// Whether a dispatcher may claim it at `now` (the rule the stores enforce atomically).
+    pub fn is_claimable(&self, now: DateTime<Utc>) -> bool {
+        let lease_free = match self.status {
+            Status::Sending => self.claim.as_ref().is_none_or(|c| c.until <= now),
+            _ => true,
+        };
+        self.status.is_claimable() && lease_free && self.is_due(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_round_trip_through_their_names() {
+        for c in Channel::ALL {
+            assert_eq!(c.as_str().parse::<Channel>().unwrap(), c);
+        }
+        assert!("fax".parse::<Channel>().is_err());
+    }
+
+    #[test]
+    fn status_moves_only_forward() {
+        use Status::*;
+        assert!(Pending.can_become(Sending));
+        assert!(Sending.can_become(Sent));
+        assert!(Sent.can_become(Delivered));
+        assert!(Failed.can_become(Pending));
+        assert!(!Sent.can_become(Pending));
+        assert!(!Delivered.can_become(Sent));
+        assert!(!Pending.can_become(Sent));
+    }
+
+    #[test]
+    fn ids_depend_on_the_business_identity_only() {
+        let org = OrgId::parse("org_a").unwrap();
+        let t = NotificationType::parse("order_confirmation").unwrap();
+        let r = Recipient::Customer(CustomerId::parse("cus_1").unwrap());
+        let k = BusinessKey::parse("ord_1").unwrap();
+        let a = Notification::derive_id(&org, &t, &r, Channel::Email, &k);
+        assert_eq!(a, Notification::derive_id(&org, &t, &r, Channel::Email, &k));
+        assert_ne!(a, Notification::derive_id(&org, &t, &r, Channel::Sms, &k));
+        let other_org = OrgId::parse("org_b").unwrap();
+        assert_ne!(
+            a,
+            Notification::derive_id(&other_org, &t, &r, Channel::Email, &k)
+        );
+        assert!(a.as_str().starts_with("ntf_"));
+    }
+}

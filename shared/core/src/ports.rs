@@ -1,0 +1,256 @@
+//! The ports: what the services need from the outside world. Adapters implement them with
+//! DynamoDB, SQS, SES and SNS; `testing` implements them in memory for unit tests.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::directory::{CustomerRecord, OrgSettings, Versioned};
+use crate::ids::{CustomerId, NotificationId, OrgId};
+use crate::intake::IntakeRecord;
+use crate::model::{Channel, Notification};
+
+/// A failure of the infrastructure behind a port (a timeout, throttling, a bug). The
+/// operation may be retried as a whole; the message keeps the cause for the log.
+#[derive(Debug, Error)]
+#[error("{operation} failed: {source}")]
+pub struct PortError {
+    pub operation: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PortError {
+    pub fn new(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PortError {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// The time, as a port, so tests and the local stack can set the clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What became of a conditional create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    New,
+    /// A notification with this id existed already (the same fact, delivered again).
+    Existing(Box<Notification>),
+}
+
+/// What became of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// This dispatcher now holds the notification, as returned here.
+    Claimed(Box<Notification>),
+    NotFound,
+    /// It exists but may not be claimed now (sent already, held by another, not due).
+    NotClaimable(Box<Notification>),
+}
+
+/// The notifications table.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores a new notification unless one with its id exists.
+    async fn create(&self, notification: &Notification) -> Result<Created, PortError>;
+
+    async fn get(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, PortError>;
+
+    /// Atomically moves a claimable notification (see [`Notification::is_claimable`]) to
+    /// Sending with this token and lease.
+    async fn claim(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, PortError>;
+
+    /// Writes the outcome of a send: status, attempts, provider id, error, timestamps, and
+    /// drops the claim. Only if `token` still holds the claim; returns whether it did.
+    async fn settle(&self, notification: &Notification, token: &str) -> Result<bool, PortError>;
+
+    /// Records what became of an event (notified, skipped, rejected, directory updated).
+    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError>;
+
+    async fn get_intake(
+        &self,
+        org: Option<&OrgId>,
+        event_id: &str,
+    ) -> Result<Option<IntakeRecord>, PortError>;
+}
+
+/// Whether a guarded write went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Done,
+    /// Someone else changed the record since it was read: read again and retry.
+    Conflict,
+}
+
+/// A key on an organization's suppression list: a channel and an address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SuppressionKey {
+    pub channel: Channel,
+    pub address: String,
+}
+
+/// Contacts, preferences, organization settings and the suppression list.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// A customer's record and the organization's settings, in one round trip.
+    async fn load(
+        &self,
+        org: &OrgId,
+        customer: Option<&CustomerId>,
+    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError>;
+
+    async fn get_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Option<Versioned<CustomerRecord>>, PortError>;
+
+    /// Writes the record if its stored version is still `expected` (`None`: not stored yet).
+    async fn put_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        record: &CustomerRecord,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError>;
+
+    async fn get_org_settings(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<OrgSettings>>, PortError>;
+
+    async fn put_org_settings(
+        &self,
+        org: &OrgId,
+        settings: &OrgSettings,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError>;
+
+    /// Which of these keys are on the organization's suppression list.
+    async fn suppressed(
+        &self,
+        org: &OrgId,
+        keys: &[SuppressionKey],
+    ) -> Result<BTreeSet<SuppressionKey>, PortError>;
+
+    async fn suppress(
+        &self,
+        org: &OrgId,
+        key: &SuppressionKey,
+        reason: &str,
+    ) -> Result<(), PortError>;
+}
+
+/// The body of a dispatch queue message: which notification to dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchMessage {
+    pub org_id: OrgId,
+    pub notification_id: NotificationId,
+}
+
+/// A message and how long the queue should hold it back (at most 15 minutes on SQS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    pub message: DispatchMessage,
+    pub delay: Duration,
+}
+
+/// The longest delay the dispatch queue can hold a message for.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
+#[async_trait]
+pub trait DispatchQueue: Send + Sync {
+    /// Enqueues all of them, batched; fails if any could not be enqueued.
+    async fn enqueue(&self, messages: &[Enqueue]) -> Result<(), PortError>;
+}
+
+/// Whether a failed send is worth trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttling, timeouts, 5xx: try again later.
+    Soft,
+    /// A rejected address, an invalid number, a missing configuration: trying again would fail again.
+    Hard,
+}
+
+/// A provider's refusal, typed so dispatch decides retry or dead-letter by matching.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{reason}")]
+pub struct SendError {
+    pub kind: FailureKind,
+    /// What went wrong, without addresses or message content.
+    pub reason: String,
+}
+
+impl SendError {
+    pub fn soft(reason: impl Into<String>) -> Self {
+        SendError {
+            kind: FailureKind::Soft,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn hard(reason: impl Into<String>) -> Self {
+        SendError {
+            kind: FailureKind::Hard,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The provider's answer to an accepted send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub provider_message_id: String,
+}
+
+/// Sends one notification on one channel through one provider.
+#[async_trait]
+pub trait ChannelSender: Send + Sync {
+    async fn send(&self, notification: &Notification) -> Result<Receipt, SendError>;
+}
+
+/// Answers every send with a hard "not configured" failure, for channels without a provider yet.
+#[derive(Debug, Clone, Copy)]
+pub struct NotConfigured(pub Channel);
+
+#[async_trait]
+impl ChannelSender for NotConfigured {
+    async fn send(&self, _: &Notification) -> Result<Receipt, SendError> {
+        Err(SendError::hard(format!(
+            "channel {} is not configured",
+            self.0
+        )))
+    }
+}

@@ -1,0 +1,634 @@
+//! The template catalog and its strict rendering.
+//!
+//! Layout (embedded at build time from `templates/`):
+//! `<type>/template.json` (channels, internal flag), `<type>/<locale>/<channel>.subject.j2`
+//! (email, push, in-app) and `<type>/<locale>/<channel>.body.j2`. A missing variable is an
+//! error naming it, never a blank.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Tz;
+use minijinja::value::Value as JinjaValue;
+use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::ids::{Locale, NotificationType};
+use crate::model::Channel;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
+}
+
+/// What the catalog says of a notification type.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TemplateSpec {
+    /// The channels the type has templates for, which are also its default channels.
+    pub channels: Vec<Channel>,
+    /// Internal notifications go to the organization, never into a customer feed.
+    #[serde(default)]
+    pub internal: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    #[error("template catalog: {file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("template catalog: {notification_type} has no English {channel} body")]
+    MissingEnglish {
+        notification_type: String,
+        channel: Channel,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RenderError {
+    #[error("unknown notification type {0:?}")]
+    UnknownType(String),
+    #[error("{notification_type} has no {channel} template")]
+    UnsupportedChannel {
+        notification_type: String,
+        channel: Channel,
+    },
+    #[error("template {template} needs variable(s) the event lacks: {}", .missing.join(", "))]
+    MissingVariables {
+        template: String,
+        missing: Vec<String>,
+    },
+    #[error("template {template} failed to render: {message}")]
+    Failed { template: String, message: String },
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: Option<String>,
+    pub body: String,
+    /// The catalog locale actually used after fallback (`fr` for `fr-CA`).
+    pub locale: String,
+}
+
+/// The catalog with its compiled templates. Build it once per cold start.
+pub struct Catalog {
+    env: Environment<'static>,
+    specs: BTreeMap<NotificationType, TemplateSpec>,
+    /// (type, channel) → the locales that have a body template.
+    locales: BTreeMap<(NotificationType, Channel), BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("specs", &self.specs)
+            .finish()
+    }
+}
+
+fn invalid(file: &str, message: impl Into<String>) -> CatalogError {
+    CatalogError::Invalid {
+        file: file.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Catalog {
+    /// The catalog compiled into this binary.
+    pub fn embedded() -> Result<Catalog, CatalogError> {
+        Catalog::from_files(
+            embedded::FILES
+                .iter()
+                .map(|(n, c)| (n.to_string(), c.to_string())),
+        )
+    }
+
+    /// A catalog from `(path, content)` pairs laid out as under `templates/`.
+    pub fn from_files(
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Catalog, CatalogError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("money", money_filter);
+        env.add_filter("date", date_filter);
+        env.add_filter("datetime", datetime_filter);
+        let mut specs = BTreeMap::new();
+        let mut locales: BTreeMap<(NotificationType, Channel), BTreeSet<String>> = BTreeMap::new();
+        for (path, content) in files {
+            let parts: Vec<&str> = path.split('/').collect();
+            match parts.as_slice() {
+                [ty, "template.json"] => {
+                    let t = NotificationType::parse(*ty).map_err(|e| invalid(&path, e.0))?;
+                    let spec: TemplateSpec = serde_json::from_str(&content)
+                        .map_err(|e| invalid(&path, e.to_string()))?;
+                    specs.insert(t, spec);
+                }
+                [ty, locale, file] => {
+                    let t = NotificationType::parse(*ty).map_err(|e| invalid(&path, e.0))?;
+                    Locale::parse(*locale).map_err(|e| invalid(&path, e.0))?;
+                    let stem = file
+                        .strip_suffix(".j2")
+                        .ok_or_else(|| invalid(&path, "templates end in .j2"))?;
+                    let (channel, part) = stem.split_once('.').ok_or_else(|| {
+                        invalid(&path, "expected <channel>.subject.j2 or <channel>.body.j2")
+                    })?;
+                    let channel: Channel = channel
+                        .parse()
+                        .map_err(|e: crate::ids::InvalidValue| invalid(&path, e.0))?;
+                    match part {
+                        "body" => {
+                            locales
+                                .entry((t, channel))
+                                .or_default()
+                                .insert(locale.to_string());
+                        }
+                        "subject" => {}
+                        other => {
+                            return Err(invalid(&path, format!("unknown template part {other:?}")));
+                        }
+                    }
+                    env.add_template_owned(path.clone(), content)
+                        .map_err(|e| invalid(&path, e.to_string()))?;
+                }
+                _ => {}
+            }
+        }
+        for (t, spec) in &specs {
+            for channel in &spec.channels {
+                let has_english = locales
+                    .get(&(t.clone(), *channel))
+                    .is_some_and(|l| l.contains("en"));
+                if !has_english {
+                    return Err(CatalogError::MissingEnglish {
+                        notification_type: t.to_string(),
+                        channel: *channel,
+                    });
+                }
+            }
+        }
+        Ok(Catalog {
+            env,
+            specs,
+            locales,
+        })
+    }
+
+    pub fn spec(&self, notification_type: &NotificationType) -> Option<&TemplateSpec> {
+        self.specs.get(notification_type)
+    }
+
+    pub fn notification_types(&self) -> impl Iterator<Item = &NotificationType> {
+        self.specs.keys()
+    }
+
+    /// Renders the message for a type, channel and locale (with fallback) from `context`.
+    pub fn render(
+        &self,
+        notification_type: &NotificationType,
+        channel: Channel,
+        locale: &Locale,
+        timezone: Option<Tz>,
+        context: &Map<String, Value>,
+    ) -> Result<Rendered, RenderError> {
+        let spec = self
+            .specs
+            .get(notification_type)
+            .ok_or_else(|| RenderError::UnknownType(notification_type.to_string()))?;
+        let unsupported = || RenderError::UnsupportedChannel {
+            notification_type: notification_type.to_string(),
+            channel,
+        };
+        if !spec.channels.contains(&channel) {
+            return Err(unsupported());
+        }
+        let available = self
+            .locales
+            .get(&(notification_type.clone(), channel))
+            .ok_or_else(unsupported)?;
+        let chosen = locale
+            .fallbacks()
+            .into_iter()
+            .find(|l| available.contains(l))
+            .ok_or_else(unsupported)?;
+        let ctx = minijinja::context! {
+            locale => locale.as_str(),
+            timezone => timezone.map_or("UTC", |tz| tz.name()),
+            ..JinjaValue::from_serialize(context)
+        };
+        let base = format!("{notification_type}/{chosen}/{channel}");
+        let subject_name = format!("{base}.subject.j2");
+        let subject = match self.env.get_template(&subject_name) {
+            Ok(t) => Some(
+                self.render_one(&subject_name, &t, &ctx, context)?
+                    .trim()
+                    .to_string(),
+            ),
+            Err(_) => None,
+        };
+        let body_name = format!("{base}.body.j2");
+        let body_template = self
+            .env
+            .get_template(&body_name)
+            .map_err(|_| unsupported())?;
+        let body = self.render_one(&body_name, &body_template, &ctx, context)?;
+        Ok(Rendered {
+            subject,
+            body: body.trim_end().to_string(),
+            locale: chosen,
+        })
+    }
+
+    fn render_one(
+        &self,
+        name: &str,
+        template: &minijinja::Template<'_, '_>,
+        ctx: &JinjaValue,
+        context: &Map<String, Value>,
+    ) -> Result<String, RenderError> {
+        template.render(ctx).map_err(|e| {
+            if e.kind() == ErrorKind::UndefinedError {
+                let mut missing: Vec<String> = template
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|v| !context.contains_key(v) && v != "locale" && v != "timezone")
+                    .collect();
+                missing.sort();
+                if !missing.is_empty() {
+                    return RenderError::MissingVariables {
+                        template: name.to_string(),
+                        missing,
+                    };
+                }
+            }
+            RenderError::Failed {
+                template: name.to_string(),
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+fn filter_error(message: String) -> minijinja::Error {
+    minijinja::Error::new(ErrorKind::InvalidOperation, message)
+}
+
+/// Strict mode still hands an undefined value to a filter; refuse it as a missing variable.
+fn reject_undefined(value: &JinjaValue) -> Result<(), minijinja::Error> {
+    if value.is_undefined() {
+        Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "undefined value passed to a filter",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn state_locale(state: &State) -> String {
+    state
+        .lookup("locale")
+        .and_then(|v| v.as_str().and_then(|s| Locale::parse(s).ok()))
+        .map_or_else(|| "en".to_string(), |l| l.language())
+}
+
+fn state_timezone(state: &State) -> Tz {
+    state
+        .lookup("timezone")
+        .and_then(|v| v.as_str().and_then(|s| s.parse::<Tz>().ok()))
+        .unwrap_or(Tz::UTC)
+}
+
+/// `{{ amount | money(currency) }}`: a decimal amount in the recipient's language.
+fn money_filter(
+    state: &State,
+    value: JinjaValue,
+    currency: String,
+) -> Result<String, minijinja::Error> {
+    reject_undefined(&value)?;
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None if value.is_number() => value.to_string(),
+        None => return Err(filter_error(format!("money: {value} is not an amount"))),
+    };
+    format_money(&text, &currency, &state_locale(state))
+        .ok_or_else(|| filter_error(format!("money: {text:?} is not a decimal amount")))
+}
+
+/// Formats a decimal amount without going through floating point.
+pub fn format_money(amount: &str, currency: &str, language: &str) -> Option<String> {
+    if !crate::event::is_decimal(amount) {
+        return None;
+    }
+    let minor_digits = match currency {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" => 0,
+        _ => 2,
+    };
+    let negative = amount.starts_with('-');
+    let digits = amount.trim_start_matches('-');
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let mut fraction: String = fraction.chars().collect();
+    // round half up at the currency's minor unit
+    let round_up = fraction.chars().nth(minor_digits).is_some_and(|c| c >= '5');
+    fraction.truncate(minor_digits);
+    while fraction.len() < minor_digits {
+        fraction.push('0');
+    }
+    let scaled: u128 = format!("{whole}{fraction}").parse().ok()?;
+    let scaled = scaled + u128::from(round_up);
+    let divisor = 10u128.pow(minor_digits as u32);
+    let (units, cents) = (scaled / divisor, scaled % divisor);
+    let french = language == "fr";
+    let group = if french { "\u{202f}" } else { "," };
+    let decimal = if french { "," } else { "." };
+    let units_text = units.to_string();
+    let mut grouped = String::new();
+    for (i, c) in units_text.chars().enumerate() {
+        if i > 0 && (units_text.len() - i) % 3 == 0 {
+            grouped.push_str(group);
+        }
+        grouped.push(c);
+    }
+    let number = if minor_digits > 0 {
+        format!("{grouped}{decimal}{cents:0width$}", width = minor_digits)
+    } else {
+        grouped
+    };
+    let sign = if negative && scaled > 0 { "-" } else { "" };
+    let symbol = match currency {
+        "USD" | "CAD" | "AUD" => Some("$"),
+        "EUR" => Some("€"),
+        "GBP" => Some("£"),
+        "JPY" => Some("¥"),
+        _ => None,
+    };
+    Some(match (french, symbol) {
+        (true, Some(s)) => format!("{sign}{number}\u{a0}{s}"),
+        (true, None) => format!("{sign}{number}\u{a0}{currency}"),
+        (false, Some(s)) => format!("{sign}{s}{number}"),
+        (false, None) => format!("{sign}{currency}\u{a0}{number}"),
+    })
+}
+
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const MONTHS_FR: [&str; 12] = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+];
+
+fn parse_instant(value: &JinjaValue) -> Result<DateTime<Utc>, minijinja::Error> {
+    reject_undefined(value)?;
+    value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| filter_error(format!("{value} is not an RFC 3339 time")))
+}
+
+fn format_date(t: DateTime<Tz>, language: &str) -> String {
+    let month = t.month0() as usize;
+    if language == "fr" {
+        format!("{} {} {}", t.day(), MONTHS_FR[month], t.year())
+    } else {
+        format!("{} {}, {}", MONTHS_EN[month], t.day(), t.year())
+    }
+}
+
+/// `{{ ts | date }}`: the date in the recipient's time zone and language.
+fn date_filter(state: &State, value: JinjaValue) -> Result<String, minijinja::Error> {
+    let t = parse_instant(&value)?.with_timezone(&state_timezone(state));
+    Ok(format_date(t, &state_locale(state)))
+}
+
+/// `{{ ts | datetime }}`: the date and time in the recipient's time zone and language.
+fn datetime_filter(state: &State, value: JinjaValue) -> Result<String, minijinja::Error> {
+    let language = state_locale(state);
+    let t = parse_instant(&value)?.with_timezone(&state_timezone(state));
+    let zone = t.format("%Z");
+    Ok(if language == "fr" {
+        format!(
+            "{} à {} h {:02} ({zone})",
+            format_date(t, &language),
+            t.hour(),
+            t.minute()
+        )
+    } else {
+        let (pm, hour) = t.hour12();
+        format!(
+            "{} at {}:{:02} {} ({zone})",
+            format_date(t, &language),
+            hour,
+            t.minute(),
+            if pm { "PM" } else { "AM" }
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn catalog() -> Catalog {
+        Catalog::embedded().unwrap()
+    }
+
+    fn t(s: &str) -> NotificationType {
+        NotificationType::parse(s).unwrap()
+    }
+
+    fn ctx(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn order() -> Map<String, Value> {
+        ctx(json!({
+            "customer_id": "cus_1", "order_id": "ord_1001", "grand_total": "59.90", "currency": "USD",
+            "items": [{"sku": "s1", "name": "Mug", "quantity": 2, "unit_price": "19.95"}],
+            "created_at": "2026-11-20T09:59:00Z"
+        }))
+    }
+
+    #[test]
+    fn every_type_in_the_catalog_renders_its_english_and_french_templates() {
+        let c = catalog();
+        let types: Vec<_> = c.notification_types().map(|t| t.to_string()).collect();
+        for expected in [
+            "chargeback_opened",
+            "order_confirmation",
+            "refund_issued",
+            "reminder",
+            "review_prompt",
+            "ticket_confirmation",
+        ] {
+            assert!(
+                types.iter().any(|t| t == expected),
+                "{expected} missing from {types:?}"
+            );
+        }
+        assert!(c.spec(&t("chargeback_opened")).unwrap().internal);
+    }
+
+    #[test]
+    fn order_confirmation_renders_amounts_for_the_locale() {
+        let c = catalog();
+        let en = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::parse("en-US").unwrap(),
+                None,
+                &order(),
+            )
+            .unwrap();
+        assert_eq!(en.locale, "en");
+        assert!(en.subject.as_deref().unwrap().contains("ord_1001"));
+        assert!(en.body.contains("$59.90"), "{}", en.body);
+        let fr = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::parse("fr-CA").unwrap(),
+                None,
+                &order(),
+            )
+            .unwrap();
+        assert_eq!(fr.locale, "fr");
+        assert!(fr.body.contains("59,90\u{a0}$"), "{}", fr.body);
+    }
+
+    #[test]
+    fn unknown_locales_fall_back_to_english() {
+        let r = catalog()
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::parse("de-DE").unwrap(),
+                None,
+                &order(),
+            )
+            .unwrap();
+        assert_eq!(r.locale, "en");
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error_naming_it() {
+        let mut context = order();
+        context.remove("grand_total");
+        let err = catalog()
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::english(),
+                None,
+                &context,
+            )
+            .unwrap_err();
+        match err {
+            RenderError::MissingVariables { missing, .. } => {
+                assert_eq!(missing, vec!["grand_total"])
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn channels_without_templates_are_refused() {
+        let err = catalog()
+            .render(
+                &t("order_confirmation"),
+                Channel::Sms,
+                &Locale::english(),
+                None,
+                &order(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, RenderError::UnsupportedChannel { .. }));
+    }
+
+    #[test]
+    fn money_is_formatted_without_floats() {
+        assert_eq!(format_money("59.9", "USD", "en").unwrap(), "$59.90");
+        assert_eq!(
+            format_money("1234567.891", "EUR", "en").unwrap(),
+            "€1,234,567.89"
+        );
+        assert_eq!(
+            format_money("1234.5", "EUR", "fr").unwrap(),
+            "1\u{202f}234,50\u{a0}€"
+        );
+        assert_eq!(format_money("0.005", "USD", "en").unwrap(), "$0.01");
+        assert_eq!(format_money("1000", "JPY", "en").unwrap(), "¥1,000");
+        assert_eq!(format_money("12", "CHF", "en").unwrap(), "CHF\u{a0}12.00");
+        assert_eq!(format_money("-5.25", "GBP", "en").unwrap(), "-£5.25");
+        assert!(format_money("abc", "USD", "en").is_none());
+    }
+
+    #[test]
+    fn dates_follow_language_and_time_zone() {
+        let c = Catalog::from_files([
+            (
+                "x/template.json".to_string(),
+                r#"{"channels": ["sms"]}"#.to_string(),
+            ),
+            (
+                "x/en/sms.body.j2".to_string(),
+                "{{ at | date }} / {{ at | datetime }}".to_string(),
+            ),
+            (
+                "x/fr/sms.body.j2".to_string(),
+                "{{ at | date }} / {{ at | datetime }}".to_string(),
+            ),
+        ])
+        .unwrap();
+        let context = ctx(json!({"at": "2026-12-06T00:30:00Z"}));
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let en = c
+            .render(
+                &t("x"),
+                Channel::Sms,
+                &Locale::english(),
+                Some(ny),
+                &context,
+            )
+            .unwrap();
+        assert_eq!(
+            en.body,
+            "December 5, 2026 / December 5, 2026 at 7:30 PM (EST)"
+        );
+        let fr = c
+            .render(
+                &t("x"),
+                Channel::Sms,
+                &Locale::parse("fr").unwrap(),
+                None,
+                &context,
+            )
+            .unwrap();
+        assert_eq!(fr.body, "6 décembre 2026 / 6 décembre 2026 à 0 h 30 (UTC)");
+    }
+}

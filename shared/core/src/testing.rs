@@ -1,0 +1,307 @@
+//! In-memory ports for unit tests of the domain. Not for production: no persistence, no
+//! durability, one process.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::directory::{CustomerRecord, OrgSettings, Versioned};
+use crate::ids::{CustomerId, NotificationId, OrgId};
+use crate::intake::IntakeRecord;
+use crate::model::{Claim, Notification, Status};
+use crate::ports::{
+    ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, Enqueue,
+    NotificationStore, PortError, Receipt, SendError, SuppressionKey, Write,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    pub notifications: Mutex<BTreeMap<(OrgId, NotificationId), Notification>>,
+    pub intake: Mutex<BTreeMap<String, IntakeRecord>>,
+}
+
+impl MemoryStore {
+    pub fn all(&self) -> Vec<Notification> {
+        lock(&self.notifications).values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl NotificationStore for MemoryStore {
+    async fn create(&self, n: &Notification) -> Result<Created, PortError> {
+        let mut map = lock(&self.notifications);
+        let key = (n.org_id.clone(), n.id.clone());
+        if let Some(existing) = map.get(&key) {
+            return Ok(Created::Existing(Box::new(existing.clone())));
+        }
+        map.insert(key, n.clone());
+        Ok(Created::New)
+    }
+
+    async fn get(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, PortError> {
+        Ok(lock(&self.notifications)
+            .get(&(org.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn claim(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, PortError> {
+        let mut map = lock(&self.notifications);
+        let Some(n) = map.get_mut(&(org.clone(), id.clone())) else {
+            return Ok(ClaimOutcome::NotFound);
+        };
+        if !n.is_claimable(now) {
+            return Ok(ClaimOutcome::NotClaimable(Box::new(n.clone())));
+        }
+        n.status = Status::Sending;
+        n.claim = Some(Claim {
+            token: token.to_string(),
+            until: lease_until,
+        });
+        n.updated_at = now;
+        Ok(ClaimOutcome::Claimed(Box::new(n.clone())))
+    }
+
+    async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
+        let mut map = lock(&self.notifications);
+        let Some(stored) = map.get_mut(&(n.org_id.clone(), n.id.clone())) else {
+            return Ok(false);
+        };
+        if stored.claim.as_ref().is_none_or(|c| c.token != token) {
+            return Ok(false);
+        }
+        *stored = Notification {
+            claim: None,
+            ..n.clone()
+        };
+        Ok(true)
+    }
+
+    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
+        lock(&self.intake).insert(record.event_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn get_intake(
+        &self,
+        _: Option<&OrgId>,
+        event_id: &str,
+    ) -> Result<Option<IntakeRecord>, PortError> {
+        Ok(lock(&self.intake).get(event_id).cloned())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryDirectory {
+    pub customers: Mutex<BTreeMap<(OrgId, CustomerId), Versioned<CustomerRecord>>>,
+    pub orgs: Mutex<BTreeMap<OrgId, Versioned<OrgSettings>>>,
+    pub suppressions: Mutex<BTreeSet<(OrgId, SuppressionKey)>>,
+}
+
+fn guarded_put<K: Ord, V>(
+    map: &mut BTreeMap<K, Versioned<V>>,
+    key: K,
+    value: V,
+    expected: Option<u64>,
+) -> Write {
+    let current = map.get(&key).map(|v| v.version);
+    if current != expected {
+        return Write::Conflict;
+    }
+    let version = current.map_or(1, |v| v + 1);
+    map.insert(key, Versioned { value, version });
+    Write::Done
+}
+
+#[async_trait]
+impl Directory for MemoryDirectory {
+    async fn load(
+        &self,
+        org: &OrgId,
+        customer: Option<&CustomerId>,
+    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError> {
+        let c = customer.and_then(|c| {
+            lock(&self.customers)
+                .get(&(org.clone(), c.clone()))
+                .map(|v| v.value.clone())
+        });
+        let o = lock(&self.orgs).get(org).map(|v| v.value.clone());
+        Ok((c, o))
+    }
+
+    async fn get_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Option<Versioned<CustomerRecord>>, PortError> {
+        Ok(lock(&self.customers)
+            .get(&(org.clone(), customer.clone()))
+            .cloned())
+    }
+
+    async fn put_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        record: &CustomerRecord,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError> {
+        Ok(guarded_put(
+            &mut lock(&self.customers),
+            (org.clone(), customer.clone()),
+            record.clone(),
+            expected,
+        ))
+    }
+
+    async fn get_org_settings(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<OrgSettings>>, PortError> {
+        Ok(lock(&self.orgs).get(org).cloned())
+    }
+
+    async fn put_org_settings(
+        &self,
+        org: &OrgId,
+        settings: &OrgSettings,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError> {
+        Ok(guarded_put(
+            &mut lock(&self.orgs),
+            org.clone(),
+            settings.clone(),
+            expected,
+        ))
+    }
+
+    async fn suppressed(
+        &self,
+        org: &OrgId,
+        keys: &[SuppressionKey],
+    ) -> Result<BTreeSet<SuppressionKey>, PortError> {
+        let set = lock(&self.suppressions);
+        Ok(keys
+            .iter()
+            .filter(|k| set.contains(&(org.clone(), (*k).clone())))
+            .cloned()
+            .collect())
+    }
+
+    async fn suppress(
+        &self,
+        org: &OrgId,
+        key: &SuppressionKey,
+        _reason: &str,
+    ) -> Result<(), PortError> {
+        lock(&self.suppressions).insert((org.clone(), key.clone()));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub messages: Mutex<Vec<Enqueue>>,
+}
+
+impl MemoryQueue {
+    pub fn take(&self) -> Vec<Enqueue> {
+        std::mem::take(&mut *lock(&self.messages))
+    }
+}
+
+#[async_trait]
+impl DispatchQueue for MemoryQueue {
+    async fn enqueue(&self, messages: &[Enqueue]) -> Result<(), PortError> {
+        lock(&self.messages).extend_from_slice(messages);
+        Ok(())
+    }
+}
+
+/// What a scripted sender does on each call.
+#[derive(Debug, Clone)]
+pub enum Script {
+    Accept,
+    Fail(SendError),
+    Panic,
+}
+
+/// A sender that records what it was asked to send and answers as scripted (the last answer repeats).
+pub struct ScriptedSender {
+    pub script: Mutex<Vec<Script>>,
+    pub sent: Mutex<Vec<Notification>>,
+}
+
+impl ScriptedSender {
+    pub fn new(script: Vec<Script>) -> Arc<Self> {
+        Arc::new(ScriptedSender {
+            script: Mutex::new(script),
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn accepting() -> Arc<Self> {
+        Self::new(vec![Script::Accept])
+    }
+
+    pub fn calls(&self) -> usize {
+        lock(&self.sent).len()
+    }
+}
+
+#[async_trait]
+impl ChannelSender for ScriptedSender {
+    async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
+        let step = {
+            let mut script = lock(&self.script);
+            if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script.first().cloned().unwrap_or(Script::Accept)
+            }
+        };
+        lock(&self.sent).push(n.clone());
+        match step {
+            Script::Accept => Ok(Receipt {
+                provider_message_id: format!("msg-{}", lock(&self.sent).len()),
+            }),
+            Script::Fail(e) => Err(e),
+            Script::Panic => panic!("scripted sender panic"),
+        }
+    }
+}
+
+/// A clock that stands where it is told.
+pub struct FixedClock(pub Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    pub fn at(t: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(FixedClock(Mutex::new(t)))
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *lock(&self.0) = t;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.0)
+    }
+}
