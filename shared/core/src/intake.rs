@@ -61,6 +61,7 @@ pub struct IntakeRecord {
     pub notifications: Vec<NotificationId>,
     #[serde(default)]
     pub skipped: Vec<ChannelSkip>,
+    #[serde(with = "crate::time")]
     pub received_at: DateTime<Utc>,
 }
 

@@ -13,6 +13,7 @@ pub mod model;
 pub mod ports;
 pub mod retry;
 pub mod template;
+pub mod time;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,0 +1,43 @@
+//! Configuration from the environment, read once per cold start.
+
+use std::env;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// A required variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+/// An optional variable; empty counts as unset.
+pub fn optional(name: &'static str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A variable parsed with `parse`, or `default` when unset.
+pub fn parsed<T, E: std::fmt::Display>(
+    name: &'static str,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ConfigError> {
+    match optional(name) {
+        None => Ok(default),
+        Some(raw) => parse(&raw).map_err(|e| ConfigError::Invalid { name, message: e.to_string() }),
+    }
+}
+
+/// The AWS configuration: region, credentials and `AWS_ENDPOINT_URL` from the environment.
+pub async fn aws() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

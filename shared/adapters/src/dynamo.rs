@@ -1,0 +1,443 @@
+//! The notifications and directory tables on DynamoDB.
+//!
+//! Keys carry the organization first (`N#org#id`), so no read can cross organizations and
+//! items spread over partitions. Conditional writes carry the invariants: a notification is
+//! created once, claimed by one dispatcher at a time, and settled only by its claimer.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
+use herald_core::ids::{CustomerId, NotificationId, OrgId};
+use herald_core::intake::IntakeRecord;
+use herald_core::model::{Notification, Status};
+use herald_core::ports::{
+    ClaimOutcome, Created, Directory, NotificationStore, PortError, SuppressionKey, Write,
+};
+use herald_core::time;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The largest number of keys one BatchGetItem may ask for.
+const BATCH_GET_LIMIT: usize = 100;
+/// How often unprocessed keys of a BatchGetItem are asked for again before giving up.
+const BATCH_GET_ROUNDS: usize = 5;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn to_item<T: Serialize>(operation: &'static str, value: &T) -> Result<Item, PortError> {
+    serde_dynamo::to_item(value).map_err(|e| PortError::new(operation, e))
+}
+
+fn from_item<T: DeserializeOwned>(operation: &'static str, item: Item) -> Result<T, PortError> {
+    serde_dynamo::from_item(item).map_err(|e| PortError::new(operation, e))
+}
+
+pub fn notification_key(org: &OrgId, id: &NotificationId) -> String {
+    format!("N#{org}#{id}")
+}
+
+pub fn intake_key(org: Option<&OrgId>, event_id: &str) -> String {
+    format!("E#{}#{event_id}", org.map_or("-", OrgId::as_str))
+}
+
+fn customer_key(org: &OrgId, customer: &CustomerId) -> String {
+    format!("C#{org}#{customer}")
+}
+
+fn org_key(org: &OrgId) -> String {
+    format!("O#{org}")
+}
+
+fn suppression_key(org: &OrgId, key: &SuppressionKey) -> String {
+    format!("S#{org}#{}#{}", key.channel, key.address)
+}
+
+/// Reads many keys of one table with BatchGetItem, in chunks, retrying unprocessed keys.
+async fn batch_get(client: &Client, table: &str, keys: Vec<String>, consistent: bool) -> Result<Vec<Item>, PortError> {
+    const OP: &str = "dynamodb BatchGetItem";
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(BATCH_GET_LIMIT) {
+        let mut pending: Vec<Item> = chunk.iter().map(|k| HashMap::from([("pk".to_string(), s(k.clone()))])).collect();
+        for _ in 0..BATCH_GET_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| PortError::new(OP, e))?;
+            let out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| PortError::new(OP, e))?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(table).unwrap_or_default());
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        if !pending.is_empty() {
+            return Err(PortError::new(OP, "keys stayed unprocessed after retries (throttled)"));
+        }
+    }
+    Ok(found)
+}
+
+fn pk_of(item: &Item) -> Option<&str> {
+    item.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// The notifications table.
+#[derive(Clone, Debug)]
+pub struct DynamoNotificationStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoNotificationStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoNotificationStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn notification_item(n: &Notification) -> Result<Item, PortError> {
+        let mut item = to_item("serialize notification", n)?;
+        item.insert("pk".into(), s(notification_key(&n.org_id, &n.id)));
+        item.insert("kind".into(), s("notification"));
+        Ok(item)
+    }
+
+    fn parse_notification(item: Item) -> Result<Notification, PortError> {
+        from_item("deserialize notification", item)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for DynamoNotificationStore {
+    async fn create(&self, n: &Notification) -> Result<Created, PortError> {
+        const OP: &str = "dynamodb PutItem notification";
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::notification_item(n)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                let existing = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let existing = match existing {
+                    Some(item) => Self::parse_notification(item)?,
+                    // an emulator may not return the old item; read it
+                    None => self
+                        .get(&n.org_id, &n.id)
+                        .await?
+                        .ok_or_else(|| PortError::new(OP, "conditional check failed but no item exists"))?,
+                };
+                Ok(Created::Existing(Box::new(existing)))
+            }
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn get(&self, org: &OrgId, id: &NotificationId) -> Result<Option<Notification>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb GetItem notification", e))?;
+        out.item.map(Self::parse_notification).transpose()
+    }
+
+    async fn claim(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, PortError> {
+        const OP: &str = "dynamodb UpdateItem claim";
+        let now_s = time::format(&now);
+        let claim = HashMap::from([
+            ("token".to_string(), s(token)),
+            ("until".to_string(), s(time::format(&lease_until))),
+        ]);
+        // The same rule as Notification::is_claimable, enforced atomically.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .update_expression("SET #status = :sending, #claim = :claim, updated_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) \
+                 AND (#status IN (:pending, :retrying) \
+                      OR (#status = :sending AND (attribute_not_exists(#claim) OR #claim.#until <= :now))) \
+                 AND (attribute_not_exists(scheduled_for) OR scheduled_for <= :now) \
+                 AND (attribute_not_exists(next_retry_at) OR next_retry_at <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
+            .expression_attribute_values(":claim", AttributeValue::M(claim))
+            .expression_attribute_values(":now", s(now_s))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
+                Ok(ClaimOutcome::Claimed(Box::new(Self::parse_notification(item)?)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(match self.get(org, id).await? {
+                    None => ClaimOutcome::NotFound,
+                    Some(n) => ClaimOutcome::NotClaimable(Box::new(n)),
+                })
+            }
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
+        const OP: &str = "dynamodb UpdateItem settle";
+        let mut sets = vec!["#status = :status", "attempts = :attempts", "updated_at = :updated_at"];
+        let mut removes = vec!["#claim"];
+        let mut values: Vec<(&str, AttributeValue)> = vec![
+            (":status", s(n.status.as_str())),
+            (":attempts", AttributeValue::N(n.attempts.to_string())),
+            (":updated_at", s(time::format(&n.updated_at))),
+            (":token", s(token)),
+        ];
+        let optional = [
+            ("provider_message_id", ":provider_message_id", n.provider_message_id.clone()),
+            ("last_error", ":last_error", n.last_error.clone()),
+            ("sent_at", ":sent_at", n.sent_at.as_ref().map(time::format)),
+            ("failed_at", ":failed_at", n.failed_at.as_ref().map(time::format)),
+            ("next_retry_at", ":next_retry_at", n.next_retry_at.as_ref().map(time::format)),
+            // the dead-letters index is sparse: only failed notifications carry dl_org
+            ("dl_org", ":dl_org", (n.status == Status::Failed).then(|| n.org_id.to_string())),
+        ];
+        let mut set_clauses: Vec<String> = Vec::new();
+        for (attr, placeholder, value) in optional {
+            match value {
+                Some(v) => {
+                    set_clauses.push(format!("{attr} = {placeholder}"));
+                    values.push((placeholder, s(v)));
+                }
+                None => removes.push(attr),
+            }
+        }
+        sets.extend(set_clauses.iter().map(String::as_str));
+        let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(&n.org_id, &n.id)))
+            .update_expression(expression)
+            .condition_expression("#claim.#token = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#token", "token");
+        for (placeholder, value) in values {
+            request = request.expression_attribute_values(placeholder, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
+        let mut item = to_item("serialize intake record", record)?;
+        item.insert("pk".into(), s(intake_key(record.org_id.as_ref(), &record.event_id)));
+        item.insert("kind".into(), s("intake"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb PutItem intake", e))?;
+        Ok(())
+    }
+
+    async fn get_intake(&self, org: Option<&OrgId>, event_id: &str) -> Result<Option<IntakeRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(intake_key(org, event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb GetItem intake", e))?;
+        out.item.map(|i| from_item("deserialize intake record", i)).transpose()
+    }
+}
+
+/// The directory table: customers, organization settings, the suppression list.
+#[derive(Clone, Debug)]
+pub struct DynamoDirectory {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDirectory {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDirectory {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get_versioned<T: DeserializeOwned>(&self, key: String) -> Result<Option<Versioned<T>>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb GetItem directory", e))?;
+        out.item.map(parse_versioned).transpose()
+    }
+
+    async fn put_versioned<T: Serialize>(&self, key: String, value: &T, expected: Option<u64>) -> Result<Write, PortError> {
+        const OP: &str = "dynamodb PutItem directory";
+        let record = serde_dynamo::to_attribute_value(value).map_err(|e| PortError::new(OP, e))?;
+        let next = expected.map_or(1, |v| v + 1);
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("record", record)
+            .item("version", AttributeValue::N(next.to_string()));
+        request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => request
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(Write::Done),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(Write::Conflict),
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+}
+
+fn parse_versioned<T: DeserializeOwned>(mut item: Item) -> Result<Versioned<T>, PortError> {
+    const OP: &str = "deserialize directory record";
+    let version = item
+        .get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| PortError::new(OP, "version missing"))?;
+    let record = item.remove("record").ok_or_else(|| PortError::new(OP, "record missing"))?;
+    let value = serde_dynamo::from_attribute_value(record).map_err(|e| PortError::new(OP, e))?;
+    Ok(Versioned { value, version })
+}
+
+#[async_trait]
+impl Directory for DynamoDirectory {
+    async fn load(
+        &self,
+        org: &OrgId,
+        customer: Option<&CustomerId>,
+    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError> {
+        let customer_pk = customer.map(|c| customer_key(org, c));
+        let org_pk = org_key(org);
+        let keys: Vec<String> = customer_pk.iter().cloned().chain([org_pk.clone()]).collect();
+        let mut found_customer = None;
+        let mut found_org = None;
+        for item in batch_get(&self.client, &self.table, keys, true).await? {
+            let pk = pk_of(&item).map(str::to_owned);
+            if pk.as_deref() == Some(org_pk.as_str()) {
+                found_org = Some(parse_versioned::<OrgSettings>(item)?.value);
+            } else if pk.is_some() && pk == customer_pk {
+                found_customer = Some(parse_versioned::<CustomerRecord>(item)?.value);
+            }
+        }
+        Ok((found_customer, found_org))
+    }
+
+    async fn get_customer(&self, org: &OrgId, customer: &CustomerId) -> Result<Option<Versioned<CustomerRecord>>, PortError> {
+        self.get_versioned(customer_key(org, customer)).await
+    }
+
+    async fn put_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        record: &CustomerRecord,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError> {
+        self.put_versioned(customer_key(org, customer), record, expected).await
+    }
+
+    async fn get_org_settings(&self, org: &OrgId) -> Result<Option<Versioned<OrgSettings>>, PortError> {
+        self.get_versioned(org_key(org)).await
+    }
+
+    async fn put_org_settings(&self, org: &OrgId, settings: &OrgSettings, expected: Option<u64>) -> Result<Write, PortError> {
+        self.put_versioned(org_key(org), settings, expected).await
+    }
+
+    async fn suppressed(&self, org: &OrgId, keys: &[SuppressionKey]) -> Result<BTreeSet<SuppressionKey>, PortError> {
+        let by_pk: HashMap<String, &SuppressionKey> = keys.iter().map(|k| (suppression_key(org, k), k)).collect();
+        let found = batch_get(&self.client, &self.table, by_pk.keys().cloned().collect(), false).await?;
+        Ok(found
+            .iter()
+            .filter_map(|item| pk_of(item).and_then(|pk| by_pk.get(pk)).map(|k| (*k).clone()))
+            .collect())
+    }
+
+    async fn suppress(&self, org: &OrgId, key: &SuppressionKey, reason: &str) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(suppression_key(org, key)))
+            .item("channel", s(key.channel.as_str()))
+            .item("reason", s(reason))
+            .item("at", s(time::format(&Utc::now())))
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb PutItem suppression", e))?;
+        Ok(())
+    }
+}

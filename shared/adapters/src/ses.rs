@@ -1,0 +1,61 @@
+//! Email through Amazon SES v2.
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use herald_core::model::{Address, Notification};
+use herald_core::ports::{ChannelSender, Receipt, SendError};
+
+use crate::classify::classify;
+
+/// SES answers these when the account or region is temporarily unable to send.
+const SOFT_CODES: &[&str] = &["LimitExceededException", "SendingPausedException"];
+
+#[derive(Clone, Debug)]
+pub struct SesEmailSender {
+    client: Client,
+    configuration_set: Option<String>,
+}
+
+impl SesEmailSender {
+    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+        SesEmailSender {
+            client,
+            configuration_set,
+        }
+    }
+}
+
+fn content(text: &str) -> Result<Content, SendError> {
+    Content::builder()
+        .data(text)
+        .charset("UTF-8")
+        .build()
+        .map_err(|_| SendError::hard("email content could not be built"))
+}
+
+#[async_trait]
+impl ChannelSender for SesEmailSender {
+    async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
+        let Address::Email(to) = &n.address else {
+            return Err(SendError::hard("email notification without an email address"));
+        };
+        let from = n.sender.as_ref().ok_or_else(|| SendError::hard("email notification without a sender"))?;
+        let message = Message::builder()
+            .subject(content(n.subject.as_deref().unwrap_or_default())?)
+            .body(Body::builder().text(content(&n.body)?).build())
+            .build();
+        let out = self
+            .client
+            .send_email()
+            .from_email_address(from.as_str())
+            .destination(Destination::builder().to_addresses(to.as_str()).build())
+            .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| classify("SES", &e, SOFT_CODES))?;
+        let id = out.message_id.ok_or_else(|| SendError::soft("SES returned no message id"))?;
+        Ok(Receipt { provider_message_id: id })
+    }
+}

@@ -1,0 +1,71 @@
+//! The dispatch queue on SQS.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use herald_core::ports::{DispatchQueue, Enqueue, MAX_QUEUE_DELAY, PortError};
+
+/// The most entries one SendMessageBatch takes.
+const BATCH_LIMIT: usize = 10;
+/// How often entries that SQS failed are sent again before the enqueue fails.
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Debug)]
+pub struct SqsDispatchQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDispatchQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsDispatchQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DispatchQueue for SqsDispatchQueue {
+    async fn enqueue(&self, messages: &[Enqueue]) -> Result<(), PortError> {
+        const OP: &str = "sqs SendMessageBatch";
+        for chunk in messages.chunks(BATCH_LIMIT) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, m) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(&m.message).map_err(|e| PortError::new(OP, e))?;
+                let delay = m.delay.min(MAX_QUEUE_DELAY).as_secs();
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .delay_seconds(i32::try_from(delay).unwrap_or(0))
+                        .build()
+                        .map_err(|e| PortError::new(OP, e))?,
+                );
+            }
+            for round in 1..=ROUNDS {
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(entries.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| PortError::new(OP, e))?;
+                let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
+                if failed.is_empty() {
+                    break;
+                }
+                if round == ROUNDS {
+                    let codes: Vec<&str> = out.failed.iter().map(|f| f.code.as_str()).collect();
+                    return Err(PortError::new(
+                        OP,
+                        format!("{} of {} entries failed: {}", failed.len(), entries.len(), codes.join(", ")),
+                    ));
+                }
+                entries.retain(|e| failed.contains(&e.id.as_str()));
+            }
+        }
+        Ok(())
+    }
+}
