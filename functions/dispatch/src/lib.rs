@@ -1,1 +1,140 @@
+//! The dispatch function: SQS batches of notification ids in, sends out. Each record succeeds
+//! or fails alone (`ReportBatchItemFailures`).
 
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt;
+use futures::future::join_all;
+use herald_adapters::config::{self, ConfigError};
+use herald_adapters::{DynamoNotificationStore, SesEmailSender, SnsSmsSender, SqsDispatchQueue};
+use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
+use herald_core::model::Channel;
+use herald_core::ports::{Clock, DispatchMessage, NotConfigured, SystemClock};
+use herald_core::retry::RetryPolicy;
+use lambda_runtime::{Error, LambdaEvent};
+use tracing::{error, warn};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub notifications_table: String,
+    pub dispatch_queue_url: String,
+    pub retry: RetryPolicy,
+    pub ses_configuration_set: Option<String>,
+    pub sms_sender_id: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let defaults = RetryPolicy::default();
+        let seconds = |s: &str| s.parse::<u64>().map(Duration::from_secs);
+        let retry = RetryPolicy::new(
+            config::parsed(
+                "HERALD_RETRY_MAX_ATTEMPTS",
+                defaults.max_attempts,
+                str::parse,
+            )?,
+            config::parsed("HERALD_RETRY_BASE_SECONDS", defaults.base, seconds)?,
+            config::parsed("HERALD_RETRY_FACTOR", defaults.factor, str::parse)?,
+            config::parsed("HERALD_RETRY_CAP_SECONDS", defaults.cap, seconds)?,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "HERALD_RETRY_*",
+            message: e.to_string(),
+        })?;
+        Ok(Config {
+            notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
+            dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
+            retry,
+            ses_configuration_set: config::optional("HERALD_SES_CONFIGURATION_SET"),
+            sms_sender_id: config::optional("HERALD_SMS_SENDER_ID"),
+        })
+    }
+}
+
+/// Builds the service with its clients; once per cold start.
+pub fn service(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> DispatchService {
+    DispatchService {
+        store: Arc::new(DynamoNotificationStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            &config.notifications_table,
+        )),
+        queue: Arc::new(SqsDispatchQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            &config.dispatch_queue_url,
+        )),
+        senders: Senders {
+            email: Arc::new(SesEmailSender::new(
+                aws_sdk_sesv2::Client::new(aws),
+                config.ses_configuration_set.clone(),
+            )),
+            sms: Arc::new(SnsSmsSender::new(
+                aws_sdk_sns::Client::new(aws),
+                config.sms_sender_id.clone(),
+            )),
+            push: Arc::new(NotConfigured(Channel::Push)),
+            whatsapp: Arc::new(NotConfigured(Channel::Whatsapp)),
+        },
+        clock,
+        policy: config.retry.clone(),
+        lease: DEFAULT_LEASE,
+    }
+}
+
+pub async fn service_from_env() -> Result<DispatchService, Error> {
+    let config = Config::from_env()?;
+    let aws = config::aws().await;
+    Ok(service(&config, &aws, Arc::new(SystemClock)))
+}
+
+/// Dispatches one record; `false` when it must be reported as failed.
+async fn dispatch_record(service: &DispatchService, record: &SqsMessage) -> bool {
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let message: DispatchMessage =
+        match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
+            Ok(m) => m,
+            Err(e) => {
+                // Reported failed so SQS moves it to the dead-letter queue after its receives.
+                warn!(message_id, reason = %e, "malformed dispatch message");
+                return false;
+            }
+        };
+    match AssertUnwindSafe(service.dispatch(&message))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            error!(message_id, notification_id = %message.notification_id, error = %e, "dispatch failed");
+            false
+        }
+        Err(_) => {
+            error!(message_id, notification_id = %message.notification_id, "dispatch panicked");
+            false
+        }
+    }
+}
+
+/// The Lambda handler: the batch's records run concurrently; the failed ones are reported.
+pub async fn handle(
+    service: &DispatchService,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let records = &event.payload.records;
+    let results = join_all(records.iter().map(|r| dispatch_record(service, r))).await;
+    let mut response = SqsBatchResponse::default();
+    for (record, ok) in records.iter().zip(results) {
+        if !ok {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}

@@ -1,1 +1,8 @@
-fn main() {}
+use lambda_runtime::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    herald_adapters::telemetry::init();
+    let service = herald_dispatch::service_from_env().await?;
+    run(service_fn(|event| herald_dispatch::handle(&service, event))).await
+}

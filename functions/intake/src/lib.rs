@@ -1,1 +1,91 @@
+//! The intake function: EventBridge events in, notifications out.
+//!
+//! The handler is a library so that the local stack and the tests run exactly the code the
+//! Lambda runs.
 
+use std::sync::Arc;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use herald_adapters::config::{self, ConfigError};
+use herald_adapters::{DynamoDirectory, DynamoNotificationStore, SqsDispatchQueue};
+use herald_core::event::EventEnvelope;
+use herald_core::ids::EmailAddress;
+use herald_core::intake::{IntakeConfig, IntakeRecord, IntakeService};
+use herald_core::ports::{Clock, SystemClock};
+use herald_core::template::Catalog;
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
+
+/// Where intake reads and writes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub notifications_table: String,
+    pub directory_table: String,
+    pub dispatch_queue_url: String,
+    pub default_sender: EmailAddress,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Ok(Config {
+            notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
+            directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
+            dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
+            default_sender: EmailAddress::parse(config::required("HERALD_DEFAULT_SENDER")?)
+                .map_err(|e| ConfigError::Invalid {
+                    name: "HERALD_DEFAULT_SENDER",
+                    message: e.0,
+                })?,
+        })
+    }
+}
+
+/// Builds the service with its clients; once per cold start.
+pub fn service(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<IntakeService, Error> {
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    Ok(IntakeService {
+        store: Arc::new(DynamoNotificationStore::new(
+            dynamo.clone(),
+            &config.notifications_table,
+        )),
+        directory: Arc::new(DynamoDirectory::new(dynamo, &config.directory_table)),
+        queue: Arc::new(SqsDispatchQueue::new(sqs, &config.dispatch_queue_url)),
+        catalog: Arc::new(Catalog::embedded()?),
+        clock,
+        config: IntakeConfig {
+            default_sender: config.default_sender.clone(),
+        },
+    })
+}
+
+/// The service as the Lambda builds it: configuration from the environment, the system clock.
+pub async fn service_from_env() -> Result<IntakeService, Error> {
+    let config = Config::from_env()?;
+    let aws = config::aws().await;
+    service(&config, &aws, Arc::new(SystemClock))
+}
+
+/// Converts the Lambda's event into the core's envelope.
+pub fn envelope(event: &EventBridgeEvent<Value>) -> EventEnvelope {
+    EventEnvelope {
+        id: event.id.clone().unwrap_or_default(),
+        detail_type: event.detail_type.clone(),
+        source: event.source.clone(),
+        time: event.time,
+        detail: event.detail.clone(),
+    }
+}
+
+/// The Lambda handler. A rejected event is an `Ok` outcome (recorded, not retried); only an
+/// infrastructure failure is an `Err`, so that Lambda delivers the event again.
+pub async fn handle(
+    service: &IntakeService,
+    event: LambdaEvent<EventBridgeEvent<Value>>,
+) -> Result<IntakeRecord, Error> {
+    Ok(service.handle(&envelope(&event.payload)).await?)
+}

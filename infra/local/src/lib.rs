@@ -1,1 +1,11 @@
+//! herald-local: Herald on the local AWS emulator. It stands up the resources of
+//! `infra/template.yaml` on moto's server and drives the real handlers from the real event
+//! sources, so a run shows what a deployment would do.
 
+pub mod driver;
+pub mod emulator;
+pub mod stack;
+
+pub use driver::{EventReport, LocalError, LocalStack, NotificationReport};
+pub use emulator::Emulator;
+pub use stack::{Names, Stack};

@@ -15,7 +15,9 @@ where
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("Unknown");
             let throttled = code.contains("Throttl") || code.contains("TooManyRequests");
-            let server_side = code.contains("InternalError") || code.contains("InternalFailure") || code.contains("ServiceUnavailable");
+            let server_side = code.contains("InternalError")
+                || code.contains("InternalFailure")
+                || code.contains("ServiceUnavailable");
             if throttled || server_side || soft_codes.contains(&code) {
                 SendError::soft(format!("{provider} {code}"))
             } else {
@@ -25,8 +27,12 @@ where
         }
         SdkError::TimeoutError(_) => SendError::soft(format!("{provider} timed out")),
         SdkError::DispatchFailure(_) => SendError::soft(format!("{provider} could not be reached")),
-        SdkError::ResponseError(_) => SendError::soft(format!("{provider} answered with an unreadable response")),
-        SdkError::ConstructionFailure(_) => SendError::hard(format!("{provider} request could not be built")),
+        SdkError::ResponseError(_) => {
+            SendError::soft(format!("{provider} answered with an unreadable response"))
+        }
+        SdkError::ConstructionFailure(_) => {
+            SendError::hard(format!("{provider} request could not be built"))
+        }
         _ => SendError::soft(format!("{provider} failed")),
     }
 }

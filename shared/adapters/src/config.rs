@@ -33,7 +33,10 @@ pub fn parsed<T, E: std::fmt::Display>(
 ) -> Result<T, ConfigError> {
     match optional(name) {
         None => Ok(default),
-        Some(raw) => parse(&raw).map_err(|e| ConfigError::Invalid { name, message: e.to_string() }),
+        Some(raw) => parse(&raw).map_err(|e| ConfigError::Invalid {
+            name,
+            message: e.to_string(),
+        }),
     }
 }
 

@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use chrono::{DateTime, Utc};
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
@@ -61,11 +63,19 @@ fn suppression_key(org: &OrgId, key: &SuppressionKey) -> String {
 }
 
 /// Reads many keys of one table with BatchGetItem, in chunks, retrying unprocessed keys.
-async fn batch_get(client: &Client, table: &str, keys: Vec<String>, consistent: bool) -> Result<Vec<Item>, PortError> {
+async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: Vec<String>,
+    consistent: bool,
+) -> Result<Vec<Item>, PortError> {
     const OP: &str = "dynamodb BatchGetItem";
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(BATCH_GET_LIMIT) {
-        let mut pending: Vec<Item> = chunk.iter().map(|k| HashMap::from([("pk".to_string(), s(k.clone()))])).collect();
+        let mut pending: Vec<Item> = chunk
+            .iter()
+            .map(|k| HashMap::from([("pk".to_string(), s(k.clone()))]))
+            .collect();
         for _ in 0..BATCH_GET_ROUNDS {
             if pending.is_empty() {
                 break;
@@ -91,14 +101,19 @@ async fn batch_get(client: &Client, table: &str, keys: Vec<String>, consistent: 
                 .unwrap_or_default();
         }
         if !pending.is_empty() {
-            return Err(PortError::new(OP, "keys stayed unprocessed after retries (throttled)"));
+            return Err(PortError::new(
+                OP,
+                "keys stayed unprocessed after retries (throttled)",
+            ));
         }
     }
     Ok(found)
 }
 
 fn pk_of(item: &Item) -> Option<&str> {
-    item.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get("pk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// The notifications table.
@@ -143,7 +158,10 @@ impl NotificationStore for DynamoNotificationStore {
             .await;
         match result {
             Ok(_) => Ok(Created::New),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 let existing = match e.into_service_error() {
                     aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
                     _ => None,
@@ -151,10 +169,9 @@ impl NotificationStore for DynamoNotificationStore {
                 let existing = match existing {
                     Some(item) => Self::parse_notification(item)?,
                     // an emulator may not return the old item; read it
-                    None => self
-                        .get(&n.org_id, &n.id)
-                        .await?
-                        .ok_or_else(|| PortError::new(OP, "conditional check failed but no item exists"))?,
+                    None => self.get(&n.org_id, &n.id).await?.ok_or_else(|| {
+                        PortError::new(OP, "conditional check failed but no item exists")
+                    })?,
                 };
                 Ok(Created::Existing(Box::new(existing)))
             }
@@ -162,7 +179,11 @@ impl NotificationStore for DynamoNotificationStore {
         }
     }
 
-    async fn get(&self, org: &OrgId, id: &NotificationId) -> Result<Option<Notification>, PortError> {
+    async fn get(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, PortError> {
         let out = self
             .client
             .get_item()
@@ -216,10 +237,17 @@ impl NotificationStore for DynamoNotificationStore {
             .await;
         match result {
             Ok(out) => {
-                let item = out.attributes.ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
-                Ok(ClaimOutcome::Claimed(Box::new(Self::parse_notification(item)?)))
+                let item = out
+                    .attributes
+                    .ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
+                Ok(ClaimOutcome::Claimed(Box::new(Self::parse_notification(
+                    item,
+                )?)))
             }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
                 Ok(match self.get(org, id).await? {
                     None => ClaimOutcome::NotFound,
                     Some(n) => ClaimOutcome::NotClaimable(Box::new(n)),
@@ -231,7 +259,11 @@ impl NotificationStore for DynamoNotificationStore {
 
     async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
         const OP: &str = "dynamodb UpdateItem settle";
-        let mut sets = vec!["#status = :status", "attempts = :attempts", "updated_at = :updated_at"];
+        let mut sets = vec![
+            "#status = :status",
+            "attempts = :attempts",
+            "updated_at = :updated_at",
+        ];
         let mut removes = vec!["#claim"];
         let mut values: Vec<(&str, AttributeValue)> = vec![
             (":status", s(n.status.as_str())),
@@ -240,13 +272,29 @@ impl NotificationStore for DynamoNotificationStore {
             (":token", s(token)),
         ];
         let optional = [
-            ("provider_message_id", ":provider_message_id", n.provider_message_id.clone()),
+            (
+                "provider_message_id",
+                ":provider_message_id",
+                n.provider_message_id.clone(),
+            ),
             ("last_error", ":last_error", n.last_error.clone()),
             ("sent_at", ":sent_at", n.sent_at.as_ref().map(time::format)),
-            ("failed_at", ":failed_at", n.failed_at.as_ref().map(time::format)),
-            ("next_retry_at", ":next_retry_at", n.next_retry_at.as_ref().map(time::format)),
+            (
+                "failed_at",
+                ":failed_at",
+                n.failed_at.as_ref().map(time::format),
+            ),
+            (
+                "next_retry_at",
+                ":next_retry_at",
+                n.next_retry_at.as_ref().map(time::format),
+            ),
             // the dead-letters index is sparse: only failed notifications carry dl_org
-            ("dl_org", ":dl_org", (n.status == Status::Failed).then(|| n.org_id.to_string())),
+            (
+                "dl_org",
+                ":dl_org",
+                (n.status == Status::Failed).then(|| n.org_id.to_string()),
+            ),
         ];
         let mut set_clauses: Vec<String> = Vec::new();
         for (attr, placeholder, value) in optional {
@@ -275,14 +323,22 @@ impl NotificationStore for DynamoNotificationStore {
         }
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(PortError::new(OP, e)),
         }
     }
 
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
         let mut item = to_item("serialize intake record", record)?;
-        item.insert("pk".into(), s(intake_key(record.org_id.as_ref(), &record.event_id)));
+        item.insert(
+            "pk".into(),
+            s(intake_key(record.org_id.as_ref(), &record.event_id)),
+        );
         item.insert("kind".into(), s("intake"));
         self.client
             .put_item()
@@ -294,7 +350,11 @@ impl NotificationStore for DynamoNotificationStore {
         Ok(())
     }
 
-    async fn get_intake(&self, org: Option<&OrgId>, event_id: &str) -> Result<Option<IntakeRecord>, PortError> {
+    async fn get_intake(
+        &self,
+        org: Option<&OrgId>,
+        event_id: &str,
+    ) -> Result<Option<IntakeRecord>, PortError> {
         let out = self
             .client
             .get_item()
@@ -304,7 +364,9 @@ impl NotificationStore for DynamoNotificationStore {
             .send()
             .await
             .map_err(|e| PortError::new("dynamodb GetItem intake", e))?;
-        out.item.map(|i| from_item("deserialize intake record", i)).transpose()
+        out.item
+            .map(|i| from_item("deserialize intake record", i))
+            .transpose()
     }
 }
 
@@ -323,7 +385,10 @@ impl DynamoDirectory {
         }
     }
 
-    async fn get_versioned<T: DeserializeOwned>(&self, key: String) -> Result<Option<Versioned<T>>, PortError> {
+    async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        key: String,
+    ) -> Result<Option<Versioned<T>>, PortError> {
         let out = self
             .client
             .get_item()
@@ -336,7 +401,12 @@ impl DynamoDirectory {
         out.item.map(parse_versioned).transpose()
     }
 
-    async fn put_versioned<T: Serialize>(&self, key: String, value: &T, expected: Option<u64>) -> Result<Write, PortError> {
+    async fn put_versioned<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError> {
         const OP: &str = "dynamodb PutItem directory";
         let record = serde_dynamo::to_attribute_value(value).map_err(|e| PortError::new(OP, e))?;
         let next = expected.map_or(1, |v| v + 1);
@@ -355,7 +425,12 @@ impl DynamoDirectory {
         };
         match request.send().await {
             Ok(_) => Ok(Write::Done),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(Write::Conflict),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Write::Conflict)
+            }
             Err(e) => Err(PortError::new(OP, e)),
         }
     }
@@ -368,7 +443,9 @@ fn parse_versioned<T: DeserializeOwned>(mut item: Item) -> Result<Versioned<T>, 
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| PortError::new(OP, "version missing"))?;
-    let record = item.remove("record").ok_or_else(|| PortError::new(OP, "record missing"))?;
+    let record = item
+        .remove("record")
+        .ok_or_else(|| PortError::new(OP, "record missing"))?;
     let value = serde_dynamo::from_attribute_value(record).map_err(|e| PortError::new(OP, e))?;
     Ok(Versioned { value, version })
 }
@@ -382,7 +459,11 @@ impl Directory for DynamoDirectory {
     ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError> {
         let customer_pk = customer.map(|c| customer_key(org, c));
         let org_pk = org_key(org);
-        let keys: Vec<String> = customer_pk.iter().cloned().chain([org_pk.clone()]).collect();
+        let keys: Vec<String> = customer_pk
+            .iter()
+            .cloned()
+            .chain([org_pk.clone()])
+            .collect();
         let mut found_customer = None;
         let mut found_org = None;
         for item in batch_get(&self.client, &self.table, keys, true).await? {
@@ -396,7 +477,11 @@ impl Directory for DynamoDirectory {
         Ok((found_customer, found_org))
     }
 
-    async fn get_customer(&self, org: &OrgId, customer: &CustomerId) -> Result<Option<Versioned<CustomerRecord>>, PortError> {
+    async fn get_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Option<Versioned<CustomerRecord>>, PortError> {
         self.get_versioned(customer_key(org, customer)).await
     }
 
@@ -407,27 +492,56 @@ impl Directory for DynamoDirectory {
         record: &CustomerRecord,
         expected: Option<u64>,
     ) -> Result<Write, PortError> {
-        self.put_versioned(customer_key(org, customer), record, expected).await
+        self.put_versioned(customer_key(org, customer), record, expected)
+            .await
     }
 
-    async fn get_org_settings(&self, org: &OrgId) -> Result<Option<Versioned<OrgSettings>>, PortError> {
+    async fn get_org_settings(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<OrgSettings>>, PortError> {
         self.get_versioned(org_key(org)).await
     }
 
-    async fn put_org_settings(&self, org: &OrgId, settings: &OrgSettings, expected: Option<u64>) -> Result<Write, PortError> {
+    async fn put_org_settings(
+        &self,
+        org: &OrgId,
+        settings: &OrgSettings,
+        expected: Option<u64>,
+    ) -> Result<Write, PortError> {
         self.put_versioned(org_key(org), settings, expected).await
     }
 
-    async fn suppressed(&self, org: &OrgId, keys: &[SuppressionKey]) -> Result<BTreeSet<SuppressionKey>, PortError> {
-        let by_pk: HashMap<String, &SuppressionKey> = keys.iter().map(|k| (suppression_key(org, k), k)).collect();
-        let found = batch_get(&self.client, &self.table, by_pk.keys().cloned().collect(), false).await?;
+    async fn suppressed(
+        &self,
+        org: &OrgId,
+        keys: &[SuppressionKey],
+    ) -> Result<BTreeSet<SuppressionKey>, PortError> {
+        let by_pk: HashMap<String, &SuppressionKey> =
+            keys.iter().map(|k| (suppression_key(org, k), k)).collect();
+        let found = batch_get(
+            &self.client,
+            &self.table,
+            by_pk.keys().cloned().collect(),
+            false,
+        )
+        .await?;
         Ok(found
             .iter()
-            .filter_map(|item| pk_of(item).and_then(|pk| by_pk.get(pk)).map(|k| (*k).clone()))
+            .filter_map(|item| {
+                pk_of(item)
+                    .and_then(|pk| by_pk.get(pk))
+                    .map(|k| (*k).clone())
+            })
             .collect())
     }
 
-    async fn suppress(&self, org: &OrgId, key: &SuppressionKey, reason: &str) -> Result<(), PortError> {
+    async fn suppress(
+        &self,
+        org: &OrgId,
+        key: &SuppressionKey,
+        reason: &str,
+    ) -> Result<(), PortError> {
         self.client
             .put_item()
             .table_name(&self.table)

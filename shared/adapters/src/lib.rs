@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod ses;
 pub mod sns;
 pub mod sqs;
+pub mod telemetry;
 
 pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
 pub use ses::SesEmailSender;

@@ -38,9 +38,14 @@ fn content(text: &str) -> Result<Content, SendError> {
 impl ChannelSender for SesEmailSender {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         let Address::Email(to) = &n.address else {
-            return Err(SendError::hard("email notification without an email address"));
+            return Err(SendError::hard(
+                "email notification without an email address",
+            ));
         };
-        let from = n.sender.as_ref().ok_or_else(|| SendError::hard("email notification without a sender"))?;
+        let from = n
+            .sender
+            .as_ref()
+            .ok_or_else(|| SendError::hard("email notification without a sender"))?;
         let message = Message::builder()
             .subject(content(n.subject.as_deref().unwrap_or_default())?)
             .body(Body::builder().text(content(&n.body)?).build())
@@ -55,7 +60,11 @@ impl ChannelSender for SesEmailSender {
             .send()
             .await
             .map_err(|e| classify("SES", &e, SOFT_CODES))?;
-        let id = out.message_id.ok_or_else(|| SendError::soft("SES returned no message id"))?;
-        Ok(Receipt { provider_message_id: id })
+        let id = out
+            .message_id
+            .ok_or_else(|| SendError::soft("SES returned no message id"))?;
+        Ok(Receipt {
+            provider_message_id: id,
+        })
     }
 }

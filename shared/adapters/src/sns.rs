@@ -46,10 +46,18 @@ impl ChannelSender for SnsSmsSender {
             .message(&n.body)
             .message_attributes("AWS.SNS.SMS.SMSType", string_attribute("Transactional")?);
         if let Some(sender_id) = &self.sender_id {
-            request = request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender_id)?);
+            request =
+                request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender_id)?);
         }
-        let out = request.send().await.map_err(|e| classify("SNS", &e, SOFT_CODES))?;
-        let id = out.message_id.ok_or_else(|| SendError::soft("SNS returned no message id"))?;
-        Ok(Receipt { provider_message_id: id })
+        let out = request
+            .send()
+            .await
+            .map_err(|e| classify("SNS", &e, SOFT_CODES))?;
+        let id = out
+            .message_id
+            .ok_or_else(|| SendError::soft("SNS returned no message id"))?;
+        Ok(Receipt {
+            provider_message_id: id,
+        })
     }
 }

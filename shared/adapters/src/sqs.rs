@@ -60,7 +60,12 @@ impl DispatchQueue for SqsDispatchQueue {
                     let codes: Vec<&str> = out.failed.iter().map(|f| f.code.as_str()).collect();
                     return Err(PortError::new(
                         OP,
-                        format!("{} of {} entries failed: {}", failed.len(), entries.len(), codes.join(", ")),
+                        format!(
+                            "{} of {} entries failed: {}",
+                            failed.len(),
+                            entries.len(),
+                            codes.join(", ")
+                        ),
                     ));
                 }
                 entries.retain(|e| failed.contains(&e.id.as_str()));

@@ -1,0 +1,532 @@
+//! Drives the real handlers from the real event sources: events go onto the bus with
+//! PutEvents, the bus rule delivers them to a queue, and from there they are handed to intake
+//! as EventBridge events; the dispatch queue is drained through dispatch in SQS batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use herald_adapters::DynamoNotificationStore;
+use herald_core::dispatch::DispatchService;
+use herald_core::ids::{EmailAddress, OrgId};
+use herald_core::intake::{ChannelSkip, IntakeRecord, IntakeService};
+use herald_core::model::{Notification, Recipient};
+use herald_core::ports::{Clock, NotificationStore, SystemClock};
+use herald_core::retry::RetryPolicy;
+use lambda_runtime::{Context, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::emulator::{Emulator, EmulatorError, REGION, Sent};
+use crate::stack::{DEFAULT_SENDER, Stack, StackError};
+
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("{0}")]
+    Aws(String),
+    #[error("building a handler: {0}")]
+    Handler(String),
+}
+
+fn aws_error(operation: &str, e: impl std::error::Error) -> LocalError {
+    LocalError::Aws(format!(
+        "{operation}: {}",
+        aws_sdk_sqs::error::DisplayErrorContext(e)
+    ))
+}
+
+/// One notification as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationReport {
+    pub id: String,
+    pub recipient: String,
+    #[serde(rename = "type")]
+    pub notification_type: String,
+    pub channel: String,
+    pub status: String,
+    pub scheduled_for: Option<String>,
+    pub subject: Option<String>,
+    pub body: String,
+    pub provider_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What became of one event given to the local stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventReport {
+    pub event_id: String,
+    pub detail_type: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub notifications: Vec<NotificationReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ChannelSkip>,
+}
+
+/// An event put on the bus, or refused by it.
+enum Put {
+    Accepted {
+        event_id: String,
+        detail_type: String,
+        org: Option<OrgId>,
+    },
+    Refused {
+        detail_type: String,
+        reason: String,
+    },
+}
+
+pub struct LocalStack {
+    pub emulator: Emulator,
+    pub aws: SdkConfig,
+    pub stack: Stack,
+    pub intake: IntakeService,
+    pub dispatch: DispatchService,
+    pub store: DynamoNotificationStore,
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+}
+
+/// How many times an empty receive is tolerated while events are still expected.
+const EMPTY_RECEIVES: usize = 20;
+
+impl LocalStack {
+    /// Stands a stage up on the emulator and builds the handlers against it.
+    pub async fn start(emulator: Emulator, stage: &str) -> Result<LocalStack, LocalError> {
+        Self::start_with(
+            emulator,
+            stage,
+            Arc::new(SystemClock),
+            RetryPolicy::default(),
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        emulator: Emulator,
+        stage: &str,
+        clock: Arc<dyn Clock>,
+        retry: RetryPolicy,
+    ) -> Result<LocalStack, LocalError> {
+        let aws = emulator.aws_config().await;
+        let stack = Stack::create(&aws, stage).await?;
+        let default_sender =
+            EmailAddress::parse(DEFAULT_SENDER).map_err(|e| LocalError::Handler(e.0))?;
+        let intake_config = herald_intake::Config {
+            notifications_table: stack.names.notifications_table(),
+            directory_table: stack.names.directory_table(),
+            dispatch_queue_url: stack.dispatch_queue_url.clone(),
+            default_sender,
+        };
+        let intake = herald_intake::service(&intake_config, &aws, clock.clone())
+            .map_err(|e| LocalError::Handler(e.to_string()))?;
+        let dispatch_config = herald_dispatch::Config {
+            notifications_table: stack.names.notifications_table(),
+            dispatch_queue_url: stack.dispatch_queue_url.clone(),
+            retry,
+            ses_configuration_set: None,
+            sms_sender_id: None,
+        };
+        let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock);
+        Ok(LocalStack {
+            store: DynamoNotificationStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                stack.names.notifications_table(),
+            ),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            events: aws_sdk_eventbridge::Client::new(&aws),
+            emulator,
+            aws,
+            stack,
+            intake,
+            dispatch,
+        })
+    }
+
+    /// The environment that points a function (`cargo lambda watch`) at this stack.
+    pub fn function_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.emulator.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "local".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+            (
+                "HERALD_NOTIFICATIONS_TABLE",
+                self.stack.names.notifications_table(),
+            ),
+            ("HERALD_DIRECTORY_TABLE", self.stack.names.directory_table()),
+            (
+                "HERALD_DISPATCH_QUEUE_URL",
+                self.stack.dispatch_queue_url.clone(),
+            ),
+            ("HERALD_DEFAULT_SENDER", DEFAULT_SENDER.to_string()),
+        ]
+    }
+
+    /// Puts the events on the bus, runs them through intake and dispatch to the end, and
+    /// reports each, in order.
+    pub async fn run(&self, events: &[Value]) -> Result<Vec<EventReport>, LocalError> {
+        let puts = self.put_events(events).await?;
+        let records = self.pump_intake(&puts).await?;
+        self.drain_dispatch().await?;
+        self.report(&puts, &records).await
+    }
+
+    async fn put_events(&self, events: &[Value]) -> Result<Vec<Put>, LocalError> {
+        let mut puts: Vec<Option<Put>> = events.iter().map(|_| None).collect();
+        // Chunks of ten, the PutEvents limit.
+        for (chunk_index, chunk) in events.chunks(10).enumerate() {
+            let mut entries = Vec::new();
+            let mut positions = Vec::new();
+            for (offset, event) in chunk.iter().enumerate() {
+                let position = chunk_index * 10 + offset;
+                match entry(event, &self.stack.names.bus()) {
+                    Ok(e) => {
+                        entries.push(e);
+                        positions.push(position);
+                    }
+                    Err(reason) => {
+                        puts[position] = Some(Put::Refused {
+                            detail_type: detail_type_of(event),
+                            reason,
+                        });
+                    }
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let out = self
+                .events
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| aws_error("PutEvents", e))?;
+            let mut results = out.entries.unwrap_or_default().into_iter();
+            for position in positions {
+                let event = &events[position];
+                let result = results.next();
+                puts[position] = Some(match result.as_ref().and_then(|r| r.event_id.clone()) {
+                    Some(event_id) => Put::Accepted {
+                        event_id,
+                        detail_type: detail_type_of(event),
+                        org: event
+                            .pointer("/detail/organization_id")
+                            .and_then(Value::as_str)
+                            .and_then(|o| OrgId::parse(o).ok()),
+                    },
+                    None => Put::Refused {
+                        detail_type: detail_type_of(event),
+                        reason: format!(
+                            "the bus refused the event: {}",
+                            result
+                                .and_then(|r| r.error_message.or(r.error_code))
+                                .unwrap_or_default()
+                        ),
+                    },
+                });
+            }
+        }
+        Ok(puts.into_iter().flatten().collect())
+    }
+
+    /// Receives what the bus rule delivered and hands each event to intake, in the order
+    /// the events were put.
+    async fn pump_intake(&self, puts: &[Put]) -> Result<HashMap<String, IntakeRecord>, LocalError> {
+        let order: HashMap<&str, usize> = puts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Put::Accepted { event_id, .. } => Some((event_id.as_str(), i)),
+                Put::Refused { .. } => None,
+            })
+            .collect();
+        let mut delivered: Vec<(usize, EventBridgeEvent<Value>, String)> = Vec::new();
+        let mut empty = 0;
+        while delivered.len() < order.len() && empty < EMPTY_RECEIVES {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.stack.intake_feed_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(if empty > 0 { 1 } else { 0 })
+                .send()
+                .await
+                .map_err(|e| aws_error("ReceiveMessage", e))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for m in messages {
+                let receipt = m.receipt_handle.unwrap_or_default();
+                match serde_json::from_str::<EventBridgeEvent<Value>>(
+                    m.body.as_deref().unwrap_or_default(),
+                ) {
+                    Ok(event) => {
+                        let index = event
+                            .id
+                            .as_deref()
+                            .and_then(|id| order.get(id))
+                            .copied()
+                            .unwrap_or(usize::MAX);
+                        delivered.push((index, event, receipt));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "the intake feed held something that is not an EventBridge event")
+                    }
+                }
+            }
+        }
+        delivered.sort_by_key(|(i, ..)| *i);
+        let mut records = HashMap::new();
+        let mut done = Vec::new();
+        for (_, event, receipt) in delivered {
+            let id = event.id.clone().unwrap_or_default();
+            match herald_intake::handle(&self.intake, LambdaEvent::new(event, Context::default()))
+                .await
+            {
+                Ok(record) => {
+                    records.insert(id, record);
+                    done.push(receipt);
+                }
+                // Left on the feed, as Lambda would retry it.
+                Err(e) => warn!(event_id = %id, error = %e, "intake failed"),
+            }
+        }
+        self.delete(&self.stack.intake_feed_url, done).await?;
+        Ok(records)
+    }
+
+    /// Hands the dispatch queue to dispatch in batches of ten until no message is visible.
+    /// Returns how many messages were handled.
+    pub async fn drain_dispatch(&self) -> Result<usize, LocalError> {
+        let mut handled = 0;
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.stack.dispatch_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| aws_error("ReceiveMessage", e))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(handled);
+            }
+            let mut event = SqsEvent::default();
+            for m in &messages {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.receipt_handle = m.receipt_handle.clone();
+                record.body = m.body.clone();
+                record.md5_of_body = m.md5_of_body.clone();
+                record.event_source = Some("aws:sqs".into());
+                record.aws_region = Some(REGION.into());
+                event.records.push(record);
+            }
+            let response = herald_dispatch::handle(
+                &self.dispatch,
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
+            .map_err(|e| LocalError::Handler(e.to_string()))?;
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            if !failed.is_empty() {
+                info!(
+                    count = failed.len(),
+                    "dispatch reported failed records; they stay on the queue"
+                );
+            }
+            let done = messages
+                .iter()
+                .filter(|m| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
+                .filter_map(|m| m.receipt_handle.clone())
+                .collect();
+            self.delete(&self.stack.dispatch_queue_url, done).await?;
+            handled += messages.len();
+        }
+    }
+
+    async fn delete(&self, queue_url: &str, receipts: Vec<String>) -> Result<(), LocalError> {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LocalError::Aws(e.to_string()))?;
+            self.sqs
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteMessageBatch", e))?;
+        }
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        puts: &[Put],
+        records: &HashMap<String, IntakeRecord>,
+    ) -> Result<Vec<EventReport>, LocalError> {
+        let sent = self.emulator.sent().await?;
+        let mut reports = Vec::with_capacity(puts.len());
+        for put in puts {
+            let report = match put {
+                Put::Refused {
+                    detail_type,
+                    reason,
+                } => EventReport {
+                    event_id: String::new(),
+                    detail_type: detail_type.clone(),
+                    outcome: "rejected".into(),
+                    reason: Some(reason.clone()),
+                    notifications: Vec::new(),
+                    skipped: Vec::new(),
+                },
+                Put::Accepted {
+                    event_id,
+                    detail_type,
+                    org,
+                } => {
+                    let record = match records.get(event_id) {
+                        Some(r) => Some(r.clone()),
+                        None => self
+                            .store
+                            .get_intake(org.as_ref(), event_id)
+                            .await
+                            .map_err(|e| LocalError::Aws(e.to_string()))?,
+                    };
+                    match record {
+                        None => EventReport {
+                            event_id: event_id.clone(),
+                            detail_type: detail_type.clone(),
+                            outcome: "rejected".into(),
+                            reason: Some("the bus did not deliver the event to intake".into()),
+                            notifications: Vec::new(),
+                            skipped: Vec::new(),
+                        },
+                        Some(record) => self.event_report(&record, &sent).await?,
+                    }
+                }
+            };
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    async fn event_report(
+        &self,
+        record: &IntakeRecord,
+        sent: &Sent,
+    ) -> Result<EventReport, LocalError> {
+        let mut notifications = Vec::new();
+        if let Some(org) = &record.org_id {
+            for id in &record.notifications {
+                if let Some(n) = self
+                    .store
+                    .get(org, id)
+                    .await
+                    .map_err(|e| LocalError::Aws(e.to_string()))?
+                {
+                    notifications.push(notification_report(&n, sent));
+                }
+            }
+        }
+        Ok(EventReport {
+            event_id: record.event_id.clone(),
+            detail_type: record.detail_type.clone(),
+            outcome: record.outcome.as_str().into(),
+            reason: record.reason.clone(),
+            notifications,
+            skipped: record.skipped.clone(),
+        })
+    }
+}
+
+/// The report of a notification: content as the provider got it when it was sent.
+pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport {
+    let (subject, body) = n
+        .provider_message_id
+        .as_deref()
+        .and_then(|id| sent.content_of(id))
+        .unwrap_or_else(|| (n.subject.clone(), n.body.clone()));
+    NotificationReport {
+        id: n.id.to_string(),
+        recipient: match &n.recipient {
+            Recipient::Customer(c) => c.to_string(),
+            Recipient::Operations => "operations".into(),
+        },
+        notification_type: n.notification_type.to_string(),
+        channel: n.channel.to_string(),
+        status: n.status.to_string(),
+        scheduled_for: n.scheduled_for.as_ref().map(herald_core::time::format),
+        subject: subject.or_else(|| n.subject.clone()),
+        body,
+        provider_message_id: n.provider_message_id.clone(),
+        error: n.last_error.clone(),
+    }
+}
+
+/// A PutEvents entry from an event envelope as in events/, or why it cannot be one.
+fn entry(event: &Value, bus: &str) -> Result<PutEventsRequestEntry, String> {
+    let field = |name: &str| {
+        event
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let detail_type =
+        field("detail-type").ok_or("not an EventBridge event: detail-type is missing")?;
+    let source = field("source").ok_or("not an EventBridge event: source is missing")?;
+    let detail = event
+        .get("detail")
+        .ok_or("not an EventBridge event: detail is missing")?;
+    let mut builder = PutEventsRequestEntry::builder()
+        .event_bus_name(bus)
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string());
+    if let Some(time) = field("time") {
+        let parsed = chrono::DateTime::parse_from_rfc3339(time)
+            .map_err(|_| format!("time {time:?} is not RFC 3339"))?;
+        builder = builder.time(aws_smithy_types::DateTime::from_millis(
+            parsed.timestamp_millis(),
+        ));
+    }
+    Ok(builder.build())
+}
+
+fn detail_type_of(event: &Value) -> String {
+    event
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}

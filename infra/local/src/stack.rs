@@ -1,0 +1,274 @@
+//! The resources of `infra/template.yaml`, stood up on the emulator under a stage name.
+//! A test (`tests/tests/stack_matches_template.rs`) checks that the two agree.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::json;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("creating {resource}: {message}")]
+pub struct StackError {
+    pub resource: String,
+    pub message: String,
+}
+
+fn failed(resource: &str, e: impl std::fmt::Display) -> StackError {
+    StackError {
+        resource: resource.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The dispatch queue's visibility timeout: six times the function timeout (template.yaml).
+pub const DISPATCH_VISIBILITY_TIMEOUT: u32 = 180;
+/// Receives before a poison dispatch message moves to the dead-letter queue.
+pub const DISPATCH_MAX_RECEIVES: u32 = 5;
+/// The rule's pattern: every event on Herald's own bus goes to intake.
+pub const INTAKE_PATTERN: &str = r#"{"source":[{"prefix":""}]}"#;
+/// The SES identity the default sender belongs to.
+pub const SENDER_DOMAIN: &str = "herald.example";
+pub const DEFAULT_SENDER: &str = "notifications@herald.example";
+pub const DEAD_LETTERS_INDEX: &str = "dead_letters";
+
+/// The names of one stage's resources, as template.yaml names them.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub stage: String,
+}
+
+impl Names {
+    pub fn new(stage: impl Into<String>) -> Self {
+        Names {
+            stage: stage.into(),
+        }
+    }
+    pub fn bus(&self) -> String {
+        format!("herald-{}", self.stage)
+    }
+    pub fn notifications_table(&self) -> String {
+        format!("herald-{}-notifications", self.stage)
+    }
+    pub fn directory_table(&self) -> String {
+        format!("herald-{}-directory", self.stage)
+    }
+    pub fn dispatch_queue(&self) -> String {
+        format!("herald-{}-dispatch", self.stage)
+    }
+    pub fn dispatch_dlq(&self) -> String {
+        format!("herald-{}-dispatch-dlq", self.stage)
+    }
+    pub fn intake_dlq(&self) -> String {
+        format!("herald-{}-intake-dlq", self.stage)
+    }
+    pub fn intake_rule(&self) -> String {
+        format!("herald-{}-intake", self.stage)
+    }
+    /// Locally, the rule's target is a queue the local stack reads and hands to intake as
+    /// EventBridge events (in AWS the target is the intake function itself).
+    pub fn intake_feed_queue(&self) -> String {
+        format!("herald-{}-intake-feed", self.stage)
+    }
+}
+
+/// A stage's resources on the emulator.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub names: Names,
+    pub dispatch_queue_url: String,
+    pub dispatch_dlq_url: String,
+    pub intake_feed_url: String,
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StackError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, StackError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
+impl Stack {
+    /// Creates the stage's resources; those that exist already are kept.
+    pub async fn create(aws: &SdkConfig, stage: &str) -> Result<Stack, StackError> {
+        let names = Names::new(stage);
+        let dynamo = aws_sdk_dynamodb::Client::new(aws);
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        let events = aws_sdk_eventbridge::Client::new(aws);
+        let ses = aws_sdk_sesv2::Client::new(aws);
+
+        create_table(&dynamo, &names.notifications_table(), true).await?;
+        create_table(&dynamo, &names.directory_table(), false).await?;
+
+        let dispatch_dlq_url = create_queue(&sqs, &names.dispatch_dlq(), &[]).await?;
+        let dlq_arn = queue_arn(&sqs, &dispatch_dlq_url).await?;
+        let redrive =
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DISPATCH_MAX_RECEIVES})
+                .to_string();
+        let dispatch_queue_url = create_queue(
+            &sqs,
+            &names.dispatch_queue(),
+            &[
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    DISPATCH_VISIBILITY_TIMEOUT.to_string(),
+                ),
+                (QueueAttributeName::RedrivePolicy, redrive),
+            ],
+        )
+        .await?;
+        create_queue(&sqs, &names.intake_dlq(), &[]).await?;
+        let intake_feed_url = create_queue(&sqs, &names.intake_feed_queue(), &[]).await?;
+        let feed_arn = queue_arn(&sqs, &intake_feed_url).await?;
+
+        let bus = names.bus();
+        if let Err(e) = events.create_event_bus().name(&bus).send().await {
+            if !e
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_already_exists_exception())
+            {
+                return Err(failed(
+                    &bus,
+                    aws_sdk_eventbridge::error::DisplayErrorContext(e),
+                ));
+            }
+        }
+        let rule = names.intake_rule();
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(INTAKE_PATTERN)
+            .send()
+            .await
+            .map_err(|e| failed(&rule, aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("intake")
+            .arn(feed_arn)
+            .build()
+            .map_err(|e| failed(&rule, e))?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| failed(&rule, aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
+
+        if let Err(e) = ses
+            .create_email_identity()
+            .email_identity(SENDER_DOMAIN)
+            .send()
+            .await
+        {
+            if !e
+                .as_service_error()
+                .is_some_and(|e| e.is_already_exists_exception())
+            {
+                return Err(failed(
+                    SENDER_DOMAIN,
+                    aws_sdk_sesv2::error::DisplayErrorContext(e),
+                ));
+            }
+        }
+        Ok(Stack {
+            names,
+            dispatch_queue_url,
+            dispatch_dlq_url,
+            intake_feed_url,
+        })
+    }
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    notifications: bool,
+) -> Result<(), StackError> {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attribute("pk")?)
+        .key_schema(key("pk", KeyType::Hash)?);
+    if notifications {
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(DEAD_LETTERS_INDEX)
+            .key_schema(key("dl_org", KeyType::Hash)?)
+            .key_schema(key("failed_at", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| failed(name, e))?;
+        request = request
+            .attribute_definitions(string_attribute("dl_org")?)
+            .attribute_definitions(string_attribute("failed_at")?)
+            .global_secondary_indexes(index)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(|e| failed(name, e))?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(failed(
+            name,
+            aws_sdk_dynamodb::error::DisplayErrorContext(e),
+        )),
+    }
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<String, StackError> {
+    let mut request = client.create_queue().queue_name(name);
+    for (k, v) in attributes {
+        request = request.attributes(k.clone(), v.clone());
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| failed(name, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    out.queue_url
+        .ok_or_else(|| failed(name, "no queue URL returned"))
+}
+
+async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String, StackError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| failed(url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    out.attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| failed(url, "no queue ARN returned"))
+}
