@@ -1,1 +1,220 @@
+//! Helpers for the end-to-end tests: one emulator per test binary, a fresh stage (tables,
+//! queues, bus) and organization per test, so tests run in parallel and never see each
+//! other's data.
 
+use std::sync::Arc;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use herald_core::ports::Clock;
+use herald_core::retry::RetryPolicy;
+use herald_local::emulator::Sent;
+use herald_local::{Emulator, EventReport, LocalStack};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+static EMULATOR: OnceCell<Emulator> = OnceCell::const_new();
+
+/// The shared emulator's endpoint: `AWS_ENDPOINT_URL` if set, else a moto server started
+/// once for this test binary (it stops when the binary exits).
+pub async fn endpoint() -> String {
+    EMULATOR
+        .get_or_init(|| async {
+            Emulator::start_or_connect()
+                .await
+                .expect("the local AWS emulator starts")
+        })
+        .await
+        .endpoint
+        .clone()
+}
+
+/// A short unique tag for names.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..10].to_string()
+}
+
+pub struct Harness {
+    pub local: LocalStack,
+    pub org: String,
+    pub tag: String,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        Self::with(
+            Arc::new(herald_core::ports::SystemClock),
+            RetryPolicy::default(),
+        )
+        .await
+    }
+
+    pub async fn with(clock: Arc<dyn Clock>, retry: RetryPolicy) -> Harness {
+        let tag = unique();
+        let emulator = Emulator::connect(&endpoint().await)
+            .await
+            .expect("emulator reachable");
+        let local = LocalStack::start_with(emulator, &format!("t{tag}"), clock, retry)
+            .await
+            .expect("the stack stands up");
+        Harness {
+            local,
+            org: format!("org_{tag}"),
+            tag,
+        }
+    }
+
+    /// An address unique to this test, so the emulator's shared sent list can be filtered.
+    pub fn email(&self, name: &str) -> String {
+        format!("{name}.{}@example.com", self.tag)
+    }
+
+    /// An event envelope for this test's organization.
+    pub fn event(&self, detail_type: &str, source: &str, mut detail: Value) -> Value {
+        detail["organization_id"] = json!(self.org);
+        json!({
+            "version": "0",
+            "id": unique(),
+            "detail-type": detail_type,
+            "source": source,
+            "account": "123456789012",
+            "time": chrono::Utc::now().to_rfc3339(),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        })
+    }
+
+    pub async fn run(&self, events: &[Value]) -> Vec<EventReport> {
+        self.local
+            .run(events)
+            .await
+            .expect("the local stack runs the events")
+    }
+
+    pub async fn run_one(&self, event: Value) -> EventReport {
+        self.run(&[event]).await.remove(0)
+    }
+
+    /// Calls the intake handler directly, as Lambda would (including a redelivery with the
+    /// same EventBridge id).
+    pub async fn invoke_intake(&self, event: &Value) -> herald_core::intake::IntakeRecord {
+        let event: EventBridgeEvent<Value> =
+            serde_json::from_value(event.clone()).expect("an EventBridge event");
+        herald_intake::handle(
+            &self.local.intake,
+            lambda_runtime::LambdaEvent::new(event, Default::default()),
+        )
+        .await
+        .expect("intake handles the event")
+    }
+
+    pub async fn sent(&self) -> Sent {
+        self.local
+            .emulator
+            .sent()
+            .await
+            .expect("the emulator's sent list")
+    }
+
+    pub async fn contact(
+        &self,
+        customer: &str,
+        email: &str,
+        phone: Option<&str>,
+        locale: &str,
+    ) -> Value {
+        let mut detail = json!({"customer_id": customer, "email": email, "locale": locale, "timezone": "America/New_York"});
+        if let Some(p) = phone {
+            detail["phone"] = json!(p);
+        }
+        self.event("CustomerContactChanged", "customers", detail)
+    }
+
+    pub fn preferences(&self, customer: &str, channels: Value, unsubscribed: Value) -> Value {
+        self.event(
+            "NotificationPreferencesChanged",
+            "customers",
+            json!({"customer_id": customer, "channels": channels, "unsubscribed": unsubscribed}),
+        )
+    }
+
+    pub fn order_created(&self, customer: &str, order_id: &str) -> Value {
+        self.event(
+            "OrderCreated",
+            "ordering",
+            json!({
+                "customer_id": customer, "order_id": order_id, "grand_total": "59.90", "currency": "USD",
+                "items": [{"sku": "mug", "name": "Mug", "quantity": 1, "unit_price": "59.90"}],
+                "created_at": "2026-11-20T09:00:00Z"
+            }),
+        )
+    }
+}
+
+impl Harness {
+    /// Takes the waiting messages off the dispatch queue as the SQS event Lambda would get.
+    pub async fn dispatch_batch(&self) -> aws_lambda_events::sqs::SqsEvent {
+        let sqs = aws_sdk_sqs::Client::new(&self.local.aws);
+        let out = sqs
+            .receive_message()
+            .queue_url(&self.local.stack.dispatch_queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive from the dispatch queue");
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        for m in out.messages.unwrap_or_default() {
+            let mut record = aws_lambda_events::sqs::SqsMessage::default();
+            record.message_id = m.message_id;
+            record.receipt_handle = m.receipt_handle;
+            record.body = m.body;
+            record.event_source = Some("aws:sqs".into());
+            event.records.push(record);
+        }
+        event
+    }
+
+    /// A dispatcher on this stack, with the given email sender.
+    pub fn dispatcher_with_email(
+        &self,
+        email: Arc<dyn herald_core::ports::ChannelSender>,
+    ) -> herald_core::dispatch::DispatchService {
+        let mut service = herald_dispatch::service(
+            &self.dispatch_config(),
+            &self.local.aws,
+            Arc::new(herald_core::ports::SystemClock),
+        );
+        service.senders.email = email;
+        service
+    }
+
+    pub fn dispatch_config(&self) -> herald_dispatch::Config {
+        herald_dispatch::Config {
+            notifications_table: self.local.stack.names.notifications_table(),
+            dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
+            retry: RetryPolicy::default(),
+            ses_configuration_set: None,
+            sms_sender_id: None,
+        }
+    }
+
+    /// Messages waiting on the dispatch queue, visible and delayed.
+    pub async fn queue_depth(&self) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let sqs = aws_sdk_sqs::Client::new(&self.local.aws);
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(&self.local.stack.dispatch_queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes.unwrap_or_default();
+        let n = |k: A| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesDelayed),
+        )
+    }
+}

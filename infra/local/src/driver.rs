@@ -262,13 +262,13 @@ impl LocalStack {
                 .receive_message()
                 .queue_url(&self.stack.intake_feed_url)
                 .max_number_of_messages(10)
-                .wait_time_seconds(if empty > 0 { 1 } else { 0 })
                 .send()
                 .await
                 .map_err(|e| aws_error("ReceiveMessage", e))?;
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
                 empty += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
             for m in messages {

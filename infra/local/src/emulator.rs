@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::config::Credentials;
 use serde::Deserialize;
+use std::process::{Child, Command};
 use thiserror::Error;
-use tokio::process::{Child, Command};
 
 #[derive(Debug, Error)]
 pub enum EmulatorError {
@@ -29,20 +29,37 @@ pub enum EmulatorError {
 /// The region everything local lives in.
 pub const REGION: &str = "us-east-1";
 
-/// Keeps moto alive while Python's stdin is open: when this process ends, however it ends,
-/// the pipe closes and the server stops with it.
+/// Serves moto one request at a time, and keeps it alive while Python's stdin is open: when
+/// this process ends, however it ends, the pipe closes and the server stops with it.
+///
+/// One request at a time because moto's threaded server checks a DynamoDB condition and
+/// applies the update in separate steps, so two racing conditional writes can both pass;
+/// served serially, each request is atomic, as in DynamoDB. (No long polls, then: a
+/// `WaitTimeSeconds` receive would hold the whole server.)
 const LAUNCHER: &str = r#"
-import sys
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
+import sys, threading
+from moto.server import DomainDispatcherApplication, create_backend_app
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+from werkzeug.serving import make_server
+server = make_server("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app),
+                     threaded=False, request_handler=MotoRequestHandler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 sys.stdin.read()
-server.stop()
+server.shutdown()
 "#;
 
 pub struct Emulator {
     pub endpoint: String,
-    _child: Option<Child>,
+    child: Option<Child>,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The project's virtualenv: `HERALD_VENV`, else `.venv` at the workspace root.
@@ -60,16 +77,19 @@ impl Emulator {
     /// Uses `AWS_ENDPOINT_URL` when set; otherwise starts moto's server.
     pub async fn start_or_connect() -> Result<Emulator, EmulatorError> {
         match std::env::var("AWS_ENDPOINT_URL") {
-            Ok(url) if !url.trim().is_empty() => {
-                let emulator = Emulator {
-                    endpoint: url.trim_end_matches('/').to_string(),
-                    _child: None,
-                };
-                emulator.wait_ready(Duration::from_secs(10)).await?;
-                Ok(emulator)
-            }
+            Ok(url) if !url.trim().is_empty() => Emulator::connect(&url).await,
             _ => Emulator::start().await,
         }
+    }
+
+    /// Connects to a running emulator.
+    pub async fn connect(endpoint: &str) -> Result<Emulator, EmulatorError> {
+        let emulator = Emulator {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            child: None,
+        };
+        emulator.wait_ready(Duration::from_secs(10)).await?;
+        Ok(emulator)
     }
 
     /// Starts a moto server of our own on a free port.
@@ -87,12 +107,11 @@ impl Emulator {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(if log { Stdio::inherit() } else { Stdio::null() })
-            .kill_on_drop(true)
             .spawn()
             .map_err(EmulatorError::Spawn)?;
         let emulator = Emulator {
             endpoint: format!("http://127.0.0.1:{port}"),
-            _child: Some(child),
+            child: Some(child),
         };
         emulator.wait_ready(Duration::from_secs(30)).await?;
         Ok(emulator)

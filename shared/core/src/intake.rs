@@ -17,7 +17,7 @@ use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
     PortError, SuppressionKey, Write,
 };
-use crate::template::Catalog;
+use crate::template::{Catalog, TemplateSpec};
 
 /// How an event ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +257,37 @@ impl IntakeService {
                 channels.clone()
             }
         };
+        let plan = self
+            .decide(org, event_id, req, spec, wanted.clone(), now)
+            .await?;
+        // An event the templates cannot render is bad input whoever it is for: reject it
+        // even when this recipient would have been skipped, so the producer hears of it now.
+        if let Plan::Skip { .. } = plan {
+            for channel in wanted {
+                let rendered = self.catalog.render(
+                    &req.notification_type,
+                    channel,
+                    &Locale::english(),
+                    None,
+                    &req.context,
+                );
+                if let Err(e) = rendered {
+                    return Ok(Plan::Reject(e.to_string()));
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    async fn decide(
+        &self,
+        org: &OrgId,
+        event_id: &str,
+        req: &NotifyRequest,
+        spec: &TemplateSpec,
+        wanted: Vec<Channel>,
+        now: DateTime<Utc>,
+    ) -> Result<Plan, IntakeError> {
         let customer_id = match &req.recipient {
             Recipient::Customer(id) => Some(id),
             Recipient::Operations => None,

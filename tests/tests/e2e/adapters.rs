@@ -1,0 +1,227 @@
+//! The adapters' guarantees, checked directly against the emulator.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_adapters::{DynamoDirectory, DynamoNotificationStore, SqsDispatchQueue};
+use herald_core::directory::{CustomerRecord, CustomerUpdate};
+use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId};
+use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::ports::{
+    ClaimOutcome, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
+    SuppressionKey, Write,
+};
+use herald_e2e::Harness;
+
+fn notification(org: &OrgId, key: &str) -> Notification {
+    let t = NotificationType::parse("order_confirmation").unwrap();
+    let recipient = Recipient::Customer(CustomerId::parse("cus_1").unwrap());
+    let key = BusinessKey::parse(key).unwrap();
+    let now = Utc::now();
+    Notification {
+        id: Notification::derive_id(org, &t, &recipient, Channel::Email, &key),
+        org_id: org.clone(),
+        notification_type: t,
+        recipient,
+        channel: Channel::Email,
+        address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
+        sender: Some(EmailAddress::parse("n@herald.example").unwrap()),
+        locale: Locale::english(),
+        subject: Some("s".into()),
+        body: "b".into(),
+        internal: false,
+        critical: false,
+        status: Status::Pending,
+        attempts: 0,
+        source_event_id: "e1".into(),
+        business_key: key,
+        created_at: now,
+        updated_at: now,
+        scheduled_for: None,
+        next_retry_at: None,
+        provider_message_id: None,
+        last_error: None,
+        sent_at: None,
+        failed_at: None,
+        claim: None,
+    }
+}
+
+fn store(h: &Harness) -> DynamoNotificationStore {
+    DynamoNotificationStore::new(
+        aws_sdk_dynamodb::Client::new(&h.local.aws),
+        h.local.stack.names.notifications_table(),
+    )
+}
+
+#[tokio::test]
+async fn notifications_are_created_once_and_claimed_by_one() {
+    let h = Harness::new().await;
+    let store = store(&h);
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let n = notification(&org, "k1");
+    assert_eq!(store.create(&n).await.unwrap(), Created::New);
+    let mut changed = n.clone();
+    changed.body = "other".into();
+    match store.create(&changed).await.unwrap() {
+        Created::Existing(existing) => assert_eq!(existing.body, "b"),
+        other => panic!("{other:?}"),
+    }
+
+    let now = Utc::now();
+    let lease = now + chrono::Duration::seconds(60);
+    let ClaimOutcome::Claimed(claimed) = store.claim(&org, &n.id, "t1", now, lease).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(claimed.status, Status::Sending);
+    assert!(matches!(
+        store.claim(&org, &n.id, "t2", now, lease).await.unwrap(),
+        ClaimOutcome::NotClaimable(_)
+    ));
+    // after the lease, another dispatcher may take over, and the first one's result is refused
+    let later = lease + chrono::Duration::seconds(1);
+    assert!(matches!(
+        store.claim(&org, &n.id, "t3", later, later).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+    let mut sent = *claimed;
+    sent.status = Status::Sent;
+    sent.attempts = 1;
+    sent.provider_message_id = Some("p1".into());
+    assert!(!store.settle(&sent, "t1").await.unwrap());
+    assert!(store.settle(&sent, "t3").await.unwrap());
+    let stored = store.get(&org, &n.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.provider_message_id.as_deref(),
+            stored.claim
+        ),
+        (Status::Sent, Some("p1"), None)
+    );
+
+    let unknown = herald_core::ids::NotificationId::parse("ntf_nope").unwrap();
+    assert_eq!(
+        store.claim(&org, &unknown, "t", now, lease).await.unwrap(),
+        ClaimOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn scheduled_notifications_cannot_be_claimed_before_their_time() {
+    let h = Harness::new().await;
+    let store = store(&h);
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let mut n = notification(&org, "k2");
+    let now = Utc::now();
+    n.scheduled_for = Some(now + chrono::Duration::hours(1));
+    store.create(&n).await.unwrap();
+    assert!(matches!(
+        store.claim(&org, &n.id, "t", now, now).await.unwrap(),
+        ClaimOutcome::NotClaimable(_)
+    ));
+    let later = now + chrono::Duration::hours(2);
+    assert!(matches!(
+        store.claim(&org, &n.id, "t", later, later).await.unwrap(),
+        ClaimOutcome::Claimed(_)
+    ));
+}
+
+#[tokio::test]
+async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_in_batch() {
+    let h = Harness::new().await;
+    let dir = DynamoDirectory::new(
+        aws_sdk_dynamodb::Client::new(&h.local.aws),
+        h.local.stack.names.directory_table(),
+    );
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let customer = CustomerId::parse("cus_v").unwrap();
+    let mut record = CustomerRecord::default();
+    record.apply(
+        CustomerUpdate::Contact {
+            email: Some(EmailAddress::parse("v@example.com").unwrap()),
+            phone: None,
+            locale: None,
+            timezone: None,
+        },
+        Utc::now(),
+    );
+    assert_eq!(
+        dir.put_customer(&org, &customer, &record, None)
+            .await
+            .unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        dir.put_customer(&org, &customer, &record, None)
+            .await
+            .unwrap(),
+        Write::Conflict
+    );
+    let stored = dir.get_customer(&org, &customer).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.value), (1, record.clone()));
+    assert_eq!(
+        dir.put_customer(&org, &customer, &record, Some(1))
+            .await
+            .unwrap(),
+        Write::Done
+    );
+    assert_eq!(
+        dir.put_customer(&org, &customer, &record, Some(1))
+            .await
+            .unwrap(),
+        Write::Conflict
+    );
+
+    let (loaded, settings) = dir.load(&org, Some(&customer)).await.unwrap();
+    assert_eq!(loaded, Some(record));
+    assert_eq!(settings, None);
+    // another organization sees nothing of it
+    let other = OrgId::parse(format!("{}_other", h.org)).unwrap();
+    assert_eq!(
+        dir.load(&other, Some(&customer)).await.unwrap(),
+        (None, None)
+    );
+
+    let keys: Vec<SuppressionKey> = (0..120)
+        .map(|i| SuppressionKey {
+            channel: Channel::Email,
+            address: format!("u{i}@example.com"),
+        })
+        .collect();
+    dir.suppress(&org, &keys[7], "hard bounce").await.unwrap();
+    dir.suppress(&org, &keys[110], "complaint").await.unwrap();
+    let found = dir.suppressed(&org, &keys).await.unwrap();
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        vec![keys[110].clone(), keys[7].clone()]
+    );
+    assert!(dir.suppressed(&other, &keys).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn enqueue_batches_any_number_of_messages_with_their_delays() {
+    let h = Harness::new().await;
+    let queue = SqsDispatchQueue::new(
+        aws_sdk_sqs::Client::new(&h.local.aws),
+        h.local.stack.dispatch_queue_url.clone(),
+    );
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let messages: Vec<Enqueue> = (0..23)
+        .map(|i| Enqueue {
+            message: DispatchMessage {
+                org_id: org.clone(),
+                notification_id: herald_core::ids::NotificationId::parse(format!("ntf_{i}"))
+                    .unwrap(),
+            },
+            delay: if i % 2 == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(2000)
+            },
+        })
+        .collect();
+    queue.enqueue(&messages).await.unwrap();
+    assert_eq!(h.queue_depth().await, (12, 11));
+}

@@ -1,0 +1,243 @@
+//! Dispatch against the emulator: claims, sends, failures, batches.
+
+use std::sync::Arc;
+
+use herald_core::ids::{NotificationId, OrgId};
+use herald_core::model::Status;
+use herald_core::ports::{ChannelSender, NotificationStore};
+use herald_core::testing::{Script, ScriptedSender};
+use herald_e2e::Harness;
+use lambda_runtime::LambdaEvent;
+use serde_json::json;
+
+async fn one_pending_email(h: &Harness, email: &str) -> (OrgId, NotificationId) {
+    h.run(&[h.contact("cus_p", email, None, "en").await]).await;
+    let record = h.invoke_intake(&h.order_created("cus_p", "ord_p")).await;
+    (
+        OrgId::parse(h.org.as_str()).unwrap(),
+        record.notifications[0].clone(),
+    )
+}
+
+#[tokio::test]
+async fn the_same_message_twice_or_two_racing_dispatchers_send_one_email() {
+    let h = Harness::new().await;
+    let email = h.email("race");
+    one_pending_email(&h, &email).await;
+    let batch = h.dispatch_batch().await;
+    assert_eq!(batch.records.len(), 1);
+    let (a, b) = (
+        h.dispatcher_with_email(h.local.dispatch.senders.email.clone()),
+        h.dispatcher_with_email(h.local.dispatch.senders.email.clone()),
+    );
+    let (ra, rb) = futures::join!(
+        herald_dispatch::handle(&a, LambdaEvent::new(batch.clone(), Default::default())),
+        herald_dispatch::handle(&b, LambdaEvent::new(batch.clone(), Default::default())),
+    );
+    assert!(ra.unwrap().batch_item_failures.is_empty());
+    assert!(rb.unwrap().batch_item_failures.is_empty());
+    // and once more, as a redelivery
+    let again = herald_dispatch::handle(&a, LambdaEvent::new(batch, Default::default()))
+        .await
+        .unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(h.sent().await.emails_to(&email).len(), 1);
+}
+
+#[tokio::test]
+async fn an_unverified_sender_is_a_hard_failure_recorded_with_its_reason() {
+    let h = Harness::new().await;
+    let email = h.email("hard");
+    h.run(&[h.event(
+        "OrganizationSettingsChanged",
+        "admin",
+        json!({"sender_email": "billing@unverified.example"}),
+    )])
+    .await;
+    let (org, id) = one_pending_email(&h, &email).await;
+    h.local.drain_dispatch().await.unwrap();
+    let n = h.local.store.get(&org, &id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Failed);
+    assert_eq!(n.attempts, 1);
+    assert_eq!(
+        n.last_error.as_deref(),
+        Some("SES rejected the message: MessageRejected")
+    );
+    assert!(n.failed_at.is_some());
+    assert_eq!(
+        h.queue_depth().await,
+        (0, 0),
+        "a hard failure is not retried"
+    );
+    // the dead letter is queryable by organization
+    let dynamo = aws_sdk_dynamodb::Client::new(&h.local.aws);
+    let dead = dynamo
+        .query()
+        .table_name(h.local.stack.names.notifications_table())
+        .index_name("dead_letters")
+        .key_condition_expression("dl_org = :org")
+        .expression_attribute_values(
+            ":org",
+            aws_sdk_dynamodb::types::AttributeValue::S(h.org.clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dead.count(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_soft_failure_retried_with_a_delay() {
+    let h = Harness::new().await;
+    let email = h.email("soft");
+    let (org, id) = one_pending_email(&h, &email).await;
+    // SES at an address where nothing listens: the request never gets an answer.
+    let dead_ses = aws_config::SdkConfig::builder()
+        .endpoint_url("http://127.0.0.1:9")
+        .region(h.local.aws.region().cloned())
+        .credentials_provider(h.local.aws.credentials_provider().unwrap())
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let sender = Arc::new(herald_adapters::SesEmailSender::new(
+        aws_sdk_sesv2::Client::new(&dead_ses),
+        None,
+    ));
+    let dispatcher = h.dispatcher_with_email(sender);
+    let batch = h.dispatch_batch().await;
+    let response =
+        herald_dispatch::handle(&dispatcher, LambdaEvent::new(batch, Default::default()))
+            .await
+            .unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a soft failure is handled, not a failed record"
+    );
+    let n = h.local.store.get(&org, &id).await.unwrap().unwrap();
+    assert_eq!(n.status, Status::Retrying);
+    assert_eq!(n.last_error.as_deref(), Some("SES could not be reached"));
+    let wait = n.next_retry_at.unwrap() - chrono::Utc::now();
+    assert!(
+        wait > chrono::Duration::minutes(4) && wait <= chrono::Duration::minutes(6),
+        "{wait:?}"
+    );
+    assert_eq!(h.queue_depth().await, (0, 1), "back on the queue, delayed");
+    assert!(h.sent().await.emails_to(&email).is_empty());
+}
+
+#[tokio::test]
+async fn a_panicking_sender_fails_only_its_record() {
+    let h = Harness::new().await;
+    let (a, b) = (h.email("pa"), h.email("pb"));
+    h.run(&[
+        h.contact("cus_a", &a, None, "en").await,
+        h.contact("cus_b", &b, None, "en").await,
+    ])
+    .await;
+    h.invoke_intake(&h.order_created("cus_a", "ord_a")).await;
+    h.invoke_intake(&h.order_created("cus_b", "ord_b")).await;
+    let batch = h.dispatch_batch().await;
+    assert_eq!(batch.records.len(), 2);
+    // the first send panics, the second goes through the real SES
+    struct PanicsFirst(Arc<ScriptedSender>, Arc<dyn ChannelSender>);
+    #[async_trait::async_trait]
+    impl ChannelSender for PanicsFirst {
+        async fn send(
+            &self,
+            n: &herald_core::model::Notification,
+        ) -> Result<herald_core::ports::Receipt, herald_core::ports::SendError> {
+            self.0.send(n).await?;
+            self.1.send(n).await
+        }
+    }
+    let sender = Arc::new(PanicsFirst(
+        ScriptedSender::new(vec![Script::Panic, Script::Accept]),
+        h.local.dispatch.senders.email.clone(),
+    ));
+    let dispatcher = h.dispatcher_with_email(sender);
+    let response = herald_dispatch::handle(
+        &dispatcher,
+        LambdaEvent::new(batch.clone(), Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let failed_id = &response.batch_item_failures[0].item_identifier;
+    assert!(
+        batch
+            .records
+            .iter()
+            .any(|r| r.message_id.as_ref() == Some(failed_id))
+    );
+    let sent = h.sent().await;
+    assert_eq!(sent.emails_to(&a).len() + sent.emails_to(&b).len(), 1);
+}
+
+#[tokio::test]
+async fn a_poison_record_fails_alone_and_unknown_notifications_are_acknowledged() {
+    let h = Harness::new().await;
+    let fixture: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(include_str!("../../../events/dispatch/sqs-poison.json")).unwrap();
+    let poison_id = fixture
+        .records
+        .iter()
+        .find(|r| r.body.as_deref() == Some("not json"))
+        .and_then(|r| r.message_id.clone())
+        .unwrap();
+    let response = herald_dispatch::handle(
+        &h.local.dispatch,
+        LambdaEvent::new(fixture, Default::default()),
+    )
+    .await
+    .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![poison_id],
+        "the good record (an unknown notification) is acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn notifications_not_pending_or_not_due_are_not_sent() {
+    let h = Harness::new().await;
+    let email = h.email("np");
+    one_pending_email(&h, &email).await;
+    h.local.drain_dispatch().await.unwrap();
+    assert_eq!(h.sent().await.emails_to(&email).len(), 1);
+    // a late redelivery of the event re-enqueues nothing, and a stray message sends nothing
+    h.invoke_intake(&h.order_created("cus_p", "ord_p")).await;
+    assert_eq!(h.queue_depth().await, (0, 0));
+
+    let scheduled = h.invoke_intake(&h.event(
+        "NotificationRequested",
+        "billing",
+        json!({"customer_id": "cus_p", "idempotency_key": "later", "notification_type": "order_confirmation",
+               "scheduled_for": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
+               "context": {"order_id": "o9", "grand_total": "1", "currency": "USD", "items": [], "created_at": "2026-11-20T09:00:00Z"}}),
+    ))
+    .await;
+    assert_eq!(
+        h.queue_depth().await,
+        (0, 0),
+        "scheduled notifications are not enqueued"
+    );
+    let stray = serde_json::json!({"Records": [{"messageId": "m1", "body": serde_json::json!({"org_id": h.org, "notification_id": scheduled.notifications[0]}).to_string()}]});
+    let stray: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(stray).unwrap();
+    let response = herald_dispatch::handle(
+        &h.local.dispatch,
+        LambdaEvent::new(stray, Default::default()),
+    )
+    .await
+    .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        h.sent().await.emails_to(&email).len(),
+        1,
+        "nothing sent before its time"
+    );
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests against the local AWS emulator (moto's server): the real handlers, the
+//! real adapters, the real event sources.
+
+mod adapters;
+mod dispatch;
+mod intake;
+mod stack_template;
