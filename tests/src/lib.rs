@@ -1,4 +1,5 @@
 //! Helpers for the end-to-end tests: one emulator per test binary, a fresh stage (tables,
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test helper crate: a failed set-up should stop the test
 //! queues, bus) and organization per test, so tests run in parallel and never see each
 //! other's data.
 

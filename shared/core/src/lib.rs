@@ -17,6 +17,3 @@ pub mod time;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-
-#[cfg(test)]
-mod service_tests;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should stop the test
 //! End-to-end tests against the local AWS emulator (moto's server): the real handlers, the
 //! real adapters, the real event sources.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should stop the test
 //! Unit tests of the intake and dispatch services on in-memory ports.
 
 use std::sync::Arc;
@@ -6,17 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::dispatch::{
+use herald_core::dispatch::{
     DEFAULT_LEASE, DispatchError, DispatchOutcome, DispatchService, Senders, Skip,
 };
-use crate::event::EventEnvelope;
-use crate::ids::{EmailAddress, OrgId};
-use crate::intake::{IntakeConfig, IntakeRecord, IntakeService, Outcome};
-use crate::model::{Address, Channel, Notification, Status};
-use crate::ports::{Directory, DispatchMessage, SendError, SuppressionKey};
-use crate::retry::RetryPolicy;
-use crate::template::Catalog;
-use crate::testing::{
+use herald_core::event::EventEnvelope;
+use herald_core::ids::{EmailAddress, OrgId};
+use herald_core::intake::{IntakeConfig, IntakeRecord, IntakeService, Outcome};
+use herald_core::model::{Address, Channel, Notification, Status};
+use herald_core::ports::{Directory, DispatchMessage, SendError, SuppressionKey};
+use herald_core::retry::RetryPolicy;
+use herald_core::template::Catalog;
+use herald_core::testing::{
     FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, Script, ScriptedSender,
 };
 
@@ -76,8 +77,8 @@ impl World {
             senders: Senders {
                 email: self.email.clone(),
                 sms: self.sms.clone(),
-                push: Arc::new(crate::ports::NotConfigured(Channel::Push)),
-                whatsapp: Arc::new(crate::ports::NotConfigured(Channel::Whatsapp)),
+                push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
+                whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
             },
             clock: self.clock.clone(),
             policy: RetryPolicy::default(),
@@ -476,7 +477,7 @@ async fn soft_failures_come_back_with_a_growing_delay_then_dead_letter() {
     ))]));
     let m = one_queued_email(&mut w).await;
     let d = w.dispatcher();
-    let start = w.clock.now_for_test();
+    let start = herald_core::ports::Clock::now(&*w.clock);
     let DispatchOutcome::Retrying {
         next_retry_at,
         requeued,
@@ -564,7 +565,7 @@ async fn unknown_notifications_are_acknowledged() {
     let w = World::new();
     let m = DispatchMessage {
         org_id: OrgId::parse(ORG).unwrap(),
-        notification_id: crate::ids::NotificationId::parse("ntf_missing").unwrap(),
+        notification_id: herald_core::ids::NotificationId::parse("ntf_missing").unwrap(),
     };
     assert_eq!(
         w.dispatcher().dispatch(&m).await.unwrap(),
@@ -610,10 +611,4 @@ async fn unconfigured_channels_fail_hard() {
             reason: "channel push is not configured".into()
         }]
     );
-}
-
-impl FixedClock {
-    fn now_for_test(&self) -> DateTime<Utc> {
-        crate::ports::Clock::now(self)
-    }
 }

@@ -1,0 +1,44 @@
+# Herald's dev loop. CI runs `make test` (through .ci/run), so this file cannot go stale.
+
+SHELL := /bin/bash
+HERALD_VENV ?= $(CURDIR)/.venv
+export HERALD_VENV
+# cargo-lambda, moto and the SAM CLI live in the virtualenv.
+export PATH := $(HERALD_VENV)/bin:$(PATH)
+
+.PHONY: run test tools fmt lint validate unit e2e start send
+
+## run: stand Herald up on the local AWS emulator and push every sample event through it
+run: tools
+	cargo run --quiet -p herald-local -- up
+
+## test: formatting, clippy, the SAM template, and every test (unit and end-to-end)
+test: tools fmt lint validate
+	cargo test --workspace --all-targets
+
+## tools: the pinned Python tools (moto, cargo-lambda, cfn-lint, SAM CLI) in $(HERALD_VENV)
+tools:
+	@infra/bootstrap.sh
+
+fmt:
+	cargo fmt --all -- --check
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+validate: tools
+	infra/validate.sh
+
+unit:
+	cargo test --workspace --lib
+
+e2e: tools
+	cargo test -p herald-e2e -p herald-local
+
+## start: the emulator with Herald's resources, for cargo lambda watch / invoke (Ctrl-C stops it)
+start: tools
+	cargo run --quiet -p herald-local -- start
+
+## send: make send FILES="events/intake/10-order-created.json ..."
+send: tools
+	cargo run --quiet -p herald-local -- send $(FILES)

@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should stop the test
+//! `herald-local send`, driven as a user would: the binary, sample files, a fresh emulator.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn events(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/intake")
+        .join(name)
+}
+
+fn send(files: &[PathBuf]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald-local"))
+        .arg("send")
+        .args(files)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("herald-local runs");
+    assert!(
+        out.status.success(),
+        "herald-local failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn send_reports_every_sample_event_in_order_with_its_outcome() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(events(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    // the same order once more at the end: nothing new, nothing sent twice
+    files.push(events("10-order-created.json"));
+    let reports = send(&files);
+    assert_eq!(reports.len(), files.len(), "one line per event");
+
+    let by_type = |t: &str| {
+        reports
+            .iter()
+            .filter(|r| r["detail_type"] == t)
+            .collect::<Vec<_>>()
+    };
+    let outcomes: Vec<&str> = reports
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == "directory_updated")
+            .count(),
+        7
+    );
+    assert_eq!(outcomes.iter().filter(|o| **o == "rejected").count(), 3);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r["event_id"].as_str().is_some_and(|id| !id.is_empty()))
+    );
+
+    let orders = by_type("OrderCreated");
+    let (first, again) = (orders[0], orders[orders.len() - 1]);
+    assert_eq!(first["outcome"], "notified");
+    assert_eq!(
+        first["notifications"], again["notifications"],
+        "the republished order maps to the same notification"
+    );
+    let n = &first["notifications"][0];
+    assert_eq!(
+        (
+            n["channel"].as_str(),
+            n["status"].as_str(),
+            n["recipient"].as_str()
+        ),
+        (Some("email"), Some("sent"), Some("cus_carol"))
+    );
+    assert!(n["subject"].as_str().unwrap().contains("ord_1001"));
+    assert!(n["body"].as_str().unwrap().contains("$59.90"));
+    assert!(n["provider_message_id"].as_str().is_some());
+
+    let refund = &by_type("RefundIssued")[0]["notifications"];
+    let channels: Vec<&str> = refund
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, vec!["email", "sms"]);
+    assert!(
+        refund[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("remboursement"),
+        "French for fr-CA: {}",
+        refund[0]["body"]
+    );
+
+    let review = &by_type("OrderDelivered")[0]["notifications"][0];
+    assert_eq!(review["status"], "pending");
+    assert_eq!(review["scheduled_for"], "2026-11-27T10:04:00.000Z");
+
+    let skipped: Vec<_> = reports
+        .iter()
+        .filter(|r| r["outcome"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["reason"], "unsubscribed from review_prompt");
+
+    let rejected: Vec<&str> = reports
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(rejected[0], "detail.organization_id is missing");
+    assert!(rejected[1].contains("grand_total"));
+    assert_eq!(rejected[2], "unknown detail-type \"InvoicePainted\"");
+}
+
+#[test]
+fn a_file_may_hold_an_array_of_events_taken_in_order() {
+    let dir = std::env::temp_dir().join(format!("herald-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let read = |name: &str| {
+        serde_json::from_str::<Value>(&std::fs::read_to_string(events(name)).unwrap()).unwrap()
+    };
+    let batch = Value::Array(vec![
+        read("04-customer-contact-changed-carol.json"),
+        read("10-order-created.json"),
+    ]);
+    let file = dir.join("batch.json");
+    std::fs::write(&file, batch.to_string()).unwrap();
+    let reports = send(&[file]);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["outcome"], "directory_updated");
+    assert_eq!(reports[1]["notifications"][0]["status"], "sent");
+    std::fs::remove_dir_all(dir).unwrap();
+}
