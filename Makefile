@@ -1,7 +1,9 @@
 # Herald's dev loop. CI runs `make test` (through .ci/run), so this file cannot go stale.
 
 SHELL := /bin/bash
-HERALD_VENV ?= $(CURDIR)/.venv
+ifeq ($(strip $(HERALD_VENV)),)
+HERALD_VENV := $(CURDIR)/.venv
+endif
 export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)

@@ -65,6 +65,7 @@ impl Drop for Emulator {
 /// The project's virtualenv: `HERALD_VENV`, else `.venv` at the workspace root.
 pub fn venv() -> PathBuf {
     std::env::var_os("HERALD_VENV")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
 }
