@@ -257,15 +257,7 @@ impl LocalStack {
         let mut delivered: Vec<(usize, EventBridgeEvent<Value>, String)> = Vec::new();
         let mut empty = 0;
         while delivered.len() < order.len() && empty < EMPTY_RECEIVES {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.stack.intake_feed_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .map_err(|e| aws_error("ReceiveMessage", e))?;
-            let messages = out.messages.unwrap_or_default();
+            let messages = self.receive(&self.stack.intake_feed_url).await?;
             if messages.is_empty() {
                 empty += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -316,15 +308,7 @@ impl LocalStack {
     pub async fn drain_dispatch(&self) -> Result<usize, LocalError> {
         let mut handled = 0;
         loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.stack.dispatch_queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .map_err(|e| aws_error("ReceiveMessage", e))?;
-            let messages = out.messages.unwrap_or_default();
+            let messages = self.receive(&self.stack.dispatch_queue_url).await?;
             if messages.is_empty() {
                 return Ok(handled);
             }
@@ -364,6 +348,23 @@ impl LocalStack {
             self.delete(&self.stack.dispatch_queue_url, done).await?;
             handled += messages.len();
         }
+    }
+
+    /// Up to ten visible messages, without waiting (the emulator serves one request at a
+    /// time, so a long poll would hold it).
+    async fn receive(
+        &self,
+        queue_url: &str,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, LocalError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map_err(|e| aws_error("ReceiveMessage", e))?;
+        Ok(out.messages.unwrap_or_default())
     }
 
     async fn delete(&self, queue_url: &str, receipts: Vec<String>) -> Result<(), LocalError> {

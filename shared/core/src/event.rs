@@ -281,24 +281,6 @@ struct NotificationRequested {
     critical: bool,
 }
 
-/// The detail-types Herald knows.
-pub const KNOWN_DETAIL_TYPES: [&str; 13] = [
-    "CustomerContactChanged",
-    "NotificationPreferencesChanged",
-    "DeviceRegistered",
-    "DeviceUnregistered",
-    "OrganizationSettingsChanged",
-    "OrderCreated",
-    "OrderDelivered",
-    "RefundIssued",
-    "ChargebackOpened",
-    "TicketPurchased",
-    "ReminderDue",
-    "NotificationRequested",
-    // kept last: the list above is the contract; this one is accepted from any source
-    "NotificationRequested",
-];
-
 fn parse_detail<T: DeserializeOwned>(detail_type: &str, detail: &Value) -> Result<T, EventError> {
     serde_path_to_error::deserialize(detail).map_err(|e| {
         let path = e.path().to_string();
