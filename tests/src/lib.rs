@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use herald_core::ports::Clock;
 use herald_core::retry::RetryPolicy;
 use herald_local::emulator::Sent;
 use herald_local::{Emulator, EventReport, LocalStack};
@@ -42,19 +41,15 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new() -> Harness {
-        Self::with(
-            Arc::new(herald_core::ports::SystemClock),
-            RetryPolicy::default(),
-        )
-        .await
+        Self::with(RetryPolicy::default()).await
     }
 
-    pub async fn with(clock: Arc<dyn Clock>, retry: RetryPolicy) -> Harness {
+    pub async fn with(retry: RetryPolicy) -> Harness {
         let tag = unique();
         let emulator = Emulator::connect(&endpoint().await)
             .await
             .expect("emulator reachable");
-        let local = LocalStack::start_with(emulator, &format!("t{tag}"), clock, retry)
+        let local = LocalStack::start_with(emulator, &format!("t{tag}"), retry)
             .await
             .expect("the stack stands up");
         Harness {

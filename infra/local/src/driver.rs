@@ -5,18 +5,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::stream::StreamReader;
 use aws_config::SdkConfig;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use chrono::{DateTime, Utc};
 use herald_adapters::DynamoNotificationStore;
+use herald_adapters::DynamoViews;
 use herald_core::dispatch::DispatchService;
 use herald_core::ids::{EmailAddress, OrgId};
 use herald_core::intake::{ChannelSkip, IntakeRecord, IntakeService};
 use herald_core::model::{Notification, Recipient};
-use herald_core::ports::{Clock, NotificationStore, SystemClock};
+use herald_core::ports::{DispatchMessage, ManualClock, NotificationStore};
+use herald_core::projection::Views;
 use herald_core::retry::RetryPolicy;
+use herald_core::scheduler::{SchedulerService, SweepConfig, SweepReport};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -60,6 +65,10 @@ pub struct NotificationReport {
     pub provider_message_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The notification's history, from the projected audit log.
+    pub log: Vec<LogReport>,
+    /// Whether the customer's projected feed shows it.
+    pub in_feed: bool,
 }
 
 /// What became of one event given to the local stack.
@@ -94,9 +103,32 @@ pub struct LocalStack {
     pub stack: Stack,
     pub intake: IntakeService,
     pub dispatch: DispatchService,
+    pub scheduler: SchedulerService,
+    pub views: DynamoViews,
     pub store: DynamoNotificationStore,
+    /// The handlers' clock: the system's, or the time a `tick --at` runs at.
+    pub clock: Arc<ManualClock>,
+    stream: StreamReader,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
+}
+
+/// A log entry as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    pub at: String,
+    pub event: String,
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickReport {
+    #[serde(flatten)]
+    pub sweep: SweepReport,
+    pub notifications: Vec<NotificationReport>,
 }
 
 /// How many times an empty receive is tolerated while events are still expected.
@@ -105,21 +137,15 @@ const EMPTY_RECEIVES: usize = 20;
 impl LocalStack {
     /// Stands a stage up on the emulator and builds the handlers against it.
     pub async fn start(emulator: Emulator, stage: &str) -> Result<LocalStack, LocalError> {
-        Self::start_with(
-            emulator,
-            stage,
-            Arc::new(SystemClock),
-            RetryPolicy::default(),
-        )
-        .await
+        Self::start_with(emulator, stage, RetryPolicy::default()).await
     }
 
     pub async fn start_with(
         emulator: Emulator,
         stage: &str,
-        clock: Arc<dyn Clock>,
         retry: RetryPolicy,
     ) -> Result<LocalStack, LocalError> {
+        let clock = Arc::new(ManualClock::default());
         let aws = emulator.aws_config().await;
         let stack = Stack::create(&aws, stage).await?;
         let default_sender =
@@ -139,8 +165,24 @@ impl LocalStack {
             ses_configuration_set: None,
             sms_sender_id: None,
         };
-        let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock);
+        let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock.clone());
+        let scheduler_config = herald_scheduler::Config {
+            notifications_table: stack.names.notifications_table(),
+            dispatch_queue_url: stack.dispatch_queue_url.clone(),
+            sweep: SweepConfig::default(),
+        };
+        let scheduler = herald_scheduler::service(&scheduler_config, &aws, clock.clone());
+        let views = herald_projector::views(
+            &herald_projector::Config {
+                views_table: stack.names.views_table(),
+            },
+            &aws,
+        );
         Ok(LocalStack {
+            stream: StreamReader::new(&aws, stack.names.notifications_table()),
+            scheduler,
+            views,
+            clock,
             store: DynamoNotificationStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
                 stack.names.notifications_table(),
@@ -181,7 +223,62 @@ impl LocalStack {
         let puts = self.put_events(events).await?;
         let records = self.pump_intake(&puts).await?;
         self.drain_dispatch().await?;
+        self.tick(None).await?;
         self.report(&puts, &records).await
+    }
+
+    /// The scheduler's sweep, the dispatch that follows it and the projection of what
+    /// changed, as if the clock read `at` (now when `None`). The emulator's schedules never
+    /// fire, so the local stack ticks the scheduler itself.
+    pub async fn tick(&self, at: Option<DateTime<Utc>>) -> Result<TickReport, LocalError> {
+        self.clock.set(at);
+        let result = async {
+            let sweep = self
+                .scheduler
+                .sweep()
+                .await
+                .map_err(|e| LocalError::Aws(e.to_string()))?;
+            let handled = self.drain_dispatch().await?;
+            self.project().await?;
+            let sent = self.emulator.sent().await?;
+            let mut notifications = Vec::new();
+            for m in handled {
+                if let Some(n) = self
+                    .store
+                    .get(&m.org_id, &m.notification_id)
+                    .await
+                    .map_err(|e| LocalError::Aws(e.to_string()))?
+                {
+                    notifications.push(self.notification_report(&n, &sent).await?);
+                }
+            }
+            Ok(TickReport {
+                sweep,
+                notifications,
+            })
+        }
+        .await;
+        self.clock.set(None);
+        result
+    }
+
+    /// Hands the stream records written since the last call to the projector.
+    pub async fn project(&self) -> Result<usize, LocalError> {
+        let event = self.stream.read().await?;
+        let count = event.records.len();
+        if count > 0 {
+            let response =
+                herald_projector::handle(&self.views, LambdaEvent::new(event, Context::default()))
+                    .await
+                    .map_err(|e| LocalError::Handler(e.to_string()))?;
+            if !response.batch_item_failures.is_empty() {
+                warn!(
+                    count = response.batch_item_failures.len(),
+                    "stream records the projector could not project"
+                );
+            }
+        }
+        Ok(count)
     }
 
     async fn put_events(&self, events: &[Value]) -> Result<Vec<Put>, LocalError> {
@@ -304,9 +401,9 @@ impl LocalStack {
     }
 
     /// Hands the dispatch queue to dispatch in batches of ten until no message is visible.
-    /// Returns how many messages were handled.
-    pub async fn drain_dispatch(&self) -> Result<usize, LocalError> {
-        let mut handled = 0;
+    /// Returns the messages handled, in order.
+    pub async fn drain_dispatch(&self) -> Result<Vec<DispatchMessage>, LocalError> {
+        let mut handled = Vec::new();
         loop {
             let messages = self.receive(&self.stack.dispatch_queue_url).await?;
             if messages.is_empty() {
@@ -346,7 +443,11 @@ impl LocalStack {
                 .filter_map(|m| m.receipt_handle.clone())
                 .collect();
             self.delete(&self.stack.dispatch_queue_url, done).await?;
-            handled += messages.len();
+            handled.extend(
+                messages
+                    .iter()
+                    .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok()),
+            );
         }
     }
 
@@ -456,7 +557,7 @@ impl LocalStack {
                     .await
                     .map_err(|e| LocalError::Aws(e.to_string()))?
                 {
-                    notifications.push(notification_report(&n, sent));
+                    notifications.push(self.notification_report(&n, sent).await?);
                 }
             }
         }
@@ -470,6 +571,47 @@ impl LocalStack {
         })
     }
 }
+
+impl LocalStack {
+    /// A notification with its log and whether its customer's feed shows it.
+    pub async fn notification_report(
+        &self,
+        n: &Notification,
+        sent: &Sent,
+    ) -> Result<NotificationReport, LocalError> {
+        let views_error = |e: herald_core::ports::PortError| LocalError::Aws(e.to_string());
+        let log = self
+            .views
+            .log(&n.org_id, &n.id)
+            .await
+            .map_err(views_error)?;
+        let in_feed = match &n.recipient {
+            Recipient::Customer(c) => self
+                .views
+                .feed(&n.org_id, c, FEED_LOOKUP)
+                .await
+                .map_err(views_error)?
+                .iter()
+                .any(|e| e.notification_id == n.id),
+            Recipient::Operations => false,
+        };
+        let mut report = notification_report(n, sent);
+        report.log = log
+            .into_iter()
+            .map(|l| LogReport {
+                at: herald_core::time::format(&l.at),
+                event: l.event,
+                attempt: l.attempt,
+                reason: l.reason,
+            })
+            .collect();
+        report.in_feed = in_feed;
+        Ok(report)
+    }
+}
+
+/// How far back a customer's feed is searched for a notification in a report.
+const FEED_LOOKUP: usize = 500;
 
 /// The report of a notification: content as the provider got it when it was sent.
 pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport {
@@ -492,6 +634,8 @@ pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport 
         body,
         provider_message_id: n.provider_message_id.clone(),
         error: n.last_error.clone(),
+        log: Vec::new(),
+        in_feed: false,
     }
 }
 

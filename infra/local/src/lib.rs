@@ -5,6 +5,7 @@
 pub mod driver;
 pub mod emulator;
 pub mod stack;
+pub mod stream;
 
 pub use driver::{EventReport, LocalError, LocalStack, NotificationReport};
 pub use emulator::Emulator;

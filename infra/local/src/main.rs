@@ -37,6 +37,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Runs the scheduler's sweep, and the dispatch that follows it, as if the clock read
+    /// TIME (RFC 3339; now when left out); prints what it enqueued and what was sent. Use it
+    /// against a running emulator (AWS_ENDPOINT_URL, from `start`) to watch a scheduled
+    /// notification go out.
+    Tick {
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Starts the emulator with Herald's resources and prints the environment for
     /// `cargo lambda watch`; runs until interrupted.
     Start,
@@ -86,6 +94,13 @@ fn print_human(file: &str, report: &EventReport) {
         for line in n.body.lines() {
             println!("      | {line}");
         }
+        let history: Vec<&str> = n.log.iter().map(|l| l.event.as_str()).collect();
+        let feed = if n.in_feed {
+            "in the feed"
+        } else {
+            "not in a feed"
+        };
+        println!("      log: {}; {feed}", history.join(" → "));
     }
     for s in &report.skipped {
         println!("    {} skipped: {}", s.channel, s.reason);
@@ -152,6 +167,15 @@ async fn send(stack: &LocalStack, files: &[PathBuf]) -> Result<(), String> {
     Ok(())
 }
 
+async fn tick(stack: &LocalStack, at: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), String> {
+    let report = stack.tick(at).await.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
 async fn start(stack: &LocalStack) -> Result<(), String> {
     println!("# Herald's resources are up on the emulator. For cargo lambda watch / invoke:");
     for (k, v) in stack.function_env() {
@@ -180,6 +204,7 @@ async fn main() -> ExitCode {
             Command::Up { events } => up(&stack, events).await,
             Command::Send { files } => send(&stack, files).await,
             Command::Start => start(&stack).await,
+            Command::Tick { at } => tick(&stack, *at).await,
         }
     }
     .await;

@@ -34,6 +34,7 @@ pub const INTAKE_PATTERN: &str = r#"{"source":[{"prefix":""}]}"#;
 pub const SENDER_DOMAIN: &str = "herald.example";
 pub const DEFAULT_SENDER: &str = "notifications@herald.example";
 pub const DEAD_LETTERS_INDEX: &str = "dead_letters";
+pub const DUE_INDEX: &str = herald_adapters::dynamo::DUE_INDEX;
 
 /// The names of one stage's resources, as template.yaml names them.
 #[derive(Debug, Clone)]
@@ -64,6 +65,12 @@ impl Names {
     }
     pub fn intake_dlq(&self) -> String {
         format!("herald-{}-intake-dlq", self.stage)
+    }
+    pub fn views_table(&self) -> String {
+        format!("herald-{}-views", self.stage)
+    }
+    pub fn projector_dlq(&self) -> String {
+        format!("herald-{}-projector-dlq", self.stage)
     }
     pub fn intake_rule(&self) -> String {
         format!("herald-{}-intake", self.stage)
@@ -109,8 +116,9 @@ impl Stack {
         let events = aws_sdk_eventbridge::Client::new(aws);
         let ses = aws_sdk_sesv2::Client::new(aws);
 
-        create_table(&dynamo, &names.notifications_table(), true).await?;
-        create_table(&dynamo, &names.directory_table(), false).await?;
+        create_table(&dynamo, &names.notifications_table(), Table::Notifications).await?;
+        create_table(&dynamo, &names.directory_table(), Table::Directory).await?;
+        create_table(&dynamo, &names.views_table(), Table::Views).await?;
 
         let dispatch_dlq_url = create_queue(&sqs, &names.dispatch_dlq(), &[]).await?;
         let dlq_arn = queue_arn(&sqs, &dispatch_dlq_url).await?;
@@ -130,6 +138,7 @@ impl Stack {
         )
         .await?;
         create_queue(&sqs, &names.intake_dlq(), &[]).await?;
+        create_queue(&sqs, &names.projector_dlq(), &[]).await?;
         let intake_feed_url = create_queue(&sqs, &names.intake_feed_queue(), &[]).await?;
         let feed_arn = queue_arn(&sqs, &intake_feed_url).await?;
 
@@ -193,10 +202,32 @@ impl Stack {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Notifications,
+    Directory,
+    Views,
+}
+
+fn index(
+    name: &str,
+    hash: &str,
+    range: &str,
+    projection: ProjectionType,
+) -> Result<GlobalSecondaryIndex, StackError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .key_schema(key(range, KeyType::Range)?)
+        .projection(Projection::builder().projection_type(projection).build())
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
-    notifications: bool,
+    table: Table,
 ) -> Result<(), StackError> {
     let mut request = client
         .create_table()
@@ -204,29 +235,39 @@ async fn create_table(
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(string_attribute("pk")?)
         .key_schema(key("pk", KeyType::Hash)?);
-    if notifications {
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(DEAD_LETTERS_INDEX)
-            .key_schema(key("dl_org", KeyType::Hash)?)
-            .key_schema(key("failed_at", KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(|e| failed(name, e))?;
-        request = request
-            .attribute_definitions(string_attribute("dl_org")?)
-            .attribute_definitions(string_attribute("failed_at")?)
-            .global_secondary_indexes(index)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .map_err(|e| failed(name, e))?,
-            );
+    match table {
+        Table::Notifications => {
+            request = request
+                .attribute_definitions(string_attribute("dl_org")?)
+                .attribute_definitions(string_attribute("failed_at")?)
+                .attribute_definitions(string_attribute("due_shard")?)
+                .attribute_definitions(string_attribute("sweep_at")?)
+                .global_secondary_indexes(index(
+                    DEAD_LETTERS_INDEX,
+                    "dl_org",
+                    "failed_at",
+                    ProjectionType::All,
+                )?)
+                .global_secondary_indexes(index(
+                    DUE_INDEX,
+                    "due_shard",
+                    "sweep_at",
+                    ProjectionType::KeysOnly,
+                )?)
+                .stream_specification(
+                    StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(StreamViewType::NewAndOldImages)
+                        .build()
+                        .map_err(|e| failed(name, e))?,
+                );
+        }
+        Table::Views => {
+            request = request
+                .attribute_definitions(string_attribute("sk")?)
+                .key_schema(key("sk", KeyType::Range)?);
+        }
+        Table::Directory => {}
     }
     match request.send().await {
         Ok(_) => Ok(()),

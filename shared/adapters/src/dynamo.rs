@@ -17,7 +17,8 @@ use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::intake::IntakeRecord;
 use herald_core::model::{Notification, Status};
 use herald_core::ports::{
-    ClaimOutcome, Created, Directory, NotificationStore, PortError, SuppressionKey, Write,
+    ClaimOutcome, Created, Directory, DueEntry, DueIndex, NotificationStore, PortError,
+    SuppressionKey, Write,
 };
 use herald_core::time;
 use serde::Serialize;
@@ -48,6 +49,26 @@ pub fn notification_key(org: &OrgId, id: &NotificationId) -> String {
 
 pub fn intake_key(org: Option<&OrgId>, event_id: &str) -> String {
     format!("E#{}#{event_id}", org.map_or("-", OrgId::as_str))
+}
+
+/// Shards of the sweep's index. Fixed: writers and the sweep must agree, and a million
+/// waiting notifications spread over 32 partitions keep each well under its write limit.
+pub const DUE_SHARDS: u32 = 32;
+pub const DUE_INDEX: &str = "due";
+
+/// The shard of a notification: a stable hash (FNV-1a) of its id.
+pub fn due_shard(id: &NotificationId) -> String {
+    let hash = id.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{:02}", hash % DUE_SHARDS)
+}
+
+/// The organization and id from a notification's key (`N#org#id`).
+fn parse_notification_key(pk: &str) -> Option<(OrgId, NotificationId)> {
+    let rest = pk.strip_prefix("N#")?;
+    let (org, id) = rest.split_once('#')?;
+    Some((OrgId::parse(org).ok()?, NotificationId::parse(id).ok()?))
 }
 
 fn customer_key(org: &OrgId, customer: &CustomerId) -> String {
@@ -135,6 +156,9 @@ impl DynamoNotificationStore {
         let mut item = to_item("serialize notification", n)?;
         item.insert("pk".into(), s(notification_key(&n.org_id, &n.id)));
         item.insert("kind".into(), s("notification"));
+        if n.sweep_at.is_some() {
+            item.insert("due_shard".into(), s(due_shard(&n.id)));
+        }
         Ok(item)
     }
 
@@ -216,7 +240,12 @@ impl NotificationStore for DynamoNotificationStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(notification_key(org, id)))
-            .update_expression("SET #status = :sending, #claim = :claim, updated_at = :now")
+            // the lease's end goes into the sweep's index: if this dispatcher dies, the sweep
+            // hands the notification to another once the lease is over
+            .update_expression(
+                "SET #status = :sending, #claim = :claim, updated_at = :now, \
+                 sweep_at = :until, due_shard = :shard, revision = if_not_exists(revision, :zero) + :one",
+            )
             .condition_expression(
                 "attribute_exists(pk) \
                  AND (#status IN (:pending, :retrying) \
@@ -231,6 +260,10 @@ impl NotificationStore for DynamoNotificationStore {
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
             .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
             .expression_attribute_values(":claim", AttributeValue::M(claim))
+            .expression_attribute_values(":until", s(time::format(&lease_until)))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":shard", s(due_shard(id)))
             .expression_attribute_values(":now", s(now_s))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -263,6 +296,7 @@ impl NotificationStore for DynamoNotificationStore {
             "#status = :status",
             "attempts = :attempts",
             "updated_at = :updated_at",
+            "revision = if_not_exists(revision, :zero) + :one",
         ];
         let mut removes = vec!["#claim"];
         let mut values: Vec<(&str, AttributeValue)> = vec![
@@ -270,6 +304,8 @@ impl NotificationStore for DynamoNotificationStore {
             (":attempts", AttributeValue::N(n.attempts.to_string())),
             (":updated_at", s(time::format(&n.updated_at))),
             (":token", s(token)),
+            (":zero", AttributeValue::N("0".into())),
+            (":one", AttributeValue::N("1".into())),
         ];
         let optional = [
             (
@@ -294,6 +330,17 @@ impl NotificationStore for DynamoNotificationStore {
                 "dl_org",
                 ":dl_org",
                 (n.status == Status::Failed).then(|| n.org_id.to_string()),
+            ),
+            // so is the sweep's: only notifications waiting for a time carry due_shard
+            (
+                "sweep_at",
+                ":sweep_at",
+                n.sweep_at.as_ref().map(time::format),
+            ),
+            (
+                "due_shard",
+                ":due_shard",
+                n.sweep_at.map(|_| due_shard(&n.id)),
             ),
         ];
         let mut set_clauses: Vec<String> = Vec::new();
@@ -367,6 +414,84 @@ impl NotificationStore for DynamoNotificationStore {
         out.item
             .map(|i| from_item("deserialize intake record", i))
             .transpose()
+    }
+}
+
+#[async_trait]
+impl DueIndex for DynamoNotificationStore {
+    fn shards(&self) -> u32 {
+        DUE_SHARDS
+    }
+
+    async fn due(
+        &self,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, PortError> {
+        const OP: &str = "dynamodb Query due";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("due_shard = :shard AND sweep_at <= :now")
+            .expression_attribute_values(":shard", s(format!("{shard:02}")))
+            .expression_attribute_values(":now", s(time::format(&now)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| PortError::new(OP, e))?;
+        let mut entries = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let key = pk_of(&item).and_then(parse_notification_key);
+            let at = item
+                .get("sweep_at")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            match (key, at) {
+                (Some((org_id, notification_id)), Some(at)) => entries.push(DueEntry {
+                    org_id,
+                    notification_id,
+                    sweep_at: at.with_timezone(&Utc),
+                }),
+                _ => {
+                    return Err(PortError::new(
+                        OP,
+                        "an index entry without a notification key or time",
+                    ));
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                s(notification_key(&entry.org_id, &entry.notification_id)),
+            )
+            .update_expression("REMOVE sweep_at, due_shard")
+            .condition_expression("sweep_at = :seen")
+            .expression_attribute_values(":seen", s(time::format(&entry.sweep_at)))
+            .send()
+            .await;
+        match result {
+            // changed since it was read: it is someone else's now (or due later)
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            other => other
+                .map(|_| ())
+                .map_err(|e| PortError::new("dynamodb UpdateItem mark enqueued", e)),
+        }
     }
 }
 

@@ -141,6 +141,7 @@ impl DispatchService {
                     // Released as due now: the redelivered message (or the sweep) tries again.
                     let reason = "the sender failed unexpectedly".to_string();
                     self.apply_soft_failure(&mut notification, reason, now, Some(now));
+                    notification.sweep_at = notification.next_retry_at;
                     self.settle(&notification, &token).await?;
                     return Err(DispatchError::SenderPanicked {
                         channel: notification.channel,
@@ -187,6 +188,12 @@ impl DispatchService {
                     },
                 }
             }
+        };
+        // A retry is always in the sweep's index too: if the delayed message is lost, the
+        // sweep still sends it; whichever comes first claims it, the other finds nothing to do.
+        notification.sweep_at = match notification.status {
+            Status::Retrying => notification.next_retry_at,
+            _ => None,
         };
         if !self.settle(&notification, &token).await? {
             return Ok(outcome);
@@ -251,19 +258,17 @@ impl DispatchService {
         due_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, DispatchError> {
-        let wait = (due_at - now).to_std().unwrap_or(Duration::ZERO);
-        if wait > MAX_QUEUE_DELAY {
+        let delay = crate::intake::wait(now, due_at);
+        if delay > MAX_QUEUE_DELAY {
             return Ok(false);
         }
-        // Round up: arriving a moment early would only bounce the message once more.
-        let delay = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         self.queue
             .enqueue(&[Enqueue {
                 message: DispatchMessage {
                     org_id: n.org_id.clone(),
                     notification_id: n.id.clone(),
                 },
-                delay: delay.min(MAX_QUEUE_DELAY),
+                delay,
             }])
             .await?;
         Ok(true)

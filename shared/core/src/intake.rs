@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
@@ -14,8 +15,8 @@ use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyR
 use crate::ids::{CustomerId, EmailAddress, Locale, NotificationId, OrgId};
 use crate::model::{Address, Channel, Notification, Recipient, Status};
 use crate::ports::{
-    Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
-    PortError, SuppressionKey, Write,
+    Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
+    NotificationStore, PortError, SuppressionKey, Write,
 };
 use crate::template::{Catalog, TemplateSpec};
 
@@ -426,6 +427,7 @@ impl IntakeService {
                 internal: spec.internal,
                 critical: req.critical,
                 status: Status::Pending,
+                revision: 0,
                 attempts: 0,
                 source_event_id: event_id.to_string(),
                 business_key: req.business_key.clone(),
@@ -438,6 +440,8 @@ impl IntakeService {
                 sent_at: None,
                 failed_at: None,
                 claim: None,
+                // beyond the queue's reach, the scheduler's sweep enqueues it when due
+                sweep_at: scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY),
             });
         }
         Ok(Plan::Notify {
@@ -463,12 +467,14 @@ impl IntakeService {
                     Created::New => n.clone(),
                     Created::Existing(existing) => *existing,
                 };
-                (current.status == Status::Pending && current.is_due(now)).then(|| Enqueue {
+                // due now, or soon enough for the queue to hold it back until then
+                let delay = current.due_at(now).map_or(Duration::ZERO, |t| wait(now, t));
+                (current.status == Status::Pending && delay <= MAX_QUEUE_DELAY).then(|| Enqueue {
                     message: DispatchMessage {
                         org_id: current.org_id.clone(),
                         notification_id: current.id.clone(),
                     },
-                    delay: std::time::Duration::ZERO,
+                    delay,
                 })
             })
             .collect();
@@ -512,6 +518,13 @@ fn address_for(
             }
         }
     }
+}
+
+/// How long from `now` until `t` (zero if it has passed), rounded up to whole seconds so a
+/// delayed message never arrives before its time.
+pub fn wait(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
+    let w = (t - now).to_std().unwrap_or(Duration::ZERO);
+    Duration::from_secs(w.as_secs() + u64::from(w.subsec_nanos() > 0))
 }
 
 /// The suppression-list key of an address (email and phone channels only).

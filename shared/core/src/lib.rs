@@ -11,7 +11,9 @@ pub mod ids;
 pub mod intake;
 pub mod model;
 pub mod ports;
+pub mod projection;
 pub mod retry;
+pub mod scheduler;
 pub mod template;
 pub mod time;
 

@@ -174,6 +174,10 @@ pub struct Notification {
     /// Critical notifications ignore quiet hours.
     pub critical: bool,
     pub status: Status,
+    /// Counts the writes that changed the status: orders the history when two changes share a
+    /// timestamp.
+    #[serde(default)]
+    pub revision: u32,
     pub attempts: u32,
     pub source_event_id: String,
     pub business_key: BusinessKey,
@@ -212,6 +216,15 @@ pub struct Notification {
     /// Set while a dispatcher holds the notification: its token and when its lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// When the scheduler's sweep should enqueue it: a time beyond what the queue's delay can
+    /// hold (a scheduled send, a long backoff), or the end of a claim's lease (so a dispatcher
+    /// that died mid-send is picked up again). `None` while a queue message is on its way.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub sweep_at: Option<DateTime<Utc>>,
 }
 
 /// A dispatcher's hold on a notification. The lease outlives one Lambda invocation, so a

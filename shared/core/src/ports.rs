@@ -50,6 +50,26 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that stands where it is set, or follows the system clock when unset: the local
+/// stack's `tick --at TIME` runs the real handlers as if it were TIME.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::Mutex<Option<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn set(&self, at: Option<DateTime<Utc>>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(Utc::now)
+    }
+}
+
 /// What became of a conditional create.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -103,6 +123,32 @@ pub trait NotificationStore: Send + Sync {
         org: Option<&OrgId>,
         event_id: &str,
     ) -> Result<Option<IntakeRecord>, PortError>;
+}
+
+/// A notification waiting in the sweep's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub org_id: OrgId,
+    pub notification_id: NotificationId,
+    pub sweep_at: DateTime<Utc>,
+}
+
+/// The index of notifications waiting for a time (scheduled sends, long backoffs, expired
+/// leases), split into shards so that no single partition takes every write.
+#[async_trait]
+pub trait DueIndex: Send + Sync {
+    fn shards(&self) -> u32;
+
+    /// Up to `limit` entries of one shard due at `now`, oldest first.
+    async fn due(
+        &self,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, PortError>;
+
+    /// Takes an enqueued entry out of the index, unless it changed since it was read.
+    async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError>;
 }
 
 /// Whether a guarded write went through.

@@ -12,8 +12,8 @@ use crate::ids::{CustomerId, NotificationId, OrgId};
 use crate::intake::IntakeRecord;
 use crate::model::{Claim, Notification, Status};
 use crate::ports::{
-    ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, Enqueue,
-    NotificationStore, PortError, Receipt, SendError, SuppressionKey, Write,
+    ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
+    Enqueue, NotificationStore, PortError, Receipt, SendError, SuppressionKey, Write,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,10 +70,12 @@ impl NotificationStore for MemoryStore {
             return Ok(ClaimOutcome::NotClaimable(Box::new(n.clone())));
         }
         n.status = Status::Sending;
+        n.revision += 1;
         n.claim = Some(Claim {
             token: token.to_string(),
             until: lease_until,
         });
+        n.sweep_at = Some(lease_until);
         n.updated_at = now;
         Ok(ClaimOutcome::Claimed(Box::new(n.clone())))
     }
@@ -88,6 +90,7 @@ impl NotificationStore for MemoryStore {
         }
         *stored = Notification {
             claim: None,
+            revision: stored.revision + 1,
             ..n.clone()
         };
         Ok(true)
@@ -104,6 +107,45 @@ impl NotificationStore for MemoryStore {
         event_id: &str,
     ) -> Result<Option<IntakeRecord>, PortError> {
         Ok(lock(&self.intake).get(event_id).cloned())
+    }
+}
+
+#[async_trait]
+impl DueIndex for MemoryStore {
+    fn shards(&self) -> u32 {
+        1
+    }
+
+    async fn due(
+        &self,
+        _shard: u32,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, PortError> {
+        let mut due: Vec<DueEntry> = lock(&self.notifications)
+            .values()
+            .filter_map(|n| {
+                n.sweep_at.filter(|t| *t <= now).map(|sweep_at| DueEntry {
+                    org_id: n.org_id.clone(),
+                    notification_id: n.id.clone(),
+                    sweep_at,
+                })
+            })
+            .collect();
+        due.sort_by_key(|e| e.sweep_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {
+        if let Some(n) = lock(&self.notifications)
+            .get_mut(&(entry.org_id.clone(), entry.notification_id.clone()))
+        {
+            if n.sweep_at == Some(entry.sweep_at) {
+                n.sweep_at = None;
+            }
+        }
+        Ok(())
     }
 }
 

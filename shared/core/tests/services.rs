@@ -612,3 +612,132 @@ async fn unconfigured_channels_fail_hard() {
         }]
     );
 }
+
+fn scheduler(w: &World) -> herald_core::scheduler::SchedulerService {
+    herald_core::scheduler::SchedulerService {
+        index: w.store.clone(),
+        queue: w.queue.clone(),
+        clock: w.clock.clone(),
+        config: herald_core::scheduler::SweepConfig::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_review_prompt_is_swept_in_a_week_and_sent_once() {
+    let mut w = World::new();
+    w.contact("cus_a", "en").await;
+    w.event(
+        "OrderDelivered",
+        json!({"customer_id": "cus_a", "order_id": "ord_1", "delivered_at": "2026-11-20T12:00:00Z"}),
+    )
+    .await;
+    assert!(w.queue.take().is_empty());
+    let sweep = scheduler(&w);
+    w.clock.set(at("2026-11-27T11:59:00Z"));
+    assert_eq!(sweep.sweep().await.unwrap().enqueued, 0);
+    w.clock.set(at("2026-11-27T12:00:30Z"));
+    let report = sweep.sweep().await.unwrap();
+    assert_eq!((report.enqueued, report.remaining), (1, false));
+    // an overlapping sweep finds nothing more
+    assert_eq!(sweep.sweep().await.unwrap().enqueued, 0);
+    w.drain().await;
+    assert_eq!(w.email.calls(), 1);
+    assert_eq!(w.notifications()[0].status, Status::Sent);
+}
+
+#[tokio::test]
+async fn schedules_within_the_queues_reach_go_straight_to_the_queue_with_a_delay() {
+    let mut w = World::new();
+    w.contact("cus_a", "en").await;
+    let soon = herald_core::ports::Clock::now(&*w.clock) + chrono::Duration::seconds(600);
+    w.event(
+        "NotificationRequested",
+        json!({"customer_id": "cus_a", "idempotency_key": "k", "notification_type": "order_confirmation",
+               "scheduled_for": soon.to_rfc3339(),
+               "context": {"order_id": "o", "grand_total": "1", "currency": "USD", "items": [], "created_at": "2026-11-20T09:00:00Z"}}),
+    )
+    .await;
+    let queued = w.queue.take();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].delay, Duration::from_secs(600));
+    assert_eq!(w.notifications()[0].sweep_at, None);
+}
+
+#[tokio::test]
+async fn long_backoffs_are_swept_when_due_and_a_dead_dispatchers_lease_is_taken_over() {
+    let mut w = World::with_email(ScriptedSender::new(vec![
+        Script::Fail(SendError::soft("throttled")),
+        Script::Fail(SendError::soft("throttled")),
+        Script::Accept,
+    ]));
+    let m = one_queued_email(&mut w).await;
+    let d = w.dispatcher();
+    let DispatchOutcome::Retrying { next_retry_at, .. } = d.dispatch(&m).await.unwrap() else {
+        panic!()
+    };
+    w.queue.take();
+    w.clock.set(next_retry_at);
+    let DispatchOutcome::Retrying {
+        next_retry_at,
+        requeued,
+    } = d.dispatch(&m).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(!requeued);
+    let sweep = scheduler(&w);
+    w.clock.set(next_retry_at - chrono::Duration::seconds(1));
+    assert_eq!(sweep.sweep().await.unwrap().enqueued, 0);
+    w.clock.set(next_retry_at);
+    assert_eq!(sweep.sweep().await.unwrap().enqueued, 1);
+    // the dispatcher that takes it dies before recording anything
+    let org = OrgId::parse(ORG).unwrap();
+    use herald_core::ports::NotificationStore;
+    let claimed = w
+        .store
+        .claim(
+            &org,
+            &m.notification_id,
+            "dead",
+            next_retry_at,
+            next_retry_at + chrono::Duration::seconds(120),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        claimed,
+        herald_core::ports::ClaimOutcome::Claimed(_)
+    ));
+    w.queue.take();
+    w.clock.set(next_retry_at + chrono::Duration::seconds(121));
+    assert_eq!(
+        sweep.sweep().await.unwrap().enqueued,
+        1,
+        "the expired lease is swept"
+    );
+    assert!(matches!(w.drain().await[0], DispatchOutcome::Sent { .. }));
+    assert_eq!(w.notifications()[0].sweep_at, None);
+}
+
+#[tokio::test]
+async fn a_sweep_over_budget_reports_what_is_left_and_how_late() {
+    let mut w = World::new();
+    w.contact("cus_a", "en").await;
+    for i in 0..5 {
+        w.event(
+            "OrderDelivered",
+            json!({"customer_id": "cus_a", "order_id": format!("ord_{i}"), "delivered_at": "2026-11-20T12:00:00Z"}),
+        )
+        .await;
+    }
+    let mut sweep = scheduler(&w);
+    sweep.config.budget = 3;
+    w.clock.set(at("2026-11-27T12:10:00Z"));
+    let report = sweep.sweep().await.unwrap();
+    assert_eq!(
+        (report.enqueued, report.remaining, report.lag_seconds),
+        (3, true, 600)
+    );
+    let report = sweep.sweep().await.unwrap();
+    assert_eq!((report.enqueued, report.remaining), (2, false));
+}

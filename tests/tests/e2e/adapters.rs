@@ -32,6 +32,7 @@ fn notification(org: &OrgId, key: &str) -> Notification {
         internal: false,
         critical: false,
         status: Status::Pending,
+        revision: 0,
         attempts: 0,
         source_event_id: "e1".into(),
         business_key: key,
@@ -44,6 +45,7 @@ fn notification(org: &OrgId, key: &str) -> Notification {
         sent_at: None,
         failed_at: None,
         claim: None,
+        sweep_at: None,
     }
 }
 

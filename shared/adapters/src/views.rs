@@ -1,0 +1,519 @@
+//! The views table on DynamoDB: the audit log, customer feeds with their unread counts, daily
+//! statistics and dead letters, written idempotently from the projector's batches.
+//!
+//! Keys (`pk`, `sk`):
+//! - log entry: `LOG#org#notification`, `revision#event`
+//! - feed entry: `FEED#org#customer`, `created_at#notification`; unread count: `FEEDCOUNT#org#customer`, `unread`
+//! - daily counter: `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
+//! - dead letter: `DL#org`, `failed_at#notification`
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::try_join_all;
+use herald_core::ids::{CustomerId, NotificationId, OrgId};
+use herald_core::ports::PortError;
+use herald_core::projection::{
+    DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite, Views,
+};
+use herald_core::time;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// Stat markers per transaction: each may add a counter too, and a transaction takes 100 actions.
+const STATS_PER_TRANSACTION: usize = 40;
+const ROUNDS: usize = 5;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn keyed<T: Serialize>(value: &T, pk: String, sk: String) -> Result<Item, PortError> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| PortError::new("serialize view", e))?;
+    item.insert("pk".into(), s(pk));
+    item.insert("sk".into(), s(sk));
+    Ok(item)
+}
+
+fn parse<T: DeserializeOwned>(item: Item) -> Result<T, PortError> {
+    serde_dynamo::from_item(item).map_err(|e| PortError::new("deserialize view", e))
+}
+
+fn log_key(e: &LogEntry) -> (String, String) {
+    (
+        format!("LOG#{}#{}", e.org_id, e.notification_id),
+        format!("{:06}#{}", e.revision, e.event),
+    )
+}
+
+fn feed_pk(org: &OrgId, customer: &CustomerId) -> String {
+    format!("FEED#{org}#{customer}")
+}
+
+fn feed_sk(created_at: &DateTime<Utc>, id: &NotificationId) -> String {
+    format!("{}#{id}", time::format(created_at))
+}
+
+fn unread_key(org: &OrgId, customer: &CustomerId) -> (String, String) {
+    (format!("FEEDCOUNT#{org}#{customer}"), "unread".into())
+}
+
+fn stats_pk(org: &OrgId, day: NaiveDate) -> String {
+    format!("STATS#{org}#{day}")
+}
+
+fn stats_sk(k: &StatKey) -> String {
+    format!(
+        "{}#{}#{}",
+        k.notification_type,
+        k.channel,
+        k.outcome.as_str()
+    )
+}
+
+fn dead_letter_key(
+    org: &OrgId,
+    id: &NotificationId,
+    failed_at: &DateTime<Utc>,
+) -> (String, String) {
+    (
+        format!("DL#{org}"),
+        format!("{}#{id}", time::format(failed_at)),
+    )
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// Whether a transaction was cancelled because a condition failed (rather than, say, a
+/// conflict with another transaction, which is worth another try).
+fn conditional_failed(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoViews {
+    client: Client,
+    table: String,
+}
+
+impl DynamoViews {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoViews {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Puts and deletes, batched; a key written twice in one batch keeps its last write.
+    async fn batch_write(
+        &self,
+        writes: Vec<((String, String), Option<Item>)>,
+    ) -> Result<(), PortError> {
+        const OP: &str = "dynamodb BatchWriteItem views";
+        let mut by_key: BTreeMap<(String, String), Option<Item>> = BTreeMap::new();
+        for (k, item) in writes {
+            by_key.insert(k, item);
+        }
+        let requests: Vec<WriteRequest> = by_key
+            .into_iter()
+            .map(|((pk, sk), item)| match item {
+                Some(item) => PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build()),
+                None => DeleteRequest::builder()
+                    .set_key(Some(key(pk, sk)))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| PortError::new(OP, e))?;
+        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
+            let mut pending = chunk.to_vec();
+            for _ in 0..ROUNDS {
+                if pending.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| PortError::new(OP, e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(PortError::new(
+                    OP,
+                    "items stayed unprocessed after retries (throttled)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new feed entry and one more unread, together or not at all; an entry that exists
+    /// (the same record seen again) changes nothing.
+    async fn create_feed_entry(&self, entry: &FeedEntry) -> Result<(), PortError> {
+        const OP: &str = "dynamodb TransactWriteItems feed";
+        let item = keyed(
+            entry,
+            feed_pk(&entry.org_id, &entry.customer_id),
+            feed_sk(&entry.created_at, &entry.notification_id),
+        )?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let (pk, sk) = unread_key(&entry.org_id, &entry.customer_id);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("ADD unread :one")
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn update_feed_status(&self, write: &ViewWrite) -> Result<(), PortError> {
+        let ViewWrite::FeedStatus {
+            org_id,
+            customer_id,
+            notification_id,
+            created_at,
+            status,
+            updated_at,
+        } = write
+        else {
+            return Ok(());
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                feed_pk(org_id, customer_id),
+                feed_sk(created_at, notification_id),
+            )))
+            .update_expression("SET #status = :status, updated_at = :at")
+            // only forward in time: an older change arriving late leaves the newer state
+            .condition_expression("attribute_exists(pk) AND updated_at <= :at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":at", s(time::format(updated_at)))
+            .send()
+            .await;
+        match result {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            other => other
+                .map(|_| ())
+                .map_err(|e| PortError::new("dynamodb UpdateItem feed status", e)),
+        }
+    }
+
+    /// Counts each notification's outcome once: a marker per (notification, outcome) and the
+    /// day's counters move in one transaction; markers that exist already (a replay) drop out.
+    async fn count(&self, events: Vec<&StatEvent>) -> Result<(), PortError> {
+        const OP: &str = "dynamodb TransactWriteItems stats";
+        let mut unique: BTreeMap<(String, String), &StatEvent> = BTreeMap::new();
+        for e in events {
+            unique.insert(
+                (
+                    e.notification_id.to_string(),
+                    e.key.outcome.as_str().to_string(),
+                ),
+                e,
+            );
+        }
+        let events: Vec<&StatEvent> = unique.into_values().collect();
+        for chunk in events.chunks(STATS_PER_TRANSACTION) {
+            let mut pending: Vec<&StatEvent> = chunk.to_vec();
+            for _ in 0..ROUNDS {
+                if pending.is_empty() {
+                    break;
+                }
+                let mut actions = Vec::new();
+                for e in &pending {
+                    let marker = key(
+                        format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
+                        e.key.outcome.as_str().to_string(),
+                    );
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(marker))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(|e| PortError::new(OP, e))?;
+                    actions.push(TransactWriteItem::builder().put(put).build());
+                }
+                let mut counts: BTreeMap<&StatKey, u64> = BTreeMap::new();
+                for e in &pending {
+                    *counts.entry(&e.key).or_default() += 1;
+                }
+                for (k, count) in counts {
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
+                        .update_expression("ADD #count :n SET #key = :key")
+                        .expression_attribute_names("#count", "count")
+                        .expression_attribute_names("#key", "key")
+                        .expression_attribute_values(":n", n(count))
+                        .expression_attribute_values(
+                            ":key",
+                            serde_dynamo::to_attribute_value(k)
+                                .map_err(|e| PortError::new(OP, e))?,
+                        )
+                        .build()
+                        .map_err(|e| PortError::new(OP, e))?;
+                    actions.push(TransactWriteItem::builder().update(update).build());
+                }
+                match self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(actions))
+                    .send()
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) if conditional_failed(&e) => {
+                        // Drop the events already counted, then try the rest again.
+                        pending = self.not_yet_counted(&pending).await?;
+                    }
+                    Err(e) => return Err(PortError::new(OP, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn not_yet_counted<'a>(
+        &self,
+        events: &[&'a StatEvent],
+    ) -> Result<Vec<&'a StatEvent>, PortError> {
+        let keys: Vec<Item> = events
+            .iter()
+            .map(|e| {
+                key(
+                    format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
+                    e.key.outcome.as_str().to_string(),
+                )
+            })
+            .collect();
+        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| PortError::new("dynamodb BatchGetItem stat markers", e))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb BatchGetItem stat markers", e))?;
+        let found: BTreeSet<(String, String)> = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i.get("pk")?.as_s().ok()?.clone(),
+                    i.get("sk")?.as_s().ok()?.clone(),
+                ))
+            })
+            .collect();
+        Ok(events
+            .iter()
+            .filter(|e| {
+                let k = (
+                    format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
+                    e.key.outcome.as_str().to_string(),
+                );
+                !found.contains(&k)
+            })
+            .copied()
+            .collect())
+    }
+
+    async fn query(
+        &self,
+        pk: String,
+        forward: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .scan_index_forward(forward)
+                .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| PortError::new("dynamodb Query views", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| items.len() >= l) {
+                return Ok(items);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Views for DynamoViews {
+    async fn apply(&self, writes: &[ViewWrite]) -> Result<(), PortError> {
+        let mut batch = Vec::new();
+        let mut creates = Vec::new();
+        let mut statuses = Vec::new();
+        let mut stats = Vec::new();
+        for w in writes {
+            match w {
+                ViewWrite::Log(e) => {
+                    let (pk, sk) = log_key(e);
+                    batch.push(((pk.clone(), sk.clone()), Some(keyed(e, pk, sk)?)));
+                }
+                ViewWrite::DeadLetterPut(d) => {
+                    let (pk, sk) = dead_letter_key(&d.org_id, &d.notification_id, &d.failed_at);
+                    batch.push(((pk.clone(), sk.clone()), Some(keyed(d, pk, sk)?)));
+                }
+                ViewWrite::DeadLetterDelete {
+                    org_id,
+                    notification_id,
+                    failed_at,
+                } => batch.push((dead_letter_key(org_id, notification_id, failed_at), None)),
+                ViewWrite::FeedCreate(entry) => creates.push(entry),
+                ViewWrite::FeedStatus { .. } => statuses.push(w),
+                ViewWrite::Stat(e) => stats.push(e),
+            }
+        }
+        self.batch_write(batch).await?;
+        // creations before status changes: a batch may hold both for one notification
+        // at most one stream batch of each: no need to bound the concurrency
+        try_join_all(creates.into_iter().map(|e| self.create_feed_entry(e))).await?;
+        try_join_all(statuses.into_iter().map(|w| self.update_feed_status(w))).await?;
+        self.count(stats).await
+    }
+
+    async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError> {
+        self.query(format!("LOG#{org}#{id}"), true, None)
+            .await?
+            .into_iter()
+            .map(parse)
+            .collect()
+    }
+
+    async fn feed(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, PortError> {
+        self.query(feed_pk(org, customer), false, Some(limit))
+            .await?
+            .into_iter()
+            .map(parse)
+            .collect()
+    }
+
+    async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError> {
+        let (pk, sk) = unread_key(org, customer);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb GetItem unread", e))?;
+        Ok(out
+            .item
+            .and_then(|i| {
+                i.get("unread")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0))
+    }
+
+    async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError> {
+        let items = self.query(stats_pk(org, day), true, None).await?;
+        items
+            .into_iter()
+            .map(|mut i| {
+                let count = i
+                    .get("count")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let key = i
+                    .remove("key")
+                    .ok_or_else(|| PortError::new("deserialize stats", "key missing"))?;
+                let key = serde_dynamo::from_attribute_value(key)
+                    .map_err(|e| PortError::new("deserialize stats", e))?;
+                Ok(StatCount { key, count })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError> {
+        self.query(format!("DL#{org}"), false, Some(limit))
+            .await?
+            .into_iter()
+            .map(parse)
+            .collect()
+    }
+}

@@ -1,0 +1,323 @@
+//! The read models kept from the notifications table's stream: the audit log, the customer
+//! feed, the daily statistics and the dead letters. Pure functions from a change (old and new
+//! image) to view writes; the adapter applies them idempotently.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CustomerId, NotificationId, OrgId};
+use crate::model::{Channel, Notification, Recipient, Status};
+use crate::ports::PortError;
+
+/// One change of one notification, as the stream reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub old: Option<Notification>,
+    pub new: Option<Notification>,
+}
+
+/// An entry of a notification's history: what a support person reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub org_id: OrgId,
+    pub notification_id: NotificationId,
+    #[serde(with = "crate::time")]
+    pub at: DateTime<Utc>,
+    /// `created`, `scheduled`, or the status entered (`sending`, `sent`, `retrying`, …).
+    pub event: String,
+    /// The notification's revision at this change: orders entries with the same time.
+    #[serde(default)]
+    pub revision: u32,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// A customer's feed entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEntry {
+    pub org_id: OrgId,
+    pub customer_id: CustomerId,
+    pub notification_id: NotificationId,
+    pub notification_type: String,
+    pub channel: Channel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub body: String,
+    pub status: Status,
+    pub read: bool,
+    #[serde(with = "crate::time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::time")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Outcomes the statistics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatOutcome {
+    Sent,
+    Failed,
+    Delivered,
+    Bounced,
+}
+
+impl StatOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatOutcome::Sent => "sent",
+            StatOutcome::Failed => "failed",
+            StatOutcome::Delivered => "delivered",
+            StatOutcome::Bounced => "bounced",
+        }
+    }
+}
+
+/// The key of a daily counter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatKey {
+    pub org_id: OrgId,
+    pub day: NaiveDate,
+    pub notification_type: String,
+    pub channel: Channel,
+    pub outcome: StatOutcome,
+}
+
+/// One notification reaching an outcome: counted once, however often it is seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatEvent {
+    pub key: StatKey,
+    pub notification_id: NotificationId,
+}
+
+/// A dead-lettered notification with its last error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub org_id: OrgId,
+    pub notification_id: NotificationId,
+    pub notification_type: String,
+    pub channel: Channel,
+    pub recipient: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(with = "crate::time")]
+    pub failed_at: DateTime<Utc>,
+}
+
+/// What one change asks of the views.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ViewWrite {
+    Log(LogEntry),
+    /// A new feed entry (and one more unread).
+    FeedCreate(FeedEntry),
+    /// The entry's status, if this change is newer than what the entry shows.
+    FeedStatus {
+        org_id: OrgId,
+        customer_id: CustomerId,
+        notification_id: NotificationId,
+        created_at: DateTime<Utc>,
+        status: Status,
+        updated_at: DateTime<Utc>,
+    },
+    Stat(StatEvent),
+    DeadLetterPut(DeadLetter),
+    DeadLetterDelete {
+        org_id: OrgId,
+        notification_id: NotificationId,
+        failed_at: DateTime<Utc>,
+    },
+}
+
+fn log_entry(n: &Notification, event: &str) -> LogEntry {
+    LogEntry {
+        org_id: n.org_id.clone(),
+        notification_id: n.id.clone(),
+        at: n.updated_at,
+        event: event.to_string(),
+        revision: n.revision,
+        attempt: n.attempts,
+        reason: match n.status {
+            Status::Retrying | Status::Failed => n.last_error.clone(),
+            _ => None,
+        },
+        next_attempt_at: (n.status == Status::Retrying)
+            .then_some(n.next_retry_at)
+            .flatten(),
+    }
+}
+
+fn customer_of(n: &Notification) -> Option<&CustomerId> {
+    match (&n.recipient, n.internal) {
+        (Recipient::Customer(c), false) => Some(c),
+        _ => None,
+    }
+}
+
+fn stat_outcome(status: Status) -> Option<StatOutcome> {
+    match status {
+        Status::Sent => Some(StatOutcome::Sent),
+        Status::Failed => Some(StatOutcome::Failed),
+        Status::Delivered => Some(StatOutcome::Delivered),
+        _ => None,
+    }
+}
+
+/// The view writes for one change. Inserting `Pending` logs `created` (or `scheduled`);
+/// every later status change logs the status entered.
+pub fn project(change: &Change) -> Vec<ViewWrite> {
+    let Some(new) = &change.new else {
+        return Vec::new(); // removals: the views keep the history
+    };
+    let old_status = change.old.as_ref().map(|o| o.status);
+    if old_status == Some(new.status) {
+        return Vec::new(); // not a status change (a sweep mark, a lease)
+    }
+    let mut writes = Vec::new();
+    let event = match old_status {
+        None if new.scheduled_for.is_some_and(|t| t > new.created_at) => "scheduled",
+        None => "created",
+        Some(_) => new.status.as_str(),
+    };
+    writes.push(ViewWrite::Log(log_entry(new, event)));
+    if let Some(customer) = customer_of(new) {
+        let entry = FeedEntry {
+            org_id: new.org_id.clone(),
+            customer_id: customer.clone(),
+            notification_id: new.id.clone(),
+            notification_type: new.notification_type.to_string(),
+            channel: new.channel,
+            title: new.subject.clone(),
+            body: new.body.clone(),
+            status: new.status,
+            read: false,
+            created_at: new.created_at,
+            updated_at: new.updated_at,
+        };
+        writes.push(match change.old {
+            None => ViewWrite::FeedCreate(entry),
+            Some(_) => ViewWrite::FeedStatus {
+                org_id: entry.org_id,
+                customer_id: entry.customer_id,
+                notification_id: entry.notification_id,
+                created_at: entry.created_at,
+                status: entry.status,
+                updated_at: entry.updated_at,
+            },
+        });
+    }
+    if let Some(outcome) = stat_outcome(new.status) {
+        writes.push(ViewWrite::Stat(StatEvent {
+            key: StatKey {
+                org_id: new.org_id.clone(),
+                day: new.updated_at.date_naive(),
+                notification_type: new.notification_type.to_string(),
+                channel: new.channel,
+                outcome,
+            },
+            notification_id: new.id.clone(),
+        }));
+    }
+    match (
+        old_status == Some(Status::Failed),
+        new.status == Status::Failed,
+    ) {
+        (_, true) => writes.push(ViewWrite::DeadLetterPut(DeadLetter {
+            org_id: new.org_id.clone(),
+            notification_id: new.id.clone(),
+            notification_type: new.notification_type.to_string(),
+            channel: new.channel,
+            recipient: new.recipient.label().to_string(),
+            attempts: new.attempts,
+            last_error: new.last_error.clone(),
+            failed_at: new.failed_at.unwrap_or(new.updated_at),
+        })),
+        (true, false) => {
+            if let Some(old) = &change.old {
+                writes.push(ViewWrite::DeadLetterDelete {
+                    org_id: old.org_id.clone(),
+                    notification_id: old.id.clone(),
+                    failed_at: old.failed_at.unwrap_or(old.updated_at),
+                });
+            }
+        }
+        (false, false) => {}
+    }
+    writes
+}
+
+/// The writes for a batch of changes. Log entries, feed creations and counted outcomes come
+/// from every change; the state-like views (feed status, dead letters) only from the latest
+/// change of each notification, so a batch delivered out of order still leaves the latest state.
+pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
+    let mut latest: BTreeMap<(OrgId, NotificationId), (DateTime<Utc>, usize)> = BTreeMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if let Some(n) = &c.new {
+            let key = (n.org_id.clone(), n.id.clone());
+            let newer = latest.get(&key).is_none_or(|(at, _)| n.updated_at >= *at);
+            if newer {
+                latest.insert(key, (n.updated_at, i));
+            }
+        }
+    }
+    let mut writes = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        let is_latest = c.new.as_ref().is_some_and(|n| {
+            latest
+                .get(&(n.org_id.clone(), n.id.clone()))
+                .is_some_and(|(_, j)| *j == i)
+        });
+        for w in project(c) {
+            let state_like = matches!(
+                w,
+                ViewWrite::FeedStatus { .. }
+                    | ViewWrite::DeadLetterPut(_)
+                    | ViewWrite::DeadLetterDelete { .. }
+            );
+            if !state_like || is_latest {
+                writes.push(w);
+            }
+        }
+    }
+    writes
+}
+
+/// A day's counter as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatCount {
+    pub key: StatKey,
+    pub count: u64,
+}
+
+/// The views table.
+#[async_trait]
+pub trait Views: Send + Sync {
+    /// Applies the writes of a batch; idempotent, so a batch seen twice changes nothing.
+    async fn apply(&self, writes: &[ViewWrite]) -> Result<(), PortError>;
+
+    async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError>;
+
+    /// Newest first.
+    async fn feed(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, PortError>;
+
+    async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError>;
+
+    async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError>;
+
+    /// Newest first.
+    async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError>;
+}

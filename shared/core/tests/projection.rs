@@ -1,0 +1,210 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should stop the test
+
+use chrono::{DateTime, Duration, Utc};
+use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId};
+use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::projection::{Change, StatOutcome, ViewWrite, project, project_batch};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn pending(internal: bool) -> Notification {
+    let org = OrgId::parse("org_a").unwrap();
+    let t = NotificationType::parse(if internal {
+        "chargeback_opened"
+    } else {
+        "order_confirmation"
+    })
+    .unwrap();
+    let recipient = if internal {
+        Recipient::Operations
+    } else {
+        Recipient::Customer(CustomerId::parse("cus_1").unwrap())
+    };
+    let key = BusinessKey::parse("k").unwrap();
+    Notification {
+        id: Notification::derive_id(&org, &t, &recipient, Channel::Email, &key),
+        org_id: org,
+        notification_type: t,
+        recipient,
+        channel: Channel::Email,
+        address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
+        sender: None,
+        locale: Locale::english(),
+        subject: Some("Subject".into()),
+        body: "Body".into(),
+        internal,
+        critical: false,
+        status: Status::Pending,
+        revision: 0,
+        attempts: 0,
+        source_event_id: "e".into(),
+        business_key: key,
+        created_at: at("2026-11-20T10:00:00Z"),
+        updated_at: at("2026-11-20T10:00:00Z"),
+        scheduled_for: None,
+        next_retry_at: None,
+        provider_message_id: None,
+        last_error: None,
+        sent_at: None,
+        failed_at: None,
+        claim: None,
+        sweep_at: None,
+    }
+}
+
+fn step(n: &Notification, status: Status, secs: i64) -> Notification {
+    let mut next = n.clone();
+    next.status = status;
+    next.revision += 1;
+    next.updated_at = n.updated_at + Duration::seconds(secs);
+    if status == Status::Sending {
+        next.attempts += 1;
+    }
+    if status == Status::Failed {
+        next.failed_at = Some(next.updated_at);
+        next.last_error = Some("address rejected".into());
+    }
+    next
+}
+
+fn life(internal: bool, end: Status) -> Vec<Change> {
+    let created = pending(internal);
+    let sending = step(&created, Status::Sending, 1);
+    let done = step(&sending, end, 1);
+    vec![
+        Change {
+            old: None,
+            new: Some(created.clone()),
+        },
+        Change {
+            old: Some(created),
+            new: Some(sending.clone()),
+        },
+        Change {
+            old: Some(sending),
+            new: Some(done),
+        },
+    ]
+}
+
+#[test]
+fn every_status_change_is_logged_and_the_outcome_counted_once() {
+    let writes = project_batch(&life(false, Status::Sent));
+    let events: Vec<&str> = writes
+        .iter()
+        .filter_map(|w| match w {
+            ViewWrite::Log(l) => Some(l.event.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, vec!["created", "sending", "sent"]);
+    let stats: Vec<_> = writes
+        .iter()
+        .filter_map(|w| {
+            if let ViewWrite::Stat(s) = w {
+                Some(s.key.outcome)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(stats, vec![StatOutcome::Sent]);
+    let creates = writes
+        .iter()
+        .filter(|w| matches!(w, ViewWrite::FeedCreate(_)))
+        .count();
+    let statuses: Vec<_> = writes
+        .iter()
+        .filter_map(|w| {
+            if let ViewWrite::FeedStatus { status, .. } = w {
+                Some(*status)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        (creates, statuses),
+        (1, vec![Status::Sent]),
+        "only the latest state reaches the feed"
+    );
+}
+
+#[test]
+fn out_of_order_batches_keep_the_latest_state() {
+    let mut changes = life(false, Status::Failed);
+    changes.reverse();
+    let writes = project_batch(&changes);
+    let statuses: Vec<_> = writes
+        .iter()
+        .filter_map(|w| {
+            if let ViewWrite::FeedStatus { status, .. } = w {
+                Some(*status)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(statuses, vec![Status::Failed]);
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| matches!(w, ViewWrite::DeadLetterPut(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn internal_notifications_never_reach_a_feed() {
+    let writes = project_batch(&life(true, Status::Sent));
+    assert!(
+        !writes
+            .iter()
+            .any(|w| matches!(w, ViewWrite::FeedCreate(_) | ViewWrite::FeedStatus { .. }))
+    );
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| matches!(w, ViewWrite::Log(_)))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn scheduled_inserts_log_as_scheduled_and_changes_without_a_new_status_write_nothing() {
+    let mut n = pending(false);
+    n.scheduled_for = Some(n.created_at + Duration::days(7));
+    let writes = project(&Change {
+        old: None,
+        new: Some(n.clone()),
+    });
+    assert!(matches!(&writes[0], ViewWrite::Log(l) if l.event == "scheduled"));
+    let mut swept = n.clone();
+    swept.sweep_at = None;
+    assert!(
+        project(&Change {
+            old: Some(n),
+            new: Some(swept)
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_retried_dead_letter_leaves_the_list() {
+    let failed = step(&pending(false), Status::Failed, 5);
+    let retried = step(&failed, Status::Pending, 5);
+    let writes = project(&Change {
+        old: Some(failed),
+        new: Some(retried),
+    });
+    assert!(
+        writes
+            .iter()
+            .any(|w| matches!(w, ViewWrite::DeadLetterDelete { .. }))
+    );
+}
