@@ -214,3 +214,76 @@ impl Harness {
         )
     }
 }
+
+impl Harness {
+    /// A scheduler on this stack whose clock reads `at`.
+    pub fn scheduler_at(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> herald_core::scheduler::SchedulerService {
+        let config = herald_scheduler::Config {
+            notifications_table: self.local.stack.names.notifications_table(),
+            dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
+            sweep: Default::default(),
+        };
+        herald_scheduler::service(
+            &config,
+            &self.local.aws,
+            herald_core::testing::FixedClock::at(at),
+        )
+    }
+
+    /// A dispatcher on this stack with its own email sender, clock and retry policy.
+    pub fn dispatcher(
+        &self,
+        email: Arc<dyn herald_core::ports::ChannelSender>,
+        clock: Arc<dyn herald_core::ports::Clock>,
+        retry: RetryPolicy,
+    ) -> herald_core::dispatch::DispatchService {
+        let mut config = self.dispatch_config();
+        config.retry = retry;
+        let mut service = herald_dispatch::service(&config, &self.local.aws, clock);
+        service.senders.email = email;
+        service
+    }
+
+    /// SES at an address where nothing listens: every send is a soft failure.
+    pub fn unreachable_ses(&self) -> Arc<dyn herald_core::ports::ChannelSender> {
+        let dead = aws_config::SdkConfig::builder()
+            .endpoint_url("http://127.0.0.1:9")
+            .region(self.local.aws.region().cloned())
+            .credentials_provider(self.local.aws.credentials_provider().unwrap())
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        Arc::new(herald_adapters::SesEmailSender::new(
+            aws_sdk_sesv2::Client::new(&dead),
+            None,
+        ))
+    }
+
+    /// Hands the dispatch queue's waiting messages to this dispatcher.
+    pub async fn dispatch_with(&self, dispatcher: &herald_core::dispatch::DispatchService) {
+        let batch = self.dispatch_batch().await;
+        let response = herald_dispatch::handle(
+            dispatcher,
+            lambda_runtime::LambdaEvent::new(batch.clone(), Default::default()),
+        )
+        .await
+        .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let sqs = aws_sdk_sqs::Client::new(&self.local.aws);
+        for r in batch.records {
+            sqs.delete_message()
+                .queue_url(&self.local.stack.dispatch_queue_url)
+                .receipt_handle(r.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    pub fn org_id(&self) -> herald_core::ids::OrgId {
+        herald_core::ids::OrgId::parse(self.org.as_str()).unwrap()
+    }
+}

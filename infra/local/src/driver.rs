@@ -214,6 +214,7 @@ impl LocalStack {
                 self.stack.dispatch_queue_url.clone(),
             ),
             ("HERALD_DEFAULT_SENDER", DEFAULT_SENDER.to_string()),
+            ("HERALD_VIEWS_TABLE", self.stack.names.views_table()),
         ]
     }
 

@@ -13,12 +13,28 @@ fn events(name: &str) -> PathBuf {
 }
 
 fn send(files: &[PathBuf]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_herald-local"))
-        .arg("send")
-        .args(files)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("herald-local runs");
+    run(
+        &[
+            &["send"],
+            &files
+                .iter()
+                .map(|f| f.to_str().unwrap())
+                .collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+        None,
+    )
+}
+
+/// Runs herald-local with these arguments, on its own emulator or on `endpoint`.
+fn run(args: &[&str], endpoint: Option<&str>) -> Vec<Value> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald-local"));
+    command.args(args);
+    match endpoint {
+        Some(url) => command.env("AWS_ENDPOINT_URL", url),
+        None => command.env_remove("AWS_ENDPOINT_URL"),
+    };
+    let out = command.output().expect("herald-local runs");
     assert!(
         out.status.success(),
         "herald-local failed: {}",
@@ -87,6 +103,19 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
     assert!(n["subject"].as_str().unwrap().contains("ord_1001"));
     assert!(n["body"].as_str().unwrap().contains("$59.90"));
     assert!(n["provider_message_id"].as_str().is_some());
+    let history: Vec<&str> = n["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["created", "sending", "sent"]);
+    assert_eq!(n["in_feed"], true);
+    let chargeback = &by_type("ChargebackOpened")[0]["notifications"][0];
+    assert_eq!(
+        chargeback["in_feed"], false,
+        "internal notifications stay out of feeds"
+    );
 
     let refund = &by_type("RefundIssued")[0]["notifications"];
     let channels: Vec<&str> = refund
@@ -144,4 +173,54 @@ fn a_file_may_hold_an_array_of_events_taken_in_order() {
     assert_eq!(reports[0]["outcome"], "directory_updated");
     assert_eq!(reports[1]["notifications"][0]["status"], "sent");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn tick_at_a_later_time_sends_what_was_scheduled_for_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let url = emulator.endpoint.as_str();
+    let files = [
+        events("04-customer-contact-changed-carol.json"),
+        events("11-order-delivered.json"),
+    ];
+    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let sent = run(
+        &[&["--stage", "ticked", "send"], &files[..]].concat(),
+        Some(url),
+    );
+    let review = &sent[1]["notifications"][0];
+    assert_eq!(
+        (review["status"].as_str(), review["scheduled_for"].as_str()),
+        (Some("pending"), Some("2026-11-27T10:04:00.000Z"))
+    );
+
+    let early = run(
+        &["--stage", "ticked", "tick", "--at", "2026-11-27T10:03:00Z"],
+        Some(url),
+    );
+    assert_eq!(early[0]["enqueued"], 0);
+    let due = run(
+        &["--stage", "ticked", "tick", "--at", "2026-11-27T10:05:00Z"],
+        Some(url),
+    );
+    assert_eq!(due[0]["enqueued"], 1);
+    let n = &due[0]["notifications"][0];
+    assert_eq!(
+        (n["type"].as_str(), n["status"].as_str()),
+        (Some("review_prompt"), Some("sent"))
+    );
+    let history: Vec<&str> = n["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["scheduled", "sending", "sent"]);
+    let again = run(
+        &["--stage", "ticked", "tick", "--at", "2026-11-27T10:06:00Z"],
+        Some(url),
+    );
+    assert_eq!(again[0]["enqueued"], 0);
+    drop(emulator);
 }

@@ -380,6 +380,40 @@ impl NotificationStore for DynamoNotificationStore {
         }
     }
 
+    async fn park(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .update_expression("SET sweep_at = :at, due_shard = :shard")
+            .condition_expression("#status IN (:pending, :retrying)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(time::format(&at)))
+            .expression_attribute_values(":shard", s(due_shard(id)))
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
+            .send()
+            .await;
+        match result {
+            // no longer waiting: nothing to park
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            other => other
+                .map(|_| ())
+                .map_err(|e| PortError::new("dynamodb UpdateItem park", e)),
+        }
+    }
+
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
         let mut item = to_item("serialize intake record", record)?;
         item.insert(

@@ -282,6 +282,10 @@ impl DispatchService {
         let waiting = matches!(n.status, Status::Pending | Status::Retrying);
         if let (true, Some(due_at)) = (waiting, n.due_at(now)) {
             let requeued = self.requeue_if_within_reach(n, due_at, now).await?;
+            if !requeued && n.sweep_at.is_none() {
+                // Early (a clock ahead of ours) and out of the sweep's index: put it back.
+                self.store.park(&n.org_id, &n.id, due_at).await?;
+            }
             info!(%due_at, requeued, "not due yet");
             return Ok(DispatchOutcome::Skipped(Skip::NotDue { due_at, requeued }));
         }

@@ -115,6 +115,14 @@ pub trait NotificationStore: Send + Sync {
     /// drops the claim. Only if `token` still holds the claim; returns whether it did.
     async fn settle(&self, notification: &Notification, token: &str) -> Result<bool, PortError>;
 
+    /// Puts a waiting (Pending or Retrying) notification in the sweep's index for `at`.
+    async fn park(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
     /// Records what became of an event (notified, skipped, rejected, directory updated).
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError>;
 

@@ -96,6 +96,20 @@ impl NotificationStore for MemoryStore {
         Ok(true)
     }
 
+    async fn park(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        if let Some(n) = lock(&self.notifications).get_mut(&(org.clone(), id.clone())) {
+            if matches!(n.status, Status::Pending | Status::Retrying) {
+                n.sweep_at = Some(at);
+            }
+        }
+        Ok(())
+    }
+
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
         lock(&self.intake).insert(record.event_id.clone(), record.clone());
         Ok(())

@@ -5,4 +5,6 @@
 mod adapters;
 mod dispatch;
 mod intake;
+mod projection;
+mod schedule;
 mod stack_template;

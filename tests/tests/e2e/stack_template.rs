@@ -50,6 +50,14 @@ fn names_and_settings_match_the_template() {
         names.directory_table()
     );
     assert_eq!(
+        sub(&r["ViewsTable"]["Properties"]["TableName"]),
+        names.views_table()
+    );
+    assert_eq!(
+        sub(&r["ProjectorDeadLetterQueue"]["Properties"]["QueueName"]),
+        names.projector_dlq()
+    );
+    assert_eq!(
         sub(&r["DispatchQueue"]["Properties"]["QueueName"]),
         names.dispatch_queue()
     );
@@ -126,6 +134,24 @@ fn every_variable_a_function_reads_is_set_by_the_template() {
     ] {
         assert!(dispatch.iter().any(|x| x == v), "dispatch lacks {v}");
     }
+    let scheduler = env_of("SchedulerFunction");
+    for v in [
+        "HERALD_NOTIFICATIONS_TABLE",
+        "HERALD_DISPATCH_QUEUE_URL",
+        "HERALD_SWEEP_BUDGET",
+    ] {
+        assert!(scheduler.iter().any(|x| x == v), "scheduler lacks {v}");
+    }
+    assert!(
+        env_of("ProjectorFunction")
+            .iter()
+            .any(|x| x == "HERALD_VIEWS_TABLE")
+    );
+    let due = &t["Resources"]["NotificationsTable"]["Properties"]["GlobalSecondaryIndexes"][1];
+    assert_eq!(
+        due["IndexName"].as_str(),
+        Some(herald_local::stack::DUE_INDEX)
+    );
 }
 
 #[tokio::test]
@@ -139,6 +165,7 @@ async fn the_emulator_holds_the_tables_and_queues_the_template_declares() {
     for (logical, table) in [
         ("NotificationsTable", names.notifications_table()),
         ("DirectoryTable", names.directory_table()),
+        ("ViewsTable", names.views_table()),
     ] {
         let declared = &r[logical]["Properties"];
         let d = dynamo
