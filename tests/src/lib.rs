@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+pub mod fake_providers;
+
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use herald_core::retry::RetryPolicy;
 use herald_local::emulator::Sent;
@@ -41,15 +43,15 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new() -> Harness {
-        Self::with(RetryPolicy::default()).await
+        Self::with(herald_local::Options::default()).await
     }
 
-    pub async fn with(retry: RetryPolicy) -> Harness {
+    pub async fn with(options: herald_local::Options) -> Harness {
         let tag = unique();
         let emulator = Emulator::connect(&endpoint().await)
             .await
             .expect("emulator reachable");
-        let local = LocalStack::start_with(emulator, &format!("t{tag}"), retry)
+        let local = LocalStack::start_with(emulator, &format!("t{tag}"), options)
             .await
             .expect("the stack stands up");
         Harness {
@@ -185,13 +187,7 @@ impl Harness {
     }
 
     pub fn dispatch_config(&self) -> herald_dispatch::Config {
-        herald_dispatch::Config {
-            notifications_table: self.local.stack.names.notifications_table(),
-            dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
-            retry: RetryPolicy::default(),
-            ses_configuration_set: None,
-            sms_sender_id: None,
-        }
+        herald_local::driver::dispatch_config(&self.local.stack, &self.local.options)
     }
 
     /// Messages waiting on the dispatch queue, visible and delayed.
@@ -285,5 +281,36 @@ impl Harness {
 
     pub fn org_id(&self) -> herald_core::ids::OrgId {
         herald_core::ids::OrgId::parse(self.org.as_str()).unwrap()
+    }
+}
+
+impl Harness {
+    /// A harness whose SendGrid and Twilio are the local fake.
+    pub async fn with_fake_providers() -> (Harness, fake_providers::FakeProviders) {
+        let (fake, url) = fake_providers::FakeProviders::start().await;
+        let options = herald_local::Options {
+            sendgrid_base_url: url.clone(),
+            twilio_base_url: url,
+            public_base_url: Some("https://hooks.herald.example".into()),
+            ..Default::default()
+        };
+        (Self::with(options).await, fake)
+    }
+
+    /// Stores this organization's settings for a provider, as the admin API does.
+    pub async fn set_provider(&self, provider: &str, settings: Value) {
+        use herald_core::providers::ProviderSettings;
+        let store = herald_adapters::SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(&self.local.aws),
+            self.local.stack.names.provider_secrets_prefix(),
+        );
+        let mut providers = store.get(&self.org_id()).await.unwrap();
+        providers
+            .set(
+                herald_core::providers::Provider::parse(provider).unwrap(),
+                settings,
+            )
+            .unwrap();
+        store.put(&self.org_id(), &providers).await.unwrap();
     }
 }

@@ -9,10 +9,14 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::FutureExt;
 use futures::future::join_all;
 use herald_adapters::config::{self, ConfigError};
-use herald_adapters::{DynamoNotificationStore, SesEmailSender, SnsSmsSender, SqsDispatchQueue};
+use herald_adapters::{
+    DynamoNotificationStore, EmailRouter, SecretsManagerSettings, SendGridSender, SesEmailSender,
+    SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender,
+};
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
 use herald_core::model::Channel;
 use herald_core::ports::{Clock, DispatchMessage, NotConfigured, SystemClock};
+use herald_core::providers::ProviderSettings;
 use herald_core::retry::RetryPolicy;
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{error, warn};
@@ -24,6 +28,31 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub ses_configuration_set: Option<String>,
     pub sms_sender_id: Option<String>,
+    pub providers: ProvidersConfig,
+}
+
+/// Where organizations' provider settings live and where the HTTP providers are.
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    /// Secrets are named `<prefix>/<org>`.
+    pub secrets_prefix: String,
+    pub sendgrid_base_url: String,
+    pub twilio_base_url: String,
+    /// The webhooks' public base URL, for Twilio's status callbacks.
+    pub public_base_url: Option<String>,
+}
+
+impl ProvidersConfig {
+    pub fn from_env() -> Result<ProvidersConfig, ConfigError> {
+        Ok(ProvidersConfig {
+            secrets_prefix: config::required("HERALD_PROVIDER_SECRETS_PREFIX")?,
+            sendgrid_base_url: config::optional("HERALD_SENDGRID_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::sendgrid::DEFAULT_BASE_URL.into()),
+            twilio_base_url: config::optional("HERALD_TWILIO_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
+            public_base_url: config::optional("HERALD_PUBLIC_BASE_URL"),
+        })
+    }
 }
 
 impl Config {
@@ -50,6 +79,7 @@ impl Config {
             retry,
             ses_configuration_set: config::optional("HERALD_SES_CONFIGURATION_SET"),
             sms_sender_id: config::optional("HERALD_SMS_SENDER_ID"),
+            providers: ProvidersConfig::from_env()?,
         })
     }
 }
@@ -60,6 +90,11 @@ pub fn service(
     aws: &aws_config::SdkConfig,
     clock: Arc<dyn Clock>,
 ) -> DispatchService {
+    let settings: Arc<dyn ProviderSettings> = Arc::new(SecretsManagerSettings::new(
+        aws_sdk_secretsmanager::Client::new(aws),
+        &config.providers.secrets_prefix,
+    ));
+    let http = herald_adapters::http_client();
     DispatchService {
         store: Arc::new(DynamoNotificationStore::new(
             aws_sdk_dynamodb::Client::new(aws),
@@ -70,14 +105,23 @@ pub fn service(
             &config.dispatch_queue_url,
         )),
         senders: Senders {
-            email: Arc::new(SesEmailSender::new(
-                aws_sdk_sesv2::Client::new(aws),
-                config.ses_configuration_set.clone(),
-            )),
-            sms: Arc::new(SnsSmsSender::new(
-                aws_sdk_sns::Client::new(aws),
-                config.sms_sender_id.clone(),
-            )),
+            email: Arc::new(EmailRouter {
+                ses: SesEmailSender::new(
+                    aws_sdk_sesv2::Client::new(aws),
+                    config.ses_configuration_set.clone(),
+                ),
+                sendgrid: SendGridSender::new(http.clone(), &config.providers.sendgrid_base_url),
+                settings: settings.clone(),
+            }),
+            sms: Arc::new(SmsRouter {
+                sns: SnsSmsSender::new(aws_sdk_sns::Client::new(aws), config.sms_sender_id.clone()),
+                twilio: TwilioSender::new(
+                    http,
+                    &config.providers.twilio_base_url,
+                    config.providers.public_base_url.clone(),
+                ),
+                settings,
+            }),
             push: Arc::new(NotConfigured(Channel::Push)),
             whatsapp: Arc::new(NotConfigured(Channel::Whatsapp)),
         },

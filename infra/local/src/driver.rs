@@ -105,12 +105,56 @@ pub struct LocalStack {
     pub dispatch: DispatchService,
     pub scheduler: SchedulerService,
     pub views: DynamoViews,
+    pub options: Options,
     pub store: DynamoNotificationStore,
     /// The handlers' clock: the system's, or the time a `tick --at` runs at.
     pub clock: Arc<ManualClock>,
     stream: StreamReader,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
+}
+
+/// How the local stack's handlers are set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry: RetryPolicy,
+    /// Where SendGrid and Twilio are (`HERALD_SENDGRID_BASE_URL`, `HERALD_TWILIO_BASE_URL`;
+    /// their public APIs by default).
+    pub sendgrid_base_url: String,
+    pub twilio_base_url: String,
+    /// The public base URL of the webhooks, for Twilio's status callbacks.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Options {
+            retry: RetryPolicy::default(),
+            sendgrid_base_url: env("HERALD_SENDGRID_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::sendgrid::DEFAULT_BASE_URL.into()),
+            twilio_base_url: env("HERALD_TWILIO_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
+            public_base_url: env("HERALD_PUBLIC_BASE_URL"),
+        }
+    }
+}
+
+/// The dispatch function's configuration for a stage and options.
+pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Config {
+    herald_dispatch::Config {
+        notifications_table: stack.names.notifications_table(),
+        dispatch_queue_url: stack.dispatch_queue_url.clone(),
+        retry: options.retry.clone(),
+        ses_configuration_set: None,
+        sms_sender_id: None,
+        providers: herald_dispatch::ProvidersConfig {
+            secrets_prefix: stack.names.provider_secrets_prefix(),
+            sendgrid_base_url: options.sendgrid_base_url.clone(),
+            twilio_base_url: options.twilio_base_url.clone(),
+            public_base_url: options.public_base_url.clone(),
+        },
+    }
 }
 
 /// A log entry as the report shows it.
@@ -137,13 +181,13 @@ const EMPTY_RECEIVES: usize = 20;
 impl LocalStack {
     /// Stands a stage up on the emulator and builds the handlers against it.
     pub async fn start(emulator: Emulator, stage: &str) -> Result<LocalStack, LocalError> {
-        Self::start_with(emulator, stage, RetryPolicy::default()).await
+        Self::start_with(emulator, stage, Options::default()).await
     }
 
     pub async fn start_with(
         emulator: Emulator,
         stage: &str,
-        retry: RetryPolicy,
+        options: Options,
     ) -> Result<LocalStack, LocalError> {
         let clock = Arc::new(ManualClock::default());
         let aws = emulator.aws_config().await;
@@ -158,13 +202,7 @@ impl LocalStack {
         };
         let intake = herald_intake::service(&intake_config, &aws, clock.clone())
             .map_err(|e| LocalError::Handler(e.to_string()))?;
-        let dispatch_config = herald_dispatch::Config {
-            notifications_table: stack.names.notifications_table(),
-            dispatch_queue_url: stack.dispatch_queue_url.clone(),
-            retry,
-            ses_configuration_set: None,
-            sms_sender_id: None,
-        };
+        let dispatch_config = dispatch_config(&stack, &options);
         let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock.clone());
         let scheduler_config = herald_scheduler::Config {
             notifications_table: stack.names.notifications_table(),
@@ -179,6 +217,7 @@ impl LocalStack {
             &aws,
         );
         Ok(LocalStack {
+            options,
             stream: StreamReader::new(&aws, stack.names.notifications_table()),
             scheduler,
             views,
@@ -215,6 +254,10 @@ impl LocalStack {
             ),
             ("HERALD_DEFAULT_SENDER", DEFAULT_SENDER.to_string()),
             ("HERALD_VIEWS_TABLE", self.stack.names.views_table()),
+            (
+                "HERALD_PROVIDER_SECRETS_PREFIX",
+                self.stack.names.provider_secrets_prefix(),
+            ),
         ]
     }
 

@@ -7,6 +7,6 @@ pub mod emulator;
 pub mod stack;
 pub mod stream;
 
-pub use driver::{EventReport, LocalError, LocalStack, NotificationReport};
+pub use driver::{EventReport, LocalError, LocalStack, NotificationReport, Options};
 pub use emulator::Emulator;
 pub use stack::{Names, Stack};

@@ -72,6 +72,10 @@ impl Names {
     pub fn projector_dlq(&self) -> String {
         format!("herald-{}-projector-dlq", self.stage)
     }
+    /// Each organization's provider settings are the secret `<prefix>/<org>`.
+    pub fn provider_secrets_prefix(&self) -> String {
+        format!("herald/{}/providers", self.stage)
+    }
     pub fn intake_rule(&self) -> String {
         format!("herald-{}-intake", self.stage)
     }

@@ -3,14 +3,24 @@
 mod classify;
 pub mod config;
 pub mod dynamo;
+mod http;
+pub mod routing;
+pub mod secrets;
+pub mod sendgrid;
 pub mod ses;
 pub mod sns;
 pub mod sqs;
 pub mod telemetry;
+pub mod twilio;
 pub mod views;
 
 pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
+pub use http::client as http_client;
+pub use routing::{EmailRouter, SmsRouter};
+pub use secrets::SecretsManagerSettings;
+pub use sendgrid::SendGridSender;
 pub use ses::SesEmailSender;
 pub use sns::SnsSmsSender;
 pub use sqs::SqsDispatchQueue;
+pub use twilio::TwilioSender;
 pub use views::DynamoViews;

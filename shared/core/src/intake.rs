@@ -440,6 +440,9 @@ impl IntakeService {
                 sent_at: None,
                 failed_at: None,
                 claim: None,
+                opened_at: None,
+                clicked_at: None,
+                complained_at: None,
                 // beyond the queue's reach, the scheduler's sweep enqueues it when due
                 sweep_at: scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY),
             });

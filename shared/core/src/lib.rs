@@ -4,6 +4,7 @@
 //! [`directory`]'s preferences and the [`template`] catalog, and sent by [`dispatch`] through the
 //! [`ports`] that the adapters implement.
 
+pub mod delivery;
 pub mod directory;
 pub mod dispatch;
 pub mod event;
@@ -12,6 +13,7 @@ pub mod intake;
 pub mod model;
 pub mod ports;
 pub mod projection;
+pub mod providers;
 pub mod retry;
 pub mod scheduler;
 pub mod template;

@@ -84,6 +84,8 @@ pub enum Status {
     Failed,
     /// Reached the recipient (in-app notifications are delivered by being stored).
     Delivered,
+    /// The provider reported a permanent bounce: the address is suppressed.
+    Bounced,
 }
 
 impl Status {
@@ -95,6 +97,7 @@ impl Status {
             Status::Retrying => "retrying",
             Status::Failed => "failed",
             Status::Delivered => "delivered",
+            Status::Bounced => "bounced",
         }
     }
 
@@ -106,7 +109,9 @@ impl Status {
             (Pending | Retrying, Sending)
                 // a claim whose lease ran out (the dispatcher died) may be taken again
                 | (Sending, Sending | Sent | Delivered | Retrying | Failed)
-                | (Sent, Delivered | Failed)
+                | (Sent, Delivered | Failed | Bounced)
+                | (Sending, Bounced)
+                | (Delivered, Bounced | Failed)
                 // the retry command gives a dead letter a fresh start
                 | (Failed, Pending)
         )
@@ -216,6 +221,25 @@ pub struct Notification {
     /// Set while a dispatcher holds the notification: its token and when its lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// Engagement the provider reported, first occurrence.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub opened_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub clicked_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub complained_at: Option<DateTime<Utc>>,
     /// When the scheduler's sweep should enqueue it: a time beyond what the queue's delay can
     /// hold (a scheduled send, a long backoff), or the end of a claim's lease (so a dispatcher
     /// that died mid-send is picked up again). `None` while a queue message is on its way.

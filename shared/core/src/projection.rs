@@ -168,6 +168,7 @@ fn stat_outcome(status: Status) -> Option<StatOutcome> {
         Status::Sent => Some(StatOutcome::Sent),
         Status::Failed => Some(StatOutcome::Failed),
         Status::Delivered => Some(StatOutcome::Delivered),
+        Status::Bounced => Some(StatOutcome::Bounced),
         _ => None,
     }
 }
@@ -179,10 +180,25 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
         return Vec::new(); // removals: the views keep the history
     };
     let old_status = change.old.as_ref().map(|o| o.status);
-    if old_status == Some(new.status) {
-        return Vec::new(); // not a status change (a sweep mark, a lease)
-    }
     let mut writes = Vec::new();
+    // engagement the provider reported for the first time
+    if let Some(old) = &change.old {
+        let firsts = [
+            ("opened", old.opened_at, new.opened_at),
+            ("clicked", old.clicked_at, new.clicked_at),
+            ("complained", old.complained_at, new.complained_at),
+        ];
+        for (event, before, after) in firsts {
+            if let (None, Some(at)) = (before, after) {
+                let mut entry = log_entry(new, event);
+                entry.at = at;
+                writes.push(ViewWrite::Log(entry));
+            }
+        }
+    }
+    if old_status == Some(new.status) {
+        return writes; // not a status change (a sweep mark, a lease, engagement)
+    }
     let event = match old_status {
         None if new.scheduled_for.is_some_and(|t| t > new.created_at) => "scheduled",
         None => "created",

@@ -50,6 +50,9 @@ fn pending(internal: bool) -> Notification {
         sent_at: None,
         failed_at: None,
         claim: None,
+        opened_at: None,
+        clicked_at: None,
+        complained_at: None,
         sweep_at: None,
     }
 }

@@ -45,6 +45,9 @@ fn notification(org: &OrgId, key: &str) -> Notification {
         sent_at: None,
         failed_at: None,
         claim: None,
+        opened_at: None,
+        clicked_at: None,
+        complained_at: None,
         sweep_at: None,
     }
 }

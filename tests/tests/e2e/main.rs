@@ -6,5 +6,6 @@ mod adapters;
 mod dispatch;
 mod intake;
 mod projection;
+mod providers;
 mod schedule;
 mod stack_template;

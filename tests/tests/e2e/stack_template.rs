@@ -131,6 +131,7 @@ fn every_variable_a_function_reads_is_set_by_the_template() {
         "HERALD_RETRY_BASE_SECONDS",
         "HERALD_RETRY_FACTOR",
         "HERALD_RETRY_CAP_SECONDS",
+        "HERALD_PROVIDER_SECRETS_PREFIX",
     ] {
         assert!(dispatch.iter().any(|x| x == v), "dispatch lacks {v}");
     }

@@ -1,0 +1,28 @@
+//! What the HTTP providers (SendGrid, Twilio) have in common.
+
+use std::time::Duration;
+
+use herald_core::ports::SendError;
+
+/// One client per cold start: connections are pooled and reused across invocations.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// A request that got no answer: worth trying again.
+pub fn unanswered(provider: &str, e: &reqwest::Error) -> SendError {
+    if e.is_timeout() {
+        SendError::soft(format!("{provider} timed out"))
+    } else {
+        SendError::soft(format!("{provider} could not be reached"))
+    }
+}
+
+/// An HTTP status that says "later": throttling and server errors.
+pub fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}

@@ -1,0 +1,123 @@
+//! Email through SendGrid's v3 Mail Send API.
+
+use herald_core::model::{Address, Notification};
+use herald_core::ports::{Receipt, SendError};
+use herald_core::providers::SendGridSettings;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{is_transient, unanswered};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.sendgrid.com";
+
+#[derive(Clone, Debug)]
+pub struct SendGridSender {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+impl SendGridSender {
+    pub fn new(http: reqwest::Client, base_url: impl Into<String>) -> Self {
+        SendGridSender {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        n: &Notification,
+        settings: &SendGridSettings,
+    ) -> Result<Receipt, SendError> {
+        let Address::Email(to) = &n.address else {
+            return Err(SendError::hard(
+                "email notification without an email address",
+            ));
+        };
+        let from = settings
+            .from
+            .as_ref()
+            .or(n.sender.as_ref())
+            .ok_or_else(|| SendError::hard("email notification without a sender"))?;
+        let body = json!({
+            "personalizations": [{
+                "to": [{"email": to.as_str()}],
+                // echoed back on every event of the webhook
+                "custom_args": {"herald_org_id": n.org_id.as_str(), "herald_notification_id": n.id.as_str()},
+            }],
+            "from": {"email": from.as_str()},
+            "subject": n.subject.as_deref().unwrap_or_default(),
+            "content": [{"type": "text/plain", "value": n.body}],
+        });
+        let response = self
+            .http
+            .post(format!("{}/v3/mail/send", self.base_url))
+            .bearer_auth(settings.api_key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unanswered("SendGrid", &e))?;
+        let status = response.status();
+        if status.is_success() {
+            let id = response
+                .headers()
+                .get("X-Message-Id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned);
+            return id
+                .map(|provider_message_id| Receipt {
+                    provider_message_id,
+                })
+                .ok_or_else(|| {
+                    SendError::soft("SendGrid accepted the message without an X-Message-Id")
+                });
+        }
+        if is_transient(status) {
+            return Err(SendError::soft(format!(
+                "SendGrid answered {}",
+                status.as_u16()
+            )));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(SendError::hard(format!(
+                "SendGrid refused the API key ({})",
+                status.as_u16()
+            )));
+        }
+        // 400 and the like: the request itself is wrong; SendGrid says which field.
+        let detail = response
+            .json::<ErrorBody>()
+            .await
+            .ok()
+            .map(|b| {
+                b.errors
+                    .iter()
+                    .map(|e| match &e.field {
+                        Some(f) => format!("{f}: {}", e.message),
+                        None => e.message.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        Err(SendError::hard(format!(
+            "SendGrid rejected the message ({}): {detail}",
+            status.as_u16()
+        )))
+    }
+}

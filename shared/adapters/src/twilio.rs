@@ -1,0 +1,107 @@
+//! SMS through Twilio's Programmable Messaging API.
+
+use herald_core::delivery::twilio_error_is_permanent;
+use herald_core::model::{Address, Notification};
+use herald_core::ports::{Receipt, SendError};
+use herald_core::providers::TwilioSettings;
+use serde::Deserialize;
+
+use crate::http::{is_transient, unanswered};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+
+#[derive(Clone, Debug)]
+pub struct TwilioSender {
+    http: reqwest::Client,
+    base_url: String,
+    /// Where Twilio's status callbacks go: the public base URL of the webhooks API.
+    public_base_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    sid: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<u32>,
+    #[serde(default)]
+    message: String,
+}
+
+impl TwilioSender {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: impl Into<String>,
+        public_base_url: Option<String>,
+    ) -> Self {
+        TwilioSender {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            public_base_url: public_base_url.map(|u| u.trim_end_matches('/').to_string()),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        n: &Notification,
+        settings: &TwilioSettings,
+    ) -> Result<Receipt, SendError> {
+        let Address::Phone(to) = &n.address else {
+            return Err(SendError::hard("SMS notification without a phone number"));
+        };
+        let mut form = vec![
+            ("To", to.as_str().to_string()),
+            ("From", settings.from.as_str().to_string()),
+            ("Body", n.body.clone()),
+        ];
+        if let Some(base) = &self.public_base_url {
+            form.push((
+                "StatusCallback",
+                format!("{base}/webhooks/twilio/{}", n.org_id),
+            ));
+        }
+        let sid = settings.account_sid.as_str();
+        let response = self
+            .http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{sid}/Messages.json",
+                self.base_url
+            ))
+            .basic_auth(sid, Some(settings.auth_token.expose()))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| unanswered("Twilio", &e))?;
+        let status = response.status();
+        if status.is_success() {
+            let created: Created = response.json().await.map_err(|_| {
+                SendError::soft("Twilio accepted the message with an unreadable answer")
+            })?;
+            return Ok(Receipt {
+                provider_message_id: created.sid,
+            });
+        }
+        if is_transient(status) {
+            return Err(SendError::soft(format!(
+                "Twilio answered {}",
+                status.as_u16()
+            )));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(SendError::hard("Twilio refused the credentials (401)"));
+        }
+        let body: Option<ErrorBody> = response.json().await.ok();
+        let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
+        let reason = match code {
+            Some(code) => format!("Twilio error {code}: {message}"),
+            None => format!("Twilio rejected the message ({})", status.as_u16()),
+        };
+        match code {
+            Some(code) if !twilio_error_is_permanent(code) => Err(SendError::soft(reason)),
+            _ => Err(SendError::hard(reason)),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! What providers report after a message left: delivered, opened, bounced, … Parsed from
+//! their webhooks (`sendgrid`, `twilio`, `ses`) into one model, and turned into changes that
+//! only ever move a notification forward.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::NotificationId;
+use crate::model::{Notification, Status};
+use crate::providers::Provider;
+
+/// Twilio error codes after which sending to the number again is pointless.
+const TWILIO_PERMANENT: &[u32] = &[
+    21211, // invalid 'To' number
+    21214, // 'To' number cannot be reached
+    21217, // phone number does not appear to be valid
+    21408, // permission to send to this region not enabled
+    21421, // phone number is invalid
+    21610, // the recipient replied STOP
+    21612, // the 'To' number cannot be reached through this channel
+    21614, // 'To' number is not a valid mobile number
+    30004, // message blocked
+    30005, // unknown destination handset
+    30006, // landline or unreachable carrier
+    30007, // message filtered as spam by the carrier
+];
+
+/// Whether a Twilio error code is permanent (dead-letter) rather than transient (retry):
+/// 30001 queue overflow, 30003 unreachable handset, 20429 too many requests, … are transient.
+pub fn twilio_error_is_permanent(code: u32) -> bool {
+    TWILIO_PERMANENT.contains(&code)
+}
+
+/// The Twilio error code of a recipient who replied STOP.
+pub const TWILIO_STOP: u32 = 21610;
+
+/// What happened to a message, in one vocabulary for every provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DeliveryKind {
+    /// Accepted, queued, sent on, deferred: on its way, nothing to record.
+    InTransit,
+    Delivered,
+    /// A bounce: permanent (the address is bad: suppressed) or transient (nothing changes).
+    Bounced {
+        permanent: bool,
+    },
+    /// The provider would not send it (suppressed there, invalid): failed.
+    Dropped {
+        suppress: bool,
+    },
+    /// Not delivered (Twilio `undelivered`/`failed`): failed when permanent.
+    Undelivered {
+        permanent: bool,
+        suppress: bool,
+    },
+    Opened,
+    Clicked,
+    /// Marked as spam: the address is suppressed.
+    Complained,
+    /// The recipient unsubscribed: the address is suppressed.
+    Unsubscribed,
+}
+
+/// One provider event about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub provider: Provider,
+    /// The provider's id of this event, for deduplication.
+    pub event_id: String,
+    /// The id the provider returned when the message was sent.
+    pub provider_message_id: String,
+    /// Herald's id of the notification, when the provider echoes it back.
+    pub notification_hint: Option<NotificationId>,
+    pub kind: DeliveryKind,
+    pub at: DateTime<Utc>,
+    /// What the provider said went wrong (no addresses).
+    pub reason: Option<String>,
+}
+
+/// What an event changes on a notification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryChange {
+    /// The status to move to, when it moves the notification forward.
+    pub status: Option<Status>,
+    pub reason: Option<String>,
+    pub opened: bool,
+    pub clicked: bool,
+    pub complained: bool,
+    /// Put the notification's address on the suppression list, with this reason.
+    pub suppress: Option<String>,
+}
+
+impl DeliveryChange {
+    pub fn is_empty(&self) -> bool {
+        *self == DeliveryChange::default()
+    }
+}
+
+/// How far along a status is: a provider event never moves a notification back.
+pub fn rank(status: Status) -> u8 {
+    match status {
+        Status::Pending | Status::Retrying => 0,
+        Status::Sending => 1,
+        Status::Sent => 2,
+        Status::Delivered => 3,
+        Status::Bounced | Status::Failed => 4,
+    }
+}
+
+fn forward(n: &Notification, to: Status) -> Option<Status> {
+    (rank(to) > rank(n.status)).then_some(to)
+}
+
+/// The change an event makes to a notification (possibly none).
+pub fn effect(n: &Notification, e: &ProviderEvent) -> DeliveryChange {
+    let reason = e.reason.clone();
+    let mut change = DeliveryChange::default();
+    match &e.kind {
+        DeliveryKind::InTransit => {}
+        DeliveryKind::Delivered => change.status = forward(n, Status::Delivered),
+        DeliveryKind::Bounced { permanent: false } => {}
+        DeliveryKind::Bounced { permanent: true } => {
+            change.status = forward(n, Status::Bounced);
+            change.reason = Some(format!(
+                "bounced: {}",
+                reason.as_deref().unwrap_or("permanent")
+            ));
+            change.suppress = Some("hard bounce".into());
+        }
+        DeliveryKind::Dropped { suppress } => {
+            change.status = forward(n, Status::Failed);
+            change.reason = Some(format!(
+                "dropped by the provider: {}",
+                reason.as_deref().unwrap_or("unknown")
+            ));
+            if *suppress {
+                change.suppress = Some("dropped by the provider".into());
+            }
+        }
+        DeliveryKind::Undelivered {
+            permanent,
+            suppress,
+        } => {
+            if *permanent {
+                change.status = forward(n, Status::Failed);
+                change.reason = Some(format!(
+                    "undelivered: {}",
+                    reason.as_deref().unwrap_or("permanent failure")
+                ));
+            }
+            if *suppress {
+                change.suppress = Some("the recipient opted out (STOP)".into());
+            }
+        }
+        DeliveryKind::Opened => change.opened = n.opened_at.is_none(),
+        DeliveryKind::Clicked => change.clicked = n.clicked_at.is_none(),
+        DeliveryKind::Complained => {
+            change.complained = n.complained_at.is_none();
+            change.suppress = Some("spam complaint".into());
+        }
+        DeliveryKind::Unsubscribed => change.suppress = Some("unsubscribed at the provider".into()),
+    }
+    change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_codes_are_classified() {
+        for code in [21211, 21610, 21612, 21614, 30006] {
+            assert!(twilio_error_is_permanent(code), "{code}");
+        }
+        for code in [30003, 30001, 20429, 30008] {
+            assert!(!twilio_error_is_permanent(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn statuses_rank_forward() {
+        assert!(rank(Status::Delivered) > rank(Status::Sent));
+        assert!(rank(Status::Bounced) > rank(Status::Delivered));
+        assert!(rank(Status::Sent) > rank(Status::Sending));
+    }
+}

@@ -1,0 +1,181 @@
+//! Organizations with SendGrid or Twilio settings send through them; the fake checks every
+//! request as the provider documents it.
+
+use herald_core::model::Status;
+use herald_core::ports::NotificationStore;
+use herald_e2e::Harness;
+use herald_e2e::fake_providers::{
+    SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, sendgrid_answer, twilio_answer,
+};
+use serde_json::json;
+
+async fn customer(h: &Harness, email: &str, phone: &str) {
+    h.run(&[
+        h.contact("cus_p", email, Some(phone), "en").await,
+        h.preferences("cus_p", json!({"email": true, "sms": true}), json!([])),
+    ])
+    .await;
+}
+
+fn refund(h: &Harness, id: &str) -> serde_json::Value {
+    h.event(
+        "RefundIssued",
+        "payments",
+        json!({"customer_id": "cus_p", "refund_id": id, "order_id": "ord_1", "amount": "9.99", "currency": "USD"}),
+    )
+}
+
+#[tokio::test]
+async fn email_goes_through_sendgrid_and_sms_through_twilio_when_the_organization_has_them() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    let email = h.email("p");
+    h.set_provider(
+        "sendgrid",
+        json!({"api_key": SENDGRID_KEY, "from": "billing@herald.example"}),
+    )
+    .await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    customer(&h, &email, "+14155550142").await;
+    let report = h.run_one(refund(&h, "ref_1")).await;
+    assert!(
+        report.notifications.iter().all(|n| n.status == "sent"),
+        "{report:?}"
+    );
+
+    let mails = fake.sendgrid_requests();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(
+        mail["personalizations"][0]["to"][0]["email"],
+        email.as_str()
+    );
+    assert_eq!(mail["from"]["email"], "billing@herald.example");
+    let email_n = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "email")
+        .unwrap();
+    assert_eq!(
+        mail["personalizations"][0]["custom_args"]["herald_notification_id"],
+        email_n.id.as_str()
+    );
+    assert_eq!(mail["subject"].as_str(), email_n.subject.as_deref());
+    assert!(
+        email_n
+            .provider_message_id
+            .as_deref()
+            .unwrap()
+            .starts_with("sgmsg")
+    );
+    assert!(
+        h.sent().await.emails_to(&email).is_empty(),
+        "not through SES"
+    );
+
+    let sms = fake.twilio_requests();
+    assert_eq!(sms.len(), 1);
+    let field = |k: &str| sms[0].iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(field("To").as_deref(), Some("+14155550142"));
+    assert_eq!(field("From").as_deref(), Some("+14155550199"));
+    assert_eq!(
+        field("StatusCallback"),
+        Some(format!(
+            "https://hooks.herald.example/webhooks/twilio/{}",
+            h.org
+        ))
+    );
+    let sms_n = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "sms")
+        .unwrap();
+    assert!(
+        sms_n
+            .provider_message_id
+            .as_deref()
+            .unwrap()
+            .starts_with("SM")
+    );
+    assert!(
+        h.sent().await.sms_to("+14155550142").is_empty(),
+        "not through SNS"
+    );
+}
+
+#[tokio::test]
+async fn provider_errors_are_soft_or_hard_as_the_provider_means_them() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider("sendgrid", json!({"api_key": SENDGRID_KEY}))
+        .await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    customer(&h, &h.email("e"), "+14155550143").await;
+    let org = h.org_id();
+    let cases = [
+        (
+            sendgrid_answer(429, "too many requests"),
+            twilio_answer(429, 20429, "Too Many Requests"),
+            Status::Retrying,
+            Status::Retrying,
+        ),
+        (
+            sendgrid_answer(503, "unavailable"),
+            twilio_answer(500, 20500, "Internal Server Error"),
+            Status::Retrying,
+            Status::Retrying,
+        ),
+        (
+            sendgrid_answer(400, "The subject is required."),
+            twilio_answer(400, 21610, "Attempt to send to unsubscribed recipient"),
+            Status::Failed,
+            Status::Failed,
+        ),
+        (
+            sendgrid_answer(401, "bad key"),
+            twilio_answer(400, 30003, "Unreachable destination handset"),
+            Status::Failed,
+            Status::Retrying,
+        ),
+    ];
+    for (i, (email_answer, sms_answer, email_status, sms_status)) in cases.into_iter().enumerate() {
+        fake.script([email_answer, sms_answer]);
+        // one at a time, so each send meets its scripted answer
+        let record = h.invoke_intake(&refund(&h, &format!("ref_e{i}"))).await;
+        h.local.drain_dispatch().await.unwrap();
+        let mut statuses = Vec::new();
+        let mut errors = Vec::new();
+        for id in &record.notifications {
+            let n = h.local.store.get(&org, id).await.unwrap().unwrap();
+            statuses.push(n.status);
+            errors.push(n.last_error.unwrap_or_default());
+        }
+        assert_eq!(
+            statuses,
+            vec![email_status, sms_status],
+            "case {i}: {errors:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_refused_by_the_fake_and_fails_hard() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider("sendgrid", json!({"api_key": "SG.wrong"}))
+        .await;
+    h.run(&[h.contact("cus_k", &h.email("k"), None, "en").await])
+        .await;
+    let report = h.run_one(h.order_created("cus_k", "ord_k")).await;
+    let n = &report.notifications[0];
+    assert_eq!(
+        (n.status.as_str(), n.error.as_deref()),
+        ("failed", Some("SendGrid refused the API key (401)"))
+    );
+    assert!(fake.sendgrid_requests().is_empty());
+}
