@@ -223,10 +223,10 @@ mod tests {
         let mut p = OrgProviders::default();
         p.set(
             Provider::Twilio,
-            json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tok", "from": "+14155550100"}),
+            json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "s3cr3t-value", "from": "+14155550100"}),
         )
         .unwrap();
-        assert!(!format!("{p:?}").contains("tok"));
+        assert!(!format!("{p:?}").contains("s3cr3t"));
         assert_eq!(
             p.fields_set(Provider::Twilio),
             vec!["account_sid", "auth_token", "from"]
