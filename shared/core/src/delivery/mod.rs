@@ -2,12 +2,32 @@
 //! their webhooks (`sendgrid`, `twilio`, `ses`) into one model, and turned into changes that
 //! only ever move a notification forward.
 
+pub mod sendgrid;
+pub mod ses;
+pub mod twilio;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::ids::NotificationId;
 use crate::model::{Notification, Status};
 use crate::providers::Provider;
+
+/// Why a webhook's authentication failed (answered 401; nothing changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AuthError {
+    #[error("the signature is missing")]
+    MissingSignature,
+    #[error("the signature does not match")]
+    BadSignature,
+    #[error("the timestamp is outside the accepted window")]
+    StaleTimestamp,
+    #[error("{0}")]
+    BadKey(&'static str),
+    #[error("no webhook credentials are configured for this organization")]
+    NotConfigured,
+}
 
 /// Twilio error codes after which sending to the number again is pointless.
 const TWILIO_PERMANENT: &[u32] = &[

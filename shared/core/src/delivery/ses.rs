@@ -1,0 +1,239 @@
+//! SES events delivered by SNS over HTTPS: the SNS message's signature, then the SES event.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use ring::signature::{
+    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+};
+use serde::Deserialize;
+use x509_cert::Certificate;
+use x509_cert::der::{Decode, DecodePem};
+
+use super::{AuthError, DeliveryKind, ProviderEvent};
+use crate::ids::{NotificationId, OrgId};
+use crate::providers::Provider;
+
+/// An SNS message as posted to an HTTPS subscription.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnsMessage {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub message_id: String,
+    pub topic_arn: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub message: String,
+    pub timestamp: String,
+    pub signature_version: String,
+    pub signature: String,
+    #[serde(rename = "SigningCertURL")]
+    pub signing_cert_url: String,
+    #[serde(default, rename = "SubscribeURL")]
+    pub subscribe_url: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl SnsMessage {
+    pub fn parse(body: &[u8]) -> Result<SnsMessage, String> {
+        serde_json::from_slice(body).map_err(|e| format!("not an SNS message: {e}"))
+    }
+
+    /// The string SNS signs: the message's fields in their documented order, each as its name,
+    /// a newline, its value, a newline.
+    pub fn canonical(&self) -> Result<String, AuthError> {
+        let mut fields: Vec<(&str, &str)> =
+            vec![("Message", &self.message), ("MessageId", &self.message_id)];
+        match self.kind.as_str() {
+            "Notification" => {
+                if let Some(subject) = &self.subject {
+                    fields.push(("Subject", subject));
+                }
+                fields.extend([
+                    ("Timestamp", self.timestamp.as_str()),
+                    ("TopicArn", &self.topic_arn),
+                    ("Type", &self.kind),
+                ]);
+            }
+            "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+                let url = self
+                    .subscribe_url
+                    .as_deref()
+                    .ok_or(AuthError::BadSignature)?;
+                let token = self.token.as_deref().ok_or(AuthError::BadSignature)?;
+                fields.extend([
+                    ("SubscribeURL", url),
+                    ("Timestamp", self.timestamp.as_str()),
+                    ("Token", token),
+                    ("TopicArn", &self.topic_arn),
+                    ("Type", &self.kind),
+                ]);
+            }
+            _ => return Err(AuthError::BadSignature),
+        }
+        Ok(fields.iter().map(|(k, v)| format!("{k}\n{v}\n")).collect())
+    }
+}
+
+/// Whether a signing certificate may be fetched from this URL: HTTPS, from SNS itself
+/// (`sns.<region>.amazonaws.com`), a `.pem` file.
+pub fn trusted_cert_url(raw: &str) -> bool {
+    let Ok(url) = url::Url::parse(raw) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let region_ok = |region: &str| {
+        !region.is_empty()
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let sns_host = host
+        .strip_prefix("sns.")
+        .and_then(|rest| {
+            rest.strip_suffix(".amazonaws.com")
+                .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))
+        })
+        .is_some_and(region_ok);
+    url.scheme() == "https" && url.port().is_none() && sns_host && url.path().ends_with(".pem")
+}
+
+/// The RSA public key (PKCS#1 DER) of a PEM certificate.
+pub fn cert_public_key(pem: &[u8]) -> Result<Vec<u8>, AuthError> {
+    let cert = Certificate::from_pem(pem)
+        .or_else(|_| Certificate::from_der(pem))
+        .map_err(|_| AuthError::BadKey("the signing certificate does not parse"))?;
+    Ok(cert
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes()
+        .to_vec())
+}
+
+/// Checks the message's signature with the signing certificate's public key:
+/// SignatureVersion 1 is SHA1withRSA, 2 is SHA256withRSA.
+pub fn verify(message: &SnsMessage, public_key: &[u8]) -> Result<(), AuthError> {
+    let canonical = message.canonical()?;
+    let signature = STANDARD
+        .decode(message.signature.trim())
+        .map_err(|_| AuthError::BadSignature)?;
+    let algorithm = match message.signature_version.as_str() {
+        "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+        "2" => &RSA_PKCS1_2048_8192_SHA256,
+        _ => return Err(AuthError::BadSignature),
+    };
+    UnparsedPublicKey::new(algorithm, public_key)
+        .verify(canonical.as_bytes(), &signature)
+        .map_err(|_| AuthError::BadSignature)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesEvent {
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    notification_type: Option<String>,
+    mail: SesMail,
+    #[serde(default)]
+    bounce: Option<SesBounce>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesMail {
+    message_id: String,
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SesBounce {
+    bounce_type: String,
+    #[serde(default)]
+    bounce_sub_type: Option<String>,
+}
+
+/// An SES event and the organization its tags name.
+pub struct SesDelivery {
+    pub org: Option<OrgId>,
+    pub event: ProviderEvent,
+}
+
+/// Parses the SES event inside an SNS notification.
+pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, String> {
+    let e: SesEvent =
+        serde_json::from_str(&message.message).map_err(|e| format!("not an SES event: {e}"))?;
+    let kind_name = e
+        .event_type
+        .or(e.notification_type)
+        .ok_or("the SES event has no eventType")?;
+    let kind = match kind_name.as_str() {
+        "Send" | "DeliveryDelay" | "Rendering Failure" | "Subscription" => DeliveryKind::InTransit,
+        "Delivery" => DeliveryKind::Delivered,
+        "Bounce" => DeliveryKind::Bounced {
+            permanent: e
+                .bounce
+                .as_ref()
+                .is_some_and(|b| b.bounce_type == "Permanent"),
+        },
+        "Complaint" => DeliveryKind::Complained,
+        "Reject" => DeliveryKind::Dropped { suppress: false },
+        "Open" => DeliveryKind::Opened,
+        "Click" => DeliveryKind::Clicked,
+        other => return Err(format!("unknown SES event type {other:?}")),
+    };
+    let tag = |name: &str| e.mail.tags.get(name).and_then(|v| v.first()).cloned();
+    Ok(SesDelivery {
+        org: tag("herald_org_id").and_then(|o| OrgId::parse(o).ok()),
+        event: ProviderEvent {
+            provider: Provider::Ses,
+            event_id: message.message_id.clone(),
+            provider_message_id: e.mail.message_id,
+            notification_hint: tag("herald_notification_id")
+                .and_then(|id| NotificationId::parse(id).ok()),
+            kind,
+            at: now,
+            reason: e.bounce.map(|b| {
+                format!(
+                    "{} {}",
+                    b.bounce_type,
+                    b.bounce_sub_type.unwrap_or_default()
+                )
+                .trim()
+                .to_string()
+            }),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sns_certificate_urls_are_trusted() {
+        assert!(trusted_cert_url(
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"
+        ));
+        assert!(trusted_cert_url(
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem"
+        ));
+        for bad in [
+            "http://sns.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com.evil.example/x.pem",
+            "https://evil.example/sns.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com/x.txt",
+            "https://sns.us-east-1.amazonaws.com:8443/x.pem",
+            "https://s3.amazonaws.com/x.pem",
+        ] {
+            assert!(!trusted_cert_url(bad), "{bad}");
+        }
+    }
+}
