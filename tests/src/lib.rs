@@ -314,3 +314,141 @@ impl Harness {
         store.put(&self.org_id(), &providers).await.unwrap();
     }
 }
+
+/// SNS's HTTPS endpoints, standing in with the test certificate.
+#[derive(Default)]
+pub struct FixtureSns {
+    pub confirmed: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl herald_core::delivery::ses::SnsEndpoints for FixtureSns {
+    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
+        Ok(include_bytes!("../fixtures/sns-cert.pem").to_vec())
+    }
+
+    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+        self.confirmed.lock().unwrap().push(url.to_string());
+        Ok(())
+    }
+}
+
+/// The SNS topic the test deployment accepts SES events from.
+pub const SES_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:herald-ses-events";
+/// The public base URL the test deployment's webhooks are reached at.
+pub const PUBLIC_BASE: &str = "https://hooks.herald.example";
+
+impl Harness {
+    /// The webhooks function on this stack.
+    pub fn webhooks(&self) -> (herald_webhooks::Webhooks, Arc<FixtureSns>) {
+        let config = herald_webhooks::Config {
+            notifications_table: self.local.stack.names.notifications_table(),
+            directory_table: self.local.stack.names.directory_table(),
+            provider_secrets_prefix: self.local.stack.names.provider_secrets_prefix(),
+            public_base_url: PUBLIC_BASE.into(),
+            sendgrid_window: chrono::Duration::minutes(5),
+            ses_topic_arns: vec![SES_TOPIC.into()],
+        };
+        let mut w = herald_webhooks::webhooks(
+            config,
+            &self.local.aws,
+            Arc::new(herald_core::ports::SystemClock),
+        );
+        let sns = Arc::new(FixtureSns::default());
+        w.sns = sns.clone();
+        (w, sns)
+    }
+
+    /// Posts to a webhook; returns the status and the JSON answer.
+    pub async fn post_webhook(
+        &self,
+        w: &herald_webhooks::Webhooks,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut request = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(path);
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let request = request.body(lambda_http::Body::from(body)).unwrap();
+        let response = herald_webhooks::handle(w, request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+/// An ECDSA P-256 key like SendGrid's webhook signing key, made for the test.
+pub struct SendGridSigner {
+    key: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl SendGridSigner {
+    pub fn new() -> Self {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        SendGridSigner { key, rng }
+    }
+
+    /// The verification key as SendGrid shows it: base64 DER SubjectPublicKeyInfo.
+    pub fn public_key(&self) -> String {
+        use base64::Engine;
+        use ring::signature::KeyPair;
+        let mut der = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        der.extend_from_slice(self.key.public_key().as_ref());
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+
+    /// The signature and timestamp headers for a body.
+    pub fn headers(&self, body: &[u8], timestamp: i64) -> Vec<(&'static str, String)> {
+        use base64::Engine;
+        let ts = timestamp.to_string();
+        let mut signed = ts.as_bytes().to_vec();
+        signed.extend_from_slice(body);
+        let sig = self.key.sign(&self.rng, &signed).unwrap();
+        vec![
+            (
+                "X-Twilio-Email-Event-Webhook-Signature",
+                base64::engine::general_purpose::STANDARD.encode(sig.as_ref()),
+            ),
+            ("X-Twilio-Email-Event-Webhook-Timestamp", ts),
+            ("Content-Type", "application/json".into()),
+        ]
+    }
+}
+
+impl Default for SendGridSigner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Signs an SNS message (SignatureVersion 2, SHA256withRSA) with the test certificate's key.
+pub fn sign_sns(message: &mut Value) {
+    use base64::Engine;
+    message["Signature"] = json!("");
+    let parsed: herald_core::delivery::ses::SnsMessage =
+        serde_json::from_value(message.clone()).unwrap();
+    let canonical = parsed.canonical().unwrap();
+    let key =
+        ring::signature::RsaKeyPair::from_pkcs8(include_bytes!("../fixtures/sns-key.pk8")).unwrap();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        canonical.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
+}

@@ -35,6 +35,7 @@ pub const SENDER_DOMAIN: &str = "herald.example";
 pub const DEFAULT_SENDER: &str = "notifications@herald.example";
 pub const DEAD_LETTERS_INDEX: &str = "dead_letters";
 pub const DUE_INDEX: &str = herald_adapters::dynamo::DUE_INDEX;
+pub const PROVIDER_MESSAGE_INDEX: &str = herald_adapters::dynamo::PROVIDER_MESSAGE_INDEX;
 
 /// The names of one stage's resources, as template.yaml names them.
 #[derive(Debug, Clone)]
@@ -228,6 +229,19 @@ fn index(
         .map_err(|e| failed(name, e))
 }
 
+fn hash_index(name: &str, hash: &str) -> Result<GlobalSecondaryIndex, StackError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| failed(name, e))
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
@@ -257,6 +271,11 @@ async fn create_table(
                     "due_shard",
                     "sweep_at",
                     ProjectionType::KeysOnly,
+                )?)
+                .attribute_definitions(string_attribute("provider_message_id")?)
+                .global_secondary_indexes(hash_index(
+                    PROVIDER_MESSAGE_INDEX,
+                    "provider_message_id",
                 )?)
                 .stream_specification(
                     StreamSpecification::builder()

@@ -12,6 +12,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use chrono::{DateTime, Utc};
+use herald_core::delivery::DeliveryChange;
+use herald_core::delivery::service::DeliveryStore;
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::intake::IntakeRecord;
@@ -20,6 +22,7 @@ use herald_core::ports::{
     ClaimOutcome, Created, Directory, DueEntry, DueIndex, NotificationStore, PortError,
     SuppressionKey, Write,
 };
+use herald_core::providers::Provider;
 use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -527,6 +530,155 @@ impl DueIndex for DynamoNotificationStore {
                 .map_err(|e| PortError::new("dynamodb UpdateItem mark enqueued", e)),
         }
     }
+}
+
+/// How long a webhook event's id is remembered for deduplication (providers retry for hours,
+/// at most a few days).
+const WEBHOOK_MEMORY_DAYS: i64 = 7;
+pub const PROVIDER_MESSAGE_INDEX: &str = "provider_message";
+
+#[async_trait]
+impl DeliveryStore for DynamoNotificationStore {
+    async fn find_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(OrgId, NotificationId)>, PortError> {
+        const OP: &str = "dynamodb Query provider message";
+        if provider_message_id.is_empty() {
+            return Ok(None);
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PROVIDER_MESSAGE_INDEX)
+            .key_condition_expression("provider_message_id = :id")
+            .expression_attribute_values(":id", s(provider_message_id))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| PortError::new(OP, e))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .first()
+            .and_then(pk_of)
+            .and_then(parse_notification_key))
+    }
+
+    async fn apply_delivery(
+        &self,
+        n: &Notification,
+        change: &DeliveryChange,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        const OP: &str = "dynamodb UpdateItem delivery";
+        let mut sets = vec![
+            "updated_at = :at".to_string(),
+            "revision = if_not_exists(revision, :zero) + :one".to_string(),
+        ];
+        let mut values: Vec<(&str, AttributeValue)> = vec![
+            (":at", s(time::format(&at))),
+            (":zero", AttributeValue::N("0".into())),
+            (":one", AttributeValue::N("1".into())),
+            (":revision", AttributeValue::N(n.revision.to_string())),
+        ];
+        if let Some(status) = change.status {
+            sets.push("#status = :status".into());
+            values.push((":status", s(status.as_str())));
+            if let Some(reason) = &change.reason {
+                sets.push("last_error = :reason".into());
+                values.push((":reason", s(reason.clone())));
+            }
+            if matches!(status, Status::Failed | Status::Bounced) {
+                sets.push("failed_at = :at".into());
+            }
+            if status == Status::Failed {
+                sets.push("dl_org = :org".into());
+                values.push((":org", s(n.org_id.to_string())));
+            }
+        }
+        for (flag, attr) in [
+            (change.opened, "opened_at"),
+            (change.clicked, "clicked_at"),
+            (change.complained, "complained_at"),
+        ] {
+            if flag {
+                sets.push(format!("{attr} = if_not_exists({attr}, :at)"));
+            }
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(&n.org_id, &n.id)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            // optimistic: only if nothing changed since it was read
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision)",
+            );
+        if change.status.is_some() {
+            request = request.expression_attribute_names("#status", "status");
+        }
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn webhook_seen(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        event_id: &str,
+    ) -> Result<bool, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(webhook_key(org, provider, event_id)))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb GetItem webhook", e))?;
+        Ok(out.item.is_some())
+    }
+
+    async fn mark_webhook_seen(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        event_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let expires = at + chrono::Duration::days(WEBHOOK_MEMORY_DAYS);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(webhook_key(org, provider, event_id)))
+            .item("kind", s("webhook"))
+            .item(
+                "expires_at",
+                AttributeValue::N(expires.timestamp().to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| PortError::new("dynamodb PutItem webhook", e))?;
+        Ok(())
+    }
+}
+
+fn webhook_key(org: &OrgId, provider: Provider, event_id: &str) -> String {
+    format!("W#{org}#{}#{event_id}", provider.as_str())
 }
 
 /// The directory table: customers, organization settings, the suppression list.

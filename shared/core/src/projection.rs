@@ -272,38 +272,34 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
 }
 
 /// The writes for a batch of changes. Log entries, feed creations and counted outcomes come
-/// from every change; the state-like views (feed status, dead letters) only from the latest
-/// change of each notification, so a batch delivered out of order still leaves the latest state.
+/// from every change; the state-like views (feed status, dead letters) take, per notification,
+/// the write of its latest change that has one, so a batch delivered out of order still leaves
+/// the latest state.
 pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
-    let mut latest: BTreeMap<(OrgId, NotificationId), (DateTime<Utc>, usize)> = BTreeMap::new();
-    for (i, c) in changes.iter().enumerate() {
-        if let Some(n) = &c.new {
-            let key = (n.org_id.clone(), n.id.clone());
-            let newer = latest.get(&key).is_none_or(|(at, _)| n.updated_at >= *at);
-            if newer {
-                latest.insert(key, (n.updated_at, i));
-            }
+    type Latest = BTreeMap<(OrgId, NotificationId), (DateTime<Utc>, ViewWrite)>;
+    fn keep(latest: &mut Latest, n: &Notification, w: ViewWrite) {
+        let key = (n.org_id.clone(), n.id.clone());
+        if latest.get(&key).is_none_or(|(at, _)| n.updated_at >= *at) {
+            latest.insert(key, (n.updated_at, w));
         }
     }
     let mut writes = Vec::new();
-    for (i, c) in changes.iter().enumerate() {
-        let is_latest = c.new.as_ref().is_some_and(|n| {
-            latest
-                .get(&(n.org_id.clone(), n.id.clone()))
-                .is_some_and(|(_, j)| *j == i)
-        });
+    let mut feed_status = Latest::new();
+    let mut dead_letters = Latest::new();
+    for c in changes {
+        let Some(n) = &c.new else { continue };
         for w in project(c) {
-            let state_like = matches!(
-                w,
-                ViewWrite::FeedStatus { .. }
-                    | ViewWrite::DeadLetterPut(_)
-                    | ViewWrite::DeadLetterDelete { .. }
-            );
-            if !state_like || is_latest {
-                writes.push(w);
+            match w {
+                ViewWrite::FeedStatus { .. } => keep(&mut feed_status, n, w),
+                ViewWrite::DeadLetterPut(_) | ViewWrite::DeadLetterDelete { .. } => {
+                    keep(&mut dead_letters, n, w)
+                }
+                other => writes.push(other),
             }
         }
     }
+    writes.extend(feed_status.into_values().map(|(_, w)| w));
+    writes.extend(dead_letters.into_values().map(|(_, w)| w));
     writes
 }
 

@@ -211,3 +211,40 @@ fn a_retried_dead_letter_leaves_the_list() {
             .any(|w| matches!(w, ViewWrite::DeadLetterDelete { .. }))
     );
 }
+
+#[test]
+fn engagement_after_a_status_change_in_the_same_batch_keeps_the_status() {
+    let created = pending(false);
+    let sent = step(&created, Status::Sent, 1);
+    let delivered = step(&sent, Status::Delivered, 1);
+    let mut opened = delivered.clone();
+    opened.opened_at = Some(opened.updated_at + Duration::seconds(1));
+    opened.updated_at += Duration::seconds(1);
+    opened.revision += 1;
+    let writes = project_batch(&[
+        Change {
+            old: Some(sent.clone()),
+            new: Some(delivered.clone()),
+        },
+        Change {
+            old: Some(delivered),
+            new: Some(opened),
+        },
+    ]);
+    let statuses: Vec<_> = writes
+        .iter()
+        .filter_map(|w| {
+            if let ViewWrite::FeedStatus { status, .. } = w {
+                Some(*status)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(statuses, vec![Status::Delivered]);
+    assert!(
+        writes
+            .iter()
+            .any(|w| matches!(w, ViewWrite::Log(l) if l.event == "opened"))
+    );
+}

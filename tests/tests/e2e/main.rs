@@ -9,3 +9,4 @@ mod projection;
 mod providers;
 mod schedule;
 mod stack_template;
+mod webhooks;

@@ -3,6 +3,7 @@
 //! only ever move a notification forward.
 
 pub mod sendgrid;
+pub mod service;
 pub mod ses;
 pub mod twilio;
 

@@ -79,6 +79,17 @@ impl SnsMessage {
     }
 }
 
+/// Fetches SNS signing certificates (cached) and confirms subscriptions: the port to SNS's
+/// HTTPS endpoints.
+#[async_trait::async_trait]
+pub trait SnsEndpoints: Send + Sync {
+    /// The PEM certificate at a trusted URL.
+    async fn certificate(&self, url: &str) -> Result<Vec<u8>, String>;
+
+    /// Visits a subscription's SubscribeURL.
+    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String>;
+}
+
 /// Whether a signing certificate may be fetched from this URL: HTTPS, from SNS itself
 /// (`sns.<region>.amazonaws.com`), a `.pem` file.
 pub fn trusted_cert_url(raw: &str) -> bool {
@@ -216,6 +227,32 @@ pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CERT: &[u8] = include_bytes!("../../../../tests/fixtures/sns-cert.pem");
+    const BOUNCE: &str = include_str!("../../../../events/webhooks/ses-bounce-v1.json");
+
+    #[test]
+    fn a_sha1_signed_notification_verifies_and_a_changed_byte_does_not() {
+        let key = cert_public_key(CERT).unwrap();
+        let message = SnsMessage::parse(BOUNCE.as_bytes()).unwrap();
+        verify(&message, &key).unwrap();
+        let mut changed = message.clone();
+        changed.message = changed.message.replacen("Permanent", "Permanenu", 1);
+        assert_eq!(verify(&changed, &key), Err(AuthError::BadSignature));
+        let mut v2 = message.clone();
+        v2.signature_version = "2".into();
+        assert_eq!(verify(&v2, &key), Err(AuthError::BadSignature));
+        let delivery = parse(&message, Utc::now()).unwrap();
+        assert_eq!(delivery.org.unwrap().as_str(), "org_acme");
+        assert_eq!(
+            delivery.event.kind,
+            DeliveryKind::Bounced { permanent: true }
+        );
+        assert_eq!(
+            delivery.event.provider_message_id,
+            "0100017c-ses-message-id-0001"
+        );
+    }
 
     #[test]
     fn only_sns_certificate_urls_are_trusted() {

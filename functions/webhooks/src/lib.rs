@@ -1,0 +1,312 @@
+//! The webhooks function (API Gateway HTTP API): the providers' delivery events, verified,
+//! then applied to the notifications they speak of.
+//!
+//! - `POST /webhooks/sendgrid/{org}`: SendGrid's signed event webhook (ECDSA P-256)
+//! - `POST /webhooks/twilio/{org}`: Twilio's status callbacks (HMAC-SHA1)
+//! - `POST /webhooks/ses`: SES events through an SNS HTTPS subscription (RSA, SNS certificate)
+//!
+//! A bad or missing signature is 401 and changes nothing; a body that does not parse is 400;
+//! an event for an unknown message is accepted (200) so the provider stops retrying.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use herald_adapters::config::{self, ConfigError};
+use herald_adapters::{
+    DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsHttpEndpoints,
+};
+use herald_core::delivery::service::{WebhookService, WebhookSummary};
+use herald_core::delivery::ses::{SnsEndpoints, SnsMessage};
+use herald_core::delivery::{AuthError, sendgrid, ses, twilio};
+use herald_core::ids::OrgId;
+use herald_core::ports::{Clock, PortError, SystemClock};
+use herald_core::providers::ProviderSettings;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Error, Request, Response};
+use serde_json::json;
+use tracing::{error, warn};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub notifications_table: String,
+    pub directory_table: String,
+    pub provider_secrets_prefix: String,
+    /// The public base URL the providers call (Twilio signs the URL it requested).
+    pub public_base_url: String,
+    /// How old a SendGrid timestamp may be.
+    pub sendgrid_window: Duration,
+    /// SNS topics whose SES events are accepted for any organization (organizations may add
+    /// their own in their SES settings).
+    pub ses_topic_arns: Vec<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Ok(Config {
+            notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
+            directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
+            provider_secrets_prefix: config::required("HERALD_PROVIDER_SECRETS_PREFIX")?,
+            public_base_url: config::required("HERALD_PUBLIC_BASE_URL")?,
+            sendgrid_window: Duration::seconds(config::parsed(
+                "HERALD_SENDGRID_WINDOW_SECONDS",
+                300,
+                str::parse::<i64>,
+            )?),
+            ses_topic_arns: config::optional("HERALD_SES_TOPIC_ARNS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+pub struct Webhooks {
+    pub service: WebhookService,
+    pub settings: Arc<dyn ProviderSettings>,
+    pub sns: Arc<dyn SnsEndpoints>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+}
+
+/// Builds the function's dependencies; once per cold start.
+pub fn webhooks(config: Config, aws: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Webhooks {
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let store = Arc::new(DynamoNotificationStore::new(
+        dynamo.clone(),
+        &config.notifications_table,
+    ));
+    Webhooks {
+        service: WebhookService {
+            store: store.clone(),
+            deliveries: store,
+            directory: Arc::new(DynamoDirectory::new(dynamo, &config.directory_table)),
+            clock: clock.clone(),
+        },
+        settings: Arc::new(SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            &config.provider_secrets_prefix,
+        )),
+        sns: Arc::new(SnsHttpEndpoints::new(herald_adapters::http_client())),
+        clock,
+        config,
+    }
+}
+
+pub async fn webhooks_from_env() -> Result<Webhooks, Error> {
+    let config = Config::from_env()?;
+    let aws = config::aws().await;
+    Ok(webhooks(config, &aws, Arc::new(SystemClock)))
+}
+
+/// A failure that becomes a JSON error answer.
+enum Failure {
+    Unauthorized(String),
+    BadRequest(String),
+    NotFound,
+    MethodNotAllowed,
+    Internal(PortError),
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        Failure::Unauthorized(e.to_string())
+    }
+}
+
+impl From<PortError> for Failure {
+    fn from(e: PortError) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Result<Response<Body>, Error> {
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))?)
+}
+
+fn answer(result: Result<WebhookSummary, Failure>) -> Result<Response<Body>, Error> {
+    match result {
+        Ok(summary) if summary.not_ready > 0 => {
+            let mut response = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "not_ready", "message": "a message's send is not recorded yet; retry later", "summary": summary}),
+            )?;
+            response.headers_mut().insert(
+                "retry-after",
+                lambda_http::http::HeaderValue::from_static("60"),
+            );
+            Ok(response)
+        }
+        Ok(summary) => json_response(StatusCode::OK, json!(summary)),
+        Err(Failure::Unauthorized(message)) => json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "unauthorized", "message": message}),
+        ),
+        Err(Failure::BadRequest(message)) => json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "bad_request", "message": message}),
+        ),
+        Err(Failure::NotFound) => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not_found", "message": "no such webhook"}),
+        ),
+        Err(Failure::MethodNotAllowed) => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "method_not_allowed", "message": "webhooks are POST"}),
+        ),
+        Err(Failure::Internal(e)) => {
+            // the cause goes to the log; the answer stays opaque
+            error!(error = %e, "webhook failed");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "internal", "message": "internal error"}),
+            )
+        }
+    }
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn org_of(segment: &str) -> Result<OrgId, Failure> {
+    OrgId::parse(segment).map_err(|_| Failure::NotFound)
+}
+
+impl Webhooks {
+    async fn sendgrid(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
+        let signature =
+            header(req, sendgrid::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
+        let timestamp =
+            header(req, sendgrid::TIMESTAMP_HEADER).ok_or(AuthError::MissingSignature)?;
+        let providers = self.settings.get(org).await?;
+        let key = providers
+            .sendgrid
+            .and_then(|s| s.webhook_public_key)
+            .ok_or(AuthError::NotConfigured)?;
+        let body = req.body().as_ref();
+        sendgrid::verify(
+            &key,
+            timestamp,
+            body,
+            signature,
+            self.clock.now(),
+            self.config.sendgrid_window,
+        )?;
+        let events = sendgrid::parse(body).map_err(Failure::BadRequest)?;
+        Ok(self.service.apply(org, &events).await?)
+    }
+
+    async fn twilio(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
+        let signature = header(req, twilio::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
+        let providers = self.settings.get(org).await?;
+        let token = providers
+            .twilio
+            .map(|t| t.auth_token)
+            .ok_or(AuthError::NotConfigured)?;
+        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body().as_ref())
+            .map_err(|e| Failure::BadRequest(format!("not a form-encoded body: {e}")))?;
+        // the URL Twilio requested: the public base, not the internal host
+        let mut url = format!(
+            "{}{}",
+            self.config.public_base_url.trim_end_matches('/'),
+            req.uri().path()
+        );
+        if let Some(query) = req.uri().query() {
+            url.push('?');
+            url.push_str(query);
+        }
+        twilio::verify(&url, &params, token.expose(), signature)?;
+        let event = twilio::parse(&params, self.clock.now()).map_err(Failure::BadRequest)?;
+        Ok(self.service.apply(org, &[event]).await?)
+    }
+
+    async fn ses(&self, req: &Request) -> Result<WebhookSummary, Failure> {
+        let message = SnsMessage::parse(req.body().as_ref()).map_err(Failure::BadRequest)?;
+        if !ses::trusted_cert_url(&message.signing_cert_url) {
+            return Err(Failure::Unauthorized(
+                "the signing certificate is not SNS's".into(),
+            ));
+        }
+        let pem = self
+            .sns
+            .certificate(&message.signing_cert_url)
+            .await
+            .map_err(|e| {
+                warn!(reason = %e, "SNS certificate unavailable");
+                Failure::Unauthorized("the signing certificate could not be fetched".into())
+            })?;
+        ses::verify(&message, &ses::cert_public_key(&pem)?)?;
+        let deployment_topic = self.config.ses_topic_arns.contains(&message.topic_arn);
+        match message.kind.as_str() {
+            "SubscriptionConfirmation" => {
+                if !deployment_topic {
+                    return Err(Failure::Unauthorized("the topic is not accepted".into()));
+                }
+                let url = message.subscribe_url.as_deref().unwrap_or_default();
+                if !ses::trusted_cert_url(&format!(
+                    "{}.pem",
+                    url.split('?').next().unwrap_or_default()
+                )) {
+                    return Err(Failure::BadRequest("the SubscribeURL is not SNS's".into()));
+                }
+                self.sns.confirm_subscription(url).await.map_err(|e| {
+                    Failure::Internal(PortError::new("confirm SNS subscription", e))
+                })?;
+                Ok(WebhookSummary::default())
+            }
+            "UnsubscribeConfirmation" => Ok(WebhookSummary::default()),
+            "Notification" => {
+                let delivery =
+                    ses::parse(&message, self.clock.now()).map_err(Failure::BadRequest)?;
+                let Some(org) = delivery.org else {
+                    return Ok(WebhookSummary {
+                        unknown: 1,
+                        ..Default::default()
+                    });
+                };
+                let org_topic = self
+                    .settings
+                    .get(&org)
+                    .await?
+                    .ses
+                    .is_some_and(|s| s.sns_topic_arns.contains(&message.topic_arn));
+                if !deployment_topic && !org_topic {
+                    return Err(Failure::Unauthorized("the topic is not accepted".into()));
+                }
+                Ok(self.service.apply(&org, &[delivery.event]).await?)
+            }
+            other => Err(Failure::BadRequest(format!(
+                "unknown SNS message type {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The Lambda handler.
+pub async fn handle(w: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let result = match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["webhooks", "sendgrid", org]) => match org_of(org) {
+            Ok(org) => w.sendgrid(&org, &req).await,
+            Err(e) => Err(e),
+        },
+        (&Method::POST, ["webhooks", "twilio", org]) => match org_of(org) {
+            Ok(org) => w.twilio(&org, &req).await,
+            Err(e) => Err(e),
+        },
+        (&Method::POST, ["webhooks", "ses"]) => w.ses(&req).await,
+        (_, ["webhooks", "sendgrid" | "twilio", _] | ["webhooks", "ses"]) => {
+            Err(Failure::MethodNotAllowed)
+        }
+        _ => Err(Failure::NotFound),
+    };
+    answer(result)
+}
