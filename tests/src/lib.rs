@@ -292,6 +292,8 @@ impl Harness {
             sendgrid_base_url: url.clone(),
             twilio_base_url: url,
             public_base_url: Some("https://hooks.herald.example".into()),
+            // settings changed by a test take effect at once
+            settings_ttl: std::time::Duration::ZERO,
             ..Default::default()
         };
         (Self::with(options).await, fake)
@@ -451,4 +453,85 @@ pub fn sign_sns(message: &mut Value) {
     )
     .unwrap();
     message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
+}
+
+/// A caller as the JWT authorizer would describe them.
+pub enum As<'a> {
+    Customer(&'a str, &'a str),
+    Operator(&'a str),
+    Admin(&'a str),
+    Nobody,
+}
+
+impl Harness {
+    pub fn api(&self) -> herald_api::Api {
+        let config = herald_api::Config {
+            notifications_table: self.local.stack.names.notifications_table(),
+            directory_table: self.local.stack.names.directory_table(),
+            views_table: self.local.stack.names.views_table(),
+            dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
+            provider_secrets_prefix: self.local.stack.names.provider_secrets_prefix(),
+        };
+        herald_api::api(
+            &config,
+            &self.local.aws,
+            Arc::new(herald_core::ports::SystemClock),
+        )
+        .unwrap()
+    }
+
+    /// Calls the api as API Gateway would, with the authorizer's claims for `who`.
+    pub async fn call(
+        &self,
+        api: &herald_api::Api,
+        method: &str,
+        path: &str,
+        who: As<'_>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        use lambda_http::RequestExt;
+        let claims: Option<std::collections::HashMap<String, String>> = match who {
+            As::Customer(org, customer) => Some(
+                [
+                    ("org_id", org),
+                    ("role", "customer"),
+                    ("customer_id", customer),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ),
+            As::Operator(org) => Some(
+                [
+                    ("org_id".to_string(), org.to_string()),
+                    ("role".into(), "operator".into()),
+                ]
+                .into(),
+            ),
+            As::Admin(org) => Some(
+                [
+                    ("org_id".to_string(), org.to_string()),
+                    ("role".into(), "admin".into()),
+                ]
+                .into(),
+            ),
+            As::Nobody => None,
+        };
+        let context = herald_local::serve::request_context(method, path, claims);
+        let request = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(body.map_or(lambda_http::Body::Empty, |b| {
+                lambda_http::Body::from(b.to_string())
+            }))
+            .unwrap()
+            .with_request_context(context);
+        let response = herald_api::handle(api, request).await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null),
+        )
+    }
 }

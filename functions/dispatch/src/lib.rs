@@ -40,6 +40,8 @@ pub struct ProvidersConfig {
     pub twilio_base_url: String,
     /// The webhooks' public base URL, for Twilio's status callbacks.
     pub public_base_url: Option<String>,
+    /// How long an organization's settings are trusted before they are read again.
+    pub settings_ttl: Duration,
 }
 
 impl ProvidersConfig {
@@ -51,6 +53,11 @@ impl ProvidersConfig {
             twilio_base_url: config::optional("HERALD_TWILIO_BASE_URL")
                 .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
             public_base_url: config::optional("HERALD_PUBLIC_BASE_URL"),
+            settings_ttl: config::parsed(
+                "HERALD_PROVIDER_SETTINGS_TTL_SECONDS",
+                herald_adapters::secrets::CACHE_TTL,
+                |s: &str| s.parse::<u64>().map(Duration::from_secs),
+            )?,
         })
     }
 }
@@ -90,10 +97,13 @@ pub fn service(
     aws: &aws_config::SdkConfig,
     clock: Arc<dyn Clock>,
 ) -> DispatchService {
-    let settings: Arc<dyn ProviderSettings> = Arc::new(SecretsManagerSettings::new(
-        aws_sdk_secretsmanager::Client::new(aws),
-        &config.providers.secrets_prefix,
-    ));
+    let settings: Arc<dyn ProviderSettings> = Arc::new(
+        SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            &config.providers.secrets_prefix,
+        )
+        .with_ttl(config.providers.settings_ttl),
+    );
     let http = herald_adapters::http_client();
     DispatchService {
         store: Arc::new(DynamoNotificationStore::new(

@@ -26,6 +26,13 @@ use lambda_http::{Body, Error, Request, Response};
 use serde_json::json;
 use tracing::{error, warn};
 
+/// Every route: the OpenAPI document (`infra/openapi.yaml`) describes them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/webhooks/sendgrid/{org}"),
+    ("POST", "/webhooks/twilio/{org}"),
+    ("POST", "/webhooks/ses"),
+];
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub notifications_table: String,

@@ -124,6 +124,8 @@ pub struct Options {
     pub twilio_base_url: String,
     /// The public base URL of the webhooks, for Twilio's status callbacks.
     pub public_base_url: Option<String>,
+    /// How long dispatch trusts the provider settings it read.
+    pub settings_ttl: std::time::Duration,
 }
 
 impl Default for Options {
@@ -136,6 +138,7 @@ impl Default for Options {
             twilio_base_url: env("HERALD_TWILIO_BASE_URL")
                 .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
             public_base_url: env("HERALD_PUBLIC_BASE_URL"),
+            settings_ttl: herald_adapters::secrets::CACHE_TTL,
         }
     }
 }
@@ -153,6 +156,7 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
             sendgrid_base_url: options.sendgrid_base_url.clone(),
             twilio_base_url: options.twilio_base_url.clone(),
             public_base_url: options.public_base_url.clone(),
+            settings_ttl: options.settings_ttl,
         },
     }
 }

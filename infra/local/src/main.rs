@@ -45,6 +45,26 @@ enum Command {
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Serves the webhooks and the api on 127.0.0.1 (API Gateway's part played locally) and
+    /// keeps dispatch, the projector and the scheduler ticking; runs until stopped.
+    Serve {
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+    },
+    /// Prints a development token for `serve`.
+    Token {
+        #[arg(long)]
+        org: String,
+        /// A customer's token (their feed, preferences, contact).
+        #[arg(long, conflicts_with_all = ["admin", "operator"])]
+        customer: Option<String>,
+        /// An operator's token (notifications, retry, dead letters, stats).
+        #[arg(long)]
+        operator: bool,
+        /// An administrator's token (provider settings too).
+        #[arg(long, conflicts_with = "operator")]
+        admin: bool,
+    },
     /// Starts the emulator with Herald's resources and prints the environment for
     /// `cargo lambda watch`; runs until interrupted.
     Start,
@@ -176,6 +196,67 @@ async fn tick(stack: &LocalStack, at: Option<chrono::DateTime<chrono::Utc>>) -> 
     Ok(())
 }
 
+async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
+    use std::sync::Arc;
+    let public_base = stack.options.public_base_url.clone();
+    let stack = Arc::new(stack);
+    // Port 0: any free port, chosen now so the served URL is known before serving.
+    let port = match port {
+        0 => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port(),
+        p => p,
+    };
+    // Twilio signatures are checked against the served URL unless a public one is configured.
+    let base = public_base.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let names = &stack.stack.names;
+    let webhooks = herald_webhooks::webhooks(
+        herald_webhooks::Config {
+            notifications_table: names.notifications_table(),
+            directory_table: names.directory_table(),
+            provider_secrets_prefix: names.provider_secrets_prefix(),
+            public_base_url: base.clone(),
+            sendgrid_window: chrono::Duration::minutes(5),
+            ses_topic_arns: Vec::new(),
+        },
+        &stack.aws,
+        stack.clock.clone(),
+    );
+    let api = herald_api::api(
+        &herald_api::Config {
+            notifications_table: names.notifications_table(),
+            directory_table: names.directory_table(),
+            views_table: names.views_table(),
+            dispatch_queue_url: stack.stack.dispatch_queue_url.clone(),
+            provider_secrets_prefix: names.provider_secrets_prefix(),
+        },
+        &stack.aws,
+        stack.clock.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let served = herald_local::serve::Served {
+        local: stack.clone(),
+        webhooks,
+        api,
+    };
+    let (addr, _server) = herald_local::serve::serve(served, port)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Herald is served at http://{addr} (emulator {}, stage {}); Ctrl-C stops it.",
+        stack.emulator.endpoint, stack.stack.names.stage
+    );
+    println!("export AWS_ENDPOINT_URL={}", stack.emulator.endpoint);
+    // the lines above are read by whoever started us: make sure they leave now
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tokio::select! {
+        _ = herald_local::serve::keep_ticking(stack.clone()) => Ok(()),
+        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+    }
+}
+
 async fn start(stack: &LocalStack) -> Result<(), String> {
     println!("# Herald's resources are up on the emulator. For cargo lambda watch / invoke:");
     for (k, v) in stack.function_env() {
@@ -193,6 +274,39 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Token {
+        org,
+        customer,
+        operator,
+        admin,
+    } = &cli.command
+    {
+        let role = if *admin {
+            "admin"
+        } else if *operator {
+            "operator"
+        } else {
+            "customer"
+        };
+        let mut claims = std::collections::HashMap::from([
+            ("org_id".to_string(), org.clone()),
+            ("role".to_string(), role.to_string()),
+        ]);
+        match (role, customer) {
+            ("customer", Some(c)) => {
+                claims.insert("customer_id".into(), c.clone());
+            }
+            ("customer", None) => {
+                eprintln!(
+                    "herald-local: a customer token needs --customer (or use --operator / --admin)"
+                );
+                return ExitCode::FAILURE;
+            }
+            _ => {}
+        }
+        println!("{}", herald_local::serve::dev_token(&claims));
+        return ExitCode::SUCCESS;
+    }
     let result = async {
         let emulator = Emulator::start_or_connect()
             .await
@@ -205,6 +319,8 @@ async fn main() -> ExitCode {
             Command::Send { files } => send(&stack, files).await,
             Command::Start => start(&stack).await,
             Command::Tick { at } => tick(&stack, *at).await,
+            Command::Serve { port } => serve(stack, *port).await,
+            Command::Token { .. } => Ok(()),
         }
     }
     .await;

@@ -224,3 +224,109 @@ fn tick_at_a_later_time_sends_what_was_scheduled_for_it() {
     assert_eq!(again[0]["enqueued"], 0);
     drop(emulator);
 }
+
+#[test]
+fn serve_answers_the_api_with_a_development_token_and_the_webhooks() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let url = emulator.endpoint.clone();
+    let sent = run(
+        &[
+            "--stage",
+            "served",
+            "send",
+            events("04-customer-contact-changed-carol.json")
+                .to_str()
+                .unwrap(),
+            events("10-order-created.json").to_str().unwrap(),
+        ],
+        Some(&url),
+    );
+    assert_eq!(sent[1]["outcome"], "notified");
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_herald-local"))
+        .args(["--stage", "served", "serve", "--port", "0"])
+        .env("AWS_ENDPOINT_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let token = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_herald-local"))
+            .args(["token", "--org", "org_acme", "--customer", "cus_carol"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let http = |method: &str, path: &str, token: Option<&str>, body: &str| -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {}\r\n", t.trim()))
+            .unwrap_or_default();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let code = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            code,
+            response
+                .split("\r\n\r\n")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    // the stream is projected in the background; wait for the feed to show the order
+    let mut feed = String::new();
+    for _ in 0..50 {
+        let (code, body) = http(
+            "GET",
+            "/customers/cus_carol/notifications",
+            Some(&token),
+            "",
+        );
+        assert_eq!(code, 200, "{body}");
+        feed = body;
+        if feed.contains("order_confirmation") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(feed.contains("order_confirmation"), "{feed}");
+    assert_eq!(
+        http("GET", "/customers/cus_carol/notifications", None, "").0,
+        401
+    );
+    assert_eq!(
+        http(
+            "GET",
+            "/customers/cus_alice/notifications",
+            Some(&token),
+            ""
+        )
+        .0,
+        403
+    );
+    assert_eq!(http("POST", "/webhooks/ses", None, "not json").0, 400);
+    assert_eq!(
+        http("POST", "/webhooks/sendgrid/org_acme", None, "[]").0,
+        401
+    );
+    server.kill().unwrap();
+    let _ = server.wait();
+    drop(emulator);
+}

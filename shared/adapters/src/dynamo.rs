@@ -20,7 +20,7 @@ use herald_core::intake::IntakeRecord;
 use herald_core::model::{Notification, Status};
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DueEntry, DueIndex, NotificationStore, PortError,
-    SuppressionKey, Write,
+    RetryOutcome, SuppressionKey, Write,
 };
 use herald_core::providers::Provider;
 use herald_core::time;
@@ -378,6 +378,55 @@ impl NotificationStore for DynamoNotificationStore {
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 Ok(false)
+            }
+            Err(e) => Err(PortError::new(OP, e)),
+        }
+    }
+
+    async fn reset_for_retry(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, PortError> {
+        const OP: &str = "dynamodb UpdateItem retry";
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .update_expression(
+                "SET #status = :pending, attempts = :zero, updated_at = :now, \
+                 revision = if_not_exists(revision, :zero) + :one \
+                 REMOVE last_error, failed_at, next_retry_at, dl_org, sweep_at, due_shard",
+            )
+            .condition_expression("#status = :failed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", s(time::format(&now)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
+                Ok(RetryOutcome::Reset(Box::new(Self::parse_notification(
+                    item,
+                )?)))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(match self.get(org, id).await? {
+                    None => RetryOutcome::NotFound,
+                    Some(n) => RetryOutcome::NotFailed(n.status),
+                })
             }
             Err(e) => Err(PortError::new(OP, e)),
         }

@@ -18,6 +18,7 @@ pub const CACHE_TTL: Duration = Duration::from_secs(300);
 pub struct SecretsManagerSettings {
     client: Client,
     prefix: String,
+    ttl: Duration,
     cache: Mutex<HashMap<OrgId, (Instant, OrgProviders)>>,
 }
 
@@ -27,8 +28,15 @@ impl SecretsManagerSettings {
         SecretsManagerSettings {
             client,
             prefix: prefix.into(),
+            ttl: CACHE_TTL,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long read settings are trusted before they are read again.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     fn name(&self, org: &OrgId) -> String {
@@ -41,7 +49,7 @@ impl ProviderSettings for SecretsManagerSettings {
     async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
         const OP: &str = "secretsmanager GetSecretValue";
         if let Some((at, cached)) = self.cache.lock().await.get(org) {
-            if at.elapsed() < CACHE_TTL {
+            if at.elapsed() < self.ttl {
                 return Ok(cached.clone());
             }
         }

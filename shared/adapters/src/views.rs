@@ -15,6 +15,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
@@ -487,6 +489,91 @@ impl Views for DynamoViews {
                     .and_then(|v| v.parse().ok())
             })
             .unwrap_or(0))
+    }
+
+    async fn feed_page(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError> {
+        const OP: &str = "dynamodb Query feed";
+        let pk = feed_pk(org, customer);
+        let start = match cursor {
+            None => None,
+            Some(c) => {
+                let sk = URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| PortError::new(OP, "the cursor is not one this API gave"))?;
+                Some(key(pk.clone(), sk))
+            }
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| PortError::new(OP, e))?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
+            .map(|sk| URL_SAFE_NO_PAD.encode(sk));
+        let entries = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(parse)
+            .collect::<Result<_, _>>()?;
+        Ok((entries, next))
+    }
+
+    async fn mark_read(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        created_at: DateTime<Utc>,
+        id: &NotificationId,
+    ) -> Result<bool, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems read";
+        let entry = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(feed_pk(org, customer), feed_sk(&created_at, id))))
+            .update_expression("SET #read = :true")
+            .condition_expression("attribute_exists(pk) AND #read = :false")
+            .expression_attribute_names("#read", "read")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let (pk, sk) = unread_key(org, customer);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("ADD unread :minus")
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(entry).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(PortError::new(OP, e)),
+        }
     }
 
     async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError> {

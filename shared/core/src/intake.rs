@@ -176,7 +176,6 @@ impl IntakeService {
         Ok(record)
     }
 
-    /// Read, merge, write-if-unchanged: concurrent updates of one customer both land.
     async fn update_customer(
         &self,
         org: &OrgId,
@@ -184,25 +183,7 @@ impl IntakeService {
         update: CustomerUpdate,
         at: DateTime<Utc>,
     ) -> Result<(), IntakeError> {
-        for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
-            let stored = self.directory.get_customer(org, customer).await?;
-            let (mut record, version) = match stored {
-                Some(v) => (v.value, Some(v.version)),
-                None => (CustomerRecord::default(), None),
-            };
-            if !record.apply(update.clone(), at) {
-                return Ok(());
-            }
-            if self
-                .directory
-                .put_customer(org, customer, &record, version)
-                .await?
-                == Write::Done
-            {
-                return Ok(());
-            }
-        }
-        Err(IntakeError::Contended)
+        update_customer(self.directory.as_ref(), org, customer, update, at).await
     }
 
     async fn update_org(
@@ -486,6 +467,35 @@ impl IntakeService {
         }
         Ok(())
     }
+}
+
+/// Applies a change to a customer: read, merge, write-if-unchanged, so concurrent updates of
+/// one customer both land and an older change never overwrites a newer one.
+pub async fn update_customer(
+    directory: &dyn Directory,
+    org: &OrgId,
+    customer: &CustomerId,
+    update: CustomerUpdate,
+    at: DateTime<Utc>,
+) -> Result<(), IntakeError> {
+    for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
+        let stored = directory.get_customer(org, customer).await?;
+        let (mut record, version) = match stored {
+            Some(v) => (v.value, Some(v.version)),
+            None => (CustomerRecord::default(), None),
+        };
+        if !record.apply(update.clone(), at) {
+            return Ok(());
+        }
+        if directory
+            .put_customer(org, customer, &record, version)
+            .await?
+            == Write::Done
+        {
+            return Ok(());
+        }
+    }
+    Err(IntakeError::Contended)
 }
 
 fn address_for(

@@ -78,6 +78,15 @@ pub enum Created {
     Existing(Box<Notification>),
 }
 
+/// What became of a retry command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    Reset(Box<Notification>),
+    NotFound,
+    /// Only Failed notifications are retried.
+    NotFailed(crate::model::Status),
+}
+
 /// What became of a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimOutcome {
@@ -114,6 +123,15 @@ pub trait NotificationStore: Send + Sync {
     /// Writes the outcome of a send: status, attempts, provider id, error, timestamps, and
     /// drops the claim. Only if `token` still holds the claim; returns whether it did.
     async fn settle(&self, notification: &Notification, token: &str) -> Result<bool, PortError>;
+
+    /// The retry command: a Failed notification becomes Pending again with a fresh attempt
+    /// count (atomically, so two retries of one failure send it once).
+    async fn reset_for_retry(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, PortError>;
 
     /// Puts a waiting (Pending or Retrying) notification in the sweep's index for `at`.
     async fn park(

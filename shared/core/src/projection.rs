@@ -328,6 +328,24 @@ pub trait Views: Send + Sync {
 
     async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError>;
 
+    /// A page of the feed, newest first, from an opaque cursor; and the next page's cursor.
+    async fn feed_page(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError>;
+
+    /// Marks an entry read (one less unread); `false` when it was read already or is not there.
+    async fn mark_read(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        created_at: DateTime<Utc>,
+        id: &NotificationId,
+    ) -> Result<bool, PortError>;
+
     async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError>;
 
     /// Newest first.

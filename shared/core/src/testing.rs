@@ -96,6 +96,31 @@ impl NotificationStore for MemoryStore {
         Ok(true)
     }
 
+    async fn reset_for_retry(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        now: DateTime<Utc>,
+    ) -> Result<crate::ports::RetryOutcome, PortError> {
+        use crate::ports::RetryOutcome;
+        let mut map = lock(&self.notifications);
+        let Some(n) = map.get_mut(&(org.clone(), id.clone())) else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        if n.status != Status::Failed {
+            return Ok(RetryOutcome::NotFailed(n.status));
+        }
+        n.status = Status::Pending;
+        n.attempts = 0;
+        n.last_error = None;
+        n.failed_at = None;
+        n.next_retry_at = None;
+        n.sweep_at = None;
+        n.updated_at = now;
+        n.revision += 1;
+        Ok(RetryOutcome::Reset(Box::new(n.clone())))
+    }
+
     async fn park(
         &self,
         org: &OrgId,

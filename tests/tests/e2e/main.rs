@@ -3,6 +3,7 @@
 //! real adapters, the real event sources.
 
 mod adapters;
+mod api;
 mod dispatch;
 mod intake;
 mod projection;

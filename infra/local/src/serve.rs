@@ -1,0 +1,198 @@
+//! `herald-local serve`: the webhooks and api functions on 127.0.0.1, behind a stand-in for
+//! API Gateway that turns HTTP requests into API Gateway v2 events (with the JWT authorizer's
+//! claims from a development token), while the dispatch queue, the stream and the scheduler
+//! keep ticking in the background.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequestContext,
+};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use ring::hmac;
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::driver::LocalStack;
+
+/// The development tokens' signing secret (`HERALD_LOCAL_TOKEN_SECRET` overrides it). Local
+/// only: in AWS the HTTP API's JWT authorizer verifies tokens from the real identity provider.
+pub const DEFAULT_TOKEN_SECRET: &str = "herald-local-development-only";
+
+fn token_secret() -> String {
+    std::env::var("HERALD_LOCAL_TOKEN_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_TOKEN_SECRET.into())
+}
+
+/// A development token (HS256 JWT) with these claims, valid for twelve hours.
+pub fn dev_token(claims: &HashMap<String, String>) -> String {
+    let mut payload: serde_json::Map<String, Value> =
+        claims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    payload.insert("iss".into(), json!("herald-local"));
+    payload.insert(
+        "exp".into(),
+        json!(chrono::Utc::now().timestamp() + 12 * 3600),
+    );
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(Value::Object(payload).to_string());
+    let signing_input = format!("{header}.{body}");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token_secret().as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(hmac::sign(&key, signing_input.as_bytes()).as_ref());
+    format!("{signing_input}.{signature}")
+}
+
+/// The claims of a valid, unexpired development token.
+pub fn verify_dev_token(token: &str) -> Option<HashMap<String, String>> {
+    let (signing_input, signature) = token.rsplit_once('.')?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token_secret().as_bytes());
+    hmac::verify(
+        &key,
+        signing_input.as_bytes(),
+        &URL_SAFE_NO_PAD.decode(signature).ok()?,
+    )
+    .ok()?;
+    let (_, body) = signing_input.split_once('.')?;
+    let payload: serde_json::Map<String, Value> =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
+    let exp = payload.get("exp").and_then(Value::as_i64)?;
+    if exp < chrono::Utc::now().timestamp() {
+        return None;
+    }
+    Some(
+        payload
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The API Gateway v2 request context for a request, with the authorizer's claims.
+pub fn request_context(
+    method: &str,
+    path: &str,
+    claims: Option<HashMap<String, String>>,
+) -> RequestContext {
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.http.method = method.parse().unwrap_or_default();
+    context.http.path = Some(path.to_string());
+    context.stage = Some("$default".into());
+    context.time_epoch = chrono::Utc::now().timestamp_millis();
+    if let Some(claims) = claims {
+        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+        jwt.claims = claims;
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.jwt = Some(jwt);
+        context.authorizer = Some(authorizer);
+    }
+    RequestContext::ApiGatewayV2(context)
+}
+
+pub struct Served {
+    pub local: Arc<LocalStack>,
+    pub webhooks: herald_webhooks::Webhooks,
+    pub api: herald_api::Api,
+}
+
+async fn gateway(
+    State(served): State<Arc<Served>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let claims = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(verify_dev_token);
+    let webhook = path.starts_with("/webhooks/");
+    let mut request = lambda_http::http::Request::builder()
+        .method(method.as_str())
+        .uri(uri.to_string());
+    for (k, v) in &headers {
+        request = request.header(k.as_str(), v.as_bytes());
+    }
+    let request = match request.body(lambda_http::Body::from(body.to_vec())) {
+        Ok(r) => r.with_request_context(request_context(
+            method.as_str(),
+            &path,
+            if webhook { None } else { claims },
+        )),
+        Err(e) => return (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let answer = if webhook {
+        herald_webhooks::handle(&served.webhooks, request).await
+    } else {
+        herald_api::handle(&served.api, request).await
+    };
+    match answer {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let mut out = axum::http::Response::builder().status(parts.status.as_u16());
+            for (k, v) in &parts.headers {
+                out = out.header(k.as_str(), v.as_bytes());
+            }
+            out.body(axum::body::Body::from(body.as_ref().to_vec()))
+                .unwrap_or_else(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Keeps the pipeline moving as AWS would: dispatch and projection every second, the
+/// scheduler every minute. Runs until dropped.
+pub async fn keep_ticking(local: Arc<LocalStack>) {
+    {
+        let mut second = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            second += 1;
+            let result = if second % 60 == 0 {
+                local.tick(None).await.map(|_| ())
+            } else {
+                match local.drain_dispatch().await {
+                    Ok(_) => local.project().await.map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "background tick failed");
+            }
+        }
+    }
+}
+
+/// Serves in the background; returns the bound address once listening. Pair it with
+/// [`keep_ticking`].
+pub async fn serve(
+    served: Served,
+    port: u16,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .fallback(gateway)
+        .with_state(Arc::new(served));
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, handle))
+}
