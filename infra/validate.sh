@@ -31,6 +31,17 @@ echo "validate: sam validate --lint" >&2
 echo "validate: cfn-lint" >&2
 "$venv/bin/cfn-lint" --regions "$region" --include-checks I -- "$template" || status=1
 
+# cfn-lint checks the SAM schema but not what the transform makes of it (routes, permissions,
+# dependencies): expand it offline and lint the result, which catches circular dependencies.
+echo "validate: the expanded template" >&2
+expanded="$(mktemp --suffix=.json)"
+trap 'rm -f "$expanded"' EXIT
+if AWS_DEFAULT_REGION="$region" "$venv/bin/python" "$repo_root/infra/transform.py" "$template" "$expanded"; then
+    "$venv/bin/cfn-lint" --regions "$region" -- "$expanded" || status=1
+else
+    status=1
+fi
+
 if [[ $status -ne 0 ]]; then
     echo "validate: $template has findings" >&2
 else

@@ -263,3 +263,27 @@ async fn the_emulator_holds_the_tables_and_queues_the_template_declares() {
             .ends_with(&names.dispatch_dlq())
     );
 }
+
+#[test]
+fn the_http_api_routes_are_the_handlers_routes() {
+    let t = template();
+    let mut routed = std::collections::BTreeSet::new();
+    for function in ["ApiFunction", "WebhooksFunction"] {
+        for (_, event) in t["Resources"][function]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+        {
+            let p = &event["Properties"];
+            routed.insert((
+                p["Method"].as_str().unwrap().to_uppercase(),
+                p["Path"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let served: std::collections::BTreeSet<(String, String)> = herald_api::ROUTES
+        .iter()
+        .chain(herald_webhooks::ROUTES)
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(routed, served);
+}
