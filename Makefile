@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send
+.PHONY: run test tools fmt lint validate unit e2e start send serve
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -44,3 +44,7 @@ start: tools
 ## send: make send FILES="events/intake/10-order-created.json ..."
 send: tools
 	cargo run --quiet -p herald-local -- send $(FILES)
+
+## serve: the webhooks and the api on http://127.0.0.1:8787, with dispatch, projector and scheduler ticking
+serve: tools
+	cargo run --quiet -p herald-local -- serve

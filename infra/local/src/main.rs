@@ -51,6 +51,21 @@ enum Command {
         #[arg(long, default_value_t = 8787)]
         port: u16,
     },
+    /// Posts an SES event for a sent email to a served webhook, signed as SNS would sign it
+    /// (with the local stack's certificate): to watch a delivery or a bounce arrive.
+    Webhook {
+        /// The served base URL (printed by `serve`).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        org: String,
+        /// The email's provider message id (`provider_message_id` in `send`'s output).
+        #[arg(long)]
+        message_id: String,
+        /// delivery, bounce, complaint, open or click.
+        #[arg(long, default_value = "delivery")]
+        event: String,
+    },
     /// Prints a development token for `serve`.
     Token {
         #[arg(long)]
@@ -218,11 +233,14 @@ async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
             provider_secrets_prefix: names.provider_secrets_prefix(),
             public_base_url: base.clone(),
             sendgrid_window: chrono::Duration::minutes(5),
-            ses_topic_arns: Vec::new(),
+            ses_topic_arns: vec![herald_local::serve::LOCAL_SES_TOPIC.into()],
         },
         &stack.aws,
         stack.clock.clone(),
     );
+    // SNS's certificate host is out of reach locally: the local stack signs as SNS itself
+    let mut webhooks = webhooks;
+    webhooks.sns = std::sync::Arc::new(herald_local::serve::LocalSns);
     let api = herald_api::api(
         &herald_api::Config {
             notifications_table: names.notifications_table(),
@@ -255,6 +273,25 @@ async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
         _ = herald_local::serve::keep_ticking(stack.clone()) => Ok(()),
         r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
     }
+}
+
+async fn post_webhook(
+    url: &str,
+    org: &str,
+    message_id: &str,
+    event: &str,
+) -> Result<String, String> {
+    let message = herald_local::serve::ses_event(org, message_id, event)?;
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhooks/ses", url.trim_end_matches('/')))
+        .header("content-type", "text/plain; charset=UTF-8")
+        .body(message.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok(format!("{} {body}", status.as_u16()))
 }
 
 async fn start(stack: &LocalStack) -> Result<(), String> {
@@ -307,6 +344,24 @@ async fn main() -> ExitCode {
         println!("{}", herald_local::serve::dev_token(&claims));
         return ExitCode::SUCCESS;
     }
+    if let Command::Webhook {
+        url,
+        org,
+        message_id,
+        event,
+    } = &cli.command
+    {
+        return match post_webhook(url, org, message_id, event).await {
+            Ok(answer) => {
+                println!("{answer}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herald-local: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = async {
         let emulator = Emulator::start_or_connect()
             .await
@@ -320,7 +375,7 @@ async fn main() -> ExitCode {
             Command::Start => start(&stack).await,
             Command::Tick { at } => tick(&stack, *at).await,
             Command::Serve { port } => serve(stack, *port).await,
-            Command::Token { .. } => Ok(()),
+            Command::Token { .. } | Command::Webhook { .. } => Ok(()),
         }
     }
     .await;

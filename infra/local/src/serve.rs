@@ -196,3 +196,68 @@ pub async fn serve(
     });
     Ok((addr, handle))
 }
+
+/// The SNS topic the local stack accepts SES events from.
+pub const LOCAL_SES_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:herald-local-ses-events";
+const LOCAL_SNS_CERT: &[u8] = include_bytes!("../../../tests/fixtures/sns-cert.pem");
+const LOCAL_SNS_KEY: &[u8] = include_bytes!("../../../tests/fixtures/sns-key.pk8");
+
+/// SNS's HTTPS endpoints as the local stack plays them: its own signing certificate, and
+/// subscriptions confirmed without a call out.
+pub struct LocalSns;
+
+#[async_trait::async_trait]
+impl herald_core::delivery::ses::SnsEndpoints for LocalSns {
+    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
+        Ok(LOCAL_SNS_CERT.to_vec())
+    }
+
+    async fn confirm_subscription(&self, _url: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// An SES event as SNS would post it to the webhook, signed with the local certificate.
+pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, String> {
+    let event_type = match event {
+        "delivery" => "Delivery",
+        "bounce" => "Bounce",
+        "complaint" => "Complaint",
+        "open" => "Open",
+        "click" => "Click",
+        other => {
+            return Err(format!(
+                "unknown event {other:?}: delivery, bounce, complaint, open or click"
+            ));
+        }
+    };
+    let ses = json!({
+        "eventType": event_type,
+        "bounce": {"bounceType": "Permanent", "bounceSubType": "General"},
+        "mail": {"messageId": message_id, "tags": {"herald_org_id": [org]}},
+    });
+    let mut message = json!({
+        "Type": "Notification",
+        "MessageId": uuid::Uuid::new_v4().to_string(),
+        "TopicArn": LOCAL_SES_TOPIC,
+        "Message": ses.to_string(),
+        "Timestamp": herald_core::time::format(&chrono::Utc::now()),
+        "SignatureVersion": "2",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",
+        "Signature": "",
+    });
+    let parsed: herald_core::delivery::ses::SnsMessage =
+        serde_json::from_value(message.clone()).map_err(|e| e.to_string())?;
+    let canonical = parsed.canonical().map_err(|e| e.to_string())?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY).map_err(|e| e.to_string())?;
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        canonical.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|e| e.to_string())?;
+    message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+    Ok(message)
+}
