@@ -21,7 +21,7 @@ use herald_core::intake::update_customer;
 use herald_core::model::{Channel, Notification, Recipient};
 use herald_core::ports::{
     Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore, PortError,
-    RetryOutcome, SystemClock,
+    RetryOutcome, SuppressionKey, SystemClock,
 };
 use herald_core::projection::Views;
 use herald_core::providers::{Provider, ProviderSettings};
@@ -457,11 +457,38 @@ impl Api {
             .await?
             .map(|v| v.value)
             .unwrap_or_default();
+        // the addresses' standing: bounced, complained or opted out addresses are suppressed
+        let mut keys = Vec::new();
+        if let Some(e) = &r.email {
+            keys.push(SuppressionKey {
+                channel: Channel::Email,
+                address: e.value.as_str().to_ascii_lowercase(),
+            });
+        }
+        if let Some(p) = &r.phone {
+            for channel in [Channel::Sms, Channel::Whatsapp] {
+                keys.push(SuppressionKey {
+                    channel,
+                    address: p.value.as_str().to_string(),
+                });
+            }
+        }
+        let suppressed: Vec<Channel> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.directory
+                .suppressed(org, &keys)
+                .await?
+                .into_iter()
+                .map(|k| k.channel)
+                .collect()
+        };
         Ok(json!({
             "email": r.email.map(|s| s.value),
             "phone": r.phone.map(|s| s.value),
             "locale": r.locale.map(|s| s.value),
             "timezone": r.timezone.map(|s| s.value),
+            "suppressed": suppressed,
         }))
     }
 

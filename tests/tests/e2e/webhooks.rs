@@ -296,6 +296,12 @@ async fn a_hard_bounce_and_a_twilio_stop_suppress_the_address_for_next_time() {
     assert_eq!(code, 200);
     assert_eq!(status(&h, &sms.id).await, Status::Failed);
 
+    let api = h.api();
+    let me = herald_e2e::As::Customer(&h.org, "cus_w");
+    let (_, contact) = h
+        .call(&api, "GET", "/customers/cus_w/contact", me, None)
+        .await;
+    assert_eq!(contact["suppressed"], json!(["email", "sms"]));
     let next = h.run_one(h.order_created("cus_w", "ord_next")).await;
     assert_eq!(
         (next.outcome.as_str(), next.reason.as_deref()),
