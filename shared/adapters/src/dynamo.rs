@@ -168,6 +168,32 @@ impl DynamoNotificationStore {
     fn parse_notification(item: Item) -> Result<Notification, PortError> {
         from_item("deserialize notification", item)
     }
+
+    /// Runs a conditional update that returns the updated notification; when the condition
+    /// fails, the notification as it stands instead (`None` if there is none).
+    async fn conditional_update(
+        &self,
+        operation: &'static str,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Result<Notification, Option<Notification>>, PortError> {
+        match request.return_values(ReturnValue::AllNew).send().await {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or_else(|| PortError::new(operation, "no attributes returned"))?;
+                Ok(Ok(Self::parse_notification(item)?))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Err(self.get(org, id).await?))
+            }
+            Err(e) => Err(PortError::new(operation, e)),
+        }
+    }
 }
 
 #[async_trait]
@@ -238,7 +264,7 @@ impl NotificationStore for DynamoNotificationStore {
             ("until".to_string(), s(time::format(&lease_until))),
         ]);
         // The same rule as Notification::is_claimable, enforced atomically.
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -267,30 +293,12 @@ impl NotificationStore for DynamoNotificationStore {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":shard", s(due_shard(id)))
-            .expression_attribute_values(":now", s(now_s))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
-                Ok(ClaimOutcome::Claimed(Box::new(Self::parse_notification(
-                    item,
-                )?)))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(match self.get(org, id).await? {
-                    None => ClaimOutcome::NotFound,
-                    Some(n) => ClaimOutcome::NotClaimable(Box::new(n)),
-                })
-            }
-            Err(e) => Err(PortError::new(OP, e)),
-        }
+            .expression_attribute_values(":now", s(now_s));
+        Ok(match self.conditional_update(OP, request, org, id).await? {
+            Ok(n) => ClaimOutcome::Claimed(Box::new(n)),
+            Err(None) => ClaimOutcome::NotFound,
+            Err(Some(n)) => ClaimOutcome::NotClaimable(Box::new(n)),
+        })
     }
 
     async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
@@ -390,7 +398,7 @@ impl NotificationStore for DynamoNotificationStore {
         now: DateTime<Utc>,
     ) -> Result<RetryOutcome, PortError> {
         const OP: &str = "dynamodb UpdateItem retry";
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -406,30 +414,12 @@ impl NotificationStore for DynamoNotificationStore {
             .expression_attribute_values(":failed", s(Status::Failed.as_str()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":now", s(time::format(&now)))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let item = out
-                    .attributes
-                    .ok_or_else(|| PortError::new(OP, "no attributes returned"))?;
-                Ok(RetryOutcome::Reset(Box::new(Self::parse_notification(
-                    item,
-                )?)))
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(match self.get(org, id).await? {
-                    None => RetryOutcome::NotFound,
-                    Some(n) => RetryOutcome::NotFailed(n.status),
-                })
-            }
-            Err(e) => Err(PortError::new(OP, e)),
-        }
+            .expression_attribute_values(":now", s(time::format(&now)));
+        Ok(match self.conditional_update(OP, request, org, id).await? {
+            Ok(n) => RetryOutcome::Reset(Box::new(n)),
+            Err(None) => RetryOutcome::NotFound,
+            Err(Some(n)) => RetryOutcome::NotFailed(n.status),
+        })
     }
 
     async fn park(
