@@ -134,6 +134,24 @@ async fn batch_get(
     Ok(found)
 }
 
+/// Sends a conditional update: `true` when it applied, `false` when its condition did not
+/// hold (the item changed meanwhile, or is not in the expected state).
+pub(crate) async fn guarded(
+    operation: &'static str,
+    request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> Result<bool, PortError> {
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(PortError::new(operation, e)),
+    }
+}
+
 fn pk_of(item: &Item) -> Option<&str> {
     item.get("pk")
         .and_then(|v| v.as_s().ok())
@@ -379,16 +397,7 @@ impl NotificationStore for DynamoNotificationStore {
         for (placeholder, value) in values {
             request = request.expression_attribute_values(placeholder, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(PortError::new(OP, e)),
-        }
+        guarded(OP, request).await
     }
 
     async fn reset_for_retry(
@@ -428,7 +437,7 @@ impl NotificationStore for DynamoNotificationStore {
         id: &NotificationId,
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -439,21 +448,10 @@ impl NotificationStore for DynamoNotificationStore {
             .expression_attribute_values(":at", s(time::format(&at)))
             .expression_attribute_values(":shard", s(due_shard(id)))
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
-            .send()
-            .await;
-        match result {
-            // no longer waiting: nothing to park
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            other => other
-                .map(|_| ())
-                .map_err(|e| PortError::new("dynamodb UpdateItem park", e)),
-        }
+            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()));
+        // no longer waiting: nothing to park
+        guarded("dynamodb UpdateItem park", request).await?;
+        Ok(())
     }
 
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
@@ -543,7 +541,7 @@ impl DueIndex for DynamoNotificationStore {
     }
 
     async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -553,21 +551,10 @@ impl DueIndex for DynamoNotificationStore {
             )
             .update_expression("REMOVE sweep_at, due_shard")
             .condition_expression("sweep_at = :seen")
-            .expression_attribute_values(":seen", s(time::format(&entry.sweep_at)))
-            .send()
-            .await;
-        match result {
-            // changed since it was read: it is someone else's now (or due later)
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            other => other
-                .map(|_| ())
-                .map_err(|e| PortError::new("dynamodb UpdateItem mark enqueued", e)),
-        }
+            .expression_attribute_values(":seen", s(time::format(&entry.sweep_at)));
+        // changed since it was read: it is someone else's now (or due later)
+        guarded("dynamodb UpdateItem mark enqueued", request).await?;
+        Ok(())
     }
 }
 
@@ -662,16 +649,7 @@ impl DeliveryStore for DynamoNotificationStore {
         for (k, v) in values {
             request = request.expression_attribute_values(k, v);
         }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(PortError::new(OP, e)),
-        }
+        guarded(OP, request).await
     }
 
     async fn webhook_seen(

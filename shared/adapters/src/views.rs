@@ -230,7 +230,7 @@ impl DynamoViews {
         else {
             return Ok(());
         };
-        let result = self
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -243,20 +243,9 @@ impl DynamoViews {
             .condition_expression("attribute_exists(pk) AND updated_at <= :at")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":at", s(time::format(updated_at)))
-            .send()
-            .await;
-        match result {
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            other => other
-                .map(|_| ())
-                .map_err(|e| PortError::new("dynamodb UpdateItem feed status", e)),
-        }
+            .expression_attribute_values(":at", s(time::format(updated_at)));
+        crate::dynamo::guarded("dynamodb UpdateItem feed status", request).await?;
+        Ok(())
     }
 
     /// Counts each notification's outcome once: a marker per (notification, outcome) and the
