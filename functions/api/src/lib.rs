@@ -438,6 +438,19 @@ impl Api {
             unsubscribed: body.unsubscribed,
             quiet_hours: body.quiet_hours,
         };
+        self.update(org, customer, update, "update preferences")
+            .await?;
+        self.preferences(org, customer).await
+    }
+
+    /// Applies a change to a customer the way directory events do (newest write wins per field).
+    async fn update(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        update: CustomerUpdate,
+        operation: &'static str,
+    ) -> Result<(), ApiError> {
         update_customer(
             self.directory.as_ref(),
             org,
@@ -446,8 +459,7 @@ impl Api {
             self.clock.now(),
         )
         .await
-        .map_err(|e| ApiError::Internal(PortError::new("update preferences", e)))?;
-        self.preferences(org, customer).await
+        .map_err(|e| ApiError::Internal(PortError::new(operation, e)))
     }
 
     async fn contact(&self, org: &OrgId, customer: &CustomerId) -> Result<Value, ApiError> {
@@ -505,15 +517,7 @@ impl Api {
             locale: body.locale,
             timezone: body.timezone,
         };
-        update_customer(
-            self.directory.as_ref(),
-            org,
-            customer,
-            update,
-            self.clock.now(),
-        )
-        .await
-        .map_err(|e| ApiError::Internal(PortError::new("update contact", e)))?;
+        self.update(org, customer, update, "update contact").await?;
         self.contact(org, customer).await
     }
 

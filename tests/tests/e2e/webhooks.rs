@@ -44,6 +44,33 @@ fn sendgrid_events(message_id: &str, events: &[(&str, &str)]) -> Vec<u8> {
     serde_json::to_vec(&list).unwrap()
 }
 
+/// Posts a Twilio status callback, signed as Twilio signs it (over the public URL).
+async fn post_twilio(
+    h: &Harness,
+    w: &herald_webhooks::Webhooks,
+    params: &[(&str, &str)],
+) -> (u16, Value) {
+    let path = format!("/webhooks/twilio/{}", h.org);
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let signature = herald_core::delivery::twilio::signature(
+        &format!("{PUBLIC_BASE}{path}"),
+        &params,
+        TWILIO_TOKEN,
+    );
+    let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
+    let headers = [
+        ("X-Twilio-Signature", signature),
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+    ];
+    h.post_webhook(w, &path, &headers, body).await
+}
+
 async fn status(h: &Harness, id: &str) -> Status {
     h.local
         .store
@@ -215,22 +242,14 @@ async fn the_same_webhook_twice_changes_once_and_delivered_before_sent_ends_deli
         (Some(1), Some(1))
     );
 
-    let twilio_path = format!("/webhooks/twilio/{}", h.org);
     let sid = sms.provider_message_id.clone().unwrap();
     for status_name in ["delivered", "sent"] {
-        let params = vec![
-            ("AccountSid".to_string(), TWILIO_SID.to_string()),
-            ("MessageSid".to_string(), sid.clone()),
-            ("MessageStatus".to_string(), status_name.to_string()),
+        let params = [
+            ("AccountSid", TWILIO_SID),
+            ("MessageSid", &sid),
+            ("MessageStatus", status_name),
         ];
-        let url = format!("{PUBLIC_BASE}{twilio_path}");
-        let signature = herald_core::delivery::twilio::signature(&url, &params, TWILIO_TOKEN);
-        let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
-        let headers = [
-            ("X-Twilio-Signature", signature),
-            ("Content-Type", "application/x-www-form-urlencoded".into()),
-        ];
-        let (code, answer) = h.post_webhook(&w, &twilio_path, &headers, body).await;
+        let (code, answer) = post_twilio(&h, &w, &params).await;
         assert_eq!(code, 200, "{answer}");
     }
     assert_eq!(status(&h, &sms.id).await, Status::Delivered);
@@ -275,24 +294,13 @@ async fn a_hard_bounce_and_a_twilio_stop_suppress_the_address_for_next_time() {
     assert_eq!(code, 200);
     assert_eq!(status(&h, &email.id).await, Status::Bounced);
 
-    let params = vec![
-        (
-            "MessageSid".to_string(),
-            sms.provider_message_id.clone().unwrap(),
-        ),
-        ("MessageStatus".to_string(), "undelivered".to_string()),
-        ("ErrorCode".to_string(), "21610".to_string()),
+    let sid = sms.provider_message_id.clone().unwrap();
+    let params = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "21610"),
     ];
-    let twilio_path = format!("/webhooks/twilio/{}", h.org);
-    let signature = herald_core::delivery::twilio::signature(
-        &format!("{PUBLIC_BASE}{twilio_path}"),
-        &params,
-        TWILIO_TOKEN,
-    );
-    let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
-    let (code, _) = h
-        .post_webhook(&w, &twilio_path, &[("X-Twilio-Signature", signature)], body)
-        .await;
+    let (code, _) = post_twilio(&h, &w, &params).await;
     assert_eq!(code, 200);
     assert_eq!(status(&h, &sms.id).await, Status::Failed);
 
