@@ -13,7 +13,7 @@ use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings, SqsDispatchQueue,
 };
-use herald_core::directory::{CustomerUpdate, QuietHours, TimeZone};
+use herald_core::directory::{CustomerUpdate, Origin, QuietHours, TimeZone};
 use herald_core::ids::{
     CustomerId, EmailAddress, Locale, NotificationId, NotificationType, OrgId, PhoneNumber,
 };
@@ -443,7 +443,8 @@ impl Api {
         self.preferences(org, customer).await
     }
 
-    /// Applies a change to a customer the way directory events do (newest write wins per field).
+    /// Applies the customer's own change: it always applies, whatever the stored fields' times
+    /// (a directory event stamped in the future never locks a customer out of their own record).
     async fn update(
         &self,
         org: &OrgId,
@@ -456,7 +457,9 @@ impl Api {
             org,
             customer,
             update,
-            self.clock.now(),
+            Origin::Owner {
+                now: self.clock.now(),
+            },
         )
         .await
         .map_err(|e| ApiError::Internal(PortError::new(operation, e)))

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
-use futures::future::join_all;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoNotificationStore, EmailRouter, SecretsManagerSettings, SendGridSender, SesEmailSender,
-    SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender,
+    DynamoDirectory, DynamoNotificationStore, EmailRouter, SecretsManagerSettings, SendGridSender,
+    SesEmailSender, SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender,
 };
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
 use herald_core::model::Channel;
@@ -24,6 +23,8 @@ use tracing::{error, warn};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub notifications_table: String,
+    /// Consent is checked again here, as each notification leaves.
+    pub directory_table: String,
     pub dispatch_queue_url: String,
     pub retry: RetryPolicy,
     pub ses_configuration_set: Option<String>,
@@ -82,6 +83,7 @@ impl Config {
         })?;
         Ok(Config {
             notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
+            directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
             dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
             retry,
             ses_configuration_set: config::optional("HERALD_SES_CONFIGURATION_SET"),
@@ -105,11 +107,13 @@ pub fn service(
         .with_ttl(config.providers.settings_ttl),
     );
     let http = herald_adapters::http_client();
+    let dynamo = aws_sdk_dynamodb::Client::new(aws);
     DispatchService {
         store: Arc::new(DynamoNotificationStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
+            dynamo.clone(),
             &config.notifications_table,
         )),
+        directory: Arc::new(DynamoDirectory::new(dynamo, &config.directory_table)),
         queue: Arc::new(SqsDispatchQueue::new(
             aws_sdk_sqs::Client::new(aws),
             &config.dispatch_queue_url,
@@ -147,48 +151,53 @@ pub async fn service_from_env() -> Result<DispatchService, Error> {
     Ok(service(&config, &aws, Arc::new(SystemClock)))
 }
 
-/// Dispatches one record; `false` when it must be reported as failed.
-async fn dispatch_record(service: &DispatchService, record: &SqsMessage) -> bool {
-    let message_id = record.message_id.as_deref().unwrap_or_default();
-    let message: DispatchMessage =
-        match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
-            Ok(m) => m,
-            Err(e) => {
-                // Reported failed so SQS moves it to the dead-letter queue after its receives.
-                warn!(message_id, reason = %e, "malformed dispatch message");
-                return false;
-            }
-        };
-    match AssertUnwindSafe(service.dispatch(&message))
-        .catch_unwind()
-        .await
-    {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => {
-            error!(message_id, notification_id = %message.notification_id, error = %e, "dispatch failed");
-            false
-        }
-        Err(_) => {
-            error!(message_id, notification_id = %message.notification_id, "dispatch panicked");
-            false
-        }
-    }
-}
-
-/// The Lambda handler: the batch's records run concurrently; the failed ones are reported.
+/// The Lambda handler: the batch's well-formed records are dispatched together (one directory
+/// read for all their recipients, sends concurrently); the failed ones are reported, each alone.
 pub async fn handle(
     service: &DispatchService,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let records = &event.payload.records;
-    let results = join_all(records.iter().map(|r| dispatch_record(service, r))).await;
-    let mut response = SqsBatchResponse::default();
-    for (record, ok) in records.iter().zip(results) {
-        if !ok {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = record.message_id.clone().unwrap_or_default();
-            response.batch_item_failures.push(failure);
+    let mut failed: Vec<&SqsMessage> = Vec::new();
+    let mut messages = Vec::with_capacity(records.len());
+    let mut dispatched = Vec::with_capacity(records.len());
+    for record in records {
+        match serde_json::from_str::<DispatchMessage>(record.body.as_deref().unwrap_or_default()) {
+            Ok(m) => {
+                messages.push(m);
+                dispatched.push(record);
+            }
+            Err(e) => {
+                // Reported failed so SQS moves it to the dead-letter queue after its receives.
+                let message_id = record.message_id.as_deref().unwrap_or_default();
+                warn!(message_id, reason = %e, "malformed dispatch message");
+                failed.push(record);
+            }
         }
+    }
+    match AssertUnwindSafe(service.dispatch_batch(&messages))
+        .catch_unwind()
+        .await
+    {
+        Ok(results) => {
+            for ((record, message), result) in dispatched.into_iter().zip(&messages).zip(results) {
+                if let Err(e) = result {
+                    let message_id = record.message_id.as_deref().unwrap_or_default();
+                    error!(message_id, notification_id = %message.notification_id, error = %e, "dispatch failed");
+                    failed.push(record);
+                }
+            }
+        }
+        Err(_) => {
+            error!("dispatch panicked; the batch is released for another attempt");
+            failed.extend(dispatched);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for record in failed {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = record.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
     }
     Ok(response)
 }

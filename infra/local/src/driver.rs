@@ -147,6 +147,7 @@ impl Default for Options {
 pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Config {
     herald_dispatch::Config {
         notifications_table: stack.names.notifications_table(),
+        directory_table: stack.names.directory_table(),
         dispatch_queue_url: stack.dispatch_queue_url.clone(),
         retry: options.retry.clone(),
         ses_configuration_set: None,

@@ -1,11 +1,35 @@
-//! Turning an AWS SDK error into a soft (retry) or hard (dead-letter) send failure.
+//! An AWS SDK answer to a send as Herald reads it: sent (with the provider's id when it could be
+//! read), or a soft (retry), hard (dead-letter) or recipient-level (suppress) failure.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use herald_core::ports::SendError;
+use herald_core::ports::{Receipt, SendError};
 
-/// Soft: the service is busy or failing, or the request never got an answer. Hard: the
-/// service understood the request and refused it; sending it again would be refused again.
+/// The outcome of a send call that returns the provider's message id.
+pub fn accepted<E>(
+    result: Result<Option<String>, SdkError<E, HttpResponse>>,
+    provider: &str,
+    soft_codes: &[&str],
+) -> Result<Receipt, SendError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match result {
+        Ok(Some(id)) => Ok(Receipt::with_id(id)),
+        Ok(None) => Ok(Receipt::without_id()),
+        // The service said yes in a way the SDK could not read: the message went, and
+        // asking again would send it twice.
+        Err(SdkError::ResponseError(response)) if response.raw().status().is_success() => {
+            Ok(Receipt::without_id())
+        }
+        Err(e) => Err(classify(provider, &e, soft_codes)),
+    }
+}
+
+/// Soft: the service is busy or failing, or the request never got an answer. Recipient: the
+/// service refuses the address itself (on its suppression list). Hard: the service understood
+/// the request and refused it; sending it again would be refused again.
 pub fn classify<E, R>(provider: &str, err: &SdkError<E, R>, soft_codes: &[&str]) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error,
@@ -18,10 +42,17 @@ where
             let server_side = code.contains("InternalError")
                 || code.contains("InternalFailure")
                 || code.contains("ServiceUnavailable");
+            // The message may name the address: it decides, it is never kept.
+            let message = service.err().message().unwrap_or_default().to_lowercase();
+            let address_refused = code == "MessageRejected"
+                && (message.contains("suppress") || message.contains("blacklist"));
             if throttled || server_side || soft_codes.contains(&code) {
                 SendError::soft(format!("{provider} {code}"))
+            } else if address_refused {
+                SendError::recipient(format!(
+                    "{provider} refused the address: {code} (suppressed)"
+                ))
             } else {
-                // The message can name the address; keep only the code.
                 SendError::hard(format!("{provider} rejected the message: {code}"))
             }
         }

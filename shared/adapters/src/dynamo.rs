@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 use herald_core::delivery::DeliveryChange;
@@ -20,12 +21,14 @@ use herald_core::intake::IntakeRecord;
 use herald_core::model::{Notification, Status};
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DueEntry, DueIndex, NotificationStore, PortError,
-    RetryOutcome, SuppressionKey, Write,
+    RetryOutcome, Snapshot, SnapshotRequest, SuppressionKey, Write,
 };
 use herald_core::providers::Provider;
 use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::errors::aws;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -212,11 +215,9 @@ impl DynamoNotificationStore {
             Err(e) => Err(PortError::new(operation, e)),
         }
     }
-}
 
-#[async_trait]
-impl NotificationStore for DynamoNotificationStore {
-    async fn create(&self, n: &Notification) -> Result<Created, PortError> {
+    /// One notification: a conditional put.
+    async fn create_one(&self, n: &Notification) -> Result<Created, PortError> {
         const OP: &str = "dynamodb PutItem notification";
         let result = self
             .client
@@ -246,7 +247,87 @@ impl NotificationStore for DynamoNotificationStore {
                 };
                 Ok(Created::Existing(Box::new(existing)))
             }
-            Err(e) => Err(PortError::new(OP, e)),
+            Err(e) => Err(aws(OP, e)),
+        }
+    }
+
+    /// Several notifications of one event: one transaction of conditional puts, so either all
+    /// the new ones are stored or none. Those that exist already (the same fact again) are
+    /// left out, and the rest written again together.
+    async fn create_together(
+        &self,
+        notifications: &[Notification],
+    ) -> Result<Vec<Created>, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems notifications";
+        let mut existing: HashMap<String, Notification> = HashMap::new();
+        // Each round either writes everything left or learns that one more exists.
+        for _ in 0..=notifications.len() {
+            let new: Vec<&Notification> = notifications
+                .iter()
+                .filter(|n| !existing.contains_key(n.id.as_str()))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            let mut request = self.client.transact_write_items();
+            for n in &new {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(Self::notification_item(n)?))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| PortError::new(OP, e))?;
+                request = request.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            match request.send().await {
+                Ok(_) => {
+                    return Ok(notifications
+                        .iter()
+                        .map(|n| match existing.remove(n.id.as_str()) {
+                            Some(e) => Created::Existing(Box::new(e)),
+                            None => Created::New,
+                        })
+                        .collect());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                {
+                    // which ones exist: read them (the cancellation reasons do not say on every
+                    // implementation), and write the others again
+                    let keys = new
+                        .iter()
+                        .map(|n| notification_key(&n.org_id, &n.id))
+                        .collect();
+                    let found = batch_get(&self.client, &self.table, keys, true).await?;
+                    if found.is_empty() {
+                        return Err(aws(OP, e));
+                    }
+                    for item in found {
+                        let n = Self::parse_notification(item)?;
+                        existing.insert(n.id.as_str().to_string(), n);
+                    }
+                }
+                Err(e) => return Err(aws(OP, e)),
+            }
+        }
+        Ok(notifications
+            .iter()
+            .map(|n| match existing.remove(n.id.as_str()) {
+                Some(e) => Created::Existing(Box::new(e)),
+                None => Created::New,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl NotificationStore for DynamoNotificationStore {
+    async fn create_all(&self, notifications: &[Notification]) -> Result<Vec<Created>, PortError> {
+        match notifications {
+            [] => Ok(Vec::new()),
+            [n] => Ok(vec![self.create_one(n).await?]),
+            _ => self.create_together(notifications).await,
         }
     }
 
@@ -343,6 +424,12 @@ impl NotificationStore for DynamoNotificationStore {
                 n.provider_message_id.clone(),
             ),
             ("last_error", ":last_error", n.last_error.clone()),
+            ("note", ":note", n.note.clone()),
+            (
+                "scheduled_for",
+                ":scheduled_for",
+                n.scheduled_for.as_ref().map(time::format),
+            ),
             ("sent_at", ":sent_at", n.sent_at.as_ref().map(time::format)),
             (
                 "failed_at",
@@ -383,6 +470,12 @@ impl NotificationStore for DynamoNotificationStore {
             }
         }
         sets.extend(set_clauses.iter().map(String::as_str));
+        // dispatch sends to the recipient's address as it stands then: keep the one it used
+        sets.push("address = :address");
+        values.push((
+            ":address",
+            serde_dynamo::to_attribute_value(&n.address).map_err(|e| PortError::new(OP, e))?,
+        ));
         let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
         let mut request = self
             .client
@@ -780,6 +873,43 @@ fn parse_versioned<T: DeserializeOwned>(mut item: Item) -> Result<Versioned<T>, 
 
 #[async_trait]
 impl Directory for DynamoDirectory {
+    async fn snapshot(&self, request: &SnapshotRequest) -> Result<Snapshot, PortError> {
+        let customers: HashMap<String, &(OrgId, CustomerId)> = request
+            .customers
+            .iter()
+            .map(|k| (customer_key(&k.0, &k.1), k))
+            .collect();
+        let orgs: HashMap<String, &OrgId> = request.orgs.iter().map(|o| (org_key(o), o)).collect();
+        let suppressions: HashMap<String, &(OrgId, SuppressionKey)> = request
+            .suppression
+            .iter()
+            .map(|k| (suppression_key(&k.0, &k.1), k))
+            .collect();
+        let keys: Vec<String> = customers
+            .keys()
+            .chain(orgs.keys())
+            .chain(suppressions.keys())
+            .cloned()
+            .collect();
+        let mut snapshot = Snapshot::default();
+        // consent is read strongly: an opt-out a moment ago counts
+        for item in batch_get(&self.client, &self.table, keys, true).await? {
+            let Some(pk) = pk_of(&item).map(str::to_owned) else {
+                continue;
+            };
+            if let Some(k) = customers.get(&pk) {
+                let record = parse_versioned::<CustomerRecord>(item)?.value;
+                snapshot.customers.insert((*k).clone(), record);
+            } else if let Some(o) = orgs.get(&pk) {
+                let settings = parse_versioned::<OrgSettings>(item)?.value;
+                snapshot.orgs.insert((*o).clone(), settings);
+            } else if let Some(k) = suppressions.get(&pk) {
+                snapshot.suppressed.insert((*k).clone());
+            }
+        }
+        Ok(snapshot)
+    }
+
     async fn load(
         &self,
         org: &OrgId,

@@ -3,6 +3,7 @@
 mod classify;
 pub mod config;
 pub mod dynamo;
+mod errors;
 mod http;
 pub mod routing;
 pub mod secrets;

@@ -25,8 +25,6 @@ struct ErrorBody {
 #[derive(Deserialize)]
 struct ErrorItem {
     #[serde(default)]
-    message: String,
-    #[serde(default)]
     field: Option<String>,
 }
 
@@ -73,19 +71,14 @@ impl SendGridSender {
             .map_err(|e| unanswered("SendGrid", &e))?;
         let status = response.status();
         if status.is_success() {
+            // Accepted is sent, readable id or not: asking again would send it twice.
             let id = response
                 .headers()
                 .get("X-Message-Id")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned);
-            return id
-                .map(|provider_message_id| Receipt {
-                    provider_message_id,
-                })
-                .ok_or_else(|| {
-                    SendError::soft("SendGrid accepted the message without an X-Message-Id")
-                });
+            return Ok(id.map_or_else(Receipt::without_id, Receipt::with_id));
         }
         if is_transient(status) {
             return Err(SendError::soft(format!(
@@ -99,25 +92,29 @@ impl SendGridSender {
                 status.as_u16()
             )));
         }
-        // 400 and the like: the request itself is wrong; SendGrid says which field.
-        let detail = response
+        // 400 and the like: the request itself is wrong; SendGrid says which field. Its
+        // free text may quote the address, so only the field names are kept.
+        let fields: Vec<String> = response
             .json::<ErrorBody>()
             .await
-            .ok()
-            .map(|b| {
-                b.errors
-                    .iter()
-                    .map(|e| match &e.field {
-                        Some(f) => format!("{f}: {}", e.message),
-                        None => e.message.clone(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
+            .map(|b| b.errors.into_iter().filter_map(|e| e.field).collect())
             .unwrap_or_default();
-        Err(SendError::hard(format!(
-            "SendGrid rejected the message ({}): {detail}",
-            status.as_u16()
-        )))
+        let reason = match fields.as_slice() {
+            [] => format!("SendGrid rejected the message ({})", status.as_u16()),
+            fields => format!(
+                "SendGrid rejected the message ({}) at {}",
+                status.as_u16(),
+                fields.join(", ")
+            ),
+        };
+        // an address SendGrid will not write to is the recipient's, not the message's
+        let recipient = fields
+            .iter()
+            .any(|f| f.starts_with("personalizations.") && f.contains(".to."));
+        Err(if recipient {
+            SendError::recipient(reason)
+        } else {
+            SendError::hard(reason)
+        })
     }
 }

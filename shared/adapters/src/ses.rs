@@ -7,7 +7,7 @@ use herald_core::model::{Address, Notification};
 use herald_core::ports::{ChannelSender, Receipt, SendError};
 use herald_core::providers::SesSettings;
 
-use crate::classify::classify;
+use crate::classify::accepted;
 
 /// SES answers these when the account or region is temporarily unable to send.
 const SOFT_CODES: &[&str] = &["LimitExceededException", "SendingPausedException"];
@@ -84,13 +84,7 @@ impl SesEmailSender {
             .email_tags(tag("herald_org_id", n.org_id.as_str())?)
             .email_tags(tag("herald_notification_id", n.id.as_str())?)
             .send()
-            .await
-            .map_err(|e| classify("SES", &e, SOFT_CODES))?;
-        let id = out
-            .message_id
-            .ok_or_else(|| SendError::soft("SES returned no message id"))?;
-        Ok(Receipt {
-            provider_message_id: id,
-        })
+            .await;
+        accepted(out.map(|o| o.message_id), "SES", SOFT_CODES)
     }
 }

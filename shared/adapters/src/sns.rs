@@ -7,7 +7,7 @@ use herald_core::ids::PhoneNumber;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{ChannelSender, Receipt, SendError};
 
-use crate::classify::classify;
+use crate::classify::accepted;
 
 const SOFT_CODES: &[&str] = &["KMSThrottlingException", "KMSDisabledException"];
 
@@ -49,15 +49,10 @@ impl ChannelSender for SnsSmsSender {
             request =
                 request.message_attributes("AWS.SNS.SMS.SenderID", string_attribute(sender_id)?);
         }
-        let out = request
-            .send()
-            .await
-            .map_err(|e| classify("SNS", &e, SOFT_CODES))?;
-        let id = out
-            .message_id
-            .ok_or_else(|| SendError::soft("SNS returned no message id"))?;
-        Ok(Receipt {
-            provider_message_id: id,
-        })
+        accepted(
+            request.send().await.map(|o| o.message_id),
+            "SNS",
+            SOFT_CODES,
+        )
     }
 }

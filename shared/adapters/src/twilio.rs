@@ -1,6 +1,6 @@
 //! SMS through Twilio's Programmable Messaging API.
 
-use herald_core::delivery::twilio_error_is_permanent;
+use herald_core::delivery::twilio_failure;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{Receipt, SendError};
 use herald_core::providers::TwilioSettings;
@@ -27,8 +27,6 @@ struct Created {
 struct ErrorBody {
     #[serde(default)]
     code: Option<u32>,
-    #[serde(default)]
-    message: String,
 }
 
 impl TwilioSender {
@@ -77,12 +75,9 @@ impl TwilioSender {
             .map_err(|e| unanswered("Twilio", &e))?;
         let status = response.status();
         if status.is_success() {
-            let created: Created = response.json().await.map_err(|_| {
-                SendError::soft("Twilio accepted the message with an unreadable answer")
-            })?;
-            return Ok(Receipt {
-                provider_message_id: created.sid,
-            });
+            // Accepted is sent, readable answer or not: asking again would send it twice.
+            let created = response.json::<Created>().await.ok();
+            return Ok(created.map_or_else(Receipt::without_id, |c| Receipt::with_id(c.sid)));
         }
         if is_transient(status) {
             return Err(SendError::soft(format!(
@@ -93,15 +88,14 @@ impl TwilioSender {
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(SendError::hard("Twilio refused the credentials (401)"));
         }
-        let body: Option<ErrorBody> = response.json().await.ok();
-        let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
-        let reason = match code {
-            Some(code) => format!("Twilio error {code}: {message}"),
-            None => format!("Twilio rejected the message ({})", status.as_u16()),
-        };
-        match code {
-            Some(code) if !twilio_error_is_permanent(code) => Err(SendError::soft(reason)),
-            _ => Err(SendError::hard(reason)),
-        }
+        // Twilio's message quotes the number: only the code is kept.
+        let code = response.json::<ErrorBody>().await.ok().and_then(|b| b.code);
+        Err(match code {
+            Some(code) => SendError {
+                kind: twilio_failure(code),
+                reason: format!("Twilio error {code}"),
+            },
+            None => SendError::hard(format!("Twilio rejected the message ({})", status.as_u16())),
+        })
     }
 }

@@ -22,26 +22,62 @@ pub struct Stamped<T> {
     pub at: DateTime<Utc>,
 }
 
-/// Sets `slot` to `value` unless what it holds is newer. Returns whether anything changed.
-fn apply<T: PartialEq>(slot: &mut Option<Stamped<T>>, value: T, at: DateTime<Utc>) -> bool {
-    match slot {
-        Some(current) if current.at > at => false,
-        Some(current) if current.value == value && current.at == at => false,
-        _ => {
-            *slot = Some(Stamped { value, at });
-            true
+/// How far ahead of Herald's clock a directory event's `time` may be: producers' clocks drift a
+/// little, never by more. Later events are refused at the edge, and a stored stamp beyond it
+/// (written before that rule) is not trusted to win over anything.
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whose change it is, which decides whether it wins over what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A directory event: it wins over what is older than its `time`.
+    Event {
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The customer's (or an operator's) own write through the api: it always applies.
+    Owner { now: DateTime<Utc> },
+}
+
+impl Origin {
+    fn now(self) -> DateTime<Utc> {
+        match self {
+            Origin::Event { now, .. } | Origin::Owner { now } => now,
         }
     }
+}
+
+/// Sets `slot` to `value` unless what it holds is newer (see [`Origin`]). Returns whether
+/// anything changed.
+fn apply<T: PartialEq>(slot: &mut Option<Stamped<T>>, value: T, origin: Origin) -> bool {
+    let trusted = |s: &Stamped<T>| s.at <= origin.now() + MAX_CLOCK_SKEW;
+    let at = match (origin, slot.as_ref()) {
+        (Origin::Event { at, .. }, Some(current)) if current.at > at && trusted(current) => {
+            return false;
+        }
+        (Origin::Event { at, .. }, _) => at,
+        // the owner's write is the newest word: stamped no earlier than what it replaces
+        (Origin::Owner { now }, Some(current)) if trusted(current) => now.max(current.at),
+        (Origin::Owner { now }, _) => now,
+    };
+    if slot
+        .as_ref()
+        .is_some_and(|current| current.value == value && current.at == at)
+    {
+        return false;
+    }
+    *slot = Some(Stamped { value, at });
+    true
 }
 
 fn apply_in_map<K: Ord, T: PartialEq>(
     map: &mut BTreeMap<K, Stamped<T>>,
     key: K,
     value: T,
-    at: DateTime<Utc>,
+    origin: Origin,
 ) -> bool {
     let mut slot = map.remove(&key);
-    let changed = apply(&mut slot, value, at);
+    let changed = apply(&mut slot, value, origin);
     if let Some(slot) = slot {
         map.insert(key, slot);
     }
@@ -222,8 +258,8 @@ pub enum CustomerUpdate {
 }
 
 impl CustomerRecord {
-    /// Applies an update made at `at`; returns whether anything changed.
-    pub fn apply(&mut self, update: CustomerUpdate, at: DateTime<Utc>) -> bool {
+    /// Applies an update; returns whether anything changed.
+    pub fn apply(&mut self, update: CustomerUpdate, origin: Origin) -> bool {
         match update {
             CustomerUpdate::Contact {
                 email,
@@ -233,16 +269,16 @@ impl CustomerRecord {
             } => {
                 let mut changed = false;
                 if let Some(v) = email {
-                    changed |= apply(&mut self.email, v, at);
+                    changed |= apply(&mut self.email, v, origin);
                 }
                 if let Some(v) = phone {
-                    changed |= apply(&mut self.phone, v, at);
+                    changed |= apply(&mut self.phone, v, origin);
                 }
                 if let Some(v) = locale {
-                    changed |= apply(&mut self.locale, v, at);
+                    changed |= apply(&mut self.locale, v, origin);
                 }
                 if let Some(v) = timezone {
-                    changed |= apply(&mut self.timezone, v, at);
+                    changed |= apply(&mut self.timezone, v, origin);
                 }
                 changed
             }
@@ -254,10 +290,10 @@ impl CustomerRecord {
                 let prefs = self.preferences.get_or_insert_with(Preferences::default);
                 let mut changed = false;
                 for (channel, enabled) in channels {
-                    changed |= apply_in_map(&mut prefs.channels, channel, enabled, at);
+                    changed |= apply_in_map(&mut prefs.channels, channel, enabled, origin);
                 }
-                changed |= apply(&mut prefs.unsubscribed, unsubscribed, at);
-                changed |= apply(&mut prefs.quiet_hours, quiet_hours, at);
+                changed |= apply(&mut prefs.unsubscribed, unsubscribed, origin);
+                changed |= apply(&mut prefs.quiet_hours, quiet_hours, origin);
                 changed
             }
             CustomerUpdate::Device { device, registered } => {
@@ -273,7 +309,7 @@ impl CustomerRecord {
                     &mut self.devices,
                     key,
                     DeviceState { device, registered },
-                    at,
+                    origin,
                 )
             }
         }
@@ -308,16 +344,16 @@ pub struct OrgSettingsUpdate {
 }
 
 impl OrgSettings {
-    pub fn apply(&mut self, update: OrgSettingsUpdate, at: DateTime<Utc>) -> bool {
+    pub fn apply(&mut self, update: OrgSettingsUpdate, origin: Origin) -> bool {
         let mut changed = false;
         if let Some(v) = update.operations_email {
-            changed |= apply(&mut self.operations_email, v, at);
+            changed |= apply(&mut self.operations_email, v, origin);
         }
         if let Some(v) = update.default_locale {
-            changed |= apply(&mut self.default_locale, v, at);
+            changed |= apply(&mut self.default_locale, v, origin);
         }
         if let Some(v) = update.sender_email {
-            changed |= apply(&mut self.sender_email, v, at);
+            changed |= apply(&mut self.sender_email, v, origin);
         }
         changed
     }
@@ -338,6 +374,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A directory event stamped `s`, applied when Herald's clock reads the end of 2026.
+    fn ev(s: &str) -> Origin {
+        Origin::Event {
+            at: at(s),
+            now: at("2026-12-31T00:00:00Z"),
+        }
+    }
+
     fn email(s: &str) -> EmailAddress {
         EmailAddress::parse(s).unwrap()
     }
@@ -356,9 +400,9 @@ mod tests {
         let mut rec = CustomerRecord::default();
         assert!(rec.apply(
             contact(Some("a@x.com"), Some("+14155550101")),
-            at("2026-01-01T00:00:00Z")
+            ev("2026-01-01T00:00:00Z")
         ));
-        assert!(rec.apply(contact(Some("b@x.com"), None), at("2026-01-02T00:00:00Z")));
+        assert!(rec.apply(contact(Some("b@x.com"), None), ev("2026-01-02T00:00:00Z")));
         assert_eq!(rec.email.as_ref().unwrap().value, email("b@x.com"));
         assert_eq!(rec.phone.as_ref().unwrap().value.as_str(), "+14155550101");
     }
@@ -366,10 +410,10 @@ mod tests {
     #[test]
     fn an_older_event_never_overwrites_a_newer_one() {
         let mut rec = CustomerRecord::default();
-        rec.apply(contact(Some("new@x.com"), None), at("2026-01-02T00:00:00Z"));
+        rec.apply(contact(Some("new@x.com"), None), ev("2026-01-02T00:00:00Z"));
         let changed = rec.apply(
             contact(Some("old@x.com"), Some("+14155550101")),
-            at("2026-01-01T00:00:00Z"),
+            ev("2026-01-01T00:00:00Z"),
         );
         assert!(
             changed,
@@ -382,7 +426,7 @@ mod tests {
     #[test]
     fn the_same_event_twice_changes_nothing_the_second_time() {
         let mut rec = CustomerRecord::default();
-        let t = at("2026-01-01T00:00:00Z");
+        let t = ev("2026-01-01T00:00:00Z");
         assert!(rec.apply(contact(Some("a@x.com"), None), t));
         assert!(!rec.apply(contact(Some("a@x.com"), None), t));
     }
@@ -399,16 +443,50 @@ mod tests {
                 device: device.clone(),
                 registered: false,
             },
-            at("2026-01-02T00:00:00Z"),
+            ev("2026-01-02T00:00:00Z"),
         );
         rec.apply(
             CustomerUpdate::Device {
                 device: device.clone(),
                 registered: true,
             },
-            at("2026-01-01T00:00:00Z"),
+            ev("2026-01-01T00:00:00Z"),
         );
         assert!(rec.registered_devices().is_empty());
+    }
+
+    #[test]
+    fn a_stamp_from_the_future_never_locks_a_field() {
+        let mut rec = CustomerRecord::default();
+        // written before far-future times were refused at the edge
+        rec.apply(
+            contact(Some("stale@x.com"), None),
+            ev("9999-12-31T00:00:00Z"),
+        );
+        let now = at("2026-11-21T00:00:00Z");
+        assert!(rec.apply(
+            contact(Some("new@x.com"), None),
+            Origin::Event { at: now, now }
+        ));
+        assert_eq!(rec.email.as_ref().unwrap().value, email("new@x.com"));
+    }
+
+    #[test]
+    fn the_owners_write_always_applies() {
+        let mut rec = CustomerRecord::default();
+        let now = at("2026-11-21T00:00:00Z");
+        // a producer's clock a little ahead: still trusted for ordering events
+        let ahead = now + chrono::Duration::minutes(3);
+        rec.apply(
+            contact(Some("old@x.com"), None),
+            Origin::Event { at: ahead, now },
+        );
+        assert!(!rec.apply(
+            contact(Some("evt@x.com"), None),
+            Origin::Event { at: now, now }
+        ));
+        assert!(rec.apply(contact(Some("mine@x.com"), None), Origin::Owner { now }));
+        assert_eq!(rec.email.as_ref().unwrap().value, email("mine@x.com"));
     }
 
     #[test]

@@ -6,14 +6,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use futures::future::join_all;
 use thiserror::Error;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::model::{Channel, Notification, Status};
+use crate::consent::{self, Audience, Verdict};
+use crate::directory::{CustomerRecord, OrgSettings};
+use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
-    ChannelSender, ClaimOutcome, Clock, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
-    MAX_QUEUE_DELAY, NotificationStore, PortError, SendError,
+    ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
+    FailureKind, MAX_QUEUE_DELAY, NotificationStore, PortError, SendError, Snapshot,
+    SnapshotRequest,
 };
 use crate::retry::RetryPolicy;
 
@@ -42,9 +46,19 @@ impl Senders {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DispatchOutcome {
     Sent {
-        provider_message_id: String,
+        /// `None` when the provider accepted it with an answer that could not be read.
+        provider_message_id: Option<String>,
     },
     Delivered,
+    /// Never sent: the recipient's consent no longer allows it (ended as Skipped).
+    Withheld {
+        reason: String,
+    },
+    /// Quiet hours began while it waited: pending again until they end.
+    Deferred {
+        until: DateTime<Utc>,
+        requeued: bool,
+    },
     Retrying {
         next_retry_at: DateTime<Utc>,
         requeued: bool,
@@ -83,6 +97,8 @@ pub enum DispatchError {
 pub struct DispatchService {
     pub store: Arc<dyn NotificationStore>,
     pub queue: Arc<dyn DispatchQueue>,
+    /// Consent is checked again as each notification leaves.
+    pub directory: Arc<dyn Directory>,
     pub senders: Senders,
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
@@ -98,13 +114,67 @@ fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// A notification this dispatcher holds, and the token that proves it.
+struct Held {
+    notification: Notification,
+    token: String,
+}
+
 impl DispatchService {
-    #[tracing::instrument(skip_all, fields(org_id = %message.org_id, notification_id = %message.notification_id))]
+    /// Dispatches one message: a batch of one.
     pub async fn dispatch(
         &self,
         message: &DispatchMessage,
     ) -> Result<DispatchOutcome, DispatchError> {
+        self.dispatch_batch(std::slice::from_ref(message))
+            .await
+            .pop()
+            .unwrap_or_else(|| Ok(DispatchOutcome::Skipped(Skip::NotFound)))
+    }
+
+    /// Dispatches a batch: claims each message's notification, checks the consent of every
+    /// claimed recipient with one directory read for the whole batch, and sends what may leave,
+    /// concurrently. One result per message, in order; each fails alone.
+    pub async fn dispatch_batch(
+        &self,
+        messages: &[DispatchMessage],
+    ) -> Vec<Result<DispatchOutcome, DispatchError>> {
         let now = self.clock.now();
+        let claims = join_all(messages.iter().map(|m| self.claim(m, now))).await;
+        let held: Vec<&Notification> = claims
+            .iter()
+            .filter_map(|c| match c {
+                Ok(Ok(h)) => Some(&h.notification),
+                _ => None,
+            })
+            .collect();
+        // A failed read leaves the claims to their leases: the sweep hands them out again.
+        let snapshot = if held.is_empty() {
+            Ok(Snapshot::default())
+        } else {
+            self.consent_snapshot(&held).await
+        };
+        join_all(claims.into_iter().map(|claim| async {
+            match (claim, &snapshot) {
+                (Ok(Ok(held)), Ok(snapshot)) => self.deliver(held, snapshot, now).await,
+                (Ok(Ok(_)), Err(e)) => Err(DispatchError::Port(PortError::new(
+                    "read the directory for consent",
+                    e.to_string(),
+                ))),
+                (Ok(Err(done)), _) => Ok(done),
+                (Err(e), _) => Err(e),
+            }
+        }))
+        .await
+    }
+
+    /// Claims the message's notification, or says why there is nothing to send.
+    #[tracing::instrument(skip_all, fields(org_id = %message.org_id, notification_id = %message.notification_id))]
+    async fn claim(
+        &self,
+        message: &DispatchMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Held, DispatchOutcome>, DispatchError> {
         let token = Uuid::new_v4().simple().to_string();
         let claim = self
             .store
@@ -116,18 +186,121 @@ impl DispatchService {
                 now + chrono(self.lease),
             )
             .await?;
-        let mut notification = match claim {
-            ClaimOutcome::Claimed(n) => *n,
+        match claim {
+            ClaimOutcome::Claimed(n) => Ok(Ok(Held {
+                notification: *n,
+                token,
+            })),
             ClaimOutcome::NotFound => {
                 warn!("notification not found; message acknowledged");
-                return Ok(DispatchOutcome::Skipped(Skip::NotFound));
+                Ok(Err(DispatchOutcome::Skipped(Skip::NotFound)))
             }
-            ClaimOutcome::NotClaimable(n) => return self.not_claimable(&n, now).await,
-        };
-        notification.attempts += 1;
-        notification.updated_at = now;
-        notification.claim = None;
+            ClaimOutcome::NotClaimable(n) => self.not_claimable(&n, now).await.map(Err),
+        }
+    }
 
+    /// One read of what consent depends on for these notifications: their customers, the
+    /// organizations of internal ones, and the suppression list for their addresses. An
+    /// address that changed since a notification was created is looked up in a second read.
+    async fn consent_snapshot(&self, held: &[&Notification]) -> Result<Snapshot, PortError> {
+        let mut request = SnapshotRequest::default();
+        for n in held {
+            match &n.recipient {
+                Recipient::Customer(c) => {
+                    request.customers.insert((n.org_id.clone(), c.clone()));
+                }
+                Recipient::Operations => {
+                    request.orgs.insert(n.org_id.clone());
+                }
+            }
+            if let Some(key) = consent::suppression_key(n.channel, &n.address) {
+                request.suppression.insert((n.org_id.clone(), key));
+            }
+        }
+        let mut snapshot = self.directory.snapshot(&request).await?;
+        let mut moved = SnapshotRequest::default();
+        for n in held {
+            let (customer, org) = parties(n, &snapshot);
+            let audience = Audience {
+                recipient: &n.recipient,
+                customer: &customer,
+                org: &org,
+            };
+            let key = consent::address(n.channel, audience)
+                .ok()
+                .and_then(|a| consent::suppression_key(n.channel, &a))
+                .map(|k| (n.org_id.clone(), k));
+            if let Some(key) = key.filter(|k| !request.suppression.contains(k)) {
+                moved.suppression.insert(key);
+            }
+        }
+        if !moved.is_empty() {
+            snapshot.extend(self.directory.snapshot(&moved).await?);
+        }
+        Ok(snapshot)
+    }
+
+    /// Sends a held notification if consent still allows it; records what became of it.
+    #[tracing::instrument(skip_all, fields(org_id = %held.notification.org_id, notification_id = %held.notification.id))]
+    async fn deliver(
+        &self,
+        held: Held,
+        snapshot: &Snapshot,
+        now: DateTime<Utc>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        let Held {
+            notification: mut n,
+            token,
+        } = held;
+        n.updated_at = now;
+        n.claim = None;
+        let (customer, org) = parties(&n, snapshot);
+        let audience = Audience {
+            recipient: &n.recipient,
+            customer: &customer,
+            org: &org,
+        };
+        let suppressed = |k: &crate::ports::SuppressionKey| {
+            snapshot.suppressed.contains(&(n.org_id.clone(), k.clone()))
+        };
+        match consent::at_send_time(&n, audience, suppressed, now) {
+            Verdict::Send(address) => n.address = address,
+            Verdict::Skip(reason) => {
+                n.status = Status::Skipped;
+                n.note = Some(reason.clone());
+                n.next_retry_at = None;
+                n.sweep_at = None;
+                self.settle(&n, &token).await?;
+                info!(channel = %n.channel, %reason, "withheld: consent no longer allows it");
+                return Ok(DispatchOutcome::Withheld { reason });
+            }
+            Verdict::Defer(until) => {
+                n.status = Status::Pending;
+                n.scheduled_for = Some(until);
+                n.next_retry_at = None;
+                n.sweep_at = Some(until);
+                if !self.settle(&n, &token).await? {
+                    return Ok(DispatchOutcome::Deferred {
+                        until,
+                        requeued: false,
+                    });
+                }
+                let requeued = self.requeue_if_within_reach(&n, until, now).await?;
+                info!(channel = %n.channel, %until, "deferred to the end of quiet hours");
+                return Ok(DispatchOutcome::Deferred { until, requeued });
+            }
+        }
+        self.send(n, token, now).await
+    }
+
+    /// Sends through the channel's provider and records the result.
+    async fn send(
+        &self,
+        mut notification: Notification,
+        token: String,
+        now: DateTime<Utc>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        notification.attempts += 1;
         let result = match self.senders.for_channel(notification.channel) {
             None => Ok(None),
             Some(sender) => match AssertUnwindSafe(sender.send(&notification))
@@ -150,6 +323,7 @@ impl DispatchService {
             },
         };
 
+        let mut suppress = None;
         let outcome = match result {
             Ok(None) => {
                 notification.status = Status::Delivered;
@@ -159,9 +333,15 @@ impl DispatchService {
             Ok(Some(provider_message_id)) => {
                 notification.status = Status::Sent;
                 notification.sent_at = Some(now);
-                notification.provider_message_id = Some(provider_message_id.clone());
+                notification.provider_message_id = provider_message_id.clone();
                 notification.last_error = None;
                 notification.next_retry_at = None;
+                if provider_message_id.is_none() {
+                    notification.note = Some(
+                        "the provider accepted it without a readable message id; its delivery events match by Herald's id only"
+                            .into(),
+                    );
+                }
                 DispatchOutcome::Sent {
                     provider_message_id,
                 }
@@ -170,6 +350,14 @@ impl DispatchService {
                 kind: FailureKind::Hard,
                 reason,
             }) => {
+                mark_failed(&mut notification, reason.clone(), now);
+                DispatchOutcome::Failed { reason }
+            }
+            Err(SendError {
+                kind: FailureKind::Recipient,
+                reason,
+            }) => {
+                suppress = consent::suppression_key(notification.channel, &notification.address);
                 mark_failed(&mut notification, reason.clone(), now);
                 DispatchOutcome::Failed { reason }
             }
@@ -197,6 +385,12 @@ impl DispatchService {
         };
         if !self.settle(&notification, &token).await? {
             return Ok(outcome);
+        }
+        if let (Some(key), Some(reason)) = (suppress, &notification.last_error) {
+            // the provider said this recipient opted out or does not exist: never try again
+            self.directory
+                .suppress(&notification.org_id, &key, reason)
+                .await?;
         }
         let outcome = match outcome {
             DispatchOutcome::Retrying { next_retry_at, .. } => {
@@ -292,6 +486,20 @@ impl DispatchService {
         info!(status = %n.status, "not claimable; skipped");
         Ok(DispatchOutcome::Skipped(Skip::NotClaimable(n.status)))
     }
+}
+
+/// The customer record and organization settings a notification's consent depends on.
+fn parties(n: &Notification, snapshot: &Snapshot) -> (CustomerRecord, OrgSettings) {
+    let customer = match &n.recipient {
+        Recipient::Customer(c) => snapshot
+            .customers
+            .get(&(n.org_id.clone(), c.clone()))
+            .cloned()
+            .unwrap_or_default(),
+        Recipient::Operations => CustomerRecord::default(),
+    };
+    let org = snapshot.orgs.get(&n.org_id).cloned().unwrap_or_default();
+    (customer, org)
 }
 
 fn mark_failed(n: &mut Notification, reason: String, now: DateTime<Utc>) {

@@ -1,5 +1,10 @@
 //! The event contract (events/README.md): EventBridge events parsed into typed, validated values.
-//! Anything that does not fit is refused here with a reason, before anything is written.
+//! Anything that does not fit is refused here with a reason that names the field and what was
+//! expected (never the value, which may be personal data), before anything is written.
+//!
+//! Every field is bounded: text by length, lists by count, instants by a plausible range
+//! ([`PAST_LIMIT`], [`FUTURE_LIMIT`]), directory events' `time` by Herald's clock
+//! ([`MAX_CLOCK_SKEW`]). `null` means the same as an absent field.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +14,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::directory::{CustomerUpdate, Device, OrgSettingsUpdate, Platform, QuietHours, TimeZone};
+use crate::directory::{
+    CustomerUpdate, Device, MAX_CLOCK_SKEW, OrgSettingsUpdate, Platform, QuietHours, TimeZone,
+};
 use crate::ids::{
     BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId, PhoneNumber,
 };
@@ -17,6 +24,12 @@ use crate::model::{Channel, Recipient};
 
 /// How long after delivery a customer is asked for a review.
 pub const REVIEW_PROMPT_DELAY_DAYS: i64 = 7;
+/// How far in the past an instant of an event may lie.
+pub const PAST_LIMIT: Duration = Duration::days(366);
+/// How far in the future an instant of an event (or a schedule computed from one) may lie.
+pub const FUTURE_LIMIT: Duration = Duration::days(2 * 366);
+/// The largest `context` of a `NotificationRequested`, as JSON.
+pub const MAX_CONTEXT_BYTES: usize = 16 * 1024;
 
 /// The parts of an EventBridge event Herald reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +52,8 @@ pub enum EventError {
     InvalidOrganization(String),
     #[error("unknown detail-type {0:?}")]
     UnknownDetailType(String),
-    #[error("invalid {detail_type} detail: {message}")]
+    /// `message` names the field (`detail.items[0].unit_price is missing`).
+    #[error("{message}")]
     InvalidDetail {
         detail_type: String,
         message: String,
@@ -73,7 +87,7 @@ pub struct NotifyRequest {
     pub notification_type: NotificationType,
     pub recipient: Recipient,
     pub business_key: BusinessKey,
-    /// The template variables: the event's detail.
+    /// The template variables: the event's detail, validated, without nulls.
     pub context: Map<String, Value>,
     pub channels: ChannelPlan,
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -96,21 +110,22 @@ pub struct Amount(pub String);
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "expected a decimal amount as a string or number";
         let text = match Value::deserialize(d)? {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
             other => {
                 return Err(serde::de::Error::custom(format!(
-                    "expected a decimal amount as a string or number, found {}",
+                    "{EXPECTED}, found {}",
                     kind_of(&other)
                 )));
             }
         };
-        if is_decimal(&text) {
+        if text.len() <= 24 && is_decimal(&text) {
             Ok(Amount(text))
         } else {
             Err(serde::de::Error::custom(format!(
-                "{text:?} is not a decimal amount"
+                "{EXPECTED} of at most 24 characters, not a decimal amount"
             )))
         }
     }
@@ -146,30 +161,87 @@ impl<'de> Deserialize<'de> for Currency {
         if s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase()) {
             Ok(Currency(s))
         } else {
-            Err(serde::de::Error::custom(format!(
-                "{s:?} is not an ISO 4217 currency code"
-            )))
+            Err(serde::de::Error::custom(
+                "expected an ISO 4217 currency code (three capital letters)",
+            ))
         }
     }
 }
 
-/// Non-empty text.
+/// Non-empty text of at most `MAX` characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(pub String);
+pub struct Text<const MAX: usize>(pub String);
 
-impl<'de> Deserialize<'de> for Text {
+impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.trim().is_empty() {
             Err(serde::de::Error::custom("must not be empty"))
+        } else if s.chars().count() > MAX {
+            Err(serde::de::Error::custom(format!(
+                "must be at most {MAX} characters"
+            )))
         } else {
             Ok(Text(s))
         }
     }
 }
 
+/// A list of at most `MAX` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded<T, const MAX: usize>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Bounded<T, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = Vec::<T>::deserialize(d)?;
+        if items.len() > MAX {
+            return Err(serde::de::Error::custom(format!(
+                "must have at most {MAX} entries"
+            )));
+        }
+        Ok(Bounded(items))
+    }
+}
+
+/// An RFC 3339 instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instant(pub DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Instant(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                serde::de::Error::custom(
+                    "expected an RFC 3339 timestamp such as 2026-11-20T10:00:00Z",
+                )
+            })
+    }
+}
+
+/// A link: an absolute http or https URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link(pub String);
+
+impl<'de> Deserialize<'de> for Link {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Text::<2048>(s) = Text::deserialize(d)?;
+        match url::Url::parse(&s) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => {
+                Ok(Link(s))
+            }
+            _ => Err(serde::de::Error::custom(
+                "expected an absolute http or https URL",
+            )),
+        }
+    }
+}
+
 // The detail of each event, as the contract defines it. Unknown fields are allowed so that
 // producers can add fields without breaking Herald; known fields must have the right type.
+// A notifying event's detail is read twice: for its recipient, and as the context of its type,
+// which a `NotificationRequested` for that type must also satisfy.
 
 #[derive(Deserialize)]
 struct CustomerContactChanged {
@@ -184,7 +256,7 @@ struct CustomerContactChanged {
 struct NotificationPreferencesChanged {
     customer_id: CustomerId,
     channels: BTreeMap<Channel, bool>,
-    unsubscribed: BTreeSet<NotificationType>,
+    unsubscribed: Bounded<NotificationType, 100>,
     quiet_hours: Option<QuietHours>,
 }
 
@@ -192,7 +264,7 @@ struct NotificationPreferencesChanged {
 struct DeviceEvent {
     customer_id: CustomerId,
     platform: Platform,
-    token: Text,
+    token: Text<4096>,
 }
 
 #[derive(Deserialize)]
@@ -202,30 +274,42 @@ struct OrganizationSettingsChanged {
     sender_email: Option<EmailAddress>,
 }
 
+/// The recipient of a customer's notification.
 #[derive(Deserialize)]
-#[allow(dead_code)] // fields are validated here and read by the templates from the raw detail
-struct OrderCreated {
+struct ForCustomer {
     customer_id: CustomerId,
-    order_id: BusinessKey,
-    grand_total: Amount,
-    currency: Currency,
-    items: Vec<Map<String, Value>>,
-    created_at: DateTime<Utc>,
 }
 
 #[derive(Deserialize)]
-struct OrderDelivered {
-    customer_id: CustomerId,
+#[allow(dead_code)] // fields are validated here and read by the templates from the detail
+struct OrderLine {
+    sku: Text<64>,
+    name: Text<200>,
+    quantity: u32,
+    unit_price: Amount,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OrderConfirmation {
     order_id: BusinessKey,
-    delivered_at: DateTime<Utc>,
+    grand_total: Amount,
+    currency: Currency,
+    items: Bounded<OrderLine, 100>,
+    created_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct ReviewPrompt {
+    order_id: BusinessKey,
+    delivered_at: Instant,
 }
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct RefundIssued {
-    customer_id: CustomerId,
     refund_id: BusinessKey,
-    order_id: Text,
+    order_id: Text<128>,
     amount: Amount,
     currency: Currency,
 }
@@ -234,20 +318,19 @@ struct RefundIssued {
 #[allow(dead_code)]
 struct ChargebackOpened {
     chargeback_id: BusinessKey,
-    order_id: Text,
+    order_id: Text<128>,
     amount: Amount,
     currency: Currency,
-    reason: Text,
+    reason: Text<200>,
 }
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
-struct TicketPurchased {
-    customer_id: CustomerId,
+struct TicketConfirmation {
     ticket_id: BusinessKey,
-    event_name: Text,
-    starts_at: DateTime<Utc>,
-    seats: Vec<String>,
+    event_name: Text<200>,
+    starts_at: Instant,
+    seats: Bounded<Text<16>, 50>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -260,13 +343,12 @@ enum Severity {
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
-struct ReminderDue {
-    customer_id: CustomerId,
+struct Reminder {
     reminder_id: BusinessKey,
     severity: Severity,
-    title: Text,
-    body: Text,
-    action_url: Option<Text>,
+    title: Text<200>,
+    body: Text<2000>,
+    action_url: Option<Link>,
 }
 
 #[derive(Deserialize)]
@@ -275,27 +357,161 @@ struct NotificationRequested {
     idempotency_key: BusinessKey,
     notification_type: NotificationType,
     context: Map<String, Value>,
-    channels: Option<Vec<Channel>>,
-    scheduled_for: Option<DateTime<Utc>>,
+    channels: Option<Bounded<Channel, 5>>,
+    scheduled_for: Option<Instant>,
     #[serde(default)]
     critical: bool,
 }
 
-fn parse_detail<T: DeserializeOwned>(detail_type: &str, detail: &Value) -> Result<T, EventError> {
-    serde_path_to_error::deserialize(detail).map_err(|e| {
+/// serde's own messages quote the value they refused; keep what was expected and the kind of
+/// what was found, never the value itself.
+fn without_value(message: &str) -> String {
+    let kind = |found: &str| {
+        found
+            .split(['`', '"'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        if let Some((found, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(", expected "))
+        {
+            return if prefix == "invalid type: " {
+                format!("expected {expected}, found {}", kind(found))
+            } else {
+                format!("expected {expected}")
+            };
+        }
+    }
+    message.to_string()
+}
+
+/// Where in the detail a field sits: `detail.items[0].unit_price`.
+fn field_path(prefix: &str, path: &str, field: Option<&str>) -> String {
+    let mut out = prefix.to_string();
+    if path != "." {
+        if !path.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(path);
+    }
+    if let Some(field) = field {
+        out.push('.');
+        out.push_str(field);
+    }
+    out
+}
+
+fn parse_at<T: DeserializeOwned>(
+    detail_type: &str,
+    prefix: &str,
+    value: &Value,
+) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // serde's messages carry "at line 1 column 2" only for text input; none here
-        let message = if path == "." {
-            inner
-        } else {
-            format!("{path}: {inner}")
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        let message = match missing {
+            Some(field) => format!("{} is missing", field_path(prefix, &path, Some(field))),
+            None => format!(
+                "{}: {}",
+                field_path(prefix, &path, None),
+                without_value(&inner)
+            ),
         };
         EventError::InvalidDetail {
             detail_type: detail_type.to_string(),
             message,
         }
     })
+}
+
+fn parse_detail<T: DeserializeOwned>(detail_type: &str, detail: &Value) -> Result<T, EventError> {
+    parse_at(detail_type, "detail", detail)
+}
+
+fn invalid(detail_type: &str, message: String) -> EventError {
+    EventError::InvalidDetail {
+        detail_type: detail_type.to_string(),
+        message,
+    }
+}
+
+/// Refuses an instant outside `now - PAST_LIMIT ..= now + FUTURE_LIMIT`, naming the field.
+fn plausible(
+    detail_type: &str,
+    field: &str,
+    t: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, EventError> {
+    if t < now - PAST_LIMIT || t > now + FUTURE_LIMIT {
+        return Err(invalid(
+            detail_type,
+            format!(
+                "{field} must lie between {} days before and {} days after now",
+                PAST_LIMIT.num_days(),
+                FUTURE_LIMIT.num_days()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// Null means absent: drops null members of every object, at any depth.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
+/// Validates a notification type's context (the variables its templates read) as the type's
+/// own event defines them; `prefix` locates it in the detail. Returns the instants the context
+/// schedules from, for their bounds. Types the contract does not define are left to the catalog.
+fn check_context(
+    detail_type: &str,
+    notification_type: &str,
+    prefix: &str,
+    context: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), EventError> {
+    let at = |field: &str| format!("{prefix}.{field}");
+    match notification_type {
+        "order_confirmation" => {
+            let c: OrderConfirmation = parse_at(detail_type, prefix, context)?;
+            plausible(detail_type, &at("created_at"), c.created_at.0, now)?;
+        }
+        "review_prompt" => {
+            let c: ReviewPrompt = parse_at(detail_type, prefix, context)?;
+            plausible(detail_type, &at("delivered_at"), c.delivered_at.0, now)?;
+        }
+        "refund_issued" => {
+            parse_at::<RefundIssued>(detail_type, prefix, context)?;
+        }
+        "chargeback_opened" => {
+            parse_at::<ChargebackOpened>(detail_type, prefix, context)?;
+        }
+        "ticket_confirmation" => {
+            let c: TicketConfirmation = parse_at(detail_type, prefix, context)?;
+            plausible(detail_type, &at("starts_at"), c.starts_at.0, now)?;
+        }
+        "reminder" => {
+            parse_at::<Reminder>(detail_type, prefix, context)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn notify(
@@ -320,14 +536,18 @@ fn notify(
 }
 
 impl IncomingEvent {
-    /// Parses and validates an event against the contract.
-    pub fn parse(envelope: &EventEnvelope) -> Result<IncomingEvent, EventError> {
-        let detail = envelope
-            .detail
+    /// Parses and validates an event against the contract, as seen at `now` (Herald's clock
+    /// bounds the instants an event may carry).
+    pub fn parse(
+        envelope: &EventEnvelope,
+        now: DateTime<Utc>,
+    ) -> Result<IncomingEvent, EventError> {
+        let detail_value = without_nulls(envelope.detail.clone());
+        let detail = detail_value
             .as_object()
             .ok_or(EventError::DetailNotAnObject)?;
         let org_id = match detail.get("organization_id") {
-            None | Some(Value::Null) => return Err(EventError::MissingOrganization),
+            None => return Err(EventError::MissingOrganization),
             Some(Value::String(s)) => {
                 OrgId::parse(s.as_str()).map_err(|e| EventError::InvalidOrganization(e.0))?
             }
@@ -339,10 +559,31 @@ impl IncomingEvent {
             }
         };
         let dt = envelope.detail_type.as_str();
-        let raw = &envelope.detail;
+        let raw = &detail_value;
+        let time = envelope.time.unwrap_or(now);
+        // A directory event orders by its time: one from the future would win every later
+        // comparison, so a clock more than a few minutes ahead of Herald's is refused.
+        let directory_time = || {
+            if time > now + MAX_CLOCK_SKEW {
+                Err(invalid(
+                    dt,
+                    format!(
+                        "time is more than {} minutes ahead of Herald's clock",
+                        MAX_CLOCK_SKEW.num_minutes()
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let customer = || -> Result<Recipient, EventError> {
+            let who: ForCustomer = parse_detail(dt, raw)?;
+            Ok(Recipient::Customer(who.customer_id))
+        };
         let kind = match dt {
             "CustomerContactChanged" => {
                 let d: CustomerContactChanged = parse_detail(dt, raw)?;
+                directory_time()?;
                 EventKind::Customer {
                     customer_id: d.customer_id,
                     update: CustomerUpdate::Contact {
@@ -355,17 +596,19 @@ impl IncomingEvent {
             }
             "NotificationPreferencesChanged" => {
                 let d: NotificationPreferencesChanged = parse_detail(dt, raw)?;
+                directory_time()?;
                 EventKind::Customer {
                     customer_id: d.customer_id,
                     update: CustomerUpdate::Preferences {
                         channels: d.channels,
-                        unsubscribed: d.unsubscribed,
+                        unsubscribed: d.unsubscribed.0.into_iter().collect::<BTreeSet<_>>(),
                         quiet_hours: d.quiet_hours,
                     },
                 }
             }
             "DeviceRegistered" | "DeviceUnregistered" => {
                 let d: DeviceEvent = parse_detail(dt, raw)?;
+                directory_time()?;
                 EventKind::Customer {
                     customer_id: d.customer_id,
                     update: CustomerUpdate::Device {
@@ -379,6 +622,7 @@ impl IncomingEvent {
             }
             "OrganizationSettingsChanged" => {
                 let d: OrganizationSettingsChanged = parse_detail(dt, raw)?;
+                directory_time()?;
                 EventKind::OrgSettings(OrgSettingsUpdate {
                     operations_email: d.operations_email,
                     default_locale: d.default_locale,
@@ -386,33 +630,29 @@ impl IncomingEvent {
                 })
             }
             "OrderCreated" => {
-                let d: OrderCreated = parse_detail(dt, raw)?;
-                EventKind::Notify(notify(
-                    "order_confirmation",
-                    Recipient::Customer(d.customer_id),
-                    d.order_id,
-                    detail,
-                ))
+                let recipient = customer()?;
+                check_context(dt, "order_confirmation", "detail", raw, now)?;
+                let d: OrderConfirmation = parse_detail(dt, raw)?;
+                EventKind::Notify(notify("order_confirmation", recipient, d.order_id, detail))
             }
             "OrderDelivered" => {
-                let d: OrderDelivered = parse_detail(dt, raw)?;
-                let mut req = notify(
-                    "review_prompt",
-                    Recipient::Customer(d.customer_id),
-                    d.order_id,
-                    detail,
-                );
-                req.scheduled_for = Some(d.delivered_at + Duration::days(REVIEW_PROMPT_DELAY_DAYS));
+                let recipient = customer()?;
+                check_context(dt, "review_prompt", "detail", raw, now)?;
+                let d: ReviewPrompt = parse_detail(dt, raw)?;
+                let mut req = notify("review_prompt", recipient, d.order_id, detail);
+                let prompt_at = d.delivered_at.0 + Duration::days(REVIEW_PROMPT_DELAY_DAYS);
+                req.scheduled_for = Some(plausible(
+                    dt,
+                    "detail.delivered_at + 7 days",
+                    prompt_at,
+                    now,
+                )?);
                 EventKind::Notify(req)
             }
             "RefundIssued" => {
+                let recipient = customer()?;
                 let d: RefundIssued = parse_detail(dt, raw)?;
-                EventKind::Notify(notify(
-                    "refund_issued",
-                    Recipient::Customer(d.customer_id),
-                    d.refund_id,
-                    detail,
-                ))
+                EventKind::Notify(notify("refund_issued", recipient, d.refund_id, detail))
             }
             "ChargebackOpened" => {
                 let d: ChargebackOpened = parse_detail(dt, raw)?;
@@ -424,22 +664,20 @@ impl IncomingEvent {
                 ))
             }
             "TicketPurchased" => {
-                let d: TicketPurchased = parse_detail(dt, raw)?;
+                let recipient = customer()?;
+                check_context(dt, "ticket_confirmation", "detail", raw, now)?;
+                let d: TicketConfirmation = parse_detail(dt, raw)?;
                 EventKind::Notify(notify(
                     "ticket_confirmation",
-                    Recipient::Customer(d.customer_id),
+                    recipient,
                     d.ticket_id,
                     detail,
                 ))
             }
             "ReminderDue" => {
-                let d: ReminderDue = parse_detail(dt, raw)?;
-                let mut req = notify(
-                    "reminder",
-                    Recipient::Customer(d.customer_id),
-                    d.reminder_id,
-                    detail,
-                );
+                let recipient = customer()?;
+                let d: Reminder = parse_detail(dt, raw)?;
+                let mut req = notify("reminder", recipient, d.reminder_id, detail);
                 let mut channels = vec![Channel::InApp];
                 if matches!(d.severity, Severity::High | Severity::Critical) {
                     channels.push(Channel::Email);
@@ -453,6 +691,24 @@ impl IncomingEvent {
             }
             "NotificationRequested" => {
                 let d: NotificationRequested = parse_detail(dt, raw)?;
+                let size = serde_json::to_vec(&d.context).map_or(usize::MAX, |v| v.len());
+                if size > MAX_CONTEXT_BYTES {
+                    return Err(invalid(
+                        dt,
+                        format!(
+                            "detail.context must be at most {} KB as JSON",
+                            MAX_CONTEXT_BYTES / 1024
+                        ),
+                    ));
+                }
+                let context = Value::Object(d.context.clone());
+                check_context(
+                    dt,
+                    d.notification_type.as_str(),
+                    "detail.context",
+                    &context,
+                    now,
+                )?;
                 let mut req = notify(
                     d.notification_type.as_str(),
                     Recipient::Customer(d.customer_id),
@@ -460,9 +716,12 @@ impl IncomingEvent {
                     &d.context,
                 );
                 if let Some(channels) = d.channels {
-                    req.channels = ChannelPlan::Only(channels);
+                    req.channels = ChannelPlan::Only(channels.0);
                 }
-                req.scheduled_for = d.scheduled_for;
+                req.scheduled_for = d
+                    .scheduled_for
+                    .map(|t| plausible(dt, "detail.scheduled_for", t.0, now))
+                    .transpose()?;
                 req.critical = d.critical;
                 EventKind::Notify(req)
             }
@@ -472,7 +731,7 @@ impl IncomingEvent {
             event_id: envelope.id.clone(),
             org_id,
             detail_type: envelope.detail_type.clone(),
-            time: envelope.time.unwrap_or_else(Utc::now),
+            time,
             kind,
         })
     }
@@ -491,6 +750,14 @@ impl IncomingEvent {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-20T10:00:30Z".parse().unwrap()
+    }
+
+    fn parse(e: &EventEnvelope) -> Result<IncomingEvent, EventError> {
+        IncomingEvent::parse(e, now())
+    }
 
     fn envelope(detail_type: &str, detail: Value) -> EventEnvelope {
         EventEnvelope {
@@ -512,7 +779,7 @@ mod tests {
 
     #[test]
     fn order_created_becomes_an_order_confirmation_keyed_by_order() {
-        let e = IncomingEvent::parse(&envelope("OrderCreated", order_created())).unwrap();
+        let e = parse(&envelope("OrderCreated", order_created())).unwrap();
         assert_eq!(e.org_id.as_str(), "org_acme");
         let EventKind::Notify(req) = e.kind else {
             panic!("not a notify")
@@ -527,12 +794,12 @@ mod tests {
     fn amounts_may_be_numbers_but_not_booleans() {
         let mut d = order_created();
         d["grand_total"] = json!(59.9);
-        assert!(IncomingEvent::parse(&envelope("OrderCreated", d.clone())).is_ok());
+        assert!(parse(&envelope("OrderCreated", d.clone())).is_ok());
         d["grand_total"] = json!(true);
-        let err = IncomingEvent::parse(&envelope("OrderCreated", d)).unwrap_err();
+        let err = parse(&envelope("OrderCreated", d)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid OrderCreated detail: grand_total: expected a decimal amount as a string or number, found a boolean"
+            "detail.grand_total: expected a decimal amount as a string or number, found a boolean"
         );
     }
 
@@ -541,11 +808,11 @@ mod tests {
         let mut d = order_created();
         d.as_object_mut().unwrap().remove("organization_id");
         assert_eq!(
-            IncomingEvent::parse(&envelope("OrderCreated", d)),
+            parse(&envelope("OrderCreated", d)),
             Err(EventError::MissingOrganization)
         );
         assert_eq!(
-            IncomingEvent::parse(&envelope("InvoicePainted", order_created())),
+            parse(&envelope("InvoicePainted", order_created())),
             Err(EventError::UnknownDetailType("InvoicePainted".into()))
         );
     }
@@ -554,20 +821,14 @@ mod tests {
     fn missing_required_fields_are_named() {
         let mut d = order_created();
         d.as_object_mut().unwrap().remove("currency");
-        let err = IncomingEvent::parse(&envelope("OrderCreated", d)).unwrap_err();
-        assert!(
-            err.to_string().contains("missing field `currency`"),
-            "{err}"
-        );
+        let err = parse(&envelope("OrderCreated", d)).unwrap_err();
+        assert!(err.to_string() == "detail.currency is missing", "{err}");
     }
 
     #[test]
     fn review_prompts_are_scheduled_a_week_after_delivery() {
         let d = json!({"organization_id": "o", "customer_id": "c", "order_id": "ord", "delivered_at": "2026-11-20T12:00:00Z"});
-        let EventKind::Notify(req) = IncomingEvent::parse(&envelope("OrderDelivered", d))
-            .unwrap()
-            .kind
-        else {
+        let EventKind::Notify(req) = parse(&envelope("OrderDelivered", d)).unwrap().kind else {
             panic!()
         };
         assert_eq!(
@@ -580,10 +841,7 @@ mod tests {
     fn reminder_channels_grow_with_severity() {
         let plan = |severity: &str| {
             let d = json!({"organization_id": "o", "customer_id": "c", "reminder_id": "r", "severity": severity, "title": "t", "body": "b"});
-            let EventKind::Notify(req) = IncomingEvent::parse(&envelope("ReminderDue", d))
-                .unwrap()
-                .kind
-            else {
+            let EventKind::Notify(req) = parse(&envelope("ReminderDue", d)).unwrap().kind else {
                 panic!()
             };
             (req.channels, req.critical)
@@ -607,16 +865,148 @@ mod tests {
             )
         );
         let d = json!({"organization_id": "o", "customer_id": "c", "reminder_id": "r", "severity": "urgent", "title": "t", "body": "b"});
-        assert!(IncomingEvent::parse(&envelope("ReminderDue", d)).is_err());
+        assert!(parse(&envelope("ReminderDue", d)).is_err());
     }
 
     #[test]
     fn directory_events_validate_addresses() {
         let d = json!({"organization_id": "o", "customer_id": "c", "phone": "555-0101"});
-        let err = IncomingEvent::parse(&envelope("CustomerContactChanged", d)).unwrap_err();
+        let err = parse(&envelope("CustomerContactChanged", d)).unwrap_err();
         assert!(
-            err.to_string().contains("phone: phone must be in E.164"),
+            err.to_string()
+                .contains("detail.phone: phone must be in E.164"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_order_line_without_a_unit_price_is_named_by_its_path() {
+        let mut d = order_created();
+        d["items"][0].as_object_mut().unwrap().remove("unit_price");
+        let err = parse(&envelope("OrderCreated", d)).unwrap_err();
+        assert_eq!(err.to_string(), "detail.items[0].unit_price is missing");
+        let mut d = order_created();
+        d["items"][0]["quantity"] = json!("two");
+        let err = parse(&envelope("OrderCreated", d)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "detail.items[0].quantity: expected u32, found string"
+        );
+    }
+
+    #[test]
+    fn a_requested_notification_is_held_to_its_types_contract() {
+        let d = json!({"organization_id": "o", "customer_id": "c", "idempotency_key": "k",
+            "notification_type": "order_confirmation",
+            "context": {"order_id": "o1", "grand_total": "1", "currency": "USD", "created_at": "2026-11-20T09:00:00Z",
+                        "items": [{"sku": "a", "name": "A", "quantity": 1}]}});
+        let err = parse(&envelope("NotificationRequested", d)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "detail.context.items[0].unit_price is missing"
+        );
+    }
+
+    #[test]
+    fn rejection_reasons_never_echo_the_value() {
+        for (detail_type, detail) in [
+            (
+                "CustomerContactChanged",
+                json!({"organization_id": "o", "customer_id": "c", "phone": 14155550101_u64}),
+            ),
+            (
+                "DeviceRegistered",
+                json!({"organization_id": "o", "customer_id": "c", "platform": "fcm", "token": 98765432109876_u64}),
+            ),
+            (
+                "DeviceRegistered",
+                json!({"organization_id": "o", "customer_id": "c", "platform": "+14155550101", "token": "t"}),
+            ),
+            (
+                "CustomerContactChanged",
+                json!({"organization_id": "o", "customer_id": "c", "email": "not-an-address-4155550101"}),
+            ),
+        ] {
+            let err = parse(&envelope(detail_type, detail))
+                .unwrap_err()
+                .to_string();
+            for secret in ["14155550101", "98765432109876", "4155550101"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+            assert!(err.starts_with("detail."), "{err}");
+        }
+        let err = parse(&envelope(
+            "CustomerContactChanged",
+            json!({"organization_id": "o", "customer_id": "c", "phone": 14155550101_u64}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "detail.phone: expected a string, found integer"
+        );
+    }
+
+    #[test]
+    fn instants_outside_the_plausible_range_are_refused_by_name() {
+        let d = json!({"organization_id": "o", "customer_id": "c", "order_id": "ord", "delivered_at": "9999-12-30T00:00:00Z"});
+        let err = parse(&envelope("OrderDelivered", d)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("detail.delivered_at must lie between"),
+            "{err}"
+        );
+        let d = json!({"organization_id": "o", "customer_id": "c", "idempotency_key": "k", "notification_type": "review_prompt",
+            "context": {"order_id": "o1", "delivered_at": "2026-11-20T09:00:00Z"}, "scheduled_for": "2031-01-01T00:00:00Z"});
+        let err = parse(&envelope("NotificationRequested", d)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("detail.scheduled_for must lie between"),
+            "{err}"
+        );
+        // delivered now and then: the prompt a week later is fine
+        let d = json!({"organization_id": "o", "customer_id": "c", "order_id": "ord", "delivered_at": "2026-11-19T00:00:00Z"});
+        assert!(parse(&envelope("OrderDelivered", d)).is_ok());
+    }
+
+    #[test]
+    fn a_directory_event_from_the_future_is_refused() {
+        let mut e = envelope(
+            "CustomerContactChanged",
+            json!({"organization_id": "o", "customer_id": "c", "email": "a@example.com"}),
+        );
+        e.time = Some("9999-12-31T00:00:00Z".parse().unwrap());
+        let err = parse(&e).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "time is more than 5 minutes ahead of Herald's clock"
+        );
+        e.time = Some(now() + Duration::minutes(2));
+        assert!(parse(&e).is_ok(), "a little drift is fine");
+    }
+
+    #[test]
+    fn null_means_absent() {
+        let d = json!({"organization_id": "o", "customer_id": "c", "reminder_id": "r", "severity": "low", "title": "t", "body": "b", "action_url": null});
+        let EventKind::Notify(req) = parse(&envelope("ReminderDue", d)).unwrap().kind else {
+            panic!()
+        };
+        assert!(!req.context.contains_key("action_url"));
+    }
+
+    #[test]
+    fn fields_are_bounded() {
+        let d = json!({"organization_id": "o", "customer_id": "c", "reminder_id": "r", "severity": "low", "title": "t", "body": "x".repeat(215_000)});
+        let err = parse(&envelope("ReminderDue", d)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "detail.body: must be at most 2000 characters"
+        );
+        let d = json!({"organization_id": "o", "customer_id": "c", "idempotency_key": "k", "notification_type": "some_custom_type",
+            "context": {"blob": "x".repeat(20_000)}});
+        let err = parse(&envelope("NotificationRequested", d)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "detail.context must be at most 16 KB as JSON"
         );
     }
 }

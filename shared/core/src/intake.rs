@@ -5,20 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate};
+use crate::consent::{self, Audience};
+use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate, Origin};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::ids::{CustomerId, EmailAddress, Locale, NotificationId, OrgId};
-use crate::model::{Address, Channel, Notification, Recipient, Status};
+use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
     NotificationStore, PortError, SuppressionKey, Write,
 };
 use crate::template::{Catalog, TemplateSpec};
+
+/// The suppression-list key of an address (kept here for the callers that knew it here).
+pub use crate::consent::suppression_key;
 
 /// How an event ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +125,7 @@ impl IntakeService {
             skipped: Vec::new(),
             received_at: now,
         };
-        let event = match IncomingEvent::parse(envelope) {
+        let event = match IncomingEvent::parse(envelope, now) {
             Ok(event) => event,
             Err(e) => {
                 warn!(reason = %e, "event rejected");
@@ -136,12 +139,26 @@ impl IntakeService {
                 customer_id,
                 update,
             } => {
-                self.update_customer(&event.org_id, &customer_id, update, event.time)
-                    .await?;
+                let origin = Origin::Event {
+                    at: event.time,
+                    now,
+                };
+                update_customer(
+                    self.directory.as_ref(),
+                    &event.org_id,
+                    &customer_id,
+                    update,
+                    origin,
+                )
+                .await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::OrgSettings(update) => {
-                self.update_org(&event.org_id, update, event.time).await?;
+                let origin = Origin::Event {
+                    at: event.time,
+                    now,
+                };
+                self.update_org(&event.org_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::Notify(request) => {
@@ -176,21 +193,11 @@ impl IntakeService {
         Ok(record)
     }
 
-    async fn update_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        update: CustomerUpdate,
-        at: DateTime<Utc>,
-    ) -> Result<(), IntakeError> {
-        update_customer(self.directory.as_ref(), org, customer, update, at).await
-    }
-
     async fn update_org(
         &self,
         org: &OrgId,
         update: OrgSettingsUpdate,
-        at: DateTime<Utc>,
+        origin: Origin,
     ) -> Result<(), IntakeError> {
         for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
             let stored = self.directory.get_org_settings(org).await?;
@@ -198,7 +205,7 @@ impl IntakeService {
                 Some(v) => (v.value, Some(v.version)),
                 None => (OrgSettings::default(), None),
             };
-            if !settings.apply(update.clone(), at) {
+            if !settings.apply(update.clone(), origin) {
                 return Ok(());
             }
             if self
@@ -226,6 +233,18 @@ impl IntakeService {
                 "unknown notification type {:?}",
                 req.notification_type.as_str()
             )));
+        };
+        // An internal type goes to the organization's operations contact, whoever the event
+        // names: a chargeback is never a customer's to read.
+        let internal;
+        let req = if spec.internal && req.recipient != Recipient::Operations {
+            internal = NotifyRequest {
+                recipient: Recipient::Operations,
+                ..req.clone()
+            };
+            &internal
+        } else {
+            req
         };
         let wanted: Vec<Channel> = match &req.channels {
             ChannelPlan::TemplateDefaults => spec.channels.clone(),
@@ -277,42 +296,26 @@ impl IntakeService {
         let (customer, org_settings) = self.directory.load(org, customer_id).await?;
         let customer = customer.unwrap_or_default();
         let org_settings = org_settings.unwrap_or_default();
-
-        let channels = match (&req.recipient, &customer.preferences) {
-            (Recipient::Operations, _) => wanted,
-            (Recipient::Customer(_), Some(prefs)) => {
-                if prefs.is_unsubscribed(&req.notification_type) {
-                    return Ok(Plan::Skip {
-                        reason: format!("unsubscribed from {}", req.notification_type),
-                        skipped: Vec::new(),
-                    });
-                }
-                wanted
-                    .into_iter()
-                    .filter(|c| prefs.is_enabled(*c))
-                    .collect()
-            }
-            // No preferences at all: email only, the safe default.
-            (Recipient::Customer(_), None) => {
-                if spec.channels.contains(&Channel::Email) {
-                    vec![Channel::Email]
-                } else {
-                    Vec::new()
-                }
+        let audience = Audience {
+            recipient: &req.recipient,
+            customer: &customer,
+            org: &org_settings,
+        };
+        let channels = match consent::channels(audience, &req.notification_type, &wanted) {
+            Ok(channels) => channels,
+            Err(reason) => {
+                return Ok(Plan::Skip {
+                    reason,
+                    skipped: Vec::new(),
+                });
             }
         };
-        if channels.is_empty() {
-            return Ok(Plan::Skip {
-                reason: "no enabled channels".into(),
-                skipped: Vec::new(),
-            });
-        }
 
         // Addresses, then the suppression list for all of them in one look-up.
         let mut skipped = Vec::new();
         let mut addressed = Vec::new();
         for channel in channels {
-            match address_for(channel, &req.recipient, &customer, &org_settings) {
+            match consent::address(channel, audience) {
                 Ok(address) => addressed.push((channel, address)),
                 Err(reason) => skipped.push(ChannelSkip {
                     channel,
@@ -322,7 +325,7 @@ impl IntakeService {
         }
         let keys: Vec<SuppressionKey> = addressed
             .iter()
-            .filter_map(|(c, a)| suppression_key(*c, a))
+            .filter_map(|(c, a)| consent::suppression_key(*c, a))
             .collect();
         let suppressed = if keys.is_empty() {
             BTreeSet::new()
@@ -330,8 +333,8 @@ impl IntakeService {
             self.directory.suppressed(org, &keys).await?
         };
         addressed.retain(|(channel, address)| {
-            let blocked =
-                suppression_key(*channel, address).is_some_and(|k| suppressed.contains(&k));
+            let blocked = consent::suppression_key(*channel, address)
+                .is_some_and(|k| suppressed.contains(&k));
             if blocked {
                 skipped.push(ChannelSkip {
                     channel: *channel,
@@ -366,7 +369,6 @@ impl IntakeService {
             .as_ref()
             .map_or_else(|| self.config.default_sender.clone(), |s| s.value.clone());
         let scheduled = req.scheduled_for.filter(|t| *t > now);
-        let quiet_hours = customer.preferences.as_ref().and_then(|p| p.quiet_hours());
 
         let mut notifications = Vec::with_capacity(addressed.len());
         for (channel, address) in addressed {
@@ -380,14 +382,12 @@ impl IntakeService {
                 Ok(r) => r,
                 Err(e) => return Ok(Plan::Reject(e.to_string())),
             };
-            let mut scheduled_for = scheduled;
-            if let (false, true, Some(q), Some(tz)) =
-                (req.critical, channel.interrupts(), quiet_hours, timezone)
-            {
-                if let Some(end) = q.end_if_quiet(scheduled_for.unwrap_or(now), tz) {
-                    scheduled_for = Some(end);
-                }
+            if let Some(reason) = oversized(channel, &rendered) {
+                return Ok(Plan::Reject(reason));
             }
+            let scheduled_for =
+                consent::quiet_until(channel, req.critical, &customer, scheduled.unwrap_or(now))
+                    .or(scheduled);
             notifications.push(Notification {
                 id: Notification::derive_id(
                     org,
@@ -418,6 +418,7 @@ impl IntakeService {
                 next_retry_at: None,
                 provider_message_id: None,
                 last_error: None,
+                note: None,
                 sent_at: None,
                 failed_at: None,
                 claim: None,
@@ -434,15 +435,17 @@ impl IntakeService {
         })
     }
 
-    /// Creates each notification (an existing one is the same fact seen again) and enqueues
-    /// those due now that still wait. Enqueueing again on redelivery is what makes a crash
-    /// between the write and the enqueue harmless; dispatch's claim makes it send once.
+    /// Creates the event's notifications, all or none, so no channel is shown or sent while
+    /// another of the same fact could not be stored (an existing one is the same fact seen
+    /// again), and enqueues those due now that still wait. Enqueueing again on redelivery is
+    /// what makes a crash between the write and the enqueue harmless; dispatch's claim makes
+    /// it send once.
     async fn store_and_enqueue(
         &self,
         notifications: &[Notification],
         now: DateTime<Utc>,
     ) -> Result<(), IntakeError> {
-        let created = try_join_all(notifications.iter().map(|n| self.store.create(n))).await?;
+        let created = self.store.create_all(notifications).await?;
         let due: Vec<Enqueue> = notifications
             .iter()
             .zip(created)
@@ -476,7 +479,7 @@ pub async fn update_customer(
     org: &OrgId,
     customer: &CustomerId,
     update: CustomerUpdate,
-    at: DateTime<Utc>,
+    origin: Origin,
 ) -> Result<(), IntakeError> {
     for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
         let stored = directory.get_customer(org, customer).await?;
@@ -484,7 +487,7 @@ pub async fn update_customer(
             Some(v) => (v.value, Some(v.version)),
             None => (CustomerRecord::default(), None),
         };
-        if !record.apply(update.clone(), at) {
+        if !record.apply(update.clone(), origin) {
             return Ok(());
         }
         if directory
@@ -498,41 +501,6 @@ pub async fn update_customer(
     Err(IntakeError::Contended)
 }
 
-fn address_for(
-    channel: Channel,
-    recipient: &Recipient,
-    customer: &CustomerRecord,
-    org: &OrgSettings,
-) -> Result<Address, &'static str> {
-    match (channel, recipient) {
-        (Channel::InApp, _) => Ok(Address::Feed),
-        (Channel::Email, Recipient::Operations) => org
-            .operations_email
-            .as_ref()
-            .map(|s| Address::Email(s.value.clone()))
-            .ok_or("no operations email address"),
-        (_, Recipient::Operations) => Err("the operations contact has only an email address"),
-        (Channel::Email, _) => customer
-            .email
-            .as_ref()
-            .map(|s| Address::Email(s.value.clone()))
-            .ok_or("no email address"),
-        (Channel::Sms | Channel::Whatsapp, _) => customer
-            .phone
-            .as_ref()
-            .map(|s| Address::Phone(s.value.clone()))
-            .ok_or("no phone number"),
-        (Channel::Push, _) => {
-            let devices = customer.registered_devices();
-            if devices.is_empty() {
-                Err("no registered device")
-            } else {
-                Ok(Address::Devices(devices))
-            }
-        }
-    }
-}
-
 /// How long from `now` until `t` (zero if it has passed), rounded up to whole seconds so a
 /// delayed message never arrives before its time.
 pub fn wait(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
@@ -540,12 +508,18 @@ pub fn wait(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
     Duration::from_secs(w.as_secs() + u64::from(w.subsec_nanos() > 0))
 }
 
-/// The suppression-list key of an address (email and phone channels only).
-pub fn suppression_key(channel: Channel, address: &Address) -> Option<SuppressionKey> {
-    let address = match address {
-        Address::Email(e) => e.as_str().to_ascii_lowercase(),
-        Address::Phone(p) => p.as_str().to_string(),
-        Address::Devices(_) | Address::Feed => return None,
-    };
-    Some(SuppressionKey { channel, address })
+/// The largest rendered message Herald stores: well inside DynamoDB's 400 KB item, and far more
+/// than any notification needs.
+pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
+
+/// Why a rendered message is too large to store, if it is.
+fn oversized(channel: Channel, rendered: &crate::template::Rendered) -> Option<String> {
+    let size = rendered.body.len() + rendered.subject.as_ref().map_or(0, String::len);
+    (size > MAX_RENDERED_BYTES).then(|| {
+        format!(
+            "the rendered {channel} message is {} KB, over the {} KB limit",
+            size.div_ceil(1024),
+            MAX_RENDERED_BYTES / 1024
+        )
+    })
 }

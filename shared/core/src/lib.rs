@@ -4,6 +4,7 @@
 //! [`directory`]'s preferences and the [`template`] catalog, and sent by [`dispatch`] through the
 //! [`ports`] that the adapters implement.
 
+pub mod consent;
 pub mod delivery;
 pub mod directory;
 pub mod dispatch;

@@ -86,6 +86,9 @@ pub enum Status {
     Delivered,
     /// The provider reported a permanent bounce: the address is suppressed.
     Bounced,
+    /// Never sent: by the time it was to leave, the recipient's consent (preferences,
+    /// unsubscribes, the suppression list, an address) no longer allowed it. `note` says why.
+    Skipped,
 }
 
 impl Status {
@@ -98,6 +101,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Delivered => "delivered",
             Status::Bounced => "bounced",
+            Status::Skipped => "skipped",
         }
     }
 
@@ -108,7 +112,9 @@ impl Status {
             (self, next),
             (Pending | Retrying, Sending)
                 // a claim whose lease ran out (the dispatcher died) may be taken again
-                | (Sending, Sending | Sent | Delivered | Retrying | Failed)
+                | (Sending, Sending | Sent | Delivered | Retrying | Failed | Skipped)
+                // quiet hours began while it waited: it waits for their end
+                | (Sending, Pending)
                 | (Sent, Delivered | Failed | Bounced)
                 | (Sending, Bounced)
                 | (Delivered, Bounced | Failed)
@@ -206,6 +212,10 @@ pub struct Notification {
     pub provider_message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why it ended as it did when that is no error: a skip's reason, a send the provider
+    /// accepted without a message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -1,7 +1,7 @@
 //! The ports: what the services need from the outside world. Adapters implement them with
 //! DynamoDB, SQS, SES and SNS; `testing` implements them in memory for unit tests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,8 +100,17 @@ pub enum ClaimOutcome {
 /// The notifications table.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
+    /// Stores the notifications of one event, all or none: each unless one with its id exists
+    /// (the same fact, delivered again). Answers for each, in order.
+    async fn create_all(&self, notifications: &[Notification]) -> Result<Vec<Created>, PortError>;
+
     /// Stores a new notification unless one with its id exists.
-    async fn create(&self, notification: &Notification) -> Result<Created, PortError>;
+    async fn create(&self, notification: &Notification) -> Result<Created, PortError> {
+        self.create_all(std::slice::from_ref(notification))
+            .await?
+            .pop()
+            .ok_or_else(|| PortError::new("create notification", "the store answered nothing"))
+    }
 
     async fn get(
         &self,
@@ -192,9 +201,45 @@ pub struct SuppressionKey {
     pub address: String,
 }
 
+/// What dispatch asks of the directory for a batch: these customers, these organizations'
+/// settings, and which of these addresses are suppressed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub customers: BTreeSet<(OrgId, CustomerId)>,
+    pub orgs: BTreeSet<OrgId>,
+    pub suppression: BTreeSet<(OrgId, SuppressionKey)>,
+}
+
+impl SnapshotRequest {
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty() && self.orgs.is_empty() && self.suppression.is_empty()
+    }
+}
+
+/// The directory as one read saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub customers: BTreeMap<(OrgId, CustomerId), CustomerRecord>,
+    pub orgs: BTreeMap<OrgId, OrgSettings>,
+    pub suppressed: BTreeSet<(OrgId, SuppressionKey)>,
+}
+
+impl Snapshot {
+    /// Adds what another read saw.
+    pub fn extend(&mut self, other: Snapshot) {
+        self.customers.extend(other.customers);
+        self.orgs.extend(other.orgs);
+        self.suppressed.extend(other.suppressed);
+    }
+}
+
 /// Contacts, preferences, organization settings and the suppression list.
 #[async_trait]
 pub trait Directory: Send + Sync {
+    /// Many customers, organizations and suppression keys in one round trip (per 100 keys):
+    /// what dispatch needs to check consent for a whole batch.
+    async fn snapshot(&self, request: &SnapshotRequest) -> Result<Snapshot, PortError>;
+
     /// A customer's record and the organization's settings, in one round trip.
     async fn load(
         &self,
@@ -270,10 +315,14 @@ pub trait DispatchQueue: Send + Sync {
 /// Whether a failed send is worth trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Throttling, timeouts, 5xx: try again later.
+    /// Throttling, timeouts, 5xx, refused credentials: try again later.
     Soft,
-    /// A rejected address, an invalid number, a missing configuration: trying again would fail again.
+    /// A message the provider cannot take, a missing configuration: trying again would fail again.
     Hard,
+    /// The recipient opted out or does not exist (a STOP, a suppressed or invalid address):
+    /// final, whichever provider is asked, and the address goes on the suppression list so
+    /// nothing is tried there again.
+    Recipient,
 }
 
 /// A provider's refusal, typed so dispatch decides retry or dead-letter by matching.
@@ -299,12 +348,36 @@ impl SendError {
             reason: reason.into(),
         }
     }
+
+    pub fn recipient(reason: impl Into<String>) -> Self {
+        SendError {
+            kind: FailureKind::Recipient,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// The provider's answer to an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    pub provider_message_id: String,
+    /// `None` when the provider accepted the message but its answer could not be read: the
+    /// message is sent all the same (asking again would send it twice), and its delivery events
+    /// are matched by Herald's own id where the provider echoes it.
+    pub provider_message_id: Option<String>,
+}
+
+impl Receipt {
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Receipt {
+            provider_message_id: Some(id.into()),
+        }
+    }
+
+    pub fn without_id() -> Self {
+        Receipt {
+            provider_message_id: None,
+        }
+    }
 }
 
 /// Sends one notification on one channel through one provider.

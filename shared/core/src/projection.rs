@@ -69,6 +69,8 @@ pub enum StatOutcome {
     Failed,
     Delivered,
     Bounced,
+    /// Withheld at send time: consent no longer allowed it.
+    Skipped,
 }
 
 impl StatOutcome {
@@ -78,6 +80,7 @@ impl StatOutcome {
             StatOutcome::Failed => "failed",
             StatOutcome::Delivered => "delivered",
             StatOutcome::Bounced => "bounced",
+            StatOutcome::Skipped => "skipped",
         }
     }
 }
@@ -148,6 +151,7 @@ fn log_entry(n: &Notification, event: &str) -> LogEntry {
         attempt: n.attempts,
         reason: match n.status {
             Status::Retrying | Status::Failed => n.last_error.clone(),
+            Status::Skipped | Status::Sent => n.note.clone(),
             _ => None,
         },
         next_attempt_at: (n.status == Status::Retrying)
@@ -169,6 +173,7 @@ fn stat_outcome(status: Status) -> Option<StatOutcome> {
         Status::Failed => Some(StatOutcome::Failed),
         Status::Delivered => Some(StatOutcome::Delivered),
         Status::Bounced => Some(StatOutcome::Bounced),
+        Status::Skipped => Some(StatOutcome::Skipped),
         _ => None,
     }
 }

@@ -13,8 +13,12 @@ use crate::intake::IntakeRecord;
 use crate::model::{Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
-    Enqueue, NotificationStore, PortError, Receipt, SendError, SuppressionKey, Write,
+    Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
+    SuppressionKey, Write,
 };
+
+/// DynamoDB's item size limit, which the memory store enforces the same way.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -34,14 +38,28 @@ impl MemoryStore {
 
 #[async_trait]
 impl NotificationStore for MemoryStore {
-    async fn create(&self, n: &Notification) -> Result<Created, PortError> {
+    async fn create_all(&self, notifications: &[Notification]) -> Result<Vec<Created>, PortError> {
         let mut map = lock(&self.notifications);
-        let key = (n.org_id.clone(), n.id.clone());
-        if let Some(existing) = map.get(&key) {
-            return Ok(Created::Existing(Box::new(existing.clone())));
+        for n in notifications {
+            let size = serde_json::to_vec(n).map_or(usize::MAX, |v| v.len());
+            if size > MAX_ITEM_BYTES {
+                return Err(PortError::new("create notifications", "item too large"));
+            }
         }
-        map.insert(key, n.clone());
-        Ok(Created::New)
+        let mut out = Vec::with_capacity(notifications.len());
+        for n in notifications {
+            let key = (n.org_id.clone(), n.id.clone());
+            out.push(match map.get(&key) {
+                Some(existing) => Created::Existing(Box::new(existing.clone())),
+                None => Created::New,
+            });
+        }
+        for (n, created) in notifications.iter().zip(&out) {
+            if *created == Created::New {
+                map.insert((n.org_id.clone(), n.id.clone()), n.clone());
+            }
+        }
+        Ok(out)
     }
 
     async fn get(
@@ -193,6 +211,8 @@ pub struct MemoryDirectory {
     pub customers: Mutex<BTreeMap<(OrgId, CustomerId), Versioned<CustomerRecord>>>,
     pub orgs: Mutex<BTreeMap<OrgId, Versioned<OrgSettings>>>,
     pub suppressions: Mutex<BTreeSet<(OrgId, SuppressionKey)>>,
+    /// How many snapshot reads were made (each one request to the real directory).
+    pub snapshots: std::sync::atomic::AtomicUsize,
 }
 
 fn guarded_put<K: Ord, V>(
@@ -212,6 +232,32 @@ fn guarded_put<K: Ord, V>(
 
 #[async_trait]
 impl Directory for MemoryDirectory {
+    async fn snapshot(&self, request: &SnapshotRequest) -> Result<Snapshot, PortError> {
+        self.snapshots
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let customers = lock(&self.customers);
+        let orgs = lock(&self.orgs);
+        let suppressions = lock(&self.suppressions);
+        Ok(Snapshot {
+            customers: request
+                .customers
+                .iter()
+                .filter_map(|k| customers.get(k).map(|v| (k.clone(), v.value.clone())))
+                .collect(),
+            orgs: request
+                .orgs
+                .iter()
+                .filter_map(|o| orgs.get(o).map(|v| (o.clone(), v.value.clone())))
+                .collect(),
+            suppressed: request
+                .suppression
+                .iter()
+                .filter(|k| suppressions.contains(k))
+                .cloned()
+                .collect(),
+        })
+    }
+
     async fn load(
         &self,
         org: &OrgId,
@@ -319,6 +365,8 @@ impl DispatchQueue for MemoryQueue {
 #[derive(Debug, Clone)]
 pub enum Script {
     Accept,
+    /// Accepted, with an answer that could not be read.
+    AcceptWithoutId,
     Fail(SendError),
     Panic,
 }
@@ -359,9 +407,8 @@ impl ChannelSender for ScriptedSender {
         };
         lock(&self.sent).push(n.clone());
         match step {
-            Script::Accept => Ok(Receipt {
-                provider_message_id: format!("msg-{}", lock(&self.sent).len()),
-            }),
+            Script::Accept => Ok(Receipt::with_id(format!("msg-{}", lock(&self.sent).len()))),
+            Script::AcceptWithoutId => Ok(Receipt::without_id()),
             Script::Fail(e) => Err(e),
             Script::Panic => panic!("scripted sender panic"),
         }

@@ -47,6 +47,7 @@ fn pending(internal: bool) -> Notification {
         next_retry_at: None,
         provider_message_id: None,
         last_error: None,
+        note: None,
         sent_at: None,
         failed_at: None,
         claim: None,

@@ -1,158 +1,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step should stop the test
 //! Unit tests of the intake and dispatch services on in-memory ports.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use herald_core::dispatch::{
-    DEFAULT_LEASE, DispatchError, DispatchOutcome, DispatchService, Senders, Skip,
-};
+use herald_core::dispatch::{DispatchError, DispatchOutcome, Skip};
 use herald_core::event::EventEnvelope;
 use herald_core::ids::{EmailAddress, OrgId};
-use herald_core::intake::{IntakeConfig, IntakeRecord, IntakeService, Outcome};
-use herald_core::model::{Address, Channel, Notification, Status};
+use herald_core::intake::Outcome;
+use herald_core::model::{Address, Channel, Status};
 use herald_core::ports::{Directory, DispatchMessage, SendError, SuppressionKey};
-use herald_core::retry::RetryPolicy;
-use herald_core::template::Catalog;
-use herald_core::testing::{
-    FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, Script, ScriptedSender,
-};
+use herald_core::testing::{Script, ScriptedSender};
 
-const ORG: &str = "org_acme";
+mod common;
 
-fn at(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
-
-struct World {
-    store: Arc<MemoryStore>,
-    directory: Arc<MemoryDirectory>,
-    queue: Arc<MemoryQueue>,
-    clock: Arc<FixedClock>,
-    intake: IntakeService,
-    email: Arc<ScriptedSender>,
-    sms: Arc<ScriptedSender>,
-    seq: u32,
-}
-
-impl World {
-    fn new() -> World {
-        Self::with_email(ScriptedSender::accepting())
-    }
-
-    fn with_email(email: Arc<ScriptedSender>) -> World {
-        let store = Arc::new(MemoryStore::default());
-        let directory = Arc::new(MemoryDirectory::default());
-        let queue = Arc::new(MemoryQueue::default());
-        let clock = FixedClock::at(at("2026-11-20T15:00:00Z"));
-        let intake = IntakeService {
-            store: store.clone(),
-            directory: directory.clone(),
-            queue: queue.clone(),
-            catalog: Arc::new(Catalog::embedded().unwrap()),
-            clock: clock.clone(),
-            config: IntakeConfig {
-                default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
-            },
-        };
-        World {
-            store,
-            directory,
-            queue,
-            clock,
-            intake,
-            email,
-            sms: ScriptedSender::accepting(),
-            seq: 0,
-        }
-    }
-
-    fn dispatcher(&self) -> DispatchService {
-        DispatchService {
-            store: self.store.clone(),
-            queue: self.queue.clone(),
-            senders: Senders {
-                email: self.email.clone(),
-                sms: self.sms.clone(),
-                push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
-                whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
-            },
-            clock: self.clock.clone(),
-            policy: RetryPolicy::default(),
-            lease: DEFAULT_LEASE,
-        }
-    }
-
-    async fn event_with_id(
-        &mut self,
-        id: &str,
-        detail_type: &str,
-        mut detail: Value,
-    ) -> IntakeRecord {
-        detail["organization_id"] = json!(ORG);
-        self.seq += 1;
-        let envelope = EventEnvelope {
-            id: id.to_string(),
-            detail_type: detail_type.into(),
-            source: "test".into(),
-            time: Some(at("2026-11-20T10:00:00Z") + chrono::Duration::seconds(self.seq.into())),
-            detail,
-        };
-        self.intake.handle(&envelope).await.unwrap()
-    }
-
-    async fn event(&mut self, detail_type: &str, detail: Value) -> IntakeRecord {
-        let id = format!("evt-{}", self.seq + 1);
-        self.event_with_id(&id, detail_type, detail).await
-    }
-
-    async fn contact(&mut self, customer: &str, locale: &str) {
-        self.event(
-            "CustomerContactChanged",
-            json!({"customer_id": customer, "email": format!("{customer}@example.com"), "phone": "+14155550101", "locale": locale, "timezone": "America/New_York"}),
-        )
-        .await;
-    }
-
-    async fn preferences(&mut self, customer: &str, channels: Value, unsubscribed: Value) {
-        let r = self
-            .event(
-                "NotificationPreferencesChanged",
-                json!({"customer_id": customer, "channels": channels, "unsubscribed": unsubscribed}),
-            )
-            .await;
-        assert_eq!(r.outcome, Outcome::DirectoryUpdated);
-    }
-
-    /// Drains the queue through dispatch, the way SQS and the dispatch function would.
-    async fn drain(&self) -> Vec<DispatchOutcome> {
-        let dispatcher = self.dispatcher();
-        let mut out = Vec::new();
-        for m in self.queue.take() {
-            out.push(dispatcher.dispatch(&m.message).await.unwrap());
-        }
-        out
-    }
-
-    fn notifications(&self) -> Vec<Notification> {
-        self.store.all()
-    }
-}
-
-fn order(customer: &str, order_id: &str) -> Value {
-    json!({
-        "customer_id": customer, "order_id": order_id, "grand_total": "59.90", "currency": "USD",
-        "items": [{"sku": "mug", "name": "Mug", "quantity": 1, "unit_price": "59.90"}],
-        "created_at": "2026-11-20T09:00:00Z"
-    })
-}
-
-fn refund(customer: &str) -> Value {
-    json!({"customer_id": customer, "refund_id": "ref_1", "order_id": "ord_9", "amount": "25.00", "currency": "EUR"})
-}
+use common::{ORG, World, at, order, refund};
 
 #[tokio::test]
 async fn no_preferences_means_email_only() {

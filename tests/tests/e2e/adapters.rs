@@ -42,6 +42,7 @@ fn notification(org: &OrgId, key: &str) -> Notification {
         next_retry_at: None,
         provider_message_id: None,
         last_error: None,
+        note: None,
         sent_at: None,
         failed_at: None,
         claim: None,
@@ -150,7 +151,7 @@ async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_
             locale: None,
             timezone: None,
         },
-        Utc::now(),
+        herald_core::directory::Origin::Owner { now: Utc::now() },
     );
     assert_eq!(
         dir.put_customer(&org, &customer, &record, None)

@@ -133,7 +133,11 @@ async fn provider_errors_are_soft_or_hard_as_the_provider_means_them() {
         ),
         (
             sendgrid_answer(400, "The subject is required."),
-            twilio_answer(400, 21610, "Attempt to send to unsubscribed recipient"),
+            twilio_answer(
+                400,
+                21617,
+                "The concatenated message body exceeds the 1600 character limit",
+            ),
             Status::Failed,
             Status::Failed,
         ),
@@ -161,6 +165,111 @@ async fn provider_errors_are_soft_or_hard_as_the_provider_means_them() {
             vec![email_status, sms_status],
             "case {i}: {errors:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_twilio_stop_refused_at_send_time_suppresses_the_number() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    customer(&h, &h.email("stop"), "+14155550144").await;
+    // Twilio refuses the POST itself for a number that texted STOP: no callback will come
+    fake.script([twilio_answer(
+        400,
+        21610,
+        "Attempt to send to unsubscribed recipient +14155550144",
+    )]);
+    let first = h.run_one(refund(&h, "ref_s1")).await;
+    let sms = first
+        .notifications
+        .iter()
+        .find(|n| n.channel == "sms")
+        .unwrap();
+    assert_eq!(
+        (sms.status.as_str(), sms.error.as_deref()),
+        ("failed", Some("Twilio error 21610")),
+        "the stored error keeps the code, never Twilio's text (it quotes the number)"
+    );
+    let second = h.run_one(refund(&h, "ref_s2")).await;
+    assert_eq!(
+        second.skipped,
+        vec![herald_core::intake::ChannelSkip {
+            channel: herald_core::model::Channel::Sms,
+            reason: "suppressed".into()
+        }]
+    );
+    assert_eq!(
+        fake.twilio_requests().len(),
+        0,
+        "never accepted, never asked again"
+    );
+}
+
+#[tokio::test]
+async fn an_address_sendgrid_refuses_is_suppressed() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider("sendgrid", json!({"api_key": SENDGRID_KEY}))
+        .await;
+    let email = h.email("gone");
+    h.run(&[h.contact("cus_g", &email, None, "en").await]).await;
+    fake.script([herald_e2e::fake_providers::Answer {
+        status: axum::http::StatusCode::BAD_REQUEST,
+        body: json!({"errors": [{"message": "Does not contain a valid address.", "field": "personalizations.0.to.0.email", "help": null}]}),
+    }]);
+    let first = h.run_one(h.order_created("cus_g", "ord_g1")).await;
+    assert_eq!(
+        first.notifications[0].error.as_deref(),
+        Some("SendGrid rejected the message (400) at personalizations.0.to.0.email")
+    );
+    let second = h.run_one(h.order_created("cus_g", "ord_g2")).await;
+    assert_eq!(second.outcome, "skipped");
+    assert_eq!(second.reason.as_deref(), Some("email: suppressed"));
+}
+
+#[tokio::test]
+async fn an_accepted_send_with_an_unreadable_answer_is_recorded_as_sent_once() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider("sendgrid", json!({"api_key": SENDGRID_KEY}))
+        .await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    customer(&h, &h.email("u"), "+14155550145").await;
+    // a 202 without X-Message-Id, and a 201 whose body is not the message resource
+    fake.script([
+        herald_e2e::fake_providers::Answer {
+            status: axum::http::StatusCode::ACCEPTED,
+            body: json!(null),
+        },
+        herald_e2e::fake_providers::Answer {
+            status: axum::http::StatusCode::CREATED,
+            body: json!("<html>proxy</html>"),
+        },
+    ]);
+    let report = h.run_one(refund(&h, "ref_u1")).await;
+    for n in &report.notifications {
+        assert_eq!(
+            (n.status.as_str(), n.provider_message_id.as_deref()),
+            ("sent", None),
+            "{n:?}"
+        );
+    }
+    // a tick and another drain later, nothing was sent again
+    h.local.tick(None).await.unwrap();
+    h.local.drain_dispatch().await.unwrap();
+    assert_eq!(fake.sendgrid_requests().len(), 0);
+    assert_eq!(fake.twilio_requests().len(), 0);
+    let org = h.org_id();
+    for n in &report.notifications {
+        let id = herald_core::ids::NotificationId::parse(n.id.clone()).unwrap();
+        let stored = h.local.store.get(&org, &id).await.unwrap().unwrap();
+        assert_eq!(stored.attempts, 1);
     }
 }
 

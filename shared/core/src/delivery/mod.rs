@@ -30,26 +30,47 @@ pub enum AuthError {
     NotConfigured,
 }
 
-/// Twilio error codes after which sending to the number again is pointless.
-const TWILIO_PERMANENT: &[u32] = &[
+/// Twilio error codes that say the recipient opted out or the number does not exist: final
+/// whoever is asked, and the number is suppressed.
+const TWILIO_RECIPIENT: &[u32] = &[
     21211, // invalid 'To' number
     21214, // 'To' number cannot be reached
     21217, // phone number does not appear to be valid
-    21408, // permission to send to this region not enabled
     21421, // phone number is invalid
     21610, // the recipient replied STOP
-    21612, // the 'To' number cannot be reached through this channel
     21614, // 'To' number is not a valid mobile number
-    30004, // message blocked
     30005, // unknown destination handset
     30006, // landline or unreachable carrier
+];
+
+/// Twilio error codes after which sending the same message again is pointless.
+const TWILIO_PERMANENT: &[u32] = &[
+    21408, // permission to send to this region not enabled
+    21605, // the body is too long
+    21612, // the 'To' number cannot be reached through this channel
+    21617, // the concatenated body exceeds 1600 characters
+    21619, // a body or media is required
+    30004, // message blocked
     30007, // message filtered as spam by the carrier
 ];
 
 /// Whether a Twilio error code is permanent (dead-letter) rather than transient (retry):
 /// 30001 queue overflow, 30003 unreachable handset, 20429 too many requests, … are transient.
 pub fn twilio_error_is_permanent(code: u32) -> bool {
-    TWILIO_PERMANENT.contains(&code)
+    TWILIO_PERMANENT.contains(&code) || TWILIO_RECIPIENT.contains(&code)
+}
+
+/// What a Twilio error code means for the message: the recipient is gone (suppress), the
+/// message can never go (dead-letter), or it may go later (retry).
+pub fn twilio_failure(code: u32) -> crate::ports::FailureKind {
+    use crate::ports::FailureKind;
+    if TWILIO_RECIPIENT.contains(&code) {
+        FailureKind::Recipient
+    } else if TWILIO_PERMANENT.contains(&code) {
+        FailureKind::Hard
+    } else {
+        FailureKind::Soft
+    }
 }
 
 /// The Twilio error code of a recipient who replied STOP.
@@ -125,7 +146,7 @@ pub fn rank(status: Status) -> u8 {
         Status::Sending => 1,
         Status::Sent => 2,
         Status::Delivered => 3,
-        Status::Bounced | Status::Failed => 4,
+        Status::Bounced | Status::Failed | Status::Skipped => 4,
     }
 }
 
@@ -197,6 +218,18 @@ mod tests {
         for code in [30003, 30001, 20429, 30008] {
             assert!(!twilio_error_is_permanent(code), "{code}");
         }
+    }
+
+    #[test]
+    fn body_errors_are_final_and_stops_are_the_recipients() {
+        use crate::ports::FailureKind;
+        for code in [21617, 21605, 21619] {
+            assert_eq!(twilio_failure(code), FailureKind::Hard, "{code}");
+        }
+        for code in [21610, 21211, 21614] {
+            assert_eq!(twilio_failure(code), FailureKind::Recipient, "{code}");
+        }
+        assert_eq!(twilio_failure(30003), FailureKind::Soft);
     }
 
     #[test]

@@ -1,0 +1,166 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by the test files; each uses part
+//! The in-memory world the service tests run in: intake and dispatch on the memory ports, with
+//! scripted senders and a clock that stands where it is set.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use herald_core::dispatch::{DEFAULT_LEASE, DispatchOutcome, DispatchService, Senders};
+use herald_core::event::EventEnvelope;
+use herald_core::ids::EmailAddress;
+use herald_core::intake::{IntakeConfig, IntakeRecord, IntakeService, Outcome};
+use herald_core::model::{Channel, Notification};
+use herald_core::retry::RetryPolicy;
+use herald_core::scheduler::{SchedulerService, SweepConfig};
+use herald_core::template::Catalog;
+use herald_core::testing::{FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, ScriptedSender};
+
+pub const ORG: &str = "org_acme";
+
+pub fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+pub struct World {
+    pub store: Arc<MemoryStore>,
+    pub directory: Arc<MemoryDirectory>,
+    pub queue: Arc<MemoryQueue>,
+    pub clock: Arc<FixedClock>,
+    pub intake: IntakeService,
+    pub email: Arc<ScriptedSender>,
+    pub sms: Arc<ScriptedSender>,
+    pub seq: u32,
+}
+
+impl World {
+    pub fn new() -> World {
+        Self::with_email(ScriptedSender::accepting())
+    }
+
+    pub fn with_email(email: Arc<ScriptedSender>) -> World {
+        let store = Arc::new(MemoryStore::default());
+        let directory = Arc::new(MemoryDirectory::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let clock = FixedClock::at(at("2026-11-20T15:00:00Z"));
+        let intake = IntakeService {
+            store: store.clone(),
+            directory: directory.clone(),
+            queue: queue.clone(),
+            catalog: Arc::new(Catalog::embedded().unwrap()),
+            clock: clock.clone(),
+            config: IntakeConfig {
+                default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
+            },
+        };
+        World {
+            store,
+            directory,
+            queue,
+            clock,
+            intake,
+            email,
+            sms: ScriptedSender::accepting(),
+            seq: 0,
+        }
+    }
+
+    pub fn dispatcher(&self) -> DispatchService {
+        DispatchService {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            directory: self.directory.clone(),
+            senders: Senders {
+                email: self.email.clone(),
+                sms: self.sms.clone(),
+                push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
+                whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
+            },
+            clock: self.clock.clone(),
+            policy: RetryPolicy::default(),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    pub async fn event_with_id(
+        &mut self,
+        id: &str,
+        detail_type: &str,
+        mut detail: Value,
+    ) -> IntakeRecord {
+        detail["organization_id"] = json!(ORG);
+        self.seq += 1;
+        let envelope = EventEnvelope {
+            id: id.to_string(),
+            detail_type: detail_type.into(),
+            source: "test".into(),
+            time: Some(at("2026-11-20T10:00:00Z") + chrono::Duration::seconds(self.seq.into())),
+            detail,
+        };
+        self.intake.handle(&envelope).await.unwrap()
+    }
+
+    pub async fn event(&mut self, detail_type: &str, detail: Value) -> IntakeRecord {
+        let id = format!("evt-{}", self.seq + 1);
+        self.event_with_id(&id, detail_type, detail).await
+    }
+
+    pub async fn contact(&mut self, customer: &str, locale: &str) {
+        self.event(
+            "CustomerContactChanged",
+            json!({"customer_id": customer, "email": format!("{customer}@example.com"), "phone": "+14155550101", "locale": locale, "timezone": "America/New_York"}),
+        )
+        .await;
+    }
+
+    pub async fn preferences(&mut self, customer: &str, channels: Value, unsubscribed: Value) {
+        let r = self
+            .event(
+                "NotificationPreferencesChanged",
+                json!({"customer_id": customer, "channels": channels, "unsubscribed": unsubscribed}),
+            )
+            .await;
+        assert_eq!(r.outcome, Outcome::DirectoryUpdated);
+    }
+
+    /// Drains the queue through dispatch, the way SQS and the dispatch function would.
+    pub async fn drain(&self) -> Vec<DispatchOutcome> {
+        let dispatcher = self.dispatcher();
+        let mut out = Vec::new();
+        for m in self.queue.take() {
+            out.push(dispatcher.dispatch(&m.message).await.unwrap());
+        }
+        out
+    }
+
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.store.all()
+    }
+}
+
+pub fn order(customer: &str, order_id: &str) -> Value {
+    json!({
+        "customer_id": customer, "order_id": order_id, "grand_total": "59.90", "currency": "USD",
+        "items": [{"sku": "mug", "name": "Mug", "quantity": 1, "unit_price": "59.90"}],
+        "created_at": "2026-11-20T09:00:00Z"
+    })
+}
+
+pub fn refund(customer: &str) -> Value {
+    json!({"customer_id": customer, "refund_id": "ref_1", "order_id": "ord_9", "amount": "25.00", "currency": "EUR"})
+}
+
+impl World {
+    /// A scheduler tick as the clock reads now: the sweep, then the dispatch of what it queued.
+    pub async fn tick(&self) -> Vec<DispatchOutcome> {
+        let scheduler = SchedulerService {
+            index: self.store.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            config: SweepConfig::default(),
+        };
+        scheduler.sweep().await.unwrap();
+        self.drain().await
+    }
+}
