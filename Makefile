@@ -37,7 +37,7 @@ unit:
 e2e: tools
 	cargo test -p herald-e2e -p herald-local
 
-## start: the emulator with Herald's resources, for cargo lambda watch / invoke (Ctrl-C stops it)
+## start: the emulator with Herald's resources, processing what reaches the bus; for cargo lambda watch / invoke (Ctrl-C stops it)
 start: tools
 	cargo run --quiet -p herald-local -- start
 
@@ -45,6 +45,6 @@ start: tools
 send: tools
 	cargo run --quiet -p herald-local -- send $(FILES)
 
-## serve: the webhooks and the api on http://127.0.0.1:8787, with dispatch, projector and scheduler ticking
+## serve: the webhooks and the api on http://127.0.0.1:8787, processing what reaches the bus as start does
 serve: tools
 	cargo run --quiet -p herald-local -- serve

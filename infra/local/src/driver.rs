@@ -182,6 +182,14 @@ pub struct TickReport {
 
 /// How many times an empty receive is tolerated while events are still expected.
 const EMPTY_RECEIVES: usize = 20;
+/// The most receives (of up to ten events each) one pass over the intake feed makes.
+const FEED_RECEIVES: usize = 50;
+
+/// An event the bus rule delivered to the intake feed, and its receipt there.
+struct Delivered {
+    event: EventBridgeEvent<Value>,
+    receipt: String,
+}
 
 impl LocalStack {
     /// Stands a stage up on the emulator and builds the handlers against it.
@@ -253,6 +261,8 @@ impl LocalStack {
                 self.stack.names.notifications_table(),
             ),
             ("HERALD_DIRECTORY_TABLE", self.stack.names.directory_table()),
+            // not read by a function: where to put events (`aws events put-events`)
+            ("HERALD_EVENT_BUS_NAME", self.stack.names.bus()),
             (
                 "HERALD_DISPATCH_QUEUE_URL",
                 self.stack.dispatch_queue_url.clone(),
@@ -390,7 +400,7 @@ impl LocalStack {
     }
 
     /// Receives what the bus rule delivered and hands each event to intake, in the order
-    /// the events were put.
+    /// the events were put (and whatever else the feed held, after them).
     async fn pump_intake(&self, puts: &[Put]) -> Result<HashMap<String, IntakeRecord>, LocalError> {
         let order: HashMap<&str, usize> = puts
             .iter()
@@ -400,39 +410,77 @@ impl LocalStack {
                 Put::Refused { .. } => None,
             })
             .collect();
-        let mut delivered: Vec<(usize, EventBridgeEvent<Value>, String)> = Vec::new();
+        let mut delivered: Vec<(usize, Delivered)> = Vec::new();
         let mut empty = 0;
-        while delivered.len() < order.len() && empty < EMPTY_RECEIVES {
-            let messages = self.receive(&self.stack.intake_feed_url).await?;
+        let expected =
+            |d: &[(usize, Delivered)]| d.iter().filter(|(i, _)| *i != usize::MAX).count();
+        while expected(&delivered) < order.len() && empty < EMPTY_RECEIVES {
+            let messages = self.receive_feed().await?;
             if messages.is_empty() {
                 empty += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
-            for m in messages {
-                let receipt = m.receipt_handle.unwrap_or_default();
-                match serde_json::from_str::<EventBridgeEvent<Value>>(
-                    m.body.as_deref().unwrap_or_default(),
-                ) {
-                    Ok(event) => {
-                        let index = event
-                            .id
-                            .as_deref()
-                            .and_then(|id| order.get(id))
-                            .copied()
-                            .unwrap_or(usize::MAX);
-                        delivered.push((index, event, receipt));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "the intake feed held something that is not an EventBridge event")
-                    }
-                }
+            for d in messages {
+                let index = d
+                    .event
+                    .id
+                    .as_deref()
+                    .and_then(|id| order.get(id))
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                delivered.push((index, d));
             }
         }
-        delivered.sort_by_key(|(i, ..)| *i);
+        delivered.sort_by_key(|(i, _)| *i);
+        self.hand_to_intake(delivered.into_iter().map(|(_, d)| d).collect())
+            .await
+    }
+
+    /// Hands whatever the bus rule delivered to intake, as the rule's target does in AWS:
+    /// every message the intake feed shows, in the order received. Returns how many events
+    /// intake took.
+    pub async fn pump_feed(&self) -> Result<usize, LocalError> {
+        let mut handled = 0;
+        for _ in 0..FEED_RECEIVES {
+            let delivered = self.receive_feed().await?;
+            if delivered.is_empty() {
+                break;
+            }
+            handled += self.hand_to_intake(delivered).await?.len();
+        }
+        Ok(handled)
+    }
+
+    /// Up to ten events from the intake feed, with their receipts.
+    async fn receive_feed(&self) -> Result<Vec<Delivered>, LocalError> {
+        let messages = self.receive(&self.stack.intake_feed_url).await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                match serde_json::from_str::<EventBridgeEvent<Value>>(m.body.as_deref().unwrap_or_default()) {
+                    Ok(event) => Some(Delivered {
+                        event,
+                        receipt: m.receipt_handle.unwrap_or_default(),
+                    }),
+                    Err(e) => {
+                        warn!(error = %e, "the intake feed held something that is not an EventBridge event");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Hands the events to intake one by one, and takes those it handled off the feed; one
+    /// that fails stays, as Lambda would retry it.
+    async fn hand_to_intake(
+        &self,
+        delivered: Vec<Delivered>,
+    ) -> Result<HashMap<String, IntakeRecord>, LocalError> {
         let mut records = HashMap::new();
         let mut done = Vec::new();
-        for (_, event, receipt) in delivered {
+        for Delivered { event, receipt } in delivered {
             let id = event.id.clone().unwrap_or_default();
             match herald_intake::handle(&self.intake, LambdaEvent::new(event, Context::default()))
                 .await
@@ -441,7 +489,6 @@ impl LocalStack {
                     records.insert(id, record);
                     done.push(receipt);
                 }
-                // Left on the feed, as Lambda would retry it.
                 Err(e) => warn!(event_id = %id, error = %e, "intake failed"),
             }
         }

@@ -122,10 +122,10 @@ impl Emulator {
         let started = Instant::now();
         let url = format!("{}/moto-api/", self.endpoint);
         while started.elapsed() < limit {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub mod emulator;
+pub mod pump;
 pub mod serve;
 pub mod stack;
 pub mod stream;

@@ -45,8 +45,9 @@ enum Command {
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
-    /// Serves the webhooks and the api on 127.0.0.1 (API Gateway's part played locally) and
-    /// keeps dispatch, the projector and the scheduler ticking; runs until stopped.
+    /// Serves the webhooks and the api on 127.0.0.1 (API Gateway's part played locally),
+    /// prints the same environment as `start`, and processes what reaches the bus as `start`
+    /// does; runs until stopped.
     Serve {
         #[arg(long, default_value_t = 8787)]
         port: u16,
@@ -80,8 +81,9 @@ enum Command {
         #[arg(long, conflicts_with = "operator")]
         admin: bool,
     },
-    /// Starts the emulator with Herald's resources and prints the environment for
-    /// `cargo lambda watch`; runs until interrupted.
+    /// Starts the emulator with Herald's resources, prints the environment for
+    /// `cargo lambda watch` (and the bus's name), and processes what reaches the bus as the
+    /// deployed stack does; runs until interrupted.
     Start,
 }
 
@@ -265,15 +267,31 @@ async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
         "Herald is served at http://{addr} (emulator {}, stage {}); Ctrl-C stops it.",
         stack.emulator.endpoint, stack.stack.names.stage
     );
-    println!("export AWS_ENDPOINT_URL={}", stack.emulator.endpoint);
-    // the lines above are read by whoever started us: make sure they leave now
+    print_exports(&stack);
+    keep_running(stack).await
+}
+
+/// The environment for the functions and for other programs (the bus to put events on).
+fn print_exports(stack: &LocalStack) {
+    for (k, v) in stack.function_env() {
+        println!("export {k}={v}");
+    }
+    println!("# Ctrl-C stops the emulator.");
+    // these lines are read by whoever started us: make sure they leave now
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+}
+
+/// Runs the stage as AWS would (what reaches the bus is processed) until interrupted.
+async fn keep_running(stack: std::sync::Arc<LocalStack>) -> Result<(), String> {
     tokio::select! {
-        _ = herald_local::serve::keep_ticking(stack.clone()) => Ok(()),
+        _ = herald_local::pump::keep_running(stack) => Ok(()),
         r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
     }
 }
+
+/// How long `send`, `up` and `tick` wait for a running `serve` or `start` to let them pump.
+const PUMP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 async fn post_webhook(
     url: &str,
@@ -294,13 +312,12 @@ async fn post_webhook(
     Ok(format!("{} {body}", status.as_u16()))
 }
 
-async fn start(stack: &LocalStack) -> Result<(), String> {
-    println!("# Herald's resources are up on the emulator. For cargo lambda watch / invoke:");
-    for (k, v) in stack.function_env() {
-        println!("export {k}={v}");
-    }
-    println!("# Ctrl-C stops the emulator.");
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+async fn start(stack: LocalStack) -> Result<(), String> {
+    println!(
+        "# Herald's resources are up on the emulator, and what reaches the bus is processed. For cargo lambda watch / invoke:"
+    );
+    print_exports(&stack);
+    keep_running(std::sync::Arc::new(stack)).await
 }
 
 #[tokio::main]
@@ -369,11 +386,29 @@ async fn main() -> ExitCode {
         let stack = LocalStack::start(emulator, &cli.stage)
             .await
             .map_err(|e| e.to_string())?;
+        // One process pumps a stage at a time: a running `serve` or `start` pauses while
+        // these run (herald_local::pump).
+        let pumping = || {
+            herald_local::pump::PumpLock::acquire(
+                &stack.emulator.endpoint,
+                &stack.stack.names.stage,
+                PUMP_WAIT,
+            )
+        };
         match &cli.command {
-            Command::Up { events } => up(&stack, events).await,
-            Command::Send { files } => send(&stack, files).await,
-            Command::Start => start(&stack).await,
-            Command::Tick { at } => tick(&stack, *at).await,
+            Command::Up { events } => {
+                let _lock = pumping().await.map_err(|e| e.to_string())?;
+                up(&stack, events).await
+            }
+            Command::Send { files } => {
+                let _lock = pumping().await.map_err(|e| e.to_string())?;
+                send(&stack, files).await
+            }
+            Command::Tick { at } => {
+                let _lock = pumping().await.map_err(|e| e.to_string())?;
+                tick(&stack, *at).await
+            }
+            Command::Start => start(stack).await,
             Command::Serve { port } => serve(stack, *port).await,
             Command::Token { .. } | Command::Webhook { .. } => Ok(()),
         }

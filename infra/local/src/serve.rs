@@ -1,12 +1,11 @@
 //! `herald-local serve`: the webhooks and api functions on 127.0.0.1, behind a stand-in for
 //! API Gateway that turns HTTP requests into API Gateway v2 events (with the JWT authorizer's
-//! claims from a development token), while the dispatch queue, the stream and the scheduler
-//! keep ticking in the background.
+//! claims from a development token), while the stage keeps running in the background
+//! ([`crate::pump::keep_running`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
@@ -22,7 +21,6 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use ring::hmac;
 use serde_json::{Value, json};
-use tracing::warn;
 
 use crate::driver::LocalStack;
 
@@ -157,31 +155,8 @@ async fn gateway(
     }
 }
 
-/// Keeps the pipeline moving as AWS would: dispatch and projection every second, the
-/// scheduler every minute. Runs until dropped.
-pub async fn keep_ticking(local: Arc<LocalStack>) {
-    {
-        let mut second = 0u64;
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            second += 1;
-            let result = if second % 60 == 0 {
-                local.tick(None).await.map(|_| ())
-            } else {
-                match local.drain_dispatch().await {
-                    Ok(_) => local.project().await.map(|_| ()),
-                    Err(e) => Err(e),
-                }
-            };
-            if let Err(e) = result {
-                warn!(error = %e, "background tick failed");
-            }
-        }
-    }
-}
-
 /// Serves in the background; returns the bound address once listening. Pair it with
-/// [`keep_ticking`].
+/// [`crate::pump::keep_running`].
 pub async fn serve(
     served: Served,
     port: u16,

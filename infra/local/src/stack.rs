@@ -148,16 +148,15 @@ impl Stack {
         let feed_arn = queue_arn(&sqs, &intake_feed_url).await?;
 
         let bus = names.bus();
-        if let Err(e) = events.create_event_bus().name(&bus).send().await {
-            if !e
+        if let Err(e) = events.create_event_bus().name(&bus).send().await
+            && !e
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_already_exists_exception())
-            {
-                return Err(failed(
-                    &bus,
-                    aws_sdk_eventbridge::error::DisplayErrorContext(e),
-                ));
-            }
+        {
+            return Err(failed(
+                &bus,
+                aws_sdk_eventbridge::error::DisplayErrorContext(e),
+            ));
         }
         let rule = names.intake_rule();
         events
@@ -187,16 +186,14 @@ impl Stack {
             .email_identity(SENDER_DOMAIN)
             .send()
             .await
-        {
-            if !e
+            && !e
                 .as_service_error()
                 .is_some_and(|e| e.is_already_exists_exception())
-            {
-                return Err(failed(
-                    SENDER_DOMAIN,
-                    aws_sdk_sesv2::error::DisplayErrorContext(e),
-                ));
-            }
+        {
+            return Err(failed(
+                SENDER_DOMAIN,
+                aws_sdk_sesv2::error::DisplayErrorContext(e),
+            ));
         }
         Ok(Stack {
             names,

@@ -330,3 +330,310 @@ fn serve_answers_the_api_with_a_development_token_and_the_webhooks() {
     let _ = server.wait();
     drop(emulator);
 }
+
+/// A long-running verb (`start`, `serve`) against an emulator; stopped when dropped.
+struct Running {
+    child: std::process::Child,
+    /// What it printed before settling down: up to its `# Ctrl-C` line.
+    header: Vec<String>,
+}
+
+impl Running {
+    fn new(args: &[&str], endpoint: &str) -> Running {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald-local"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running {
+            child,
+            header: Vec::new(),
+        };
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            let last = line.starts_with("# Ctrl-C");
+            running.header.push(line);
+            if last {
+                break;
+            }
+        }
+        running
+    }
+
+    /// The `export NAME=VALUE` lines it printed.
+    fn exports(&self) -> std::collections::BTreeMap<String, String> {
+        self.header
+            .iter()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The served address (`serve`'s first line).
+    fn served(&self) -> String {
+        self.header[0]
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Puts the event in this sample file on the bus as another program would (PutEvents
+/// through the SDK); returns the event id the bus gave it.
+async fn put_on_bus(aws: &aws_config::SdkConfig, bus: &str, name: &str) -> String {
+    let event: Value =
+        serde_json::from_str(&std::fs::read_to_string(events(name)).unwrap()).unwrap();
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .event_bus_name(bus)
+        .source(event["source"].as_str().unwrap())
+        .detail_type(event["detail-type"].as_str().unwrap())
+        .detail(event["detail"].to_string())
+        .build();
+    let out = aws_sdk_eventbridge::Client::new(aws)
+        .put_events()
+        .entries(entry)
+        .send()
+        .await
+        .unwrap();
+    out.entries.unwrap()[0].event_id.clone().unwrap()
+}
+
+/// Waits (a bounded while) for intake's record of this event.
+async fn intake_record(
+    aws: &aws_config::SdkConfig,
+    stage: &str,
+    event_id: &str,
+) -> Option<herald_core::intake::IntakeRecord> {
+    intake_record_within(aws, stage, event_id, 80).await
+}
+
+/// Intake's record of this event, looked for this many times, a quarter second apart.
+async fn intake_record_within(
+    aws: &aws_config::SdkConfig,
+    stage: &str,
+    event_id: &str,
+    tries: usize,
+) -> Option<herald_core::intake::IntakeRecord> {
+    use herald_core::ports::NotificationStore;
+    let store = herald_adapters::DynamoNotificationStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        herald_local::Names::new(stage).notifications_table(),
+    );
+    let org = herald_core::ids::OrgId::parse("org_acme").unwrap();
+    for _ in 0..tries {
+        if let Some(record) = store.get_intake(Some(&org), event_id).await.unwrap() {
+            return Some(record);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    None
+}
+
+/// Waits (a bounded while) for a notification to reach this status.
+async fn status_of(
+    aws: &aws_config::SdkConfig,
+    stage: &str,
+    id: &herald_core::ids::NotificationId,
+    wanted: &str,
+) -> String {
+    use herald_core::ports::NotificationStore;
+    let store = herald_adapters::DynamoNotificationStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        herald_local::Names::new(stage).notifications_table(),
+    );
+    let org = herald_core::ids::OrgId::parse("org_acme").unwrap();
+    let mut status = String::new();
+    for _ in 0..80 {
+        if let Some(n) = store.get(&org, id).await.unwrap() {
+            status = n.status.to_string();
+            if status == wanted {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    status
+}
+
+/// Another program puts a contact and an order on the running stack's bus: both reach intake
+/// and the order confirmation is sent, with nothing but the running verb to move them.
+async fn events_put_by_another_program_are_processed(running: &Running, stage: &str) {
+    let exports = running.exports();
+    let endpoint = &exports["AWS_ENDPOINT_URL"];
+    let bus = exports
+        .get("HERALD_EVENT_BUS_NAME")
+        .unwrap_or_else(|| panic!("no bus among the exports: {:?}", running.header));
+    assert_eq!(bus, &format!("herald-{stage}"));
+    let emulator = herald_local::Emulator::connect(endpoint).await.unwrap();
+    let aws = emulator.aws_config().await;
+
+    let contact = put_on_bus(&aws, bus, "04-customer-contact-changed-carol.json").await;
+    let record = intake_record(&aws, stage, &contact)
+        .await
+        .expect("the contact reached intake");
+    assert_eq!(record.outcome.as_str(), "directory_updated");
+
+    let order = put_on_bus(&aws, bus, "10-order-created.json").await;
+    let record = intake_record(&aws, stage, &order)
+        .await
+        .expect("the order reached intake");
+    assert_eq!(record.outcome.as_str(), "notified", "{record:?}");
+    assert_eq!(
+        status_of(&aws, stage, &record.notifications[0], "sent").await,
+        "sent"
+    );
+}
+
+#[test]
+fn start_processes_what_another_program_puts_on_the_bus() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let started = Running::new(&["--stage", "started", "start"], &emulator.endpoint);
+    runtime.block_on(events_put_by_another_program_are_processed(
+        &started, "started",
+    ));
+    drop(started);
+    drop(emulator);
+}
+
+#[test]
+fn serve_processes_what_another_program_puts_on_the_bus_and_exports_as_start_does() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let served = Running::new(
+        &["--stage", "servedbus", "serve", "--port", "0"],
+        &emulator.endpoint,
+    );
+    runtime.block_on(events_put_by_another_program_are_processed(
+        &served,
+        "servedbus",
+    ));
+    let started = Running::new(&["--stage", "servedbus", "start"], &emulator.endpoint);
+    assert_eq!(
+        served.exports(),
+        started.exports(),
+        "serve exports what start does"
+    );
+    drop((served, started));
+    drop(emulator);
+}
+
+#[test]
+fn send_against_a_served_stack_runs_alone_and_the_feed_counts_each_item_once() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let url = emulator.endpoint.clone();
+    let served = Running::new(&["--stage", "shared", "serve", "--port", "0"], &url);
+    let addr = served.served();
+    let files = [
+        events("04-customer-contact-changed-carol.json"),
+        events("10-order-created.json"),
+        events("11-order-delivered.json"),
+    ];
+    let files: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    for _ in 0..2 {
+        let sent = run(
+            &[&["--stage", "shared", "send"], &files[..]].concat(),
+            Some(&url),
+        );
+        assert_eq!(sent.len(), 3);
+        let order = &sent[1]["notifications"][0];
+        let history: Vec<&str> = order["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            (
+                order["status"].as_str(),
+                history,
+                order["in_feed"].as_bool()
+            ),
+            (Some("sent"), vec!["created", "sending", "sent"], Some(true)),
+            "send reports the outcome of its own run: {order}"
+        );
+        assert_eq!(sent[2]["notifications"][0]["status"], "pending");
+    }
+    let token = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_herald-local"))
+            .args(["token", "--org", "org_acme", "--customer", "cus_carol"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let feed: Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{addr}/customers/cus_carol/notifications"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let items = feed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{feed}");
+    assert_eq!(feed["unread"], 2, "one unread per item: {feed}");
+    drop(served);
+    drop(emulator);
+}
+
+#[test]
+fn a_running_start_pauses_while_another_process_pumps_its_stage() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let started = Running::new(&["--stage", "paused", "start"], &emulator.endpoint);
+    let bus = started.exports()["HERALD_EVENT_BUS_NAME"].clone();
+    runtime.block_on(async {
+        let aws = emulator.aws_config().await;
+        // what `send`, `up` and `tick` hold while they run
+        let lock = herald_local::pump::PumpLock::acquire(
+            &emulator.endpoint,
+            "paused",
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let contact = put_on_bus(&aws, &bus, "04-customer-contact-changed-carol.json").await;
+        assert!(
+            intake_record_within(&aws, "paused", &contact, 12)
+                .await
+                .is_none(),
+            "start left the stage to the lock's holder"
+        );
+        drop(lock);
+        assert!(
+            intake_record(&aws, "paused", &contact).await.is_some(),
+            "start took over again"
+        );
+    });
+    drop(started);
+    drop(emulator);
+}
