@@ -20,8 +20,8 @@ use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::intake::IntakeRecord;
 use herald_core::model::{Notification, Status};
 use herald_core::ports::{
-    ClaimOutcome, Created, Directory, DueEntry, DueIndex, NotificationStore, PortError,
-    RetryOutcome, Snapshot, SnapshotRequest, SuppressionKey, Write,
+    ClaimOutcome, Created, Directory, DueEntry, DueIndex, DuePage, NotificationStore, PortError,
+    RetryOutcome, Snapshot, SnapshotRequest, SuppressionKey, UnreadableEntry, Write,
 };
 use herald_core::providers::Provider;
 use herald_core::time;
@@ -595,7 +595,7 @@ impl DueIndex for DynamoNotificationStore {
         shard: u32,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<DueEntry>, PortError> {
+    ) -> Result<DuePage, PortError> {
         const OP: &str = "dynamodb Query due";
         let out = self
             .client
@@ -608,29 +608,43 @@ impl DueIndex for DynamoNotificationStore {
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| PortError::new(OP, e))?;
-        let mut entries = Vec::new();
+            .map_err(|e| aws(OP, e))?;
+        let mut page = DuePage::default();
         for item in out.items.unwrap_or_default() {
-            let key = pk_of(&item).and_then(parse_notification_key);
-            let at = item
+            let raw_at = item
                 .get("sweep_at")
                 .and_then(|v| v.as_s().ok())
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                .cloned()
+                .unwrap_or_default();
+            let key = pk_of(&item).and_then(parse_notification_key);
+            let at = DateTime::parse_from_rfc3339(&raw_at).ok();
             match (key, at) {
-                (Some((org_id, notification_id)), Some(at)) => entries.push(DueEntry {
+                (Some((org_id, notification_id)), Some(at)) => page.due.push(DueEntry {
                     org_id,
                     notification_id,
                     sweep_at: at.with_timezone(&Utc),
                 }),
-                _ => {
-                    return Err(PortError::new(
-                        OP,
-                        "an index entry without a notification key or time",
-                    ));
-                }
+                _ => page.unreadable.push(UnreadableEntry {
+                    key: pk_of(&item).unwrap_or_default().to_string(),
+                    sweep_at: raw_at,
+                }),
             }
         }
-        Ok(entries)
+        Ok(page)
+    }
+
+    async fn set_aside(&self, entry: &UnreadableEntry) -> Result<(), PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(entry.key.clone()))
+            .update_expression("SET sweep_error = :why REMOVE sweep_at, due_shard")
+            .condition_expression("sweep_at = :seen")
+            .expression_attribute_values(":seen", s(entry.sweep_at.clone()))
+            .expression_attribute_values(":why", s("its time could not be read; set aside"));
+        guarded("dynamodb UpdateItem set aside", request).await?;
+        Ok(())
     }
 
     async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {

@@ -24,10 +24,13 @@ use crate::model::{Channel, Recipient};
 
 /// How long after delivery a customer is asked for a review.
 pub const REVIEW_PROMPT_DELAY_DAYS: i64 = 7;
-/// How far in the past an instant of an event may lie.
+/// How far in the past an instant that schedules a send (`delivered_at`) may lie.
 pub const PAST_LIMIT: Duration = Duration::days(366);
-/// How far in the future an instant of an event (or a schedule computed from one) may lie.
+/// How far in the future an instant that schedules a send (`scheduled_for`, `delivered_at`, and
+/// the schedules computed from them) may lie.
 pub const FUTURE_LIMIT: Duration = Duration::days(2 * 366);
+/// How far either way an instant that is only shown (`created_at`, `starts_at`) may lie.
+pub const SHOWN_LIMIT: Duration = Duration::days(10 * 366);
 /// The largest `context` of a `NotificationRequested`, as JSON.
 pub const MAX_CONTEXT_BYTES: usize = 16 * 1024;
 
@@ -110,7 +113,8 @@ pub struct Amount(pub String);
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const EXPECTED: &str = "expected a decimal amount as a string or number";
+        const EXPECTED: &str =
+            "expected a decimal amount (at most 24 characters) as a string or number";
         let text = match Value::deserialize(d)? {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
@@ -124,9 +128,7 @@ impl<'de> Deserialize<'de> for Amount {
         if text.len() <= 24 && is_decimal(&text) {
             Ok(Amount(text))
         } else {
-            Err(serde::de::Error::custom(format!(
-                "{EXPECTED} of at most 24 characters, not a decimal amount"
-            )))
+            Err(serde::de::Error::custom(EXPECTED))
         }
     }
 }
@@ -442,20 +444,42 @@ fn invalid(detail_type: &str, message: String) -> EventError {
     }
 }
 
-/// Refuses an instant outside `now - PAST_LIMIT ..= now + FUTURE_LIMIT`, naming the field.
+/// Refuses an instant that schedules a send outside `now - PAST_LIMIT ..= now + FUTURE_LIMIT`,
+/// naming the field.
 fn plausible(
     detail_type: &str,
     field: &str,
     t: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, EventError> {
-    if t < now - PAST_LIMIT || t > now + FUTURE_LIMIT {
+    within(detail_type, field, t, now, PAST_LIMIT, FUTURE_LIMIT)
+}
+
+/// Refuses an instant that is only shown further than `SHOWN_LIMIT` from now.
+fn shown(
+    detail_type: &str,
+    field: &str,
+    t: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, EventError> {
+    within(detail_type, field, t, now, SHOWN_LIMIT, SHOWN_LIMIT)
+}
+
+fn within(
+    detail_type: &str,
+    field: &str,
+    t: DateTime<Utc>,
+    now: DateTime<Utc>,
+    past: Duration,
+    future: Duration,
+) -> Result<DateTime<Utc>, EventError> {
+    if t < now - past || t > now + future {
         return Err(invalid(
             detail_type,
             format!(
                 "{field} must lie between {} days before and {} days after now",
-                PAST_LIMIT.num_days(),
-                FUTURE_LIMIT.num_days()
+                past.num_days(),
+                future.num_days()
             ),
         ));
     }
@@ -490,7 +514,7 @@ fn check_context(
     match notification_type {
         "order_confirmation" => {
             let c: OrderConfirmation = parse_at(detail_type, prefix, context)?;
-            plausible(detail_type, &at("created_at"), c.created_at.0, now)?;
+            shown(detail_type, &at("created_at"), c.created_at.0, now)?;
         }
         "review_prompt" => {
             let c: ReviewPrompt = parse_at(detail_type, prefix, context)?;
@@ -504,7 +528,7 @@ fn check_context(
         }
         "ticket_confirmation" => {
             let c: TicketConfirmation = parse_at(detail_type, prefix, context)?;
-            plausible(detail_type, &at("starts_at"), c.starts_at.0, now)?;
+            shown(detail_type, &at("starts_at"), c.starts_at.0, now)?;
         }
         "reminder" => {
             parse_at::<Reminder>(detail_type, prefix, context)?;
@@ -799,7 +823,7 @@ mod tests {
         let err = parse(&envelope("OrderCreated", d)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "detail.grand_total: expected a decimal amount as a string or number, found a boolean"
+            "detail.grand_total: expected a decimal amount (at most 24 characters) as a string or number, found a boolean"
         );
     }
 

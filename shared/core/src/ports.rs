@@ -168,6 +168,33 @@ pub struct DueEntry {
     pub sweep_at: DateTime<Utc>,
 }
 
+/// An index entry that cannot be read (a key or time that does not parse): it is set aside,
+/// never allowed to stop the sweep of every other entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEntry {
+    /// The stored key, as stored (ids only).
+    pub key: String,
+    /// The stored time, as stored.
+    pub sweep_at: String,
+}
+
+/// One read of a shard: the due entries, and those that could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DuePage {
+    pub due: Vec<DueEntry>,
+    pub unreadable: Vec<UnreadableEntry>,
+}
+
+impl DuePage {
+    pub fn len(&self) -> usize {
+        self.due.len() + self.unreadable.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The index of notifications waiting for a time (scheduled sends, long backoffs, expired
 /// leases), split into shards so that no single partition takes every write.
 #[async_trait]
@@ -175,15 +202,15 @@ pub trait DueIndex: Send + Sync {
     fn shards(&self) -> u32;
 
     /// Up to `limit` entries of one shard due at `now`, oldest first.
-    async fn due(
-        &self,
-        shard: u32,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueEntry>, PortError>;
+    async fn due(&self, shard: u32, now: DateTime<Utc>, limit: usize)
+    -> Result<DuePage, PortError>;
 
     /// Takes an enqueued entry out of the index, unless it changed since it was read.
     async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError>;
+
+    /// Takes an unreadable entry out of the index (marking it for an operator), unless it
+    /// changed since it was read.
+    async fn set_aside(&self, entry: &UnreadableEntry) -> Result<(), PortError>;
 }
 
 /// Whether a guarded write went through.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::ports::{Clock, DispatchMessage, DispatchQueue, DueEntry, DueIndex, Enqueue, PortError};
+use crate::ports::{Clock, DispatchMessage, DispatchQueue, DueIndex, DuePage, Enqueue, PortError};
 
 /// How much one sweep does.
 #[derive(Debug, Clone)]
@@ -43,6 +43,21 @@ pub struct SweepReport {
     #[serde(with = "crate::time::option", skip_serializing_if = "Option::is_none")]
     pub oldest_due: Option<DateTime<Utc>>,
     pub lag_seconds: i64,
+    /// Index entries that could not be read: set aside (and logged), never blocking the rest.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unreadable: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What one shard's sweep did.
+#[derive(Debug, Clone, Copy, Default)]
+struct ShardSweep {
+    enqueued: usize,
+    unreadable: usize,
+    more: bool,
 }
 
 pub struct SchedulerService {
@@ -61,13 +76,14 @@ impl SchedulerService {
         let now = self.clock.now();
         let shards = self.index.shards().max(1);
         let per_shard = self.config.budget.div_ceil(shards as usize).max(1);
-        let results: Vec<(usize, bool)> = stream::iter(0..shards)
+        let results: Vec<ShardSweep> = stream::iter(0..shards)
             .map(|shard| self.sweep_shard(shard, now, per_shard))
             .buffer_unordered(self.config.concurrency.max(1))
             .try_collect()
             .await?;
-        let enqueued = results.iter().map(|(n, _)| n).sum();
-        let remaining = results.iter().any(|(_, more)| *more);
+        let enqueued = results.iter().map(|r| r.enqueued).sum();
+        let unreadable = results.iter().map(|r| r.unreadable).sum();
+        let remaining = results.iter().any(|r| r.more);
         let oldest_due = if remaining {
             self.oldest_due(now, shards).await?
         } else {
@@ -79,9 +95,11 @@ impl SchedulerService {
             remaining,
             oldest_due,
             lag_seconds: oldest_due.map_or(0, |t| (now - t).num_seconds().max(0)),
+            unreadable,
         };
         info!(
             enqueued,
+            unreadable,
             remaining,
             lag_seconds = report.lag_seconds,
             "sweep done"
@@ -94,38 +112,43 @@ impl SchedulerService {
         shard: u32,
         now: DateTime<Utc>,
         budget: usize,
-    ) -> Result<(usize, bool), PortError> {
-        let mut enqueued = 0;
-        while enqueued < budget {
-            let limit = self.config.page.min(budget - enqueued);
-            let entries = self.index.due(shard, now, limit).await?;
-            if entries.is_empty() {
-                return Ok((enqueued, false));
+    ) -> Result<ShardSweep, PortError> {
+        let mut done = ShardSweep::default();
+        while done.enqueued < budget {
+            let limit = self.config.page.min(budget - done.enqueued);
+            let DuePage { due, unreadable } = self.index.due(shard, now, limit).await?;
+            let read = due.len() + unreadable.len();
+            for entry in &unreadable {
+                warn!(key = %entry.key, "an index entry that cannot be read; set aside");
+                self.index.set_aside(entry).await?;
             }
-            let messages: Vec<Enqueue> = entries
-                .iter()
-                .map(|e| Enqueue {
-                    message: DispatchMessage {
-                        org_id: e.org_id.clone(),
-                        notification_id: e.notification_id.clone(),
-                    },
-                    delay: std::time::Duration::ZERO,
-                })
-                .collect();
-            self.queue.enqueue(&messages).await?;
-            stream::iter(&entries)
-                .map(|e| self.index.mark_enqueued(e))
-                .buffer_unordered(16)
-                .try_collect::<Vec<()>>()
-                .await?;
-            enqueued += entries.len();
-            if entries.len() < limit {
-                return Ok((enqueued, false));
+            done.unreadable += unreadable.len();
+            if !due.is_empty() {
+                let messages: Vec<Enqueue> = due
+                    .iter()
+                    .map(|e| Enqueue {
+                        message: DispatchMessage {
+                            org_id: e.org_id.clone(),
+                            notification_id: e.notification_id.clone(),
+                        },
+                        delay: std::time::Duration::ZERO,
+                    })
+                    .collect();
+                self.queue.enqueue(&messages).await?;
+                stream::iter(&due)
+                    .map(|e| self.index.mark_enqueued(e))
+                    .buffer_unordered(16)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+                done.enqueued += due.len();
+            }
+            if read < limit {
+                return Ok(done);
             }
         }
         // Full budget: more may wait. The next tick carries on where this one stopped.
-        let more = !self.index.due(shard, now, 1).await?.is_empty();
-        Ok((enqueued, more))
+        done.more = !self.index.due(shard, now, 1).await?.is_empty();
+        Ok(done)
     }
 
     async fn oldest_due(
@@ -133,11 +156,15 @@ impl SchedulerService {
         now: DateTime<Utc>,
         shards: u32,
     ) -> Result<Option<DateTime<Utc>>, PortError> {
-        let heads: Vec<Vec<DueEntry>> = stream::iter(0..shards)
+        let heads: Vec<DuePage> = stream::iter(0..shards)
             .map(|shard| self.index.due(shard, now, 1))
             .buffer_unordered(self.config.concurrency.max(1))
             .try_collect()
             .await?;
-        Ok(heads.into_iter().flatten().map(|e| e.sweep_at).min())
+        Ok(heads
+            .into_iter()
+            .flat_map(|page| page.due)
+            .map(|e| e.sweep_at)
+            .min())
     }
 }

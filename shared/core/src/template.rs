@@ -59,8 +59,32 @@ pub enum RenderError {
         template: String,
         missing: Vec<String>,
     },
+    /// A value the template reads is not in the event (an attribute of a list entry, say).
+    #[error("template {template} needs a value the event lacks: {variable} (line {line})")]
+    MissingValue {
+        template: String,
+        variable: String,
+        line: usize,
+    },
     #[error("template {template} failed to render: {message}")]
     Failed { template: String, message: String },
+}
+
+/// The most an SMS body may hold: Twilio and SNS refuse longer bodies (ten segments).
+pub const MAX_SMS_CHARS: usize = 1600;
+
+/// Cuts `text` to at most `max` characters, at a word boundary, with an ellipsis.
+pub fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max || max == 0 {
+        return text.to_string();
+    }
+    let keep: String = text.chars().take(max - 1).collect();
+    // back to the last whole word, unless that would throw away most of the text
+    let cut = match keep.rfind(char::is_whitespace) {
+        Some(i) if i >= keep.len() / 2 => &keep[..i],
+        _ => keep.as_str(),
+    };
+    format!("{}…", cut.trim_end())
 }
 
 /// A rendered message.
@@ -233,9 +257,14 @@ impl Catalog {
             .get_template(&body_name)
             .map_err(|_| unsupported())?;
         let body = self.render_one(&body_name, &body_template, &ctx, context)?;
+        let body = body.trim_end();
+        let body = match channel {
+            Channel::Sms | Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
+            _ => body.to_string(),
+        };
         Ok(Rendered {
             subject,
-            body: body.trim_end().to_string(),
+            body,
             locale: chosen,
         })
     }
@@ -259,6 +288,26 @@ impl Catalog {
                     return RenderError::MissingVariables {
                         template: name.to_string(),
                         missing,
+                    };
+                }
+                // declared, but a part of it is missing: name what the template read there
+                let expression = e.range().and_then(|r| {
+                    let source = template.source();
+                    let end = r.end.min(source.len());
+                    let open = source.get(..end)?.rfind("{{").map_or(r.start, |i| i + 2);
+                    let text = source.get(open..end)?;
+                    let variable: String = text
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.'))
+                        .collect();
+                    Some(variable)
+                });
+                if let Some(variable) = expression.filter(|v| !v.is_empty()) {
+                    return RenderError::MissingValue {
+                        template: name.to_string(),
+                        variable,
+                        line: e.line().unwrap_or_default(),
                     };
                 }
             }
@@ -554,6 +603,51 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_missing_value_inside_a_list_is_named() {
+        let c = catalog();
+        let mut context = order();
+        context["items"] = json!([{"sku": "a", "name": "A", "quantity": 1}]);
+        let err = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::english(),
+                None,
+                &context,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "template order_confirmation/en/email.body.j2 needs a value the event lacks: item.unit_price (line 6)"
+        );
+    }
+
+    #[test]
+    fn sms_bodies_are_cut_to_fit_at_a_word() {
+        let long = "word ".repeat(400);
+        let cut = fit(long.trim_end(), MAX_SMS_CHARS);
+        assert!(cut.chars().count() <= MAX_SMS_CHARS);
+        assert!(cut.ends_with("word…"), "{}", &cut[cut.len() - 12..]);
+        assert_eq!(fit("short", MAX_SMS_CHARS), "short");
+        let c = catalog();
+        let reminder = ctx(
+            json!({"reminder_id": "r", "severity": "critical", "title": "Pay",
+            "body": "please pay ".repeat(180)}),
+        );
+        let sms = c
+            .render(
+                &t("reminder"),
+                Channel::Sms,
+                &Locale::english(),
+                None,
+                &reminder,
+            )
+            .unwrap();
+        assert!(sms.body.chars().count() <= MAX_SMS_CHARS);
+        assert!(sms.body.ends_with('…'));
     }
 
     #[test]

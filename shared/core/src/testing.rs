@@ -13,8 +13,8 @@ use crate::intake::IntakeRecord;
 use crate::model::{Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
-    Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
-    SuppressionKey, Write,
+    DuePage, Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
+    SuppressionKey, UnreadableEntry, Write,
 };
 
 /// DynamoDB's item size limit, which the memory store enforces the same way.
@@ -178,7 +178,7 @@ impl DueIndex for MemoryStore {
         _shard: u32,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<DueEntry>, PortError> {
+    ) -> Result<DuePage, PortError> {
         let mut due: Vec<DueEntry> = lock(&self.notifications)
             .values()
             .filter_map(|n| {
@@ -191,7 +191,15 @@ impl DueIndex for MemoryStore {
             .collect();
         due.sort_by_key(|e| e.sweep_at);
         due.truncate(limit);
-        Ok(due)
+        // typed in memory: nothing here is ever unreadable
+        Ok(DuePage {
+            due,
+            unreadable: Vec::new(),
+        })
+    }
+
+    async fn set_aside(&self, _entry: &UnreadableEntry) -> Result<(), PortError> {
+        Ok(())
     }
 
     async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {

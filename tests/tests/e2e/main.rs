@@ -5,6 +5,7 @@
 mod adapters;
 mod api;
 mod dispatch;
+mod hostile;
 mod intake;
 mod projection;
 mod providers;
