@@ -471,6 +471,10 @@ impl Harness {
             views_table: self.local.stack.names.views_table(),
             dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
             provider_secrets_prefix: self.local.stack.names.provider_secrets_prefix(),
+            default_sender: herald_core::ids::EmailAddress::parse(
+                herald_local::stack::DEFAULT_SENDER,
+            )
+            .expect("the default sender parses"),
         };
         herald_api::api(
             &config,

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use chrono::{Duration, NaiveDate};
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings, SqsDispatchQueue,
+    DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings, SesIdentities,
+    SqsDispatchQueue,
 };
 use herald_core::directory::{CustomerUpdate, Origin, QuietHours, TimeZone};
+use herald_core::identity::{self, SenderIdentity, SendingIdentities};
 use herald_core::ids::{
     CustomerId, EmailAddress, Locale, NotificationId, NotificationType, OrgId, PhoneNumber,
 };
@@ -48,6 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/stats"),
     ("GET", "/admin/providers/{provider}"),
     ("PUT", "/admin/providers/{provider}"),
+    ("GET", "/admin/identities/{identity}"),
+    ("PUT", "/admin/identities/{identity}"),
 ];
 
 #[derive(Debug, Clone)]
@@ -57,6 +61,8 @@ pub struct Config {
     pub views_table: String,
     pub dispatch_queue_url: String,
     pub provider_secrets_prefix: String,
+    /// The deployment's own sender, which every organization may use.
+    pub default_sender: EmailAddress,
 }
 
 impl Config {
@@ -67,6 +73,11 @@ impl Config {
             views_table: config::required("HERALD_VIEWS_TABLE")?,
             dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
             provider_secrets_prefix: config::required("HERALD_PROVIDER_SECRETS_PREFIX")?,
+            default_sender: EmailAddress::parse(config::required("HERALD_DEFAULT_SENDER")?)
+                .map_err(|e| ConfigError::Invalid {
+                    name: "HERALD_DEFAULT_SENDER",
+                    message: e.0,
+                })?,
         })
     }
 }
@@ -77,8 +88,10 @@ pub struct Api {
     pub views: Arc<dyn Views>,
     pub queue: Arc<dyn DispatchQueue>,
     pub settings: Arc<dyn ProviderSettings>,
+    pub identities: Arc<dyn SendingIdentities>,
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
+    pub default_sender: EmailAddress,
 }
 
 /// Builds the api's dependencies; once per cold start.
@@ -106,8 +119,10 @@ pub fn api(
             aws_sdk_secretsmanager::Client::new(aws),
             &config.provider_secrets_prefix,
         )),
+        identities: Arc::new(SesIdentities::new(aws_sdk_sesv2::Client::new(aws))),
         catalog: Arc::new(Catalog::embedded()?),
         clock,
+        default_sender: config.default_sender.clone(),
     })
 }
 
@@ -620,6 +635,70 @@ impl Api {
         )
     }
 
+    /// SES sends for every organization from one account: a `from` must be an identity the
+    /// organization registered (SendGrid's `from` is checked by the organization's own
+    /// SendGrid account).
+    async fn check_sender(
+        &self,
+        org: &OrgId,
+        provider: &str,
+        req: &Request,
+    ) -> Result<(), ApiError> {
+        if provider != "ses" {
+            return Ok(());
+        }
+        let body: Value = body_json(req)?;
+        let Some(from) = body.get("from").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let from = EmailAddress::parse(from)
+            .map_err(|_| ApiError::BadRequest("from: not a valid email address".into()))?;
+        if identity::may_send_from(self.directory.as_ref(), org, &from, &self.default_sender)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "from {}",
+                identity::NOT_OWNED
+            )))
+        }
+    }
+
+    /// Registers a sending identity for the organization: first come, and never another's.
+    async fn register_identity(&self, org: &OrgId, raw: &str) -> Result<Value, ApiError> {
+        let identity = SenderIdentity::parse(raw).map_err(|e| ApiError::BadRequest(e.0))?;
+        let owner = self.directory.claim_identity(org, &identity).await?;
+        if &owner != org {
+            return Err(ApiError::Conflict(
+                "this identity is registered by another organization".into(),
+            ));
+        }
+        let status = self.identities.register(&identity).await?;
+        Ok(
+            json!({"identity": identity, "verified": status.verified, "dkim_tokens": status.dkim_tokens}),
+        )
+    }
+
+    async fn identity(&self, org: &OrgId, raw: &str) -> Result<Value, ApiError> {
+        let identity = SenderIdentity::parse(raw).map_err(|_| ApiError::NotFound("identity"))?;
+        let owners = self
+            .directory
+            .identity_owners(std::slice::from_ref(&identity))
+            .await?;
+        if owners.get(&identity) != Some(org) {
+            return Err(ApiError::NotFound("identity"));
+        }
+        let status = self
+            .identities
+            .status(&identity)
+            .await?
+            .ok_or(ApiError::NotFound("identity"))?;
+        Ok(
+            json!({"identity": identity, "verified": status.verified, "dkim_tokens": status.dkim_tokens}),
+        )
+    }
+
     async fn route(&self, req: &Request) -> Result<(StatusCode, Value), ApiError> {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -682,7 +761,16 @@ impl Api {
             }
             (Method::PUT, ["admin", "providers", p]) => {
                 admin(&caller)?;
+                self.check_sender(&org, p, req).await?;
                 ok(self.provider(&org, p, Some(req)).await?)
+            }
+            (Method::GET, ["admin", "identities", i]) => {
+                admin(&caller)?;
+                ok(self.identity(&org, i).await?)
+            }
+            (Method::PUT, ["admin", "identities", i]) => {
+                admin(&caller)?;
+                ok(self.register_identity(&org, i).await?)
             }
             _ => Err(ApiError::NoRoute),
         }

@@ -250,6 +250,10 @@ async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
             views_table: names.views_table(),
             dispatch_queue_url: stack.stack.dispatch_queue_url.clone(),
             provider_secrets_prefix: names.provider_secrets_prefix(),
+            default_sender: herald_core::ids::EmailAddress::parse(
+                herald_local::stack::DEFAULT_SENDER,
+            )
+            .map_err(|e| e.to_string())?,
         },
         &stack.aws,
         stack.clock.clone(),

@@ -4,7 +4,7 @@
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
 //! created once, claimed by one dispatcher at a time, and settled only by its claimer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use herald_core::delivery::DeliveryChange;
 use herald_core::delivery::service::DeliveryStore;
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
+use herald_core::identity::SenderIdentity;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::intake::IntakeRecord;
 use herald_core::model::{Notification, Status};
@@ -83,6 +84,12 @@ fn customer_key(org: &OrgId, customer: &CustomerId) -> String {
 
 fn org_key(org: &OrgId) -> String {
     format!("O#{org}")
+}
+
+/// A sending identity's owner: one item per identity, across organizations, since an identity
+/// is the same in the shared SES account whoever registered it.
+fn identity_key(identity: &SenderIdentity) -> String {
+    format!("I#{identity}")
 }
 
 fn suppression_key(org: &OrgId, key: &SuppressionKey) -> String {
@@ -1023,7 +1030,63 @@ impl Directory for DynamoDirectory {
             .item("at", s(time::format(&Utc::now())))
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb PutItem suppression", e))?;
+            .map_err(|e| aws("dynamodb PutItem suppression", e))?;
         Ok(())
+    }
+
+    async fn identity_owners(
+        &self,
+        identities: &[SenderIdentity],
+    ) -> Result<BTreeMap<SenderIdentity, OrgId>, PortError> {
+        let by_pk: HashMap<String, &SenderIdentity> =
+            identities.iter().map(|i| (identity_key(i), i)).collect();
+        let found = batch_get(
+            &self.client,
+            &self.table,
+            by_pk.keys().cloned().collect(),
+            true,
+        )
+        .await?;
+        Ok(found
+            .iter()
+            .filter_map(|item| {
+                let identity = pk_of(item).and_then(|pk| by_pk.get(pk))?;
+                let owner = item.get("org").and_then(|v| v.as_s().ok())?;
+                Some(((*identity).clone(), OrgId::parse(owner.as_str()).ok()?))
+            })
+            .collect())
+    }
+
+    async fn claim_identity(
+        &self,
+        org: &OrgId,
+        identity: &SenderIdentity,
+    ) -> Result<OrgId, PortError> {
+        const OP: &str = "dynamodb PutItem identity";
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(identity_key(identity)))
+            .item("org", s(org.as_str()))
+            .item("at", s(time::format(&Utc::now())))
+            // first come: an identity another organization registered stays theirs
+            .condition_expression("attribute_not_exists(pk) OR org = :org")
+            .expression_attribute_values(":org", s(org.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(org.clone()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.identity_owners(std::slice::from_ref(identity))
+                    .await?
+                    .remove(identity)
+                    .ok_or_else(|| PortError::new(OP, "the identity's owner vanished"))
+            }
+            Err(e) => Err(aws(OP, e)),
+        }
     }
 }

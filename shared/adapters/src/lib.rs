@@ -21,7 +21,7 @@ pub use http::client as http_client;
 pub use routing::{EmailRouter, SmsRouter};
 pub use secrets::SecretsManagerSettings;
 pub use sendgrid::SendGridSender;
-pub use ses::SesEmailSender;
+pub use ses::{SesEmailSender, SesIdentities};
 pub use sns::SnsSmsSender;
 pub use sns_https::SnsHttpEndpoints;
 pub use sqs::SqsDispatchQueue;

@@ -3,11 +3,13 @@
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
+use herald_core::identity::{IdentityStatus, SenderIdentity, SendingIdentities};
 use herald_core::model::{Address, Notification};
-use herald_core::ports::{ChannelSender, Receipt, SendError};
+use herald_core::ports::{ChannelSender, PortError, Receipt, SendError};
 use herald_core::providers::SesSettings;
 
 use crate::classify::accepted;
+use crate::errors::aws;
 
 /// SES answers these when the account or region is temporarily unable to send.
 const SOFT_CODES: &[&str] = &["LimitExceededException", "SendingPausedException"];
@@ -86,5 +88,73 @@ impl SesEmailSender {
             .send()
             .await;
         accepted(out.map(|o| o.message_id), "SES", SOFT_CODES)
+    }
+}
+
+/// The SES account's sending identities.
+#[derive(Clone, Debug)]
+pub struct SesIdentities {
+    client: Client,
+}
+
+impl SesIdentities {
+    pub fn new(client: Client) -> Self {
+        SesIdentities { client }
+    }
+}
+
+#[async_trait]
+impl SendingIdentities for SesIdentities {
+    async fn register(&self, identity: &SenderIdentity) -> Result<IdentityStatus, PortError> {
+        const OP: &str = "sesv2 CreateEmailIdentity";
+        match self
+            .client
+            .create_email_identity()
+            .email_identity(identity.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(IdentityStatus {
+                verified: out.verified_for_sending_status,
+                dkim_tokens: out
+                    .dkim_attributes
+                    .and_then(|d| d.tokens)
+                    .unwrap_or_default(),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_already_exists_exception()) =>
+            {
+                self.status(identity)
+                    .await?
+                    .ok_or_else(|| PortError::new(OP, "the identity exists but cannot be read"))
+            }
+            Err(e) => Err(aws(OP, e)),
+        }
+    }
+
+    async fn status(&self, identity: &SenderIdentity) -> Result<Option<IdentityStatus>, PortError> {
+        match self
+            .client
+            .get_email_identity()
+            .email_identity(identity.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(IdentityStatus {
+                verified: out.verified_for_sending_status,
+                dkim_tokens: out
+                    .dkim_attributes
+                    .and_then(|d| d.tokens)
+                    .unwrap_or_default(),
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(aws("sesv2 GetEmailIdentity", e)),
+        }
     }
 }

@@ -154,6 +154,22 @@ impl IntakeService {
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::OrgSettings(update) => {
+                if let Some(from) = &update.sender_email {
+                    let allowed = crate::identity::may_send_from(
+                        self.directory.as_ref(),
+                        &event.org_id,
+                        from,
+                        &self.config.default_sender,
+                    )
+                    .await?;
+                    if !allowed {
+                        let reason = format!("detail.sender_email {}", crate::identity::NOT_OWNED);
+                        warn!(%reason, "event rejected");
+                        record.reason = Some(reason);
+                        self.store.record_intake(&record).await?;
+                        return Ok(record);
+                    }
+                }
                 let origin = Origin::Event {
                     at: event.time,
                     now,

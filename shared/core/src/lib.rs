@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod directory;
 pub mod dispatch;
 pub mod event;
+pub mod identity;
 pub mod ids;
 pub mod intake;
 pub mod model;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
+use crate::identity::SenderIdentity;
 use crate::ids::{CustomerId, NotificationId, OrgId};
 use crate::intake::IntakeRecord;
 use crate::model::{Channel, Notification};
@@ -314,6 +315,20 @@ pub trait Directory: Send + Sync {
         key: &SuppressionKey,
         reason: &str,
     ) -> Result<(), PortError>;
+
+    /// Which organization owns each of these sending identities (those owned by none are absent).
+    async fn identity_owners(
+        &self,
+        identities: &[SenderIdentity],
+    ) -> Result<BTreeMap<SenderIdentity, OrgId>, PortError>;
+
+    /// Records `org` as an identity's owner unless another organization owns it already;
+    /// answers the owner either way.
+    async fn claim_identity(
+        &self,
+        org: &OrgId,
+        identity: &SenderIdentity,
+    ) -> Result<OrgId, PortError>;
 }
 
 /// The body of a dispatch queue message: which notification to dispatch.

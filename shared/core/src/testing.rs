@@ -221,6 +221,7 @@ pub struct MemoryDirectory {
     pub suppressions: Mutex<BTreeSet<(OrgId, SuppressionKey)>>,
     /// How many snapshot reads were made (each one request to the real directory).
     pub snapshots: std::sync::atomic::AtomicUsize,
+    pub identities: Mutex<BTreeMap<crate::identity::SenderIdentity, OrgId>>,
 }
 
 fn guarded_put<K: Ord, V>(
@@ -347,6 +348,28 @@ impl Directory for MemoryDirectory {
     ) -> Result<(), PortError> {
         lock(&self.suppressions).insert((org.clone(), key.clone()));
         Ok(())
+    }
+
+    async fn identity_owners(
+        &self,
+        identities: &[crate::identity::SenderIdentity],
+    ) -> Result<BTreeMap<crate::identity::SenderIdentity, OrgId>, PortError> {
+        let owners = lock(&self.identities);
+        Ok(identities
+            .iter()
+            .filter_map(|i| owners.get(i).map(|o| (i.clone(), o.clone())))
+            .collect())
+    }
+
+    async fn claim_identity(
+        &self,
+        org: &OrgId,
+        identity: &crate::identity::SenderIdentity,
+    ) -> Result<OrgId, PortError> {
+        Ok(lock(&self.identities)
+            .entry(identity.clone())
+            .or_insert_with(|| org.clone())
+            .clone())
     }
 }
 

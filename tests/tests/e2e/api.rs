@@ -463,3 +463,84 @@ async fn the_openapi_document_describes_exactly_the_routes_the_handlers_serve() 
         assert_ne!(body["error"].as_str(), Some("no_route"), "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn an_organization_sends_only_from_identities_it_owns() {
+    let h = Harness::new().await;
+    let api = h.api();
+    let (acme, rival) = (h.org.as_str(), format!("{}_rival", h.org));
+    let domain = format!("acme-{}.example", h.tag);
+    let path = format!("/admin/identities/{domain}");
+    let (code, body) = h.call(&api, "PUT", &path, As::Admin(acme), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["identity"], domain.as_str());
+    let (code, _) = h.call(&api, "PUT", &path, As::Admin(&rival), None).await;
+    assert_eq!(code, 409, "first come: the domain stays acme's");
+    let (code, _) = h.call(&api, "GET", &path, As::Admin(&rival), None).await;
+    assert_eq!(code, 404, "nobody reads another organization's identity");
+
+    // an SES `from` in acme's domain: acme may, the rival may not
+    let from = json!({"from": format!("security@{domain}")});
+    let (code, body) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/ses",
+            As::Admin(&rival),
+            Some(from.clone()),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a sending identity of this organization"),
+        "{body}"
+    );
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/ses",
+            As::Admin(acme),
+            Some(from),
+        )
+        .await;
+    assert_eq!(code, 200);
+    // the deployment's default sender is everyone's
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/ses",
+            As::Admin(&rival),
+            Some(json!({"from": herald_local::stack::DEFAULT_SENDER})),
+        )
+        .await;
+    assert_eq!(code, 200);
+
+    // the same rule for OrganizationSettingsChanged
+    let mut event = h.event(
+        "OrganizationSettingsChanged",
+        "admin",
+        json!({"sender_email": format!("security@{domain}")}),
+    );
+    event["detail"]["organization_id"] = json!(rival);
+    let report = h.run_one(event).await;
+    assert_eq!(report.outcome, "rejected");
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("detail.sender_email is not a sending identity of this organization"),
+        "{report:?}"
+    );
+    let own = h.event(
+        "OrganizationSettingsChanged",
+        "admin",
+        json!({"sender_email": format!("news@{domain}")}),
+    );
+    assert_eq!(h.run_one(own).await.outcome, "directory_updated");
+}
