@@ -78,6 +78,38 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
         7
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "rejected").count(), 3);
+    assert_eq!(outcomes.iter().filter(|o| **o == "notified").count(), 8);
+    assert_eq!(outcomes.iter().filter(|o| **o == "skipped").count(), 1);
+    // every notification of the sample set ends as it always has (the republished order last
+    // adds nothing)
+    let mut endings: Vec<String> = reports[..reports.len() - 1]
+        .iter()
+        .flat_map(|r| r["notifications"].as_array().cloned().unwrap_or_default())
+        .map(|n| {
+            format!(
+                "{}:{}",
+                n["channel"].as_str().unwrap(),
+                n["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    endings.sort();
+    assert_eq!(
+        endings,
+        [
+            "email:pending",
+            "email:sent",
+            "email:sent",
+            "email:sent",
+            "email:sent",
+            "email:sent",
+            "in_app:delivered",
+            "in_app:delivered",
+            "push:failed",
+            "sms:sent",
+            "sms:sent",
+        ]
+    );
     assert!(
         reports
             .iter()
