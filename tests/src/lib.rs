@@ -301,19 +301,18 @@ impl Harness {
 
     /// Stores this organization's settings for a provider, as the admin API does.
     pub async fn set_provider(&self, provider: &str, settings: Value) {
-        use herald_core::providers::ProviderSettings;
         let store = herald_adapters::SecretsManagerSettings::new(
             aws_sdk_secretsmanager::Client::new(&self.local.aws),
             self.local.stack.names.provider_secrets_prefix(),
         );
-        let mut providers = store.get(&self.org_id()).await.unwrap();
-        providers
-            .set(
-                herald_core::providers::Provider::parse(provider).unwrap(),
-                settings,
-            )
-            .unwrap();
-        store.put(&self.org_id(), &providers).await.unwrap();
+        herald_core::providers::update(
+            &store,
+            &self.org_id(),
+            herald_core::providers::Provider::parse(provider).unwrap(),
+            settings,
+        )
+        .await
+        .unwrap();
     }
 }
 

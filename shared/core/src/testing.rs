@@ -386,3 +386,88 @@ impl Clock for FixedClock {
         *lock(&self.0)
     }
 }
+
+/// Provider settings in memory, versioned like the secret they stand for. A test may have
+/// another writer save something just before the next write, to see a conflict handled.
+#[derive(Default)]
+pub struct MemoryProviderSettings {
+    stored: Mutex<BTreeMap<OrgId, (u64, crate::providers::OrgProviders)>>,
+    interleave: Mutex<Option<(OrgId, crate::providers::Provider, serde_json::Value)>>,
+    conflicts: Mutex<usize>,
+    reads: Mutex<usize>,
+}
+
+impl MemoryProviderSettings {
+    /// Before the next write, another writer sets this provider's settings.
+    pub fn before_next_write(
+        &self,
+        org: OrgId,
+        provider: crate::providers::Provider,
+        value: serde_json::Value,
+    ) {
+        *lock(&self.interleave) = Some((org, provider, value));
+    }
+
+    pub fn set(&self, org: &OrgId, providers: crate::providers::OrgProviders) {
+        let mut stored = lock(&self.stored);
+        let version = stored.get(org).map_or(1, |(v, _)| v + 1);
+        stored.insert(org.clone(), (version, providers));
+    }
+
+    /// How many writes found that someone else wrote since their read.
+    pub fn conflicts(&self) -> usize {
+        *lock(&self.conflicts)
+    }
+
+    /// How many times the settings were read from the store.
+    pub fn reads(&self) -> usize {
+        *lock(&self.reads)
+    }
+}
+
+#[async_trait]
+impl crate::providers::ProviderSettings for MemoryProviderSettings {
+    async fn get(&self, org: &OrgId) -> Result<crate::providers::OrgProviders, PortError> {
+        Ok(self.read(org).await?.providers)
+    }
+
+    async fn refresh(&self, org: &OrgId) -> Result<crate::providers::OrgProviders, PortError> {
+        self.get(org).await
+    }
+
+    async fn read(&self, org: &OrgId) -> Result<crate::providers::StoredProviders, PortError> {
+        *lock(&self.reads) += 1;
+        Ok(match lock(&self.stored).get(org) {
+            Some((version, providers)) => crate::providers::StoredProviders {
+                providers: providers.clone(),
+                version: Some(version.to_string()),
+            },
+            None => crate::providers::StoredProviders::default(),
+        })
+    }
+
+    async fn write(
+        &self,
+        org: &OrgId,
+        providers: &crate::providers::OrgProviders,
+        expected: Option<&str>,
+    ) -> Result<Write, PortError> {
+        if let Some((other_org, provider, value)) = lock(&self.interleave).take() {
+            let mut stored = lock(&self.stored);
+            let (version, mut current) = stored.get(&other_org).cloned().unwrap_or_default();
+            current
+                .set(provider, value)
+                .map_err(|e| PortError::new("memory settings", e.0))?;
+            stored.insert(other_org, (version + 1, current));
+        }
+        let mut stored = lock(&self.stored);
+        let current = stored.get(org).map(|(v, _)| v.to_string());
+        if current.as_deref() != expected {
+            *lock(&self.conflicts) += 1;
+            return Ok(Write::Conflict);
+        }
+        let version = stored.get(org).map_or(1, |(v, _)| v + 1);
+        stored.insert(org.clone(), (version, providers.clone()));
+        Ok(Write::Done)
+    }
+}

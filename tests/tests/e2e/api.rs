@@ -366,7 +366,8 @@ async fn provider_settings_are_admin_only_validated_and_never_returned() {
     let h = Harness::new().await;
     let api = h.api();
     let org = h.org.as_str();
-    let settings = json!({"api_key": "SG.secret-value", "webhook_public_key": "MFkw", "from": "billing@herald.example"});
+    let key = herald_e2e::SendGridSigner::new().public_key();
+    let settings = json!({"api_key": "SG.secret-value", "webhook_public_key": key, "from": "billing@herald.example"});
     let (code, _) = h
         .call(
             &api,

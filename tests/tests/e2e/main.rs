@@ -7,6 +7,7 @@ mod api;
 mod dispatch;
 mod intake;
 mod projection;
+mod provider_settings;
 mod providers;
 mod schedule;
 mod stack_template;
