@@ -6,7 +6,7 @@ use herald_core::ports::{Receipt, SendError};
 use herald_core::providers::TwilioSettings;
 use serde::Deserialize;
 
-use crate::http::{is_transient, unanswered};
+use crate::http::{credentials_refused, is_transient, unanswered};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
@@ -91,7 +91,7 @@ impl TwilioSender {
             )));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(SendError::hard("Twilio refused the credentials (401)"));
+            return Err(credentials_refused("Twilio", status));
         }
         let body: Option<ErrorBody> = response.json().await.ok();
         let (code, message) = body.map(|b| (b.code, b.message)).unwrap_or_default();
