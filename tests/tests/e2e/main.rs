@@ -4,6 +4,7 @@
 
 mod adapters;
 mod api;
+mod bench;
 mod dispatch;
 mod intake;
 mod projection;
