@@ -1,5 +1,6 @@
 //! SMS through Twilio's Programmable Messaging API.
 
+use herald_core::delivery::twilio::status_callback_url;
 use herald_core::delivery::twilio_error_is_permanent;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{Receipt, SendError};
@@ -58,9 +59,11 @@ impl TwilioSender {
             ("Body", n.body.clone()),
         ];
         if let Some(base) = &self.public_base_url {
+            // names the notification, so a status that comes before the send is recorded
+            // still finds it
             form.push((
                 "StatusCallback",
-                format!("{base}/webhooks/twilio/{}", n.org_id),
+                status_callback_url(base, &n.org_id, &n.id),
             ));
         }
         let sid = settings.account_sid.as_str();
