@@ -282,6 +282,22 @@ impl Harness {
     pub fn org_id(&self) -> herald_core::ids::OrgId {
         herald_core::ids::OrgId::parse(self.org.as_str()).unwrap()
     }
+
+    /// Records this test's organization as the owner of a sending identity, as
+    /// `PUT /admin/identities` does, without registering it with SES (so SES will not verify it).
+    pub async fn own_identity(&self, identity: &str) {
+        use herald_core::ports::Directory;
+        let directory = herald_adapters::DynamoDirectory::new(
+            aws_sdk_dynamodb::Client::new(&self.local.aws),
+            self.local.stack.names.directory_table(),
+        );
+        let identity = herald_core::identity::SenderIdentity::parse(identity).unwrap();
+        let owner = directory
+            .claim_identity(&self.org_id(), &identity)
+            .await
+            .unwrap();
+        assert_eq!(owner, self.org_id());
+    }
 }
 
 impl Harness {
@@ -301,19 +317,18 @@ impl Harness {
 
     /// Stores this organization's settings for a provider, as the admin API does.
     pub async fn set_provider(&self, provider: &str, settings: Value) {
-        use herald_core::providers::ProviderSettings;
         let store = herald_adapters::SecretsManagerSettings::new(
             aws_sdk_secretsmanager::Client::new(&self.local.aws),
             self.local.stack.names.provider_secrets_prefix(),
         );
-        let mut providers = store.get(&self.org_id()).await.unwrap();
-        providers
-            .set(
-                herald_core::providers::Provider::parse(provider).unwrap(),
-                settings,
-            )
-            .unwrap();
-        store.put(&self.org_id(), &providers).await.unwrap();
+        herald_core::providers::update(
+            &store,
+            &self.org_id(),
+            herald_core::providers::Provider::parse(provider).unwrap(),
+            settings,
+        )
+        .await
+        .unwrap();
     }
 }
 

@@ -26,7 +26,7 @@ use herald_core::ports::{
     RetryOutcome, SuppressionKey, SystemClock,
 };
 use herald_core::projection::Views;
-use herald_core::providers::{Provider, ProviderSettings};
+use herald_core::providers::{self, Provider, ProviderSettings, UpdateError};
 use herald_core::template::Catalog;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -620,14 +620,21 @@ impl Api {
         put: Option<&Request>,
     ) -> Result<Value, ApiError> {
         let provider = Provider::parse(name).map_err(|_| ApiError::NotFound("provider"))?;
-        let mut providers = self.settings.get(org).await?;
-        if let Some(req) = put {
-            let settings: Value = body_json(req)?;
-            providers
-                .set(provider, settings)
-                .map_err(|e| ApiError::BadRequest(e.0))?;
-            self.settings.put(org, &providers).await?;
-        }
+        let providers = match put {
+            // read fresh and written only if nobody wrote in between: another provider's
+            // settings saved meanwhile are kept
+            Some(req) => {
+                let settings: Value = body_json(req)?;
+                providers::update(self.settings.as_ref(), org, provider, settings)
+                    .await
+                    .map_err(|e| match e {
+                        UpdateError::Invalid(e) => ApiError::BadRequest(e.0),
+                        UpdateError::Conflict => ApiError::Conflict(e.to_string()),
+                        UpdateError::Port(e) => ApiError::Internal(e),
+                    })?
+            }
+            None => self.settings.read(org).await?.providers,
+        };
         let fields = providers.fields_set(provider);
         // credentials are never returned: only which fields are set
         Ok(

@@ -3,10 +3,20 @@
 //!
 //! - `POST /webhooks/sendgrid/{org}`: SendGrid's signed event webhook (ECDSA P-256)
 //! - `POST /webhooks/twilio/{org}`: Twilio's status callbacks (HMAC-SHA1)
-//! - `POST /webhooks/ses`: SES events through an SNS HTTPS subscription (RSA, SNS certificate)
+//! - `POST /webhooks/ses`: SES events through an SNS HTTPS subscription (RSA, SNS certificate),
+//!   from the deployment's topics (`HERALD_SES_TOPIC_ARNS`)
+//! - `POST /webhooks/ses/{org}`: the same from an organization's own topics (its SES settings'
+//!   `sns_topic_arns`); only this route confirms the subscription of such a topic, since a
+//!   SubscriptionConfirmation names no organization
 //!
 //! A bad or missing signature is 401 and changes nothing; a body that does not parse is 400;
-//! an event for an unknown message is accepted (200) so the provider stops retrying.
+//! an element of a batch Herald does not understand is counted and skipped; an event for an
+//! unknown message is accepted (200) so the provider stops retrying; an event that arrives
+//! before its send is recorded is 503 with `Retry-After`.
+//!
+//! Settings are cached: a signature that does not verify, or credentials not found, with the
+//! cached copy are checked again with the settings read again (at most once every few seconds
+//! per organization) before the request is refused.
 
 use std::sync::Arc;
 
@@ -20,17 +30,18 @@ use herald_core::delivery::ses::{SnsEndpoints, SnsMessage};
 use herald_core::delivery::{AuthError, sendgrid, ses, twilio};
 use herald_core::ids::OrgId;
 use herald_core::ports::{Clock, PortError, SystemClock};
-use herald_core::providers::ProviderSettings;
+use herald_core::providers::{OrgProviders, ProviderSettings};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use serde_json::json;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// Every route: the OpenAPI document (`infra/openapi.yaml`) describes them.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/webhooks/sendgrid/{org}"),
     ("POST", "/webhooks/twilio/{org}"),
     ("POST", "/webhooks/ses"),
+    ("POST", "/webhooks/ses/{org}"),
 ];
 
 #[derive(Debug, Clone)]
@@ -186,37 +197,74 @@ fn org_of(segment: &str) -> Result<OrgId, Failure> {
     OrgId::parse(segment).map_err(|_| Failure::NotFound)
 }
 
+/// Whether settings read again might verify what the cached ones did not.
+fn worth_reading_again(e: &AuthError) -> bool {
+    matches!(
+        e,
+        AuthError::NotConfigured | AuthError::BadSignature | AuthError::BadKey(_)
+    )
+}
+
 impl Webhooks {
+    /// Runs a check against the organization's settings: the cached copy first and, when it
+    /// fails in a way newer settings could fix (a rotated key, credentials added since), the
+    /// settings read again (at most once every few seconds per organization).
+    async fn with_settings<T>(
+        &self,
+        org: &OrgId,
+        check: impl Fn(&OrgProviders) -> Result<T, AuthError>,
+    ) -> Result<T, Failure> {
+        let cached = self.settings.get(org).await?;
+        match check(&cached) {
+            Err(e) if worth_reading_again(&e) => {
+                let fresh = self.settings.refresh(org).await?;
+                if fresh == cached {
+                    return Err(e.into());
+                }
+                Ok(check(&fresh)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
     async fn sendgrid(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
         let signature =
             header(req, sendgrid::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
         let timestamp =
             header(req, sendgrid::TIMESTAMP_HEADER).ok_or(AuthError::MissingSignature)?;
-        let providers = self.settings.get(org).await?;
-        let key = providers
-            .sendgrid
-            .and_then(|s| s.webhook_public_key)
-            .ok_or(AuthError::NotConfigured)?;
         let body = req.body().as_ref();
-        sendgrid::verify(
-            &key,
-            timestamp,
-            body,
-            signature,
-            self.clock.now(),
-            self.config.sendgrid_window,
-        )?;
-        let events = sendgrid::parse(body).map_err(Failure::BadRequest)?;
-        Ok(self.service.apply(org, &events).await?)
+        let now = self.clock.now();
+        self.with_settings(org, |providers| {
+            let key = providers
+                .sendgrid
+                .as_ref()
+                .and_then(|s| s.webhook_public_key.as_deref())
+                .ok_or(AuthError::NotConfigured)?;
+            sendgrid::verify(
+                key,
+                timestamp,
+                body,
+                signature,
+                now,
+                self.config.sendgrid_window,
+            )
+        })
+        .await?;
+        let batch = sendgrid::parse(body).map_err(Failure::BadRequest)?;
+        if batch.ignored > 0 {
+            info!(
+                ignored = batch.ignored,
+                understood = batch.events.len(),
+                "SendGrid elements Herald does not understand; skipped"
+            );
+        }
+        let mut summary = self.service.apply(org, &batch.events).await?;
+        summary.ignored = batch.ignored;
+        Ok(summary)
     }
 
     async fn twilio(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
         let signature = header(req, twilio::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
-        let providers = self.settings.get(org).await?;
-        let token = providers
-            .twilio
-            .map(|t| t.auth_token)
-            .ok_or(AuthError::NotConfigured)?;
         let params: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body().as_ref())
             .map_err(|e| Failure::BadRequest(format!("not a form-encoded body: {e}")))?;
         // the URL Twilio requested: the public base, not the internal host
@@ -229,16 +277,55 @@ impl Webhooks {
             url.push('?');
             url.push_str(query);
         }
-        twilio::verify(&url, &params, token.expose(), signature)?;
-        let event = twilio::parse(&params, self.clock.now()).map_err(Failure::BadRequest)?;
+        self.with_settings(org, |providers| {
+            let token = providers
+                .twilio
+                .as_ref()
+                .map(|t| &t.auth_token)
+                .ok_or(AuthError::NotConfigured)?;
+            twilio::verify(&url, &params, token.expose(), signature)
+        })
+        .await?;
+        let mut event = twilio::parse(&params, self.clock.now()).map_err(Failure::BadRequest)?;
+        // the StatusCallback URL Herald set names the notification (signed with the rest)
+        event.notification_hint = twilio::notification_of(req.uri().query());
         Ok(self.service.apply(org, &[event]).await?)
     }
 
-    async fn ses(&self, req: &Request) -> Result<WebhookSummary, Failure> {
+    /// Whether an organization's SES settings list this topic (read again before saying no:
+    /// the topic may have been added moments ago).
+    async fn org_topic(&self, org: &OrgId, topic: &str) -> Result<bool, Failure> {
+        let listed = |p: &OrgProviders| {
+            p.ses
+                .as_ref()
+                .is_some_and(|s| s.sns_topic_arns.iter().any(|t| t == topic))
+        };
+        let accepted = self
+            .with_settings(org, |p| {
+                if listed(p) {
+                    Ok(())
+                } else {
+                    Err(AuthError::NotConfigured)
+                }
+            })
+            .await;
+        match accepted {
+            Ok(()) => Ok(true),
+            Err(Failure::Unauthorized(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SES events over SNS; `route_org` is the organization of `/webhooks/ses/{org}`.
+    async fn ses(
+        &self,
+        route_org: Option<&OrgId>,
+        req: &Request,
+    ) -> Result<WebhookSummary, Failure> {
         let message = SnsMessage::parse(req.body().as_ref()).map_err(Failure::BadRequest)?;
-        if !ses::trusted_cert_url(&message.signing_cert_url) {
+        if !ses::trusted_cert_url(&message.signing_cert_url, &message.topic_arn) {
             return Err(Failure::Unauthorized(
-                "the signing certificate is not SNS's".into(),
+                "the signing certificate is not SNS's in the topic's region".into(),
             ));
         }
         let pem = self
@@ -251,16 +338,21 @@ impl Webhooks {
             })?;
         ses::verify(&message, &ses::cert_public_key(&pem)?)?;
         let deployment_topic = self.config.ses_topic_arns.contains(&message.topic_arn);
+        let refused = || Failure::Unauthorized("the topic is not accepted".into());
         match message.kind.as_str() {
             "SubscriptionConfirmation" => {
-                if !deployment_topic {
-                    return Err(Failure::Unauthorized("the topic is not accepted".into()));
+                // the confirmation names no organization: an organization's topic is confirmed
+                // only on that organization's route, and only if its settings list the topic
+                let accepted = deployment_topic
+                    || match route_org {
+                        Some(org) => self.org_topic(org, &message.topic_arn).await?,
+                        None => false,
+                    };
+                if !accepted {
+                    return Err(refused());
                 }
                 let url = message.subscribe_url.as_deref().unwrap_or_default();
-                if !ses::trusted_cert_url(&format!(
-                    "{}.pem",
-                    url.split('?').next().unwrap_or_default()
-                )) {
+                if !ses::trusted_subscribe_url(url, &message.topic_arn) {
                     return Err(Failure::BadRequest("the SubscribeURL is not SNS's".into()));
                 }
                 self.sns.confirm_subscription(url).await.map_err(|e| {
@@ -272,20 +364,20 @@ impl Webhooks {
             "Notification" => {
                 let delivery =
                     ses::parse(&message, self.clock.now()).map_err(Failure::BadRequest)?;
-                let Some(org) = delivery.org else {
+                let org = match (route_org, delivery.org) {
+                    // on an organization's route, events are that organization's only
+                    (Some(route), Some(tagged)) if route != &tagged => None,
+                    (Some(route), _) => Some(route.clone()),
+                    (None, tagged) => tagged,
+                };
+                let Some(org) = org else {
                     return Ok(WebhookSummary {
                         unknown: 1,
                         ..Default::default()
                     });
                 };
-                let org_topic = self
-                    .settings
-                    .get(&org)
-                    .await?
-                    .ses
-                    .is_some_and(|s| s.sns_topic_arns.contains(&message.topic_arn));
-                if !deployment_topic && !org_topic {
-                    return Err(Failure::Unauthorized("the topic is not accepted".into()));
+                if !deployment_topic && !self.org_topic(&org, &message.topic_arn).await? {
+                    return Err(refused());
                 }
                 Ok(self.service.apply(&org, &[delivery.event]).await?)
             }
@@ -309,8 +401,12 @@ pub async fn handle(w: &Webhooks, req: Request) -> Result<Response<Body>, Error>
             Ok(org) => w.twilio(&org, &req).await,
             Err(e) => Err(e),
         },
-        (&Method::POST, ["webhooks", "ses"]) => w.ses(&req).await,
-        (_, ["webhooks", "sendgrid" | "twilio", _] | ["webhooks", "ses"]) => {
+        (&Method::POST, ["webhooks", "ses"]) => w.ses(None, &req).await,
+        (&Method::POST, ["webhooks", "ses", org]) => match org_of(org) {
+            Ok(org) => w.ses(Some(&org), &req).await,
+            Err(e) => Err(e),
+        },
+        (_, ["webhooks", "sendgrid" | "twilio" | "ses", _] | ["webhooks", "ses"]) => {
             Err(Failure::MethodNotAllowed)
         }
         _ => Err(Failure::NotFound),

@@ -4,15 +4,16 @@
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
 //! created once, claimed by one dispatcher at a time, and settled only by its claimer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use herald_core::delivery::DeliveryChange;
 use herald_core::delivery::service::DeliveryStore;
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
@@ -37,6 +38,10 @@ type Item = HashMap<String, AttributeValue>;
 const BATCH_GET_LIMIT: usize = 100;
 /// How often unprocessed keys of a BatchGetItem are asked for again before giving up.
 const BATCH_GET_ROUNDS: usize = 5;
+/// The largest number of writes one BatchWriteItem may carry.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// How many batch requests one call sends at once.
+const BATCH_CONCURRENCY: usize = 8;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -766,44 +771,110 @@ impl DeliveryStore for DynamoNotificationStore {
         guarded(OP, request).await
     }
 
-    async fn webhook_seen(
+    async fn get_many(
         &self,
         org: &OrgId,
-        provider: Provider,
-        event_id: &str,
-    ) -> Result<bool, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(webhook_key(org, provider, event_id)))
-            .projection_expression("pk")
-            .send()
-            .await
-            .map_err(|e| PortError::new("dynamodb GetItem webhook", e))?;
-        Ok(out.item.is_some())
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, PortError> {
+        let keys: Vec<String> = ids.iter().map(|id| notification_key(org, id)).collect();
+        let chunks: Vec<Vec<String>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
+        let items: Vec<Vec<Item>> = futures::stream::iter(chunks)
+            .map(|chunk| batch_get(&self.client, &self.table, chunk, true))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        items
+            .into_iter()
+            .flatten()
+            .map(Self::parse_notification)
+            .collect()
     }
 
-    async fn mark_webhook_seen(
+    async fn seen(
         &self,
         org: &OrgId,
         provider: Provider,
-        event_id: &str,
+        event_ids: &[String],
+    ) -> Result<HashSet<String>, PortError> {
+        let by_key: HashMap<String, &String> = event_ids
+            .iter()
+            .map(|id| (webhook_key(org, provider, id), id))
+            .collect();
+        let keys: Vec<String> = by_key.keys().cloned().collect();
+        let chunks: Vec<Vec<String>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
+        // eventually consistent: a marker written moments ago may be missed, which only
+        // applies an event twice, and applying is idempotent
+        let items: Vec<Vec<Item>> = futures::stream::iter(chunks)
+            .map(|chunk| batch_get(&self.client, &self.table, chunk, false))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(items
+            .iter()
+            .flatten()
+            .filter_map(|item| pk_of(item).and_then(|pk| by_key.get(pk)))
+            .map(|id| (*id).clone())
+            .collect())
+    }
+
+    async fn mark_seen(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        event_ids: &[String],
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let expires = at + chrono::Duration::days(WEBHOOK_MEMORY_DAYS);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(webhook_key(org, provider, event_id)))
-            .item("kind", s("webhook"))
-            .item(
-                "expires_at",
-                AttributeValue::N(expires.timestamp().to_string()),
-            )
-            .send()
-            .await
-            .map_err(|e| PortError::new("dynamodb PutItem webhook", e))?;
+        const OP: &str = "dynamodb BatchWriteItem webhook";
+        let expires = (at + chrono::Duration::days(WEBHOOK_MEMORY_DAYS))
+            .timestamp()
+            .to_string();
+        let keys: BTreeSet<String> = event_ids
+            .iter()
+            .map(|id| webhook_key(org, provider, id))
+            .collect();
+        let requests: Vec<WriteRequest> = keys
+            .into_iter()
+            .map(|pk| {
+                PutRequest::builder()
+                    .item("pk", s(pk))
+                    .item("kind", s("webhook"))
+                    .item("expires_at", AttributeValue::N(expires.clone()))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| PortError::new(OP, e))?;
+        futures::stream::iter(requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec))
+            .map(|chunk| async move {
+                let mut pending = chunk;
+                for _ in 0..BATCH_GET_ROUNDS {
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                    let out = self
+                        .client
+                        .batch_write_item()
+                        .request_items(&self.table, pending)
+                        .send()
+                        .await
+                        .map_err(|e| PortError::new(OP, e))?;
+                    pending = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&self.table))
+                        .unwrap_or_default();
+                }
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    Err(PortError::new(
+                        OP,
+                        "items stayed unprocessed after retries (throttled)",
+                    ))
+                }
+            })
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 }

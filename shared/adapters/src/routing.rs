@@ -1,24 +1,53 @@
 //! Picks each organization's provider for a channel: SendGrid or SES for email, Twilio or SNS
 //! for SMS, by the settings the organization has.
+//!
+//! Settings are cached; when a provider refuses the credentials of the cached copy (a key
+//! rotated meanwhile), the settings are read again and, if they changed, the send is tried once
+//! more with them. A refusal that stands is a soft failure: the provider's problem, retried,
+//! never a dead letter of the notification.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_core::model::Notification;
 use herald_core::ports::{ChannelSender, Receipt, SendError};
-use herald_core::providers::ProviderSettings;
-use tracing::warn;
+use herald_core::providers::{OrgProviders, ProviderSettings};
+use tracing::{info, warn};
 
+use crate::http::is_credentials_refusal;
 use crate::{SendGridSender, SesEmailSender, SnsSmsSender, TwilioSender};
 
-async fn settings_of(
-    settings: &dyn ProviderSettings,
-    n: &Notification,
-) -> Result<herald_core::providers::OrgProviders, SendError> {
-    settings.get(&n.org_id).await.map_err(|e| {
-        warn!(error = %e, "provider settings unavailable");
-        SendError::soft("provider settings unavailable")
-    })
+fn unavailable(e: &herald_core::ports::PortError) -> SendError {
+    warn!(error = %e, "provider settings unavailable");
+    SendError::soft("provider settings unavailable")
+}
+
+/// Sends with the cached settings; on a credential refusal, once more with settings read again
+/// if they differ.
+async fn with_fresh_on_refusal<'a, F, Fut>(
+    settings: &'a dyn ProviderSettings,
+    n: &'a Notification,
+    send: F,
+) -> Result<Receipt, SendError>
+where
+    F: Fn(OrgProviders) -> Fut,
+    Fut: std::future::Future<Output = Result<Receipt, SendError>>,
+{
+    let cached = settings.get(&n.org_id).await.map_err(|e| unavailable(&e))?;
+    match send(cached.clone()).await {
+        Err(e) if is_credentials_refusal(&e) => {
+            let fresh = settings
+                .refresh(&n.org_id)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if fresh == cached {
+                return Err(e);
+            }
+            info!(notification_id = %n.id, "credentials refused; sending with the settings read again");
+            send(fresh).await
+        }
+        other => other,
+    }
 }
 
 pub struct EmailRouter {
@@ -30,11 +59,13 @@ pub struct EmailRouter {
 #[async_trait]
 impl ChannelSender for EmailRouter {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
-        let providers = settings_of(self.settings.as_ref(), n).await?;
-        match &providers.sendgrid {
-            Some(sendgrid) => self.sendgrid.send(n, sendgrid).await,
-            None => self.ses.send_with(n, providers.ses.as_ref()).await,
-        }
+        with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
+            match &providers.sendgrid {
+                Some(sendgrid) => self.sendgrid.send(n, sendgrid).await,
+                None => self.ses.send_with(n, providers.ses.as_ref()).await,
+            }
+        })
+        .await
     }
 }
 
@@ -47,10 +78,12 @@ pub struct SmsRouter {
 #[async_trait]
 impl ChannelSender for SmsRouter {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
-        let providers = settings_of(self.settings.as_ref(), n).await?;
-        match &providers.twilio {
-            Some(twilio) => self.twilio.send(n, twilio).await,
-            None => self.sns.send(n).await,
-        }
+        with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
+            match &providers.twilio {
+                Some(twilio) => self.twilio.send(n, twilio).await,
+                None => self.sns.send(n).await,
+            }
+        })
+        .await
     }
 }

@@ -1,25 +1,32 @@
 //! Provider settings and credentials in AWS Secrets Manager: one secret per organization,
-//! read once and cached for a few minutes per warm Lambda.
+//! cached for a few minutes per warm Lambda, read again on demand (at most once every few
+//! seconds per organization), and written conditionally.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use herald_core::ids::OrgId;
-use herald_core::ports::PortError;
-use herald_core::providers::{OrgProviders, ProviderSettings};
+use herald_core::ports::{PortError, Write};
+use herald_core::providers::{
+    OrgProviders, ProviderSettings, REFRESH_INTERVAL, SettingsCache, StoredProviders,
+};
 use tokio::sync::Mutex;
 
-/// How long settings read from Secrets Manager are trusted: a changed key takes effect within it.
+/// How long settings read from Secrets Manager are trusted: a changed key takes effect within
+/// it, or at once where the old one fails (see [`ProviderSettings::refresh`]).
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
+/// How many organizations' settings one warm Lambda keeps.
+pub const CACHE_CAPACITY: usize = 1000;
+/// The staging label of a version written but not yet made current.
+const PENDING_STAGE: &str = "HERALD_PENDING";
+const CURRENT_STAGE: &str = "AWSCURRENT";
 
 #[derive(Debug)]
 pub struct SecretsManagerSettings {
     client: Client,
     prefix: String,
-    ttl: Duration,
-    cache: Mutex<HashMap<OrgId, (Instant, OrgProviders)>>,
+    cache: Mutex<SettingsCache>,
 }
 
 impl SecretsManagerSettings {
@@ -28,88 +35,161 @@ impl SecretsManagerSettings {
         SecretsManagerSettings {
             client,
             prefix: prefix.into(),
-            ttl: CACHE_TTL,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(SettingsCache::new(
+                CACHE_TTL,
+                REFRESH_INTERVAL,
+                CACHE_CAPACITY,
+            )),
         }
     }
 
     /// How long read settings are trusted before they are read again.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.cache.get_mut().set_ttl(ttl);
+        self
+    }
+
+    /// The shortest time between two reads asked for by `refresh`.
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.cache.get_mut().set_refresh_interval(interval);
         self
     }
 
     fn name(&self, org: &OrgId) -> String {
         format!("{}/{org}", self.prefix.trim_end_matches('/'))
     }
-}
 
-#[async_trait]
-impl ProviderSettings for SecretsManagerSettings {
-    async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
+    /// The current version of the secret, uncached.
+    async fn read_secret(&self, org: &OrgId) -> Result<StoredProviders, PortError> {
         const OP: &str = "secretsmanager GetSecretValue";
-        if let Some((at, cached)) = self.cache.lock().await.get(org) {
-            if at.elapsed() < self.ttl {
-                return Ok(cached.clone());
-            }
-        }
-        let providers = match self
+        let stored = match self
             .client
             .get_secret_value()
             .secret_id(self.name(org))
+            // named, not implied: the current version is the one the AWSCURRENT label is on
+            .version_stage(CURRENT_STAGE)
             .send()
             .await
         {
             Ok(out) => {
                 let text = out.secret_string.unwrap_or_default();
-                serde_json::from_str(&text).map_err(|e| PortError::new(OP, e))?
+                StoredProviders {
+                    providers: serde_json::from_str(&text).map_err(|e| PortError::new(OP, e))?,
+                    version: out.version_id,
+                }
             }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                OrgProviders::default()
+                StoredProviders::default()
             }
             Err(e) => return Err(PortError::new(OP, e)),
         };
         self.cache
             .lock()
             .await
-            .insert(org.clone(), (Instant::now(), providers.clone()));
-        Ok(providers)
+            .insert(org, stored.providers.clone(), Instant::now());
+        Ok(stored)
+    }
+}
+
+#[async_trait]
+impl ProviderSettings for SecretsManagerSettings {
+    async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
+        if let Some(cached) = self.cache.lock().await.fresh(org, Instant::now()) {
+            return Ok(cached);
+        }
+        Ok(self.read_secret(org).await?.providers)
     }
 
-    async fn put(&self, org: &OrgId, providers: &OrgProviders) -> Result<(), PortError> {
-        const OP: &str = "secretsmanager PutSecretValue";
-        let text = serde_json::to_string(providers).map_err(|e| PortError::new(OP, e))?;
+    async fn refresh(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
+        if let Some(recent) = self.cache.lock().await.recent(org, Instant::now()) {
+            return Ok(recent);
+        }
+        Ok(self.read_secret(org).await?.providers)
+    }
+
+    async fn read(&self, org: &OrgId) -> Result<StoredProviders, PortError> {
+        self.read_secret(org).await
+    }
+
+    /// Secrets Manager has no compare-and-swap on a value, but it has one on a label: the new
+    /// value is stored as a version that is not current yet, then `UpdateSecretVersionStage`
+    /// moves AWSCURRENT to it from the version that was read. Secrets Manager refuses that move
+    /// when `RemoveFromVersionId` is not the version AWSCURRENT is on ("if the version ID does
+    /// not match, then the operation fails"), so a writer who read before another's write
+    /// loses, reads again and retries, instead of writing back a stale copy. The first write
+    /// is `CreateSecret`, which fails when the secret exists. Both refusals are conflicts.
+    /// The emulator (moto) implements both checks, so the tests run the same path.
+    async fn write(
+        &self,
+        org: &OrgId,
+        providers: &OrgProviders,
+        expected: Option<&str>,
+    ) -> Result<Write, PortError> {
+        let text = serde_json::to_string(providers)
+            .map_err(|e| PortError::new("serialize provider settings", e))?;
         let name = self.name(org);
-        match self
-            .client
-            .put_secret_value()
-            .secret_id(&name)
-            .secret_string(&text)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                self.client
+        let version = uuid::Uuid::new_v4().to_string();
+        match expected {
+            None => {
+                let created = self
+                    .client
                     .create_secret()
                     .name(&name)
+                    .client_request_token(&version)
                     .secret_string(&text)
                     .send()
-                    .await
-                    .map_err(|e| PortError::new("secretsmanager CreateSecret", e))?;
+                    .await;
+                match created {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_resource_exists_exception()) =>
+                    {
+                        return Ok(Write::Conflict);
+                    }
+                    Err(e) => return Err(PortError::new("secretsmanager CreateSecret", e)),
+                }
             }
-            Err(e) => return Err(PortError::new(OP, e)),
+            Some(read_version) => {
+                self.client
+                    .put_secret_value()
+                    .secret_id(&name)
+                    .client_request_token(&version)
+                    .secret_string(&text)
+                    .version_stages(PENDING_STAGE)
+                    .send()
+                    .await
+                    .map_err(|e| PortError::new("secretsmanager PutSecretValue", e))?;
+                let moved = self
+                    .client
+                    .update_secret_version_stage()
+                    .secret_id(&name)
+                    .version_stage(CURRENT_STAGE)
+                    .remove_from_version_id(read_version)
+                    .move_to_version_id(&version)
+                    .send()
+                    .await;
+                match moved {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_invalid_parameter_exception()) =>
+                    {
+                        return Ok(Write::Conflict);
+                    }
+                    Err(e) => {
+                        return Err(PortError::new("secretsmanager UpdateSecretVersionStage", e));
+                    }
+                }
+            }
         }
         self.cache
             .lock()
             .await
-            .insert(org.clone(), (Instant::now(), providers.clone()));
-        Ok(())
+            .insert(org, providers.clone(), Instant::now());
+        Ok(Write::Done)
     }
 }

@@ -6,7 +6,7 @@ use herald_core::providers::SendGridSettings;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{is_transient, unanswered};
+use crate::http::{credentials_refused, is_transient, unanswered};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.sendgrid.com";
 
@@ -87,10 +87,7 @@ impl SendGridSender {
             )));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(SendError::hard(format!(
-                "SendGrid refused the API key ({})",
-                status.as_u16()
-            )));
+            return Err(credentials_refused("SendGrid", status));
         }
         // 400 and the like: the request itself is wrong; SendGrid says which field. Its
         // free text may quote the address, so only the field names are kept.

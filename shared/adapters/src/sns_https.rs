@@ -1,4 +1,4 @@
-//! SNS's HTTPS endpoints: signing certificates (cached for the life of the Lambda) and
+//! SNS's HTTPS endpoints: signing certificates (a few, cached for the life of the Lambda) and
 //! subscription confirmation.
 
 use std::collections::HashMap;
@@ -6,6 +6,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use herald_core::delivery::ses::SnsEndpoints;
 use tokio::sync::Mutex;
+
+/// How many signing certificates are kept: SNS signs with one certificate per region at a
+/// time, so a handful covers every topic; more can only come from requests that try URLs.
+pub const CERTIFICATE_CACHE_CAPACITY: usize = 16;
+/// The largest certificate accepted (SNS's are about 2 KB).
+const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub struct SnsHttpEndpoints {
@@ -32,11 +38,22 @@ impl SnsEndpoints for SnsHttpEndpoints {
         if !response.status().is_success() {
             return Err(format!("certificate answered {}", response.status()));
         }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_CERTIFICATE_BYTES as u64)
+        {
+            return Err("certificate too large".into());
+        }
         let pem = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
-        self.certificates
-            .lock()
-            .await
-            .insert(url.to_string(), pem.clone());
+        if pem.len() > MAX_CERTIFICATE_BYTES {
+            return Err("certificate too large".into());
+        }
+        let mut certificates = self.certificates.lock().await;
+        if certificates.len() >= CERTIFICATE_CACHE_CAPACITY {
+            // rare (SNS rotates its certificates yearly): start over rather than track ages
+            certificates.clear();
+        }
+        certificates.insert(url.to_string(), pem.clone());
         Ok(pem)
     }
 

@@ -1,12 +1,13 @@
 //! SMS through Twilio's Programmable Messaging API.
 
+use herald_core::delivery::twilio::status_callback_url;
 use herald_core::delivery::twilio_failure;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{Receipt, SendError};
 use herald_core::providers::TwilioSettings;
 use serde::Deserialize;
 
-use crate::http::{is_transient, unanswered};
+use crate::http::{credentials_refused, is_transient, unanswered};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
@@ -56,9 +57,11 @@ impl TwilioSender {
             ("Body", n.body.clone()),
         ];
         if let Some(base) = &self.public_base_url {
+            // names the notification, so a status that comes before the send is recorded
+            // still finds it
             form.push((
                 "StatusCallback",
-                format!("{base}/webhooks/twilio/{}", n.org_id),
+                status_callback_url(base, &n.org_id, &n.id),
             ));
         }
         let sid = settings.account_sid.as_str();
@@ -86,7 +89,7 @@ impl TwilioSender {
             )));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(SendError::hard("Twilio refused the credentials (401)"));
+            return Err(credentials_refused("Twilio", status));
         }
         // Twilio's message quotes the number: only the code is kept.
         let code = response.json::<ErrorBody>().await.ok().and_then(|b| b.code);

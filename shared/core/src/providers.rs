@@ -2,13 +2,16 @@
 //! settings send email through SendGrid, those with Twilio settings send SMS through Twilio;
 //! the others use SES and SNS.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize};
+use thiserror::Error;
 
 use crate::ids::{EmailAddress, InvalidValue, OrgId, PhoneNumber};
-use crate::ports::PortError;
+use crate::ports::{PortError, Write};
 
 /// A credential: kept out of debug output and logs.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -117,7 +120,7 @@ pub struct OrgProviders {
 }
 
 /// The providers Herald can be set up with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Sendgrid,
@@ -147,22 +150,32 @@ impl Provider {
 }
 
 impl OrgProviders {
-    /// Replaces one provider's settings from its JSON form, validated.
+    /// Replaces one provider's settings from its JSON form, validated field by field; the
+    /// error names the field.
     pub fn set(
         &mut self,
         provider: Provider,
         settings: serde_json::Value,
     ) -> Result<(), InvalidValue> {
-        let invalid =
-            |e: serde_json::Error| InvalidValue(format!("{} settings: {e}", provider.as_str()));
+        let name = provider.as_str();
+        let invalid = |e: serde_json::Error| InvalidValue(format!("{name} settings: {e}"));
+        let field = |e: InvalidValue| InvalidValue(format!("{name} settings: {}", e.0));
         match provider {
             Provider::Sendgrid => {
-                self.sendgrid = Some(serde_json::from_value(settings).map_err(invalid)?)
+                let s: SendGridSettings = serde_json::from_value(settings).map_err(invalid)?;
+                s.validate().map_err(field)?;
+                self.sendgrid = Some(s);
             }
             Provider::Twilio => {
-                self.twilio = Some(serde_json::from_value(settings).map_err(invalid)?)
+                let s: TwilioSettings = serde_json::from_value(settings).map_err(invalid)?;
+                s.validate().map_err(field)?;
+                self.twilio = Some(s);
             }
-            Provider::Ses => self.ses = Some(serde_json::from_value(settings).map_err(invalid)?),
+            Provider::Ses => {
+                let s: SesSettings = serde_json::from_value(settings).map_err(invalid)?;
+                s.validate().map_err(field)?;
+                self.ses = Some(s);
+            }
         }
         Ok(())
     }
@@ -205,12 +218,286 @@ impl OrgProviders {
     }
 }
 
+/// An organization's settings as stored, with the version they were read at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredProviders {
+    pub providers: OrgProviders,
+    /// The stored version (`None`: nothing is stored yet); a conditional write names it.
+    pub version: Option<String>,
+}
+
 /// Where provider settings and credentials are kept (Secrets Manager).
+///
+/// Reads may be served from a cache for a while ([`ProviderSettings::get`]); whoever finds the
+/// cached settings wanting (a signature that does not verify, credentials the provider
+/// refuses, nothing configured) asks for [`ProviderSettings::refresh`] before concluding.
 #[async_trait]
 pub trait ProviderSettings: Send + Sync {
+    /// The organization's settings, possibly from a cache.
     async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
 
-    async fn put(&self, org: &OrgId, providers: &OrgProviders) -> Result<(), PortError>;
+    /// The settings read again, unless they were read less than [`REFRESH_INTERVAL`] ago (then
+    /// that copy): so that forged requests cannot turn into a flood of reads.
+    async fn refresh(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
+
+    /// The settings as stored now, never from a cache, with their version.
+    async fn read(&self, org: &OrgId) -> Result<StoredProviders, PortError>;
+
+    /// Writes the settings if the stored version is still `expected` (`None`: nothing stored
+    /// yet); [`Write::Conflict`] when someone wrote meanwhile.
+    async fn write(
+        &self,
+        org: &OrgId,
+        providers: &OrgProviders,
+        expected: Option<&str>,
+    ) -> Result<Write, PortError>;
+}
+
+/// The shortest time between two reads of one organization's settings asked for by
+/// [`ProviderSettings::refresh`].
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many times a settings update reads and writes again when someone else wrote meanwhile.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// Why a settings update did not happen.
+#[derive(Debug, Error)]
+pub enum UpdateError {
+    #[error("{0}")]
+    Invalid(InvalidValue),
+    #[error("the settings kept changing while they were written; try again")]
+    Conflict,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// Sets one provider's settings and keeps the others as they are stored now: read fresh, change,
+/// write only if nobody wrote in between, else again.
+pub async fn update(
+    settings: &dyn ProviderSettings,
+    org: &OrgId,
+    provider: Provider,
+    value: serde_json::Value,
+) -> Result<OrgProviders, UpdateError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let StoredProviders {
+            mut providers,
+            version,
+        } = settings.read(org).await?;
+        providers
+            .set(provider, value.clone())
+            .map_err(UpdateError::Invalid)?;
+        match settings.write(org, &providers, version.as_deref()).await? {
+            Write::Done => return Ok(providers),
+            Write::Conflict => continue,
+        }
+    }
+    Err(UpdateError::Conflict)
+}
+
+/// The settings read lately, per organization: trusted for `ttl`, read again at most once per
+/// `refresh_interval`, and at most `capacity` organizations (so requests naming made-up
+/// organizations cannot grow it without end).
+#[derive(Debug)]
+pub struct SettingsCache {
+    ttl: Duration,
+    refresh_interval: Duration,
+    capacity: usize,
+    entries: HashMap<OrgId, (Instant, OrgProviders)>,
+}
+
+impl SettingsCache {
+    pub fn new(ttl: Duration, refresh_interval: Duration, capacity: usize) -> Self {
+        SettingsCache {
+            ttl,
+            refresh_interval,
+            capacity: capacity.max(1),
+            entries: HashMap::new(),
+        }
+    }
+
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
+    pub fn set_refresh_interval(&mut self, interval: Duration) {
+        self.refresh_interval = interval;
+    }
+
+    /// The copy read less than `ttl` ago.
+    pub fn fresh(&self, org: &OrgId, now: Instant) -> Option<OrgProviders> {
+        self.within(org, now, self.ttl)
+    }
+
+    /// The copy read less than the refresh interval ago: reading again would be too soon.
+    pub fn recent(&self, org: &OrgId, now: Instant) -> Option<OrgProviders> {
+        self.within(org, now, self.refresh_interval)
+    }
+
+    fn within(&self, org: &OrgId, now: Instant, age: Duration) -> Option<OrgProviders> {
+        self.entries
+            .get(org)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < age)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Keeps a copy read at `now` (including "nothing configured").
+    pub fn insert(&mut self, org: &OrgId, providers: OrgProviders, now: Instant) {
+        if !self.entries.contains_key(org) && self.entries.len() >= self.capacity {
+            let keep = self.ttl.max(self.refresh_interval);
+            self.entries
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < keep);
+            if self.entries.len() >= self.capacity {
+                let oldest = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (at, _))| *at)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.entries.remove(&oldest);
+                }
+            }
+        }
+        self.entries.insert(org.clone(), (now, providers));
+    }
+}
+
+/// A region name as AWS spells them: `us-east-1`, `eu-central-2`, `ap-southeast-4`,
+/// `us-gov-west-1`, `cn-north-1`, … (an area, a direction, a number).
+pub fn is_aws_region(region: &str) -> bool {
+    const AREAS: &[&str] = &[
+        "us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx", "cn", "us-gov",
+    ];
+    const DIRECTIONS: &[&str] = &[
+        "north",
+        "south",
+        "east",
+        "west",
+        "central",
+        "northeast",
+        "southeast",
+        "northwest",
+        "southwest",
+    ];
+    let Some((rest, number)) = region.rsplit_once('-') else {
+        return false;
+    };
+    let Some((area, direction)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    AREAS.contains(&area)
+        && DIRECTIONS.contains(&direction)
+        && (1..=2).contains(&number.len())
+        && number.chars().all(|c| c.is_ascii_digit())
+        && !number.starts_with('0')
+}
+
+/// The DNS suffix of a region's endpoints.
+pub fn aws_dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
+}
+
+/// The region of an SNS topic ARN, `arn:aws:sns:<region>:<12-digit account>:<name>`, or why it
+/// is not one.
+pub fn sns_topic_region(arn: &str) -> Result<&str, InvalidValue> {
+    let invalid = || {
+        InvalidValue(
+            "must be an SNS topic ARN, arn:aws:sns:<region>:<12-digit account>:<topic name>".into(),
+        )
+    };
+    let parts: Vec<&str> = arn.split(':').collect();
+    let ["arn", partition, "sns", region, account, name] = parts.as_slice() else {
+        return Err(invalid());
+    };
+    let partition_ok = match *partition {
+        "aws" => !region.starts_with("cn-") && !region.starts_with("us-gov-"),
+        "aws-cn" => region.starts_with("cn-"),
+        "aws-us-gov" => region.starts_with("us-gov-"),
+        _ => false,
+    };
+    let base = name.strip_suffix(".fifo").unwrap_or(*name);
+    let name_ok = !base.is_empty()
+        && name.len() <= 256
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    if partition_ok && is_aws_region(region) && account_ok && name_ok {
+        Ok(*region)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A credential's shape: 1 to `max` visible ASCII characters.
+fn check_credential(field: &str, value: &Secret, max: usize) -> Result<(), InvalidValue> {
+    let v = value.expose();
+    if v.is_empty() || v.len() > max || !v.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(InvalidValue(format!(
+            "{field}: must be 1 to {max} visible characters, without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// The most SNS topics an organization may accept SES events from.
+pub const MAX_SES_TOPICS: usize = 10;
+
+impl SendGridSettings {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        check_credential("api_key", &self.api_key, 256)?;
+        if let Some(key) = &self.webhook_public_key {
+            let parsed = (key.len() <= 512)
+                .then(|| crate::delivery::sendgrid::public_key_point(key).ok())
+                .flatten();
+            if parsed.is_none() {
+                return Err(InvalidValue(
+                    "webhook_public_key: must be SendGrid's verification key, a base64 ECDSA P-256 public key".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TwilioSettings {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        check_credential("auth_token", &self.auth_token, 128)
+    }
+}
+
+impl SesSettings {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        if let Some(set) = &self.configuration_set {
+            let ok = !set.is_empty()
+                && set.len() <= 64
+                && set
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(InvalidValue(
+                    "configuration_set: must be 1 to 64 letters, digits, '-' or '_'".into(),
+                ));
+            }
+        }
+        if self.sns_topic_arns.len() > MAX_SES_TOPICS {
+            return Err(InvalidValue(format!(
+                "sns_topic_arns: at most {MAX_SES_TOPICS} topics"
+            )));
+        }
+        for (i, arn) in self.sns_topic_arns.iter().enumerate() {
+            sns_topic_region(arn)
+                .map_err(|e| InvalidValue(format!("sns_topic_arns[{i}]: {}", e.0)))?;
+            if self.sns_topic_arns[..i].contains(arn) {
+                return Err(InvalidValue(format!("sns_topic_arns[{i}]: listed twice")));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -243,5 +530,174 @@ mod tests {
                 .is_err()
         );
         assert!(Provider::parse("mailgun").is_err());
+    }
+
+    #[test]
+    fn every_settings_field_is_validated_and_the_error_names_it() {
+        let mut p = OrgProviders::default();
+        let cases = [
+            (
+                Provider::Sendgrid,
+                json!({"api_key": "SG.k", "webhook_public_key": "bm90IGEga2V5"}),
+                "webhook_public_key",
+            ),
+            (
+                Provider::Sendgrid,
+                json!({"api_key": "SG key with spaces"}),
+                "api_key",
+            ),
+            (
+                Provider::Twilio,
+                json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x".repeat(129), "from": "+14155550100"}),
+                "auth_token",
+            ),
+            (
+                Provider::Ses,
+                json!({"sns_topic_arns": ["*"]}),
+                "sns_topic_arns[0]",
+            ),
+            (
+                Provider::Ses,
+                json!({"sns_topic_arns": ["arn:aws:sns:us-east-1:123456789012:a", "not-an-arn"]}),
+                "sns_topic_arns[1]",
+            ),
+            (
+                Provider::Ses,
+                json!({"configuration_set": "x".repeat(65)}),
+                "configuration_set",
+            ),
+        ];
+        for (provider, value, field) in cases {
+            let err = p.set(provider, value.clone()).unwrap_err();
+            assert!(err.0.contains(field), "{value}: {}", err.0);
+        }
+        assert_eq!(p, OrgProviders::default(), "nothing was set");
+        let key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
+        p.set(
+            Provider::Sendgrid,
+            json!({"api_key": "SG.k", "webhook_public_key": key}),
+        )
+        .unwrap();
+        p.set(
+            Provider::Ses,
+            json!({"sns_topic_arns": ["arn:aws:sns:eu-west-1:123456789012:ses-events", "arn:aws-cn:sns:cn-north-1:123456789012:e.fifo"]}),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn topic_arns_and_regions_parse_as_aws_spells_them() {
+        for region in [
+            "us-east-1",
+            "eu-central-2",
+            "ap-southeast-4",
+            "us-gov-west-1",
+            "cn-north-1",
+            "il-central-1",
+        ] {
+            assert!(is_aws_region(region), "{region}");
+        }
+        for region in [
+            "s3",
+            "execute-api",
+            "us-east",
+            "us-east-01",
+            "mars-north-1",
+            "",
+            "us-east-1.evil",
+        ] {
+            assert!(!is_aws_region(region), "{region}");
+        }
+        assert_eq!(
+            sns_topic_region("arn:aws:sns:eu-west-1:123456789012:ses").unwrap(),
+            "eu-west-1"
+        );
+        for bad in [
+            "*",
+            "arn:aws:sns:eu-west-1:12345678901:ses",
+            "arn:aws:sqs:eu-west-1:123456789012:ses",
+            "arn:aws:sns:eu-west-1:123456789012:",
+            "arn:aws:sns:eu-west-1:123456789012:a:b",
+            "arn:aws:sns:cn-north-1:123456789012:ses",
+            "arn:aws:sns:eu-west-1:123456789012:sp ace",
+        ] {
+            assert!(sns_topic_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn org(name: &str) -> OrgId {
+        OrgId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_not_configured_too_but_lets_it_be_read_again_after_the_interval() {
+        let mut cache = SettingsCache::new(Duration::from_secs(300), Duration::from_secs(5), 100);
+        let t0 = Instant::now();
+        cache.insert(&org("org_a"), OrgProviders::default(), t0);
+        let later = t0 + Duration::from_secs(6);
+        assert_eq!(
+            cache.fresh(&org("org_a"), later),
+            Some(OrgProviders::default())
+        );
+        assert_eq!(
+            cache.recent(&org("org_a"), t0 + Duration::from_secs(4)),
+            Some(OrgProviders::default()),
+            "too soon to read again"
+        );
+        assert_eq!(cache.recent(&org("org_a"), later), None, "may read again");
+        assert_eq!(
+            cache.fresh(&org("org_a"), t0 + Duration::from_secs(301)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_cache_holds_a_bounded_number_of_organizations() {
+        let mut cache = SettingsCache::new(Duration::from_secs(300), Duration::from_secs(5), 3);
+        let t0 = Instant::now();
+        for i in 0..10u64 {
+            cache.insert(
+                &org(&format!("org_{i}")),
+                OrgProviders::default(),
+                t0 + Duration::from_millis(i),
+            );
+        }
+        assert_eq!(cache.entries.len(), 3);
+        assert!(
+            cache
+                .fresh(&org("org_9"), t0 + Duration::from_secs(1))
+                .is_some()
+        );
+        assert!(
+            cache
+                .fresh(&org("org_0"), t0 + Duration::from_secs(1))
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_keeps_what_another_writer_saved_meanwhile() {
+        use crate::testing::MemoryProviderSettings;
+        let store = MemoryProviderSettings::default();
+        let acme = org("org_acme");
+        // between this update's read and its write, another administrator saves SendGrid
+        store.before_next_write(
+            acme.clone(),
+            Provider::Sendgrid,
+            json!({"api_key": "SG.saved-meanwhile"}),
+        );
+        let written = update(
+            &store,
+            &acme,
+            Provider::Twilio,
+            json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "t", "from": "+14155550100"}),
+        )
+        .await
+        .unwrap();
+        assert!(written.twilio.is_some());
+        let stored = store.read(&acme).await.unwrap().providers;
+        assert!(stored.sendgrid.is_some(), "kept: {stored:?}");
+        assert!(stored.twilio.is_some());
+        assert_eq!(store.conflicts(), 1);
     }
 }

@@ -464,3 +464,209 @@ impl Clock for FixedClock {
         *lock(&self.0)
     }
 }
+
+/// Provider settings in memory, versioned like the secret they stand for. A test may have
+/// another writer save something just before the next write, to see a conflict handled.
+#[derive(Default)]
+pub struct MemoryProviderSettings {
+    stored: Mutex<BTreeMap<OrgId, (u64, crate::providers::OrgProviders)>>,
+    interleave: Mutex<Option<(OrgId, crate::providers::Provider, serde_json::Value)>>,
+    conflicts: Mutex<usize>,
+    reads: Mutex<usize>,
+}
+
+impl MemoryProviderSettings {
+    /// Before the next write, another writer sets this provider's settings.
+    pub fn before_next_write(
+        &self,
+        org: OrgId,
+        provider: crate::providers::Provider,
+        value: serde_json::Value,
+    ) {
+        *lock(&self.interleave) = Some((org, provider, value));
+    }
+
+    pub fn set(&self, org: &OrgId, providers: crate::providers::OrgProviders) {
+        let mut stored = lock(&self.stored);
+        let version = stored.get(org).map_or(1, |(v, _)| v + 1);
+        stored.insert(org.clone(), (version, providers));
+    }
+
+    /// How many writes found that someone else wrote since their read.
+    pub fn conflicts(&self) -> usize {
+        *lock(&self.conflicts)
+    }
+
+    /// How many times the settings were read from the store.
+    pub fn reads(&self) -> usize {
+        *lock(&self.reads)
+    }
+}
+
+#[async_trait]
+impl crate::providers::ProviderSettings for MemoryProviderSettings {
+    async fn get(&self, org: &OrgId) -> Result<crate::providers::OrgProviders, PortError> {
+        Ok(self.read(org).await?.providers)
+    }
+
+    async fn refresh(&self, org: &OrgId) -> Result<crate::providers::OrgProviders, PortError> {
+        self.get(org).await
+    }
+
+    async fn read(&self, org: &OrgId) -> Result<crate::providers::StoredProviders, PortError> {
+        *lock(&self.reads) += 1;
+        Ok(match lock(&self.stored).get(org) {
+            Some((version, providers)) => crate::providers::StoredProviders {
+                providers: providers.clone(),
+                version: Some(version.to_string()),
+            },
+            None => crate::providers::StoredProviders::default(),
+        })
+    }
+
+    async fn write(
+        &self,
+        org: &OrgId,
+        providers: &crate::providers::OrgProviders,
+        expected: Option<&str>,
+    ) -> Result<Write, PortError> {
+        if let Some((other_org, provider, value)) = lock(&self.interleave).take() {
+            let mut stored = lock(&self.stored);
+            let (version, mut current) = stored.get(&other_org).cloned().unwrap_or_default();
+            current
+                .set(provider, value)
+                .map_err(|e| PortError::new("memory settings", e.0))?;
+            stored.insert(other_org, (version + 1, current));
+        }
+        let mut stored = lock(&self.stored);
+        let current = stored.get(org).map(|(v, _)| v.to_string());
+        if current.as_deref() != expected {
+            *lock(&self.conflicts) += 1;
+            return Ok(Write::Conflict);
+        }
+        let version = stored.get(org).map_or(1, |(v, _)| v + 1);
+        stored.insert(org.clone(), (version, providers.clone()));
+        Ok(Write::Done)
+    }
+}
+
+/// Delivery matching and webhook memory over a [`MemoryStore`]'s notifications; counts the
+/// calls, so tests can see a batch read in batches.
+pub struct MemoryDeliveries {
+    pub store: Arc<MemoryStore>,
+    pub seen: Mutex<BTreeSet<(OrgId, crate::providers::Provider, String)>>,
+    pub calls: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+impl MemoryDeliveries {
+    pub fn new(store: Arc<MemoryStore>) -> Arc<Self> {
+        Arc::new(MemoryDeliveries {
+            store,
+            seen: Mutex::new(BTreeSet::new()),
+            calls: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn count(&self, call: &'static str) {
+        *lock(&self.calls).entry(call).or_default() += 1;
+    }
+
+    /// How many times a method was called.
+    pub fn calls(&self, call: &str) -> usize {
+        lock(&self.calls).get(call).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl crate::delivery::service::DeliveryStore for MemoryDeliveries {
+    async fn find_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(OrgId, NotificationId)>, PortError> {
+        self.count("find_by_provider_id");
+        Ok(lock(&self.store.notifications)
+            .values()
+            .find(|n| n.provider_message_id.as_deref() == Some(provider_message_id))
+            .map(|n| (n.org_id.clone(), n.id.clone())))
+    }
+
+    async fn get_many(
+        &self,
+        org: &OrgId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, PortError> {
+        self.count("get_many");
+        let map = lock(&self.store.notifications);
+        Ok(ids
+            .iter()
+            .filter_map(|id| map.get(&(org.clone(), id.clone())).cloned())
+            .collect())
+    }
+
+    async fn apply_delivery(
+        &self,
+        n: &Notification,
+        change: &crate::delivery::DeliveryChange,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        self.count("apply_delivery");
+        let mut map = lock(&self.store.notifications);
+        let Some(stored) = map.get_mut(&(n.org_id.clone(), n.id.clone())) else {
+            return Ok(false);
+        };
+        if stored.revision != n.revision {
+            return Ok(false);
+        }
+        if let Some(status) = change.status {
+            stored.status = status;
+            if let Some(reason) = &change.reason {
+                stored.last_error = Some(reason.clone());
+            }
+            if matches!(status, Status::Failed | Status::Bounced) {
+                stored.failed_at = Some(at);
+            }
+        }
+        for (flag, field) in [
+            (change.opened, &mut stored.opened_at),
+            (change.clicked, &mut stored.clicked_at),
+            (change.complained, &mut stored.complained_at),
+        ] {
+            if flag && field.is_none() {
+                *field = Some(at);
+            }
+        }
+        stored.updated_at = at;
+        stored.revision += 1;
+        Ok(true)
+    }
+
+    async fn seen(
+        &self,
+        org: &OrgId,
+        provider: crate::providers::Provider,
+        event_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, PortError> {
+        self.count("seen");
+        let seen = lock(&self.seen);
+        Ok(event_ids
+            .iter()
+            .filter(|id| seen.contains(&(org.clone(), provider, (*id).clone())))
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_seen(
+        &self,
+        org: &OrgId,
+        provider: crate::providers::Provider,
+        event_ids: &[String],
+        _at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.count("mark_seen");
+        let mut seen = lock(&self.seen);
+        for id in event_ids {
+            seen.insert((org.clone(), provider, id.clone()));
+        }
+        Ok(())
+    }
+}

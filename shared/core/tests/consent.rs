@@ -564,3 +564,41 @@ proptest! {
         runtime.block_on(run_steps(steps));
     }
 }
+
+#[tokio::test]
+async fn a_sender_another_organization_owns_is_refused() {
+    let mut w = World::new();
+    let theirs = herald_core::identity::SenderIdentity::parse("acme.example").unwrap();
+    let rival = OrgId::parse("org_rival").unwrap();
+    assert_eq!(
+        w.directory.claim_identity(&rival, &theirs).await.unwrap(),
+        rival
+    );
+    assert_eq!(
+        w.directory.claim_identity(&org(), &theirs).await.unwrap(),
+        rival,
+        "first come: the domain stays the rival's"
+    );
+    let r = w
+        .event(
+            "OrganizationSettingsChanged",
+            json!({"sender_email": "security@acme.example"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert!(
+        r.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("detail.sender_email is not a sending identity of this organization"),
+        "{r:?}"
+    );
+    // the deployment's default sender is everyone's
+    let r = w
+        .event(
+            "OrganizationSettingsChanged",
+            json!({"sender_email": "notifications@herald.example"}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::DirectoryUpdated);
+}

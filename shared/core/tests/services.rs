@@ -188,6 +188,10 @@ async fn scheduled_notifications_are_stored_but_not_sent() {
 #[tokio::test]
 async fn internal_notifications_go_to_the_operations_contact() {
     let mut w = World::new();
+    // the organization registered its own sending domain
+    let domain = herald_core::identity::SenderIdentity::parse("herald.example").unwrap();
+    let org = OrgId::parse(ORG).unwrap();
+    w.directory.claim_identity(&org, &domain).await.unwrap();
     w.event(
         "OrganizationSettingsChanged",
         json!({"operations_email": "ops@acme.example", "sender_email": "billing@herald.example"}),

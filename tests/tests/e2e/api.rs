@@ -206,19 +206,23 @@ async fn retry_sends_a_failed_notification_once_and_refuses_a_sent_one() {
     let (h, fake) = Harness::with_fake_providers().await;
     let api = h.api();
     let org = h.org.as_str();
-    // a wrong SendGrid key: the send fails hard
+    // SendGrid rejects the first message itself: the send fails hard
     let (code, _) = h
         .call(
             &api,
             "PUT",
             "/admin/providers/sendgrid",
             As::Admin(org),
-            Some(json!({"api_key": "SG.wrong"})),
+            Some(json!({"api_key": herald_e2e::fake_providers::SENDGRID_KEY})),
         )
         .await;
     assert_eq!(code, 200);
     h.run(&[h.contact("cus_r", &h.email("r"), None, "en").await])
         .await;
+    fake.script([herald_e2e::fake_providers::sendgrid_answer(
+        400,
+        "The from address does not match a verified Sender Identity.",
+    )]);
     let report = h.run_one(h.order_created("cus_r", "ord_r")).await;
     let id = report.notifications[0].id.clone();
     assert_eq!(report.notifications[0].status, "failed");
@@ -227,16 +231,7 @@ async fn retry_sends_a_failed_notification_once_and_refuses_a_sent_one() {
         .await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 1);
 
-    // the administrator fixes the key, an operator retries, twice
-    let key = json!({"api_key": herald_e2e::fake_providers::SENDGRID_KEY});
-    h.call(
-        &api,
-        "PUT",
-        "/admin/providers/sendgrid",
-        As::Admin(org),
-        Some(key),
-    )
-    .await;
+    // the sender is fixed at SendGrid; an operator retries, twice
     let retry = format!("/notifications/{id}/retry");
     let (code, body) = h.call(&api, "POST", &retry, As::Operator(org), None).await;
     assert_eq!(
@@ -366,7 +361,8 @@ async fn provider_settings_are_admin_only_validated_and_never_returned() {
     let h = Harness::new().await;
     let api = h.api();
     let org = h.org.as_str();
-    let settings = json!({"api_key": "SG.secret-value", "webhook_public_key": "MFkw", "from": "billing@herald.example"});
+    let key = herald_e2e::SendGridSigner::new().public_key();
+    let settings = json!({"api_key": "SG.secret-value", "webhook_public_key": key, "from": "billing@herald.example"});
     let (code, _) = h
         .call(
             &api,

@@ -47,6 +47,8 @@ async fn the_same_message_twice_or_two_racing_dispatchers_send_one_email() {
 #[tokio::test]
 async fn an_unverified_sender_is_a_hard_failure_recorded_with_its_reason() {
     let h = Harness::new().await;
+    // the organization's own domain, which SES has not verified
+    h.own_identity("unverified.example").await;
     let email = h.email("hard");
     h.run(&[h.event(
         "OrganizationSettingsChanged",

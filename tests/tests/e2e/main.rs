@@ -4,10 +4,12 @@
 
 mod adapters;
 mod api;
+mod bench;
 mod dispatch;
 mod hostile;
 mod intake;
 mod projection;
+mod provider_settings;
 mod providers;
 mod schedule;
 mod stack_template;

@@ -48,6 +48,8 @@ async fn snapshot(h: &Harness, ids: &[NotificationId], customers: &[&str]) -> St
 #[tokio::test]
 async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_change_nothing() {
     let h = Harness::new().await;
+    // the organization's own domain, which SES has not verified
+    h.own_identity("unverified.example").await;
     let (a, b) = (h.email("a"), h.email("b"));
     h.run(&[
         h.event("OrganizationSettingsChanged", "admin", json!({"operations_email": h.email("ops")})),

@@ -81,18 +81,19 @@ async fn email_goes_through_sendgrid_and_sms_through_twilio_when_the_organizatio
     let field = |k: &str| sms[0].iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(field("To").as_deref(), Some("+14155550142"));
     assert_eq!(field("From").as_deref(), Some("+14155550199"));
-    assert_eq!(
-        field("StatusCallback"),
-        Some(format!(
-            "https://hooks.herald.example/webhooks/twilio/{}",
-            h.org
-        ))
-    );
     let sms_n = report
         .notifications
         .iter()
         .find(|n| n.channel == "sms")
         .unwrap();
+    // the callback names the notification, so an early status still finds it
+    assert_eq!(
+        field("StatusCallback"),
+        Some(format!(
+            "https://hooks.herald.example/webhooks/twilio/{}?n={}",
+            h.org, sms_n.id
+        ))
+    );
     assert!(
         sms_n
             .provider_message_id
@@ -142,9 +143,16 @@ async fn provider_errors_are_soft_or_hard_as_the_provider_means_them() {
             Status::Failed,
         ),
         (
+            // a refused credential is the provider's problem, not the notification's
             sendgrid_answer(401, "bad key"),
             twilio_answer(400, 30003, "Unreachable destination handset"),
-            Status::Failed,
+            Status::Retrying,
+            Status::Retrying,
+        ),
+        (
+            sendgrid_answer(403, "access forbidden"),
+            twilio_answer(401, 20003, "Authenticate"),
+            Status::Retrying,
             Status::Retrying,
         ),
     ];
@@ -274,17 +282,61 @@ async fn an_accepted_send_with_an_unreadable_answer_is_recorded_as_sent_once() {
 }
 
 #[tokio::test]
-async fn a_wrong_api_key_is_refused_by_the_fake_and_fails_hard() {
-    let (h, fake) = Harness::with_fake_providers().await;
+async fn a_refused_credential_is_read_again_and_retried_never_dead_lettered() {
+    let (fake, url) = herald_e2e::fake_providers::FakeProviders::start().await;
+    // dispatch trusts the settings it read for five minutes, as deployed
+    let h = Harness::with(herald_local::Options {
+        sendgrid_base_url: url.clone(),
+        twilio_base_url: url,
+        public_base_url: Some("https://hooks.herald.example".into()),
+        ..Default::default()
+    })
+    .await;
     h.set_provider("sendgrid", json!({"api_key": "SG.wrong"}))
         .await;
-    h.run(&[h.contact("cus_k", &h.email("k"), None, "en").await])
-        .await;
-    let report = h.run_one(h.order_created("cus_k", "ord_k")).await;
-    let n = &report.notifications[0];
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": "wrong-token", "from": "+14155550199"}),
+    )
+    .await;
+    customer(&h, &h.email("k"), "+14155550144").await;
+    let report = h.run_one(refund(&h, "ref_k1")).await;
+    let outcome: Vec<(&str, &str, Option<&str>)> = report
+        .notifications
+        .iter()
+        .map(|n| (n.channel.as_str(), n.status.as_str(), n.error.as_deref()))
+        .collect();
     assert_eq!(
-        (n.status.as_str(), n.error.as_deref()),
-        ("failed", Some("SendGrid refused the API key (401)"))
+        outcome,
+        vec![
+            (
+                "email",
+                "retrying",
+                Some("SendGrid refused the credentials (401)")
+            ),
+            (
+                "sms",
+                "retrying",
+                Some("Twilio refused the credentials (401)")
+            ),
+        ]
     );
     assert!(fake.sendgrid_requests().is_empty());
+
+    // the keys are fixed elsewhere; dispatch's copy is stale, and is read again on refusal
+    h.set_provider("sendgrid", json!({"api_key": SENDGRID_KEY}))
+        .await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+    let report = h.run_one(refund(&h, "ref_k2")).await;
+    assert!(
+        report.notifications.iter().all(|n| n.status == "sent"),
+        "{report:?}"
+    );
+    assert_eq!(fake.sendgrid_requests().len(), 1);
+    assert_eq!(fake.twilio_requests().len(), 1);
 }

@@ -412,3 +412,203 @@ async fn ses_events_over_sns_are_verified_and_applied() {
     assert_eq!(code, 200);
     assert_eq!(sns.confirmed.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_sendgrid_batch_with_an_unknown_event_applies_the_rest() {
+    let (h, signer, _) = setup().await;
+    let report = h.run_one(h.order_created("cus_w", "ord_mixed")).await;
+    let n = &report.notifications[0];
+    let message_id = n.provider_message_id.clone().unwrap();
+    let (w, _) = h.webhooks();
+    let now = Utc::now().timestamp();
+    let batch = json!([
+        {"email": "x@example.com", "event": "bounce", "type": "bounce", "sg_event_id": "mx1",
+         "sg_message_id": format!("{message_id}.filterdrecv-1"), "timestamp": now},
+        {"email": "x@example.com", "event": "group_resubscribe", "sg_event_id": "mx2",
+         "sg_message_id": format!("{message_id}.filterdrecv-1"), "timestamp": now, "asm_group_id": 1},
+        {"event": "account_status_change", "sg_event_id": "mx3", "timestamp": now,
+         "type": "compliance_suspend"},
+        "not even an object",
+    ]);
+    let body = serde_json::to_vec(&batch).unwrap();
+    let path = format!("/webhooks/sendgrid/{}", h.org);
+    let (code, answer) = h
+        .post_webhook(&w, &path, &signer.headers(&body, now), body)
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["applied"].as_u64(), Some(1), "{answer}");
+    assert_eq!(answer["ignored"].as_u64(), Some(3), "{answer}");
+    assert_eq!(status(&h, &n.id).await, Status::Bounced);
+    // a body that is not an array at all is still refused
+    let junk = br#"{"event": "delivered"}"#.to_vec();
+    let (code, _) = h
+        .post_webhook(&w, &path, &signer.headers(&junk, now), junk)
+        .await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn a_twilio_status_herald_does_not_know_is_accepted_and_recorded() {
+    let (h, _, _) = setup().await;
+    let report = h
+        .run_one(h.event(
+            "RefundIssued",
+            "payments",
+            json!({"customer_id": "cus_w", "refund_id": "ref_pd", "order_id": "ord_1", "amount": "5", "currency": "USD"}),
+        ))
+        .await;
+    let sms = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "sms")
+        .unwrap();
+    let sid = sms.provider_message_id.clone().unwrap();
+    let (w, _) = h.webhooks();
+    for status_name in ["partially_delivered", "teleported"] {
+        let params = [("MessageSid", sid.as_str()), ("MessageStatus", status_name)];
+        let (code, answer) = post_twilio(&h, &w, &params).await;
+        assert_eq!(code, 200, "{status_name}: {answer}");
+        let (_, again) = post_twilio(&h, &w, &params).await;
+        assert_eq!(
+            again["duplicates"].as_u64(),
+            Some(1),
+            "{status_name}: recorded once"
+        );
+    }
+    assert_eq!(status(&h, &sms.id).await, Status::Sent);
+}
+
+#[tokio::test]
+async fn a_twilio_status_before_the_send_is_recorded_is_answered_503_and_kept() {
+    let (h, _, _) = setup().await;
+    // intake only: the SMS exists but has not been sent yet
+    let record = h
+        .invoke_intake(&h.event(
+            "RefundIssued",
+            "payments",
+            json!({"customer_id": "cus_w", "refund_id": "ref_early", "order_id": "ord_1", "amount": "5", "currency": "USD"}),
+        ))
+        .await;
+    let mut sms_id = None;
+    for id in &record.notifications {
+        let n = h.local.store.get(&h.org_id(), id).await.unwrap().unwrap();
+        if n.channel == herald_core::model::Channel::Sms {
+            sms_id = Some(n.id);
+        }
+    }
+    let sms_id = sms_id.unwrap();
+    let (w, _) = h.webhooks();
+    // Twilio calls back the StatusCallback URL Herald gave it, which names the notification
+    let path = format!("/webhooks/twilio/{}?n={sms_id}", h.org);
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM00000000000000000000000000000abc"),
+        ("MessageStatus", "delivered"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = herald_core::delivery::twilio::signature(
+        &format!("{PUBLIC_BASE}{path}"),
+        &params,
+        TWILIO_TOKEN,
+    );
+    let headers = [
+        ("X-Twilio-Signature", signature),
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+    ];
+    let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
+    let (code, answer) = h.post_webhook(&w, &path, &headers, body.clone()).await;
+    assert_eq!(code, 503, "{answer}");
+    // not marked seen: the same callback, brought again, is still waited for
+    let (code, _) = h.post_webhook(&w, &path, &headers, body).await;
+    assert_eq!(code, 503);
+}
+
+#[tokio::test]
+async fn webhooks_read_the_settings_again_before_refusing_a_signature() {
+    let (h, _fake) = Harness::with_fake_providers().await;
+    let old = SendGridSigner::new();
+    h.set_provider(
+        "sendgrid",
+        json!({"api_key": SENDGRID_KEY, "webhook_public_key": old.public_key()}),
+    )
+    .await;
+    let (w, _) = h.webhooks();
+    let now = Utc::now().timestamp();
+    let body = sendgrid_events("nobody-knows", &[("delivered", "r1")]);
+    let path = format!("/webhooks/sendgrid/{}", h.org);
+    let (code, _) = h
+        .post_webhook(&w, &path, &old.headers(&body, now), body.clone())
+        .await;
+    assert_eq!(code, 200, "the settings are now cached");
+    // a Twilio callback before Twilio is configured: refused, and "not configured" is cached
+    let params = [("MessageSid", "SM1"), ("MessageStatus", "delivered")];
+    let (code, _) = post_twilio(&h, &w, &params).await;
+    assert_eq!(code, 401);
+
+    // the key is rotated and Twilio is set up, elsewhere
+    let new = SendGridSigner::new();
+    h.set_provider(
+        "sendgrid",
+        json!({"api_key": SENDGRID_KEY, "webhook_public_key": new.public_key()}),
+    )
+    .await;
+    h.set_provider(
+        "twilio",
+        json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
+    )
+    .await;
+    // settings are read again at most once every few seconds per organization
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+    let now = Utc::now().timestamp();
+    let (code, answer) = h
+        .post_webhook(&w, &path, &new.headers(&body, now), body.clone())
+        .await;
+    assert_eq!(code, 200, "signed with the new key: {answer}");
+    let (code, answer) = post_twilio(&h, &w, &params).await;
+    assert_eq!(code, 200, "Twilio, configured since: {answer}");
+    let (code, _) = h
+        .post_webhook(&w, &path, &old.headers(&body, now), body)
+        .await;
+    assert_eq!(code, 401, "the old key no longer verifies");
+}
+
+fn subscription_confirmation(topic: &str) -> Vec<u8> {
+    let mut confirm = json!({
+        "Type": "SubscriptionConfirmation", "MessageId": "sns-org-1", "TopicArn": topic, "Token": "tok",
+        "Message": "You have chosen to subscribe", "Timestamp": "2026-11-20T10:00:00.000Z",
+        "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=tok",
+        "SignatureVersion": "2", "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem",
+    });
+    sign_sns(&mut confirm);
+    serde_json::to_vec(&confirm).unwrap()
+}
+
+#[tokio::test]
+async fn an_organizations_own_ses_topic_confirms_its_subscription_on_its_route() {
+    let h = Harness::new().await;
+    let topic = format!("arn:aws:sns:eu-west-1:210987654321:ses-events-{}", h.tag);
+    h.set_provider("ses", json!({"sns_topic_arns": [topic]}))
+        .await;
+    let (w, sns) = h.webhooks();
+    let body = subscription_confirmation(&topic);
+
+    // the deployment's route confirms only the deployment's topics
+    let (code, _) = h.post_webhook(&w, "/webhooks/ses", &[], body.clone()).await;
+    assert_eq!(code, 401);
+    // another organization's route does not know this topic
+    let (code, _) = h
+        .post_webhook(&w, "/webhooks/ses/org_someone_else", &[], body.clone())
+        .await;
+    assert_eq!(code, 401);
+    assert!(sns.confirmed.lock().unwrap().is_empty());
+
+    let (code, answer) = h
+        .post_webhook(&w, &format!("/webhooks/ses/{}", h.org), &[], body)
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(sns.confirmed.lock().unwrap().len(), 1);
+}

@@ -85,50 +85,69 @@ const SUPPRESSING_DROPS: &[&str] = &[
     "Invalid",
 ];
 
-/// Parses the webhook's JSON array of events.
-pub fn parse(body: &[u8]) -> Result<Vec<ProviderEvent>, String> {
-    let raw: Vec<RawEvent> =
+/// A webhook body: the events Herald understands, and how many elements it does not (an event
+/// type it does not know, such as `group_resubscribe`, or one about no message, such as
+/// `account_status_change`).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<ProviderEvent>,
+    pub ignored: usize,
+}
+
+/// Parses the webhook's JSON array of events, element by element: one element Herald does not
+/// understand never costs the others. Only a body that is not a JSON array is an error.
+pub fn parse(body: &[u8]) -> Result<Batch, String> {
+    let raw: Vec<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| format!("not a SendGrid event array: {e}"))?;
-    raw.into_iter()
-        .map(|r| {
-            let kind = match r.event.as_str() {
-                "processed" | "deferred" => DeliveryKind::InTransit,
-                "delivered" => DeliveryKind::Delivered,
-                "bounce" => DeliveryKind::Bounced {
-                    permanent: r.bounce_type.as_deref() != Some("blocked"),
-                },
-                "dropped" => DeliveryKind::Dropped {
-                    suppress: r
-                        .reason
-                        .as_deref()
-                        .is_some_and(|why| SUPPRESSING_DROPS.contains(&why)),
-                },
-                "open" => DeliveryKind::Opened,
-                "click" => DeliveryKind::Clicked,
-                "spamreport" => DeliveryKind::Complained,
-                "unsubscribe" | "group_unsubscribe" => DeliveryKind::Unsubscribed,
-                other => return Err(format!("unknown SendGrid event {other:?}")),
-            };
-            let at = DateTime::from_timestamp(r.timestamp, 0).ok_or("timestamp out of range")?;
-            Ok(ProviderEvent {
-                provider: Provider::Sendgrid,
-                event_id: r.sg_event_id,
-                // the part before the first dot is the X-Message-Id returned on send
-                provider_message_id: r
-                    .sg_message_id
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                notification_hint: r
-                    .herald_notification_id
-                    .and_then(|id| NotificationId::parse(id).ok()),
-                kind,
-                at,
-                reason: r.reason,
-            })
-        })
-        .collect()
+    let mut batch = Batch::default();
+    for element in raw {
+        match serde_json::from_value::<RawEvent>(element)
+            .ok()
+            .and_then(event)
+        {
+            Some(e) => batch.events.push(e),
+            None => batch.ignored += 1,
+        }
+    }
+    Ok(batch)
+}
+
+fn event(r: RawEvent) -> Option<ProviderEvent> {
+    let kind = match r.event.as_str() {
+        "processed" | "deferred" => DeliveryKind::InTransit,
+        "delivered" => DeliveryKind::Delivered,
+        "bounce" => DeliveryKind::Bounced {
+            permanent: r.bounce_type.as_deref() != Some("blocked"),
+        },
+        "dropped" => DeliveryKind::Dropped {
+            suppress: r
+                .reason
+                .as_deref()
+                .is_some_and(|why| SUPPRESSING_DROPS.contains(&why)),
+        },
+        "open" => DeliveryKind::Opened,
+        "click" => DeliveryKind::Clicked,
+        "spamreport" => DeliveryKind::Complained,
+        "unsubscribe" | "group_unsubscribe" => DeliveryKind::Unsubscribed,
+        _ => return None,
+    };
+    let at = DateTime::from_timestamp(r.timestamp, 0)?;
+    // the part before the first dot is the X-Message-Id returned on send
+    let provider_message_id = r.sg_message_id.split('.').next().unwrap_or_default();
+    if provider_message_id.is_empty() || r.sg_event_id.is_empty() {
+        return None;
+    }
+    Some(ProviderEvent {
+        provider: Provider::Sendgrid,
+        event_id: r.sg_event_id,
+        provider_message_id: provider_message_id.to_string(),
+        notification_hint: r
+            .herald_notification_id
+            .and_then(|id| NotificationId::parse(id).ok()),
+        kind,
+        at,
+        reason: r.reason,
+    })
 }
 
 #[cfg(test)]
@@ -216,20 +235,32 @@ mod tests {
 
     #[test]
     fn events_map_to_the_delivery_model() {
-        let events = parse(PAYLOAD.as_bytes()).unwrap();
+        let events = parse(PAYLOAD.as_bytes()).unwrap().events;
         assert_eq!(events[0].provider_message_id, "LRzXl_NHStOGhQ4kofSm_A");
         assert_eq!(events[0].kind, DeliveryKind::Dropped { suppress: true });
         let blocked = br#"[{"event":"bounce","type":"blocked","sg_event_id":"e","sg_message_id":"m.x","timestamp":1}]"#;
         assert_eq!(
-            parse(blocked).unwrap()[0].kind,
+            parse(blocked).unwrap().events[0].kind,
             DeliveryKind::Bounced { permanent: false }
         );
         assert!(parse(b"{}").is_err());
-        assert!(
-            parse(
-                br#"[{"event":"teleported","sg_event_id":"e","sg_message_id":"m","timestamp":1}]"#
-            )
-            .is_err()
-        );
+        assert!(parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn a_sendgrid_batch_with_an_unknown_event_keeps_the_rest() {
+        let body = br#"[
+            {"event":"bounce","type":"bounce","sg_event_id":"b1","sg_message_id":"m1.x","timestamp":1},
+            {"event":"group_resubscribe","sg_event_id":"g1","sg_message_id":"m1.x","timestamp":1,"asm_group_id":1},
+            {"event":"account_status_change","sg_event_id":"a1","timestamp":1,"type":"compliance_suspend"},
+            {"event":"teleported","sg_event_id":"t1","sg_message_id":"m1.x","timestamp":1},
+            {"event":"delivered","sg_event_id":"d1","sg_message_id":"","timestamp":1},
+            "not an object",
+            {"event":"delivered","sg_event_id":"d2","sg_message_id":"m2.x","timestamp":1}
+        ]"#;
+        let batch = parse(body).unwrap();
+        let ids: Vec<&str> = batch.events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, vec!["b1", "d2"]);
+        assert_eq!(batch.ignored, 5);
     }
 }

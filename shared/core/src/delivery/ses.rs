@@ -90,27 +90,44 @@ pub trait SnsEndpoints: Send + Sync {
     async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String>;
 }
 
-/// Whether a signing certificate may be fetched from this URL: HTTPS, from SNS itself
-/// (`sns.<region>.amazonaws.com`), a `.pem` file.
-pub fn trusted_cert_url(raw: &str) -> bool {
+/// Whether a URL is SNS's own endpoint in the topic's region: `https://sns.<region>.amazonaws.com`
+/// (`.amazonaws.com.cn` in China), where `<region>` is a real region and the `TopicArn`'s, with
+/// no user-info, no port and no fragment.
+fn sns_endpoint(url: &url::Url, topic_arn: &str) -> bool {
+    let Ok(region) = crate::providers::sns_topic_region(topic_arn) else {
+        return false;
+    };
+    let expected = format!("sns.{region}.{}", crate::providers::aws_dns_suffix(region));
+    url.scheme() == "https"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.port().is_none()
+        && url.fragment().is_none()
+        && url.host_str() == Some(expected.as_str())
+}
+
+/// Whether a signing certificate may be fetched from this URL: SNS's endpoint in the topic's
+/// region (see above), a `.pem` path, no query.
+pub fn trusted_cert_url(raw: &str, topic_arn: &str) -> bool {
     let Ok(url) = url::Url::parse(raw) else {
         return false;
     };
-    let host = url.host_str().unwrap_or_default();
-    let region_ok = |region: &str| {
-        !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    sns_endpoint(&url, topic_arn)
+        && url.query().is_none()
+        && url.path().len() > "/.pem".len()
+        && url.path().ends_with(".pem")
+}
+
+/// Whether a SubscribeURL is SNS's ConfirmSubscription in the topic's region.
+pub fn trusted_subscribe_url(raw: &str, topic_arn: &str) -> bool {
+    let Ok(url) = url::Url::parse(raw) else {
+        return false;
     };
-    let sns_host = host
-        .strip_prefix("sns.")
-        .and_then(|rest| {
-            rest.strip_suffix(".amazonaws.com")
-                .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))
-        })
-        .is_some_and(region_ok);
-    url.scheme() == "https" && url.port().is_none() && sns_host && url.path().ends_with(".pem")
+    sns_endpoint(&url, topic_arn)
+        && url.path() == "/"
+        && url
+            .query_pairs()
+            .any(|(k, v)| k == "Action" && v == "ConfirmSubscription")
 }
 
 /// The RSA public key (PKCS#1 DER) of a PEM certificate.
@@ -255,12 +272,15 @@ mod tests {
     }
 
     #[test]
-    fn only_sns_certificate_urls_are_trusted() {
+    fn only_sns_certificate_urls_of_the_topics_region_are_trusted() {
+        let topic = "arn:aws:sns:us-east-1:123456789012:ses";
         assert!(trusted_cert_url(
-            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+            topic
         ));
         assert!(trusted_cert_url(
-            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem"
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
+            "arn:aws-cn:sns:cn-north-1:123456789012:ses"
         ));
         for bad in [
             "http://sns.us-east-1.amazonaws.com/x.pem",
@@ -269,8 +289,42 @@ mod tests {
             "https://sns.us-east-1.amazonaws.com/x.txt",
             "https://sns.us-east-1.amazonaws.com:8443/x.pem",
             "https://s3.amazonaws.com/x.pem",
+            // the S3 bucket named "sns", anyone's
+            "https://sns.s3.amazonaws.com/x.pem",
+            "https://sns.execute-api.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com/x.pem?x=1",
+            "https://sns.us-east-1.amazonaws.com/?x=.pem",
+            "https://user:pw@sns.us-east-1.amazonaws.com/x.pem",
+            "https://user@sns.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com/x.pem#frag",
+            "https://sns.us-east-1.amazonaws.com/.pem",
+            // another region than the topic's
+            "https://sns.eu-west-1.amazonaws.com/x.pem",
+            "https://sns.mars-north-1.amazonaws.com/x.pem",
         ] {
-            assert!(!trusted_cert_url(bad), "{bad}");
+            assert!(!trusted_cert_url(bad, topic), "{bad}");
+        }
+        assert!(!trusted_cert_url(
+            "https://sns.us-east-1.amazonaws.com/x.pem",
+            "not-an-arn"
+        ));
+    }
+
+    #[test]
+    fn only_sns_subscribe_urls_of_the_topics_region_are_visited() {
+        let topic = "arn:aws:sns:eu-west-1:123456789012:ses";
+        assert!(trusted_subscribe_url(
+            "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=t",
+            topic
+        ));
+        for bad in [
+            "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t",
+            "https://sns.s3.amazonaws.com/?Action=ConfirmSubscription",
+            "https://sns.eu-west-1.amazonaws.com/?Action=Publish",
+            "https://a@sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+            "https://sns.eu-west-1.amazonaws.com/x?Action=ConfirmSubscription",
+        ] {
+            assert!(!trusted_subscribe_url(bad, topic), "{bad}");
         }
     }
 }
