@@ -129,7 +129,7 @@ async fn batch_get(
                 .request_items(table, request)
                 .send()
                 .await
-                .map_err(|e| PortError::new(OP, e))?;
+                .map_err(|e| aws(OP, e))?;
             if let Some(mut responses) = out.responses {
                 found.extend(responses.remove(table).unwrap_or_default());
             }
@@ -163,7 +163,7 @@ pub(crate) async fn guarded(
         {
             Ok(false)
         }
-        Err(e) => Err(PortError::new(operation, e)),
+        Err(e) => Err(aws(operation, e)),
     }
 }
 
@@ -224,7 +224,7 @@ impl DynamoNotificationStore {
             {
                 Ok(Err(self.get(org, id).await?))
             }
-            Err(e) => Err(PortError::new(operation, e)),
+            Err(e) => Err(aws(operation, e)),
         }
     }
 
@@ -356,7 +356,7 @@ impl NotificationStore for DynamoNotificationStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb GetItem notification", e))?;
+            .map_err(|e| aws("dynamodb GetItem notification", e))?;
         out.item.map(Self::parse_notification).transpose()
     }
 
@@ -572,7 +572,7 @@ impl NotificationStore for DynamoNotificationStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb PutItem intake", e))?;
+            .map_err(|e| aws("dynamodb PutItem intake", e))?;
         Ok(())
     }
 
@@ -589,7 +589,7 @@ impl NotificationStore for DynamoNotificationStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb GetItem intake", e))?;
+            .map_err(|e| aws("dynamodb GetItem intake", e))?;
         out.item
             .map(|i| from_item("deserialize intake record", i))
             .transpose()
@@ -702,7 +702,7 @@ impl DeliveryStore for DynamoNotificationStore {
             .limit(1)
             .send()
             .await
-            .map_err(|e| PortError::new(OP, e))?;
+            .map_err(|e| aws(OP, e))?;
         Ok(out
             .items
             .unwrap_or_default()
@@ -857,7 +857,7 @@ impl DeliveryStore for DynamoNotificationStore {
                         .request_items(&self.table, pending)
                         .send()
                         .await
-                        .map_err(|e| PortError::new(OP, e))?;
+                        .map_err(|e| aws(OP, e))?;
                     pending = out
                         .unprocessed_items
                         .and_then(|mut u| u.remove(&self.table))
@@ -910,7 +910,7 @@ impl DynamoDirectory {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb GetItem directory", e))?;
+            .map_err(|e| aws("dynamodb GetItem directory", e))?;
         out.item.map(parse_versioned).transpose()
     }
 
@@ -944,7 +944,7 @@ impl DynamoDirectory {
             {
                 Ok(Write::Conflict)
             }
-            Err(e) => Err(PortError::new(OP, e)),
+            Err(e) => Err(aws(OP, e)),
         }
     }
 }

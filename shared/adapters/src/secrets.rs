@@ -13,6 +13,8 @@ use herald_core::providers::{
 };
 use tokio::sync::Mutex;
 
+use crate::errors::aws;
+
 /// How long settings read from Secrets Manager are trusted: a changed key takes effect within
 /// it, or at once where the old one fails (see [`ProviderSettings::refresh`]).
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -84,7 +86,7 @@ impl SecretsManagerSettings {
             {
                 StoredProviders::default()
             }
-            Err(e) => return Err(PortError::new(OP, e)),
+            Err(e) => return Err(aws(OP, e)),
         };
         self.cache
             .lock()
@@ -150,7 +152,7 @@ impl ProviderSettings for SecretsManagerSettings {
                     {
                         return Ok(Write::Conflict);
                     }
-                    Err(e) => return Err(PortError::new("secretsmanager CreateSecret", e)),
+                    Err(e) => return Err(aws("secretsmanager CreateSecret", e)),
                 }
             }
             Some(read_version) => {
@@ -162,7 +164,7 @@ impl ProviderSettings for SecretsManagerSettings {
                     .version_stages(PENDING_STAGE)
                     .send()
                     .await
-                    .map_err(|e| PortError::new("secretsmanager PutSecretValue", e))?;
+                    .map_err(|e| aws("secretsmanager PutSecretValue", e))?;
                 let moved = self
                     .client
                     .update_secret_version_stage()
@@ -181,7 +183,7 @@ impl ProviderSettings for SecretsManagerSettings {
                         return Ok(Write::Conflict);
                     }
                     Err(e) => {
-                        return Err(PortError::new("secretsmanager UpdateSecretVersionStage", e));
+                        return Err(aws("secretsmanager UpdateSecretVersionStage", e));
                     }
                 }
             }

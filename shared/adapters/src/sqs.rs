@@ -5,6 +5,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use herald_core::ports::{DispatchQueue, Enqueue, MAX_QUEUE_DELAY, PortError};
 
+use crate::errors::aws;
+
 /// The most entries one SendMessageBatch takes.
 const BATCH_LIMIT: usize = 10;
 /// How often entries that SQS failed are sent again before the enqueue fails.
@@ -51,7 +53,7 @@ impl DispatchQueue for SqsDispatchQueue {
                     .set_entries(Some(entries.clone()))
                     .send()
                     .await
-                    .map_err(|e| PortError::new(OP, e))?;
+                    .map_err(|e| aws(OP, e))?;
                 let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
                 if failed.is_empty() {
                     break;

@@ -28,6 +28,8 @@ use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::errors::aws;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// BatchWriteItem takes at most 25 requests.
@@ -165,7 +167,7 @@ impl DynamoViews {
                     .request_items(&self.table, pending)
                     .send()
                     .await
-                    .map_err(|e| PortError::new(OP, e))?;
+                    .map_err(|e| aws(OP, e))?;
                 pending = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
@@ -214,7 +216,7 @@ impl DynamoViews {
         match result {
             Ok(_) => Ok(()),
             Err(e) if conditional_failed(&e) => Ok(()),
-            Err(e) => Err(PortError::new(OP, e)),
+            Err(e) => Err(aws(OP, e)),
         }
     }
 
@@ -316,7 +318,7 @@ impl DynamoViews {
                         // Drop the events already counted, then try the rest again.
                         pending = self.not_yet_counted(&pending).await?;
                     }
-                    Err(e) => return Err(PortError::new(OP, e)),
+                    Err(e) => return Err(aws(OP, e)),
                 }
             }
         }
@@ -347,7 +349,7 @@ impl DynamoViews {
             .request_items(&self.table, request)
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb BatchGetItem stat markers", e))?;
+            .map_err(|e| aws("dynamodb BatchGetItem stat markers", e))?;
         let found: BTreeSet<(String, String)> = out
             .responses
             .and_then(|mut r| r.remove(&self.table))
@@ -393,7 +395,7 @@ impl DynamoViews {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| PortError::new("dynamodb Query views", e))?;
+                .map_err(|e| aws("dynamodb Query views", e))?;
             items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() || limit.is_some_and(|l| items.len() >= l) {
@@ -469,7 +471,7 @@ impl Views for DynamoViews {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| PortError::new("dynamodb GetItem unread", e))?;
+            .map_err(|e| aws("dynamodb GetItem unread", e))?;
         Ok(out
             .item
             .and_then(|i| {
@@ -511,7 +513,7 @@ impl Views for DynamoViews {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| PortError::new(OP, e))?;
+            .map_err(|e| aws(OP, e))?;
         let next = out
             .last_evaluated_key
             .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
@@ -561,7 +563,7 @@ impl Views for DynamoViews {
         match result {
             Ok(_) => Ok(true),
             Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(PortError::new(OP, e)),
+            Err(e) => Err(aws(OP, e)),
         }
     }
 
