@@ -20,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
+use herald_core::model::Status;
 use herald_core::ports::PortError;
 use herald_core::projection::{
     DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite, Views,
@@ -247,7 +248,67 @@ impl DynamoViews {
             .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":at", s(time::format(updated_at)));
         crate::dynamo::guarded("dynamodb UpdateItem feed status", request).await?;
+        if *status == Status::Skipped {
+            self.withdraw_feed_entry(org_id, customer_id, created_at, notification_id)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// A notification withheld at send time was never sent: its entry leaves the customer's
+    /// feed, and counts as unread no more. The entry is marked, not deleted, so a replay of
+    /// its creation finds it and changes nothing; the unread count moves once, with the mark.
+    async fn withdraw_feed_entry(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        created_at: &DateTime<Utc>,
+        id: &NotificationId,
+    ) -> Result<(), PortError> {
+        const OP: &str = "dynamodb TransactWriteItems feed withdraw";
+        let entry_key = key(feed_pk(org, customer), feed_sk(created_at, id));
+        let unread_entry = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(entry_key.clone()))
+            .update_expression("SET withdrawn = :true, #read = :true")
+            .condition_expression("attribute_exists(pk) AND #read = :false")
+            .expression_attribute_names("#read", "read")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let (pk, sk) = unread_key(org, customer);
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("ADD unread :minus")
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .build()
+            .map_err(|e| PortError::new(OP, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(unread_entry).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // read already (or withdrawn before): mark it, the count stays
+            Err(e) if conditional_failed(&e) => {
+                let request = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(entry_key))
+                    .update_expression("SET withdrawn = :true")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_values(":true", AttributeValue::Bool(true));
+                crate::dynamo::guarded("dynamodb UpdateItem feed withdraw", request).await?;
+                Ok(())
+            }
+            Err(e) => Err(aws(OP, e)),
+        }
     }
 
     /// Counts each notification's outcome once: a marker per (notification, outcome) and the
@@ -457,6 +518,7 @@ impl Views for DynamoViews {
         self.query(feed_pk(org, customer), false, Some(limit))
             .await?
             .into_iter()
+            .filter(|item| !item.contains_key("withdrawn"))
             .map(parse)
             .collect()
     }
@@ -518,10 +580,12 @@ impl Views for DynamoViews {
             .last_evaluated_key
             .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
             .map(|sk| URL_SAFE_NO_PAD.encode(sk));
+        // withheld notifications were never sent: not the customer's to see
         let entries = out
             .items
             .unwrap_or_default()
             .into_iter()
+            .filter(|item| !item.contains_key("withdrawn"))
             .map(parse)
             .collect::<Result<_, _>>()?;
         Ok((entries, next))

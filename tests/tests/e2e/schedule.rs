@@ -163,3 +163,73 @@ async fn after_the_last_attempt_it_is_failed_and_listed_among_the_dead_letters()
         vec!["created", "sending", "retrying", "sending", "failed"]
     );
 }
+
+#[tokio::test]
+async fn an_opt_out_before_a_scheduled_send_withholds_it_and_clears_it_from_the_feed() {
+    let h = Harness::new().await;
+    let email = h.email("optout");
+    h.run(&[
+        h.contact("cus_o", &email, None, "en").await,
+        h.preferences("cus_o", json!({"email": true}), json!([])),
+    ])
+    .await;
+    let delivered_at = Utc::now() - Duration::days(1);
+    let report = h
+        .run_one(h.event(
+            "OrderDelivered",
+            "ordering",
+            json!({"customer_id": "cus_o", "order_id": "ord_o", "delivered_at": delivered_at.to_rfc3339()}),
+        ))
+        .await;
+    assert!(report.notifications[0].in_feed);
+    let customer = herald_core::ids::CustomerId::parse("cus_o").unwrap();
+    let org = h.org_id();
+    assert_eq!(h.local.views.unread(&org, &customer).await.unwrap(), 1);
+
+    // then the customer unsubscribes from review prompts and turns email off
+    h.run(&[h.preferences("cus_o", json!({"email": false}), json!(["review_prompt"]))])
+        .await;
+    let tick = h
+        .local
+        .tick(Some(
+            delivered_at + Duration::days(7) + Duration::seconds(30),
+        ))
+        .await
+        .unwrap();
+    let n = &tick.notifications[0];
+    assert_eq!(
+        (n.status.as_str(), n.log.last().map(|l| l.event.as_str())),
+        ("skipped", Some("skipped")),
+        "{tick:?}"
+    );
+    assert!(h.sent().await.emails_to(&email).is_empty(), "nothing sent");
+    // never sent, so not the customer's to see or count
+    assert!(
+        h.local
+            .views
+            .feed(&org, &customer, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.local.views.unread(&org, &customer).await.unwrap(), 0);
+    let id = herald_core::ids::NotificationId::parse(n.id.clone()).unwrap();
+    let stored = h.local.store.get(&org, &id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Skipped);
+    assert_eq!(
+        stored.note.as_deref(),
+        Some("unsubscribed from review_prompt")
+    );
+    assert!(
+        stored.failed_at.is_none(),
+        "not a failure, not a dead letter"
+    );
+    assert!(
+        h.local
+            .views
+            .dead_letters(&org, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
