@@ -898,6 +898,31 @@ impl DynamoDirectory {
         }
     }
 
+    /// The stored items of these things, each found by the key `key_of` gives it, in one
+    /// BatchGetItem (per 100 keys); things without an item are left out.
+    async fn get_keyed<'a, K>(
+        &self,
+        things: &'a [K],
+        key_of: impl Fn(&K) -> String,
+        consistent: bool,
+    ) -> Result<Vec<(&'a K, Item)>, PortError> {
+        let by_pk: HashMap<String, &K> = things.iter().map(|k| (key_of(k), k)).collect();
+        let found = batch_get(
+            &self.client,
+            &self.table,
+            by_pk.keys().cloned().collect(),
+            consistent,
+        )
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|item| {
+                let thing = pk_of(&item).and_then(|pk| by_pk.get(pk).copied())?;
+                Some((thing, item))
+            })
+            .collect())
+    }
+
     async fn get_versioned<T: DeserializeOwned>(
         &self,
         key: String,
@@ -1067,23 +1092,10 @@ impl Directory for DynamoDirectory {
         org: &OrgId,
         keys: &[SuppressionKey],
     ) -> Result<BTreeSet<SuppressionKey>, PortError> {
-        let by_pk: HashMap<String, &SuppressionKey> =
-            keys.iter().map(|k| (suppression_key(org, k), k)).collect();
-        let found = batch_get(
-            &self.client,
-            &self.table,
-            by_pk.keys().cloned().collect(),
-            false,
-        )
-        .await?;
-        Ok(found
-            .iter()
-            .filter_map(|item| {
-                pk_of(item)
-                    .and_then(|pk| by_pk.get(pk))
-                    .map(|k| (*k).clone())
-            })
-            .collect())
+        let found = self
+            .get_keyed(keys, |k| suppression_key(org, k), false)
+            .await?;
+        Ok(found.into_iter().map(|(k, _)| k.clone()).collect())
     }
 
     async fn suppress(
@@ -1109,21 +1121,12 @@ impl Directory for DynamoDirectory {
         &self,
         identities: &[SenderIdentity],
     ) -> Result<BTreeMap<SenderIdentity, OrgId>, PortError> {
-        let by_pk: HashMap<String, &SenderIdentity> =
-            identities.iter().map(|i| (identity_key(i), i)).collect();
-        let found = batch_get(
-            &self.client,
-            &self.table,
-            by_pk.keys().cloned().collect(),
-            true,
-        )
-        .await?;
+        let found = self.get_keyed(identities, identity_key, true).await?;
         Ok(found
-            .iter()
-            .filter_map(|item| {
-                let identity = pk_of(item).and_then(|pk| by_pk.get(pk))?;
+            .into_iter()
+            .filter_map(|(identity, item)| {
                 let owner = item.get("org").and_then(|v| v.as_s().ok())?;
-                Some(((*identity).clone(), OrgId::parse(owner.as_str()).ok()?))
+                Some((identity.clone(), OrgId::parse(owner.as_str()).ok()?))
             })
             .collect())
     }

@@ -255,22 +255,21 @@ impl DynamoViews {
         Ok(())
     }
 
-    /// A notification withheld at send time was never sent: its entry leaves the customer's
-    /// feed, and counts as unread no more. The entry is marked, not deleted, so a replay of
-    /// its creation finds it and changes nothing; the unread count moves once, with the mark.
-    async fn withdraw_feed_entry(
+    /// Applies `update` (which sets `#read` true) to an unread feed entry and takes one off the
+    /// unread count, together or not at all; `false` when the entry is read already or absent.
+    async fn read_and_uncount(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         created_at: &DateTime<Utc>,
         id: &NotificationId,
-    ) -> Result<(), PortError> {
-        const OP: &str = "dynamodb TransactWriteItems feed withdraw";
-        let entry_key = key(feed_pk(org, customer), feed_sk(created_at, id));
-        let unread_entry = Update::builder()
+        update: &str,
+    ) -> Result<bool, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems read";
+        let entry = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(entry_key.clone()))
-            .update_expression("SET withdrawn = :true, #read = :true")
+            .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
+            .update_expression(update)
             .condition_expression("attribute_exists(pk) AND #read = :false")
             .expression_attribute_names("#read", "read")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
@@ -288,27 +287,49 @@ impl DynamoViews {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(unread_entry).build())
+            .transact_items(TransactWriteItem::builder().update(entry).build())
             .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // read already (or withdrawn before): mark it, the count stays
-            Err(e) if conditional_failed(&e) => {
-                let request = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(entry_key))
-                    .update_expression("SET withdrawn = :true")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_values(":true", AttributeValue::Bool(true));
-                crate::dynamo::guarded("dynamodb UpdateItem feed withdraw", request).await?;
-                Ok(())
-            }
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
             Err(e) => Err(aws(OP, e)),
         }
+    }
+
+    /// A notification withheld at send time was never sent: its entry leaves the customer's
+    /// feed, and counts as unread no more. The entry is marked, not deleted, so a replay of
+    /// its creation finds it and changes nothing; the unread count moves once, with the mark.
+    async fn withdraw_feed_entry(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        created_at: &DateTime<Utc>,
+        id: &NotificationId,
+    ) -> Result<(), PortError> {
+        let uncounted = self
+            .read_and_uncount(
+                org,
+                customer,
+                created_at,
+                id,
+                "SET withdrawn = :true, #read = :true",
+            )
+            .await?;
+        if !uncounted {
+            // read already (or withdrawn before): mark it, the count stays
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
+                .update_expression("SET withdrawn = :true")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":true", AttributeValue::Bool(true));
+            crate::dynamo::guarded("dynamodb UpdateItem feed withdraw", request).await?;
+        }
+        Ok(())
     }
 
     /// Counts each notification's outcome once: a marker per (notification, outcome) and the
@@ -598,37 +619,8 @@ impl Views for DynamoViews {
         created_at: DateTime<Utc>,
         id: &NotificationId,
     ) -> Result<bool, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems read";
-        let entry = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(feed_pk(org, customer), feed_sk(&created_at, id))))
-            .update_expression("SET #read = :true")
-            .condition_expression("attribute_exists(pk) AND #read = :false")
-            .expression_attribute_names("#read", "read")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let (pk, sk) = unread_key(org, customer);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("ADD unread :minus")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(entry).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(aws(OP, e)),
-        }
+        self.read_and_uncount(org, customer, &created_at, id, "SET #read = :true")
+            .await
     }
 
     async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError> {
