@@ -28,20 +28,10 @@ pub fn is_transient(status: reqwest::StatusCode) -> bool {
 }
 
 /// The provider refused the credentials it was given (SendGrid 401/403, Twilio 401): the
-/// organization's settings are wrong or were changed since they were read. The provider's
-/// problem, not the notification's: soft, so it is retried (and the settings read again).
+/// organization's settings are wrong or were changed since they were read.
 pub fn credentials_refused(provider: &str, status: reqwest::StatusCode) -> SendError {
-    SendError::soft(format!(
-        "{provider} {CREDENTIALS_REFUSED} ({})",
+    SendError::credentials(format!(
+        "{provider} refused the credentials ({})",
         status.as_u16()
     ))
-}
-
-const CREDENTIALS_REFUSED: &str = "refused the credentials";
-
-/// Whether a send failed because [`credentials_refused`] (`SendError` carries a kind and a
-/// reason only; the reason is made here, so it is recognized here).
-pub fn is_credentials_refusal(e: &SendError) -> bool {
-    e.kind == herald_core::ports::FailureKind::Soft
-        && e.reason.contains(&format!(" {CREDENTIALS_REFUSED} ("))
 }

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_core::model::Notification;
-use herald_core::ports::{ChannelSender, Receipt, SendError};
+use herald_core::ports::{ChannelSender, FailureKind, Receipt, SendError};
 use herald_core::providers::{OrgProviders, ProviderSettings};
 use tracing::{info, warn};
 
-use crate::http::is_credentials_refusal;
 use crate::{SendGridSender, SesEmailSender, SnsSmsSender, TwilioSender};
 
 fn unavailable(e: &herald_core::ports::PortError) -> SendError {
@@ -35,7 +34,7 @@ where
 {
     let cached = settings.get(&n.org_id).await.map_err(|e| unavailable(&e))?;
     match send(cached.clone()).await {
-        Err(e) if is_credentials_refusal(&e) => {
+        Err(e) if e.kind == FailureKind::Credentials => {
             let fresh = settings
                 .refresh(&n.org_id)
                 .await

@@ -362,7 +362,7 @@ impl DispatchService {
                 DispatchOutcome::Failed { reason }
             }
             Err(SendError {
-                kind: FailureKind::Soft,
+                kind: FailureKind::Soft | FailureKind::Credentials,
                 reason,
             }) => {
                 self.apply_soft_failure(&mut notification, reason, now, None);

@@ -357,8 +357,12 @@ pub trait DispatchQueue: Send + Sync {
 /// Whether a failed send is worth trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Throttling, timeouts, 5xx, refused credentials: try again later.
+    /// Throttling, timeouts, 5xx: try again later.
     Soft,
+    /// The provider refused the organization's credentials (a key rotated or revoked): the
+    /// provider's problem, not the notification's. Retried as a soft failure, after the
+    /// settings are read again; never a dead letter of the notification.
+    Credentials,
     /// A message the provider cannot take, a missing configuration: trying again would fail again.
     Hard,
     /// The recipient opted out or does not exist (a STOP, a suppressed or invalid address):
@@ -387,6 +391,13 @@ impl SendError {
     pub fn hard(reason: impl Into<String>) -> Self {
         SendError {
             kind: FailureKind::Hard,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn credentials(reason: impl Into<String>) -> Self {
+        SendError {
+            kind: FailureKind::Credentials,
             reason: reason.into(),
         }
     }
