@@ -95,7 +95,7 @@ impl Harness {
 
     /// Calls the intake handler directly, as Lambda would (including a redelivery with the
     /// same EventBridge id).
-    pub async fn invoke_intake(&self, event: &Value) -> herald_core::intake::IntakeRecord {
+    pub async fn invoke_intake(&self, event: &Value) -> herald_core::record::IntakeRecord {
         let event: EventBridgeEvent<Value> =
             serde_json::from_value(event.clone()).expect("an EventBridge event");
         herald_intake::handle(
@@ -321,10 +321,10 @@ impl Harness {
             aws_sdk_secretsmanager::Client::new(&self.local.aws),
             self.local.stack.names.provider_secrets_prefix(),
         );
-        herald_core::providers::update(
+        herald_core::settings::update(
             &store,
             &self.org_id(),
-            herald_core::providers::Provider::parse(provider).unwrap(),
+            herald_core::model::Provider::parse(provider).unwrap(),
             settings,
         )
         .await
@@ -339,7 +339,7 @@ pub struct FixtureSns {
 }
 
 #[async_trait::async_trait]
-impl herald_core::delivery::ses::SnsEndpoints for FixtureSns {
+impl herald_core::ports::SnsEndpoints for FixtureSns {
     async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
         Ok(include_bytes!("../fixtures/sns-cert.pem").to_vec())
     }
@@ -454,7 +454,7 @@ impl Default for SendGridSigner {
 pub fn sign_sns(message: &mut Value) {
     use base64::Engine;
     message["Signature"] = json!("");
-    let parsed: herald_core::delivery::ses::SnsMessage =
+    let parsed: herald_core::provider_events::ses::SnsMessage =
         serde_json::from_value(message.clone()).unwrap();
     let canonical = parsed.canonical().unwrap();
     let key =

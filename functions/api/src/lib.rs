@@ -14,19 +14,23 @@ use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings, SesIdentities,
     SqsDispatchQueue,
 };
+use herald_core::consent::SuppressionKey;
 use herald_core::directory::{CustomerUpdate, Origin, QuietHours, TimeZone};
-use herald_core::identity::{self, SenderIdentity, SendingIdentities};
+use herald_core::directory_update::update_customer;
+use herald_core::identity::{self, SenderIdentity};
 use herald_core::ids::{
     CustomerId, EmailAddress, Locale, NotificationId, NotificationType, OrgId, PhoneNumber,
 };
-use herald_core::intake::update_customer;
+use herald_core::model::Provider;
 use herald_core::model::{Channel, Notification, Recipient};
+use herald_core::ports::ProviderSettings;
+use herald_core::ports::SendingIdentities;
+use herald_core::ports::Views;
 use herald_core::ports::{
     Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore, PortError,
-    RetryOutcome, SuppressionKey, SystemClock,
+    RetryOutcome, SystemClock,
 };
-use herald_core::projection::Views;
-use herald_core::providers::{self, Provider, ProviderSettings, UpdateError};
+use herald_core::settings::{self, UpdateError};
 use herald_core::template::Catalog;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -625,7 +629,7 @@ impl Api {
             // settings saved meanwhile are kept
             Some(req) => {
                 let settings: Value = body_json(req)?;
-                providers::update(self.settings.as_ref(), org, provider, settings)
+                settings::update(self.settings.as_ref(), org, provider, settings)
                     .await
                     .map_err(|e| match e {
                         UpdateError::Invalid(e) => ApiError::BadRequest(e.0),
@@ -660,9 +664,11 @@ impl Api {
         };
         let from = EmailAddress::parse(from)
             .map_err(|_| ApiError::BadRequest("from: not a valid email address".into()))?;
-        if identity::may_send_from(self.directory.as_ref(), org, &from, &self.default_sender)
-            .await?
-        {
+        let owners = self
+            .directory
+            .identity_owners(&SenderIdentity::covering(&from))
+            .await?;
+        if identity::may_send_from(&owners, org, &from, &self.default_sender) {
             Ok(())
         } else {
             Err(ApiError::BadRequest(format!(

@@ -14,8 +14,8 @@ use herald_adapters::{
 };
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
 use herald_core::model::Channel;
+use herald_core::ports::ProviderSettings;
 use herald_core::ports::{Clock, DispatchMessage, NotConfigured, SystemClock};
-use herald_core::providers::ProviderSettings;
 use herald_core::retry::RetryPolicy;
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{error, warn};

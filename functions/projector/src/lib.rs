@@ -7,7 +7,8 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 use herald_adapters::DynamoViews;
 use herald_adapters::config::{self, ConfigError};
 use herald_core::model::Notification;
-use herald_core::projection::{Change, Views, project_batch};
+use herald_core::ports::Views;
+use herald_core::projection::{Change, project_batch};
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{info, warn};
 

@@ -25,12 +25,14 @@ use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsHttpEndpoints,
 };
-use herald_core::delivery::service::{WebhookService, WebhookSummary};
-use herald_core::delivery::ses::{SnsEndpoints, SnsMessage};
-use herald_core::delivery::{AuthError, sendgrid, ses, twilio};
 use herald_core::ids::OrgId;
+use herald_core::ports::ProviderSettings;
+use herald_core::ports::SnsEndpoints;
 use herald_core::ports::{Clock, PortError, SystemClock};
-use herald_core::providers::{OrgProviders, ProviderSettings};
+use herald_core::provider_events::ses::SnsMessage;
+use herald_core::provider_events::{AuthError, sendgrid, ses, twilio};
+use herald_core::providers::OrgProviders;
+use herald_core::tracking::{WebhookService, WebhookSummary};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Error, Request, Response};
 use serde_json::json;

@@ -16,39 +16,21 @@ use herald_adapters::DynamoNotificationStore;
 use herald_adapters::DynamoViews;
 use herald_core::dispatch::DispatchService;
 use herald_core::ids::{EmailAddress, OrgId};
-use herald_core::intake::{ChannelSkip, IntakeRecord, IntakeService};
+use herald_core::intake::IntakeService;
 use herald_core::model::{Notification, Recipient};
+use herald_core::ports::Views;
 use herald_core::ports::{DispatchMessage, ManualClock, NotificationStore};
-use herald_core::projection::Views;
+use herald_core::record::{ChannelSkip, IntakeRecord};
 use herald_core::retry::RetryPolicy;
 use herald_core::scheduler::{SchedulerService, SweepConfig, SweepReport};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
-use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::emulator::{Emulator, EmulatorError, REGION, Sent};
-use crate::stack::{DEFAULT_SENDER, Stack, StackError};
-
-#[derive(Debug, Error)]
-pub enum LocalError {
-    #[error(transparent)]
-    Emulator(#[from] EmulatorError),
-    #[error(transparent)]
-    Stack(#[from] StackError),
-    #[error("{0}")]
-    Aws(String),
-    #[error("building a handler: {0}")]
-    Handler(String),
-}
-
-fn aws_error(operation: &str, e: impl std::error::Error) -> LocalError {
-    LocalError::Aws(format!(
-        "{operation}: {}",
-        aws_sdk_sqs::error::DisplayErrorContext(e)
-    ))
-}
+use crate::emulator::{Emulator, REGION, Sent};
+use crate::error::{LocalError, aws_error};
+use crate::stack::{DEFAULT_SENDER, Stack};
 
 /// One notification as the report shows it.
 #[derive(Debug, Clone, Serialize)]

@@ -4,11 +4,13 @@
 
 pub mod driver;
 pub mod emulator;
+pub mod error;
 pub mod pump;
 pub mod serve;
 pub mod stack;
 pub mod stream;
 
-pub use driver::{EventReport, LocalError, LocalStack, NotificationReport, Options};
+pub use driver::{EventReport, LocalStack, NotificationReport, Options};
 pub use emulator::Emulator;
+pub use error::LocalError;
 pub use stack::{Names, Stack};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::driver::LocalError;
+use crate::error::LocalError;
 
 /// Held while its process pumps the stage; dropping it lets the next one in.
 #[derive(Debug)]

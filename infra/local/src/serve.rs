@@ -182,7 +182,7 @@ const LOCAL_SNS_KEY: &[u8] = include_bytes!("../../../tests/fixtures/sns-key.pk8
 pub struct LocalSns;
 
 #[async_trait::async_trait]
-impl herald_core::delivery::ses::SnsEndpoints for LocalSns {
+impl herald_core::ports::SnsEndpoints for LocalSns {
     async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
         Ok(LOCAL_SNS_CERT.to_vec())
     }
@@ -221,7 +221,7 @@ pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, Stri
         "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",
         "Signature": "",
     });
-    let parsed: herald_core::delivery::ses::SnsMessage =
+    let parsed: herald_core::provider_events::ses::SnsMessage =
         serde_json::from_value(message.clone()).map_err(|e| e.to_string())?;
     let canonical = parsed.canonical().map_err(|e| e.to_string())?;
     let key = ring::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY).map_err(|e| e.to_string())?;

@@ -9,8 +9,8 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-use crate::driver::LocalError;
 use crate::emulator::REGION;
+use crate::error::LocalError;
 
 /// A stream reader that remembers, per shard, the last record it handed out.
 pub struct StreamReader {

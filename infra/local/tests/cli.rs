@@ -459,7 +459,7 @@ async fn intake_record(
     aws: &aws_config::SdkConfig,
     stage: &str,
     event_id: &str,
-) -> Option<herald_core::intake::IntakeRecord> {
+) -> Option<herald_core::record::IntakeRecord> {
     intake_record_within(aws, stage, event_id, 80).await
 }
 
@@ -469,7 +469,7 @@ async fn intake_record_within(
     stage: &str,
     event_id: &str,
     tries: usize,
-) -> Option<herald_core::intake::IntakeRecord> {
+) -> Option<herald_core::record::IntakeRecord> {
     use herald_core::ports::NotificationStore;
     let store = herald_adapters::DynamoNotificationStore::new(
         aws_sdk_dynamodb::Client::new(aws),

@@ -14,18 +14,19 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use herald_core::delivery::DeliveryChange;
-use herald_core::delivery::service::DeliveryStore;
+use herald_core::consent::SuppressionKey;
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
 use herald_core::identity::SenderIdentity;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
-use herald_core::intake::IntakeRecord;
+use herald_core::model::Provider;
 use herald_core::model::{Notification, Status};
+use herald_core::ports::DeliveryStore;
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DueEntry, DueIndex, DuePage, NotificationStore, PortError,
-    RetryOutcome, Snapshot, SnapshotRequest, SuppressionKey, UnreadableEntry, Write,
+    RetryOutcome, Snapshot, SnapshotRequest, UnreadableEntry, Write,
 };
-use herald_core::providers::Provider;
+use herald_core::provider_events::DeliveryChange;
+use herald_core::record::IntakeRecord;
 use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

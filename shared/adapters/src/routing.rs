@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_core::model::Notification;
+use herald_core::ports::ProviderSettings;
 use herald_core::ports::{ChannelSender, FailureKind, Receipt, SendError};
-use herald_core::providers::{OrgProviders, ProviderSettings};
+use herald_core::providers::OrgProviders;
 use tracing::{info, warn};
 
 use crate::{SendGridSender, SesEmailSender, SnsSmsSender, TwilioSender};

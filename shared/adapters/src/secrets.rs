@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use herald_core::ids::OrgId;
+use herald_core::ports::ProviderSettings;
 use herald_core::ports::{PortError, Write};
-use herald_core::providers::{
-    OrgProviders, ProviderSettings, REFRESH_INTERVAL, SettingsCache, StoredProviders,
-};
+use herald_core::providers::{OrgProviders, REFRESH_INTERVAL, SettingsCache, StoredProviders};
 use tokio::sync::Mutex;
 
 use crate::errors::aws;

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag};
-use herald_core::identity::{IdentityStatus, SenderIdentity, SendingIdentities};
+use herald_core::identity::{IdentityStatus, SenderIdentity};
 use herald_core::model::{Address, Notification};
+use herald_core::ports::SendingIdentities;
 use herald_core::ports::{ChannelSender, PortError, Receipt, SendError};
 use herald_core::providers::SesSettings;
 

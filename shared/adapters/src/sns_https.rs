@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use herald_core::delivery::ses::SnsEndpoints;
+use herald_core::ports::SnsEndpoints;
 use tokio::sync::Mutex;
 
 /// How many signing certificates are kept: SNS signs with one certificate per region at a

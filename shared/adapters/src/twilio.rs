@@ -1,9 +1,9 @@
 //! SMS through Twilio's Programmable Messaging API.
 
-use herald_core::delivery::twilio::status_callback_url;
-use herald_core::delivery::twilio_failure;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{Receipt, SendError};
+use herald_core::provider_events::twilio::status_callback_url;
+use herald_core::provider_events::{TwilioFailure, twilio_failure};
 use herald_core::providers::TwilioSettings;
 use serde::Deserialize;
 
@@ -94,10 +94,14 @@ impl TwilioSender {
         // Twilio's message quotes the number: only the code is kept.
         let code = response.json::<ErrorBody>().await.ok().and_then(|b| b.code);
         Err(match code {
-            Some(code) => SendError {
-                kind: twilio_failure(code),
-                reason: format!("Twilio error {code}"),
-            },
+            Some(code) => {
+                let reason = format!("Twilio error {code}");
+                match twilio_failure(code) {
+                    TwilioFailure::Recipient => SendError::recipient(reason),
+                    TwilioFailure::Permanent => SendError::hard(reason),
+                    TwilioFailure::Transient => SendError::soft(reason),
+                }
+            }
             None => SendError::hard(format!("Twilio rejected the message ({})", status.as_u16())),
         })
     }

@@ -22,8 +22,9 @@ use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::Status;
 use herald_core::ports::PortError;
+use herald_core::ports::Views;
 use herald_core::projection::{
-    DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite, Views,
+    DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite,
 };
 use herald_core::time;
 use serde::Serialize;

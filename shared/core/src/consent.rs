@@ -13,11 +13,18 @@
 //! not apply to them, an address and the suppression list do.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::ids::NotificationType;
 use crate::model::{Address, Channel, Notification, Recipient};
-use crate::ports::SuppressionKey;
+
+/// A key on an organization's suppression list: a channel and an address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SuppressionKey {
+    pub channel: Channel,
+    pub address: String,
+}
 
 /// The channels a customer who never stated preferences may be reached on: email, the safe
 /// default, and the in-app feed, which interrupts nobody. Never SMS, push or WhatsApp.

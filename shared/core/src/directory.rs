@@ -6,14 +6,13 @@
 //! message replaces an earlier one field by field.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{EmailAddress, InvalidValue, Locale, NotificationType, PhoneNumber};
-use crate::model::Channel;
+use crate::model::{Channel, Device};
 
 /// A value and the time of the event that set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,28 +81,6 @@ fn apply_in_map<K: Ord, T: PartialEq>(
         map.insert(key, slot);
     }
     changed
-}
-
-/// A mobile push platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Fcm,
-    Apns,
-}
-
-/// A registered device: its platform and push token.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Device {
-    pub platform: Platform,
-    pub token: String,
-}
-
-/// Tokens are secrets of a kind: debug output shows the platform only.
-impl fmt::Debug for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Device({:?}, ***)", self.platform)
-    }
 }
 
 /// An IANA time zone name, parsed.
@@ -369,6 +346,7 @@ pub struct Versioned<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Platform;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

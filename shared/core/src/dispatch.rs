@@ -260,7 +260,7 @@ impl DispatchService {
             customer: &customer,
             org: &org,
         };
-        let suppressed = |k: &crate::ports::SuppressionKey| {
+        let suppressed = |k: &crate::consent::SuppressionKey| {
             snapshot.suppressed.contains(&(n.org_id.clone(), k.clone()))
         };
         match consent::at_send_time(&n, audience, suppressed, now) {
@@ -452,7 +452,7 @@ impl DispatchService {
         due_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, DispatchError> {
-        let delay = crate::intake::wait(now, due_at);
+        let delay = crate::scheduling::wait(now, due_at);
         if delay > MAX_QUEUE_DELAY {
             return Ok(false);
         }

@@ -14,13 +14,12 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::directory::{
-    CustomerUpdate, Device, MAX_CLOCK_SKEW, OrgSettingsUpdate, Platform, QuietHours, TimeZone,
-};
+use crate::directory::{CustomerUpdate, MAX_CLOCK_SKEW, OrgSettingsUpdate, QuietHours, TimeZone};
 use crate::ids::{
     BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId, PhoneNumber,
 };
 use crate::model::{Channel, Recipient};
+use crate::model::{Device, Platform};
 
 /// How long after delivery a customer is asked for a review.
 pub const REVIEW_PROMPT_DELAY_DAYS: i64 = 7;

@@ -3,13 +3,12 @@
 //! Herald keeps who may: an organization sends only from an identity it registered, or from
 //! the deployment's default sender.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EmailAddress, InvalidValue, OrgId};
-use crate::ports::{Directory, PortError};
 
 /// An email address or a domain, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -66,20 +65,18 @@ impl<'de> Deserialize<'de> for SenderIdentity {
 pub const NOT_OWNED: &str = "is not a sending identity of this organization: register the address or its domain (PUT /admin/identities/{identity}) or use the deployment's default sender";
 
 /// Whether `org` may send from `from`: the deployment's default sender, or an address whose
-/// own identity or domain the organization registered.
-pub async fn may_send_from(
-    directory: &dyn Directory,
+/// own identity or domain the organization owns (`owners`: the owners of
+/// [`SenderIdentity::covering`] the address).
+pub fn may_send_from(
+    owners: &BTreeMap<SenderIdentity, OrgId>,
     org: &OrgId,
     from: &EmailAddress,
     default_sender: &EmailAddress,
-) -> Result<bool, PortError> {
-    if from.as_str().eq_ignore_ascii_case(default_sender.as_str()) {
-        return Ok(true);
-    }
-    let owners = directory
-        .identity_owners(&SenderIdentity::covering(from))
-        .await?;
-    Ok(owners.values().any(|owner| owner == org))
+) -> bool {
+    from.as_str().eq_ignore_ascii_case(default_sender.as_str())
+        || SenderIdentity::covering(from)
+            .iter()
+            .any(|i| owners.get(i) == Some(org))
 }
 
 /// Where an identity stands with the email provider.
@@ -89,16 +86,6 @@ pub struct IdentityStatus {
     pub verified: bool,
     /// The DKIM tokens to publish as CNAME records, for a domain.
     pub dkim_tokens: Vec<String>,
-}
-
-/// The email provider's sending identities (SES).
-#[async_trait]
-pub trait SendingIdentities: Send + Sync {
-    /// Creates the identity with the provider (or finds it there) and says where it stands.
-    async fn register(&self, identity: &SenderIdentity) -> Result<IdentityStatus, PortError>;
-
-    /// Where the identity stands; `None` when the provider does not know it.
-    async fn status(&self, identity: &SenderIdentity) -> Result<Option<IdentityStatus>, PortError>;
 }
 
 #[cfg(test)]

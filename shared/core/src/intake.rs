@@ -5,77 +5,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
+use crate::consent::SuppressionKey;
 use crate::consent::{self, Audience};
-use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate, Origin};
+use crate::directory::Origin;
+use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
-use crate::ids::{CustomerId, EmailAddress, Locale, NotificationId, OrgId};
+use crate::ids::{EmailAddress, Locale, OrgId};
 use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
-    NotificationStore, PortError, SuppressionKey, Write,
+    NotificationStore, PortError,
 };
+use crate::record::{ChannelSkip, IntakeRecord, Outcome};
+use crate::scheduling::wait;
 use crate::template::{Catalog, TemplateSpec};
-
-/// The suppression-list key of an address (kept here for the callers that knew it here).
-pub use crate::consent::suppression_key;
-
-/// How an event ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Notified,
-    Skipped,
-    Rejected,
-    DirectoryUpdated,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Notified => "notified",
-            Outcome::Skipped => "skipped",
-            Outcome::Rejected => "rejected",
-            Outcome::DirectoryUpdated => "directory_updated",
-        }
-    }
-}
-
-/// A channel that was not used, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelSkip {
-    pub channel: Channel,
-    pub reason: String,
-}
-
-/// What became of one event: the account that nothing entered Herald and vanished.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntakeRecord {
-    pub event_id: String,
-    /// `None` when the event was rejected for lacking a valid organization.
-    pub org_id: Option<OrgId>,
-    pub detail_type: String,
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub notifications: Vec<NotificationId>,
-    #[serde(default)]
-    pub skipped: Vec<ChannelSkip>,
-    #[serde(with = "crate::time")]
-    pub received_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Error)]
 pub enum IntakeError {
     /// The infrastructure failed; the event should be delivered again (nothing is doubled).
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("the directory record kept changing under concurrent updates; try again")]
-    Contended,
+    /// A directory record kept changing under concurrent updates; the event should come again.
+    #[error(transparent)]
+    Directory(#[from] crate::directory_update::UpdateError),
 }
 
 /// Settings of the intake service.
@@ -106,8 +61,6 @@ enum Plan {
     },
     Reject(String),
 }
-
-const DIRECTORY_WRITE_ATTEMPTS: usize = 5;
 
 impl IntakeService {
     /// Handles one event to its end. `Ok` whatever the outcome (a rejection included);
@@ -155,13 +108,16 @@ impl IntakeService {
             }
             EventKind::OrgSettings(update) => {
                 if let Some(from) = &update.sender_email {
+                    let owners = self
+                        .directory
+                        .identity_owners(&crate::identity::SenderIdentity::covering(from))
+                        .await?;
                     let allowed = crate::identity::may_send_from(
-                        self.directory.as_ref(),
+                        &owners,
                         &event.org_id,
                         from,
                         &self.config.default_sender,
-                    )
-                    .await?;
+                    );
                     if !allowed {
                         let reason = format!("detail.sender_email {}", crate::identity::NOT_OWNED);
                         warn!(%reason, "event rejected");
@@ -174,7 +130,7 @@ impl IntakeService {
                     at: event.time,
                     now,
                 };
-                self.update_org(&event.org_id, update, origin).await?;
+                update_org(self.directory.as_ref(), &event.org_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::Notify(request) => {
@@ -207,33 +163,6 @@ impl IntakeService {
         }
         self.store.record_intake(&record).await?;
         Ok(record)
-    }
-
-    async fn update_org(
-        &self,
-        org: &OrgId,
-        update: OrgSettingsUpdate,
-        origin: Origin,
-    ) -> Result<(), IntakeError> {
-        for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
-            let stored = self.directory.get_org_settings(org).await?;
-            let (mut settings, version) = match stored {
-                Some(v) => (v.value, Some(v.version)),
-                None => (OrgSettings::default(), None),
-            };
-            if !settings.apply(update.clone(), origin) {
-                return Ok(());
-            }
-            if self
-                .directory
-                .put_org_settings(org, &settings, version)
-                .await?
-                == Write::Done
-            {
-                return Ok(());
-            }
-        }
-        Err(IntakeError::Contended)
     }
 
     /// Decides channels, addresses and content; renders everything before anything is written.
@@ -486,42 +415,6 @@ impl IntakeService {
         }
         Ok(())
     }
-}
-
-/// Applies a change to a customer: read, merge, write-if-unchanged, so concurrent updates of
-/// one customer both land and an older change never overwrites a newer one.
-pub async fn update_customer(
-    directory: &dyn Directory,
-    org: &OrgId,
-    customer: &CustomerId,
-    update: CustomerUpdate,
-    origin: Origin,
-) -> Result<(), IntakeError> {
-    for _ in 0..DIRECTORY_WRITE_ATTEMPTS {
-        let stored = directory.get_customer(org, customer).await?;
-        let (mut record, version) = match stored {
-            Some(v) => (v.value, Some(v.version)),
-            None => (CustomerRecord::default(), None),
-        };
-        if !record.apply(update.clone(), origin) {
-            return Ok(());
-        }
-        if directory
-            .put_customer(org, customer, &record, version)
-            .await?
-            == Write::Done
-        {
-            return Ok(());
-        }
-    }
-    Err(IntakeError::Contended)
-}
-
-/// How long from `now` until `t` (zero if it has passed), rounded up to whole seconds so a
-/// delayed message never arrives before its time.
-pub fn wait(now: DateTime<Utc>, t: DateTime<Utc>) -> Duration {
-    let w = (t - now).to_std().unwrap_or(Duration::ZERO);
-    Duration::from_secs(w.as_secs() + u64::from(w.subsec_nanos() > 0))
 }
 
 /// The largest rendered message Herald stores: well inside DynamoDB's 400 KB item, and far more

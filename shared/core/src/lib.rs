@@ -5,8 +5,8 @@
 //! [`ports`] that the adapters implement.
 
 pub mod consent;
-pub mod delivery;
 pub mod directory;
+pub mod directory_update;
 pub mod dispatch;
 pub mod event;
 pub mod identity;
@@ -15,11 +15,16 @@ pub mod intake;
 pub mod model;
 pub mod ports;
 pub mod projection;
+pub mod provider_events;
 pub mod providers;
+pub mod record;
 pub mod retry;
 pub mod scheduler;
+pub mod scheduling;
+pub mod settings;
 pub mod template;
 pub mod time;
+pub mod tracking;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -135,6 +135,58 @@ impl fmt::Display for Status {
     }
 }
 
+/// A mobile push platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Fcm,
+    Apns,
+}
+
+/// A registered device: its platform and push token.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Device {
+    pub platform: Platform,
+    pub token: String,
+}
+
+/// Tokens are secrets of a kind: debug output shows the platform only.
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({:?}, ***)", self.platform)
+    }
+}
+
+/// The providers Herald can be set up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Sendgrid,
+    Twilio,
+    Ses,
+}
+
+impl Provider {
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        match value {
+            "sendgrid" => Ok(Provider::Sendgrid),
+            "twilio" => Ok(Provider::Twilio),
+            "ses" => Ok(Provider::Ses),
+            other => Err(InvalidValue(format!(
+                "unknown provider {other:?}: expected sendgrid, twilio or ses"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Sendgrid => "sendgrid",
+            Provider::Twilio => "twilio",
+            Provider::Ses => "ses",
+        }
+    }
+}
+
 /// Who a notification is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
@@ -160,7 +212,7 @@ impl Recipient {
 pub enum Address {
     Email(EmailAddress),
     Phone(PhoneNumber),
-    Devices(Vec<crate::directory::Device>),
+    Devices(Vec<Device>),
     Feed,
 }
 

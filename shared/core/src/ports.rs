@@ -1,19 +1,24 @@
 //! The ports: what the services need from the outside world. Adapters implement them with
 //! DynamoDB, SQS, SES and SNS; `testing` implements them in memory for unit tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
-use crate::identity::SenderIdentity;
+use crate::identity::{IdentityStatus, SenderIdentity};
 use crate::ids::{CustomerId, NotificationId, OrgId};
-use crate::intake::IntakeRecord;
+use crate::model::Provider;
 use crate::model::{Channel, Notification};
+use crate::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
+use crate::provider_events::DeliveryChange;
+use crate::providers::{OrgProviders, StoredProviders};
+use crate::record::IntakeRecord;
 
 /// A failure of the infrastructure behind a port (a timeout, throttling, a bug). The
 /// operation may be retried as a whole; the message keeps the cause for the log.
@@ -220,13 +225,6 @@ pub enum Write {
     Done,
     /// Someone else changed the record since it was read: read again and retry.
     Conflict,
-}
-
-/// A key on an organization's suppression list: a channel and an address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SuppressionKey {
-    pub channel: Channel,
-    pub address: String,
 }
 
 /// What dispatch asks of the directory for a batch: these customers, these organizations'
@@ -451,4 +449,138 @@ impl ChannelSender for NotConfigured {
             self.0
         )))
     }
+}
+
+/// The views table.
+#[async_trait]
+pub trait Views: Send + Sync {
+    /// Applies the writes of a batch; idempotent, so a batch seen twice changes nothing.
+    async fn apply(&self, writes: &[ViewWrite]) -> Result<(), PortError>;
+
+    async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError>;
+
+    /// Newest first.
+    async fn feed(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, PortError>;
+
+    async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError>;
+
+    /// A page of the feed, newest first, from an opaque cursor; and the next page's cursor.
+    async fn feed_page(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError>;
+
+    /// Marks an entry read (one less unread); `false` when it was read already or is not there.
+    async fn mark_read(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        created_at: DateTime<Utc>,
+        id: &NotificationId,
+    ) -> Result<bool, PortError>;
+
+    async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError>;
+
+    /// Newest first.
+    async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError>;
+}
+
+/// Where delivery events are matched and recorded.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// The notification a provider's message id belongs to.
+    async fn find_by_provider_id(
+        &self,
+        provider_message_id: &str,
+    ) -> Result<Option<(OrgId, NotificationId)>, PortError>;
+
+    /// Those of the organization's notifications with these ids that exist, read consistently
+    /// (in batches).
+    async fn get_many(
+        &self,
+        org: &OrgId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, PortError>;
+
+    /// Applies the change if the notification is still at the revision it was read at;
+    /// `false` when it changed meanwhile (read again and recompute).
+    async fn apply_delivery(
+        &self,
+        n: &Notification,
+        change: &DeliveryChange,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+
+    /// Which of these provider event ids were handled before (in batches).
+    async fn seen(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        event_ids: &[String],
+    ) -> Result<HashSet<String>, PortError>;
+
+    /// Remembers these provider event ids as handled (in batches).
+    async fn mark_seen(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        event_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+}
+
+/// Fetches SNS signing certificates (cached) and confirms subscriptions: the port to SNS's
+/// HTTPS endpoints.
+#[async_trait]
+pub trait SnsEndpoints: Send + Sync {
+    /// The PEM certificate at a trusted URL.
+    async fn certificate(&self, url: &str) -> Result<Vec<u8>, String>;
+
+    /// Visits a subscription's SubscribeURL.
+    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String>;
+}
+
+/// Where provider settings and credentials are kept (Secrets Manager).
+///
+/// Reads may be served from a cache for a while ([`ProviderSettings::get`]); whoever finds the
+/// cached settings wanting (a signature that does not verify, credentials the provider
+/// refuses, nothing configured) asks for [`ProviderSettings::refresh`] before concluding.
+#[async_trait]
+pub trait ProviderSettings: Send + Sync {
+    /// The organization's settings, possibly from a cache.
+    async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
+
+    /// The settings read again, unless they were read less than [`REFRESH_INTERVAL`] ago (then
+    /// that copy): so that forged requests cannot turn into a flood of reads.
+    async fn refresh(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
+
+    /// The settings as stored now, never from a cache, with their version.
+    async fn read(&self, org: &OrgId) -> Result<StoredProviders, PortError>;
+
+    /// Writes the settings if the stored version is still `expected` (`None`: nothing stored
+    /// yet); [`Write::Conflict`] when someone wrote meanwhile.
+    async fn write(
+        &self,
+        org: &OrgId,
+        providers: &OrgProviders,
+        expected: Option<&str>,
+    ) -> Result<Write, PortError>;
+}
+
+/// The email provider's sending identities (SES).
+#[async_trait]
+pub trait SendingIdentities: Send + Sync {
+    /// Creates the identity with the provider (or finds it there) and says where it stands.
+    async fn register(&self, identity: &SenderIdentity) -> Result<IdentityStatus, PortError>;
+
+    /// Where the identity stands; `None` when the provider does not know it.
+    async fn status(&self, identity: &SenderIdentity) -> Result<Option<IdentityStatus>, PortError>;
 }

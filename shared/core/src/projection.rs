@@ -4,13 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CustomerId, NotificationId, OrgId};
 use crate::model::{Channel, Notification, Recipient, Status};
-use crate::ports::PortError;
 
 /// One change of one notification, as the stream reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -313,46 +311,4 @@ pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
 pub struct StatCount {
     pub key: StatKey,
     pub count: u64,
-}
-
-/// The views table.
-#[async_trait]
-pub trait Views: Send + Sync {
-    /// Applies the writes of a batch; idempotent, so a batch seen twice changes nothing.
-    async fn apply(&self, writes: &[ViewWrite]) -> Result<(), PortError>;
-
-    async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError>;
-
-    /// Newest first.
-    async fn feed(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        limit: usize,
-    ) -> Result<Vec<FeedEntry>, PortError>;
-
-    async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError>;
-
-    /// A page of the feed, newest first, from an opaque cursor; and the next page's cursor.
-    async fn feed_page(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError>;
-
-    /// Marks an entry read (one less unread); `false` when it was read already or is not there.
-    async fn mark_read(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        created_at: DateTime<Utc>,
-        id: &NotificationId,
-    ) -> Result<bool, PortError>;
-
-    async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError>;
-
-    /// Newest first.
-    async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError>;
 }

@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize};
-use thiserror::Error;
 
 use crate::ids::{EmailAddress, InvalidValue, OrgId, PhoneNumber};
-use crate::ports::{PortError, Write};
+use crate::model::Provider;
 
 /// A credential: kept out of debug output and logs.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -119,36 +117,6 @@ pub struct OrgProviders {
     pub ses: Option<SesSettings>,
 }
 
-/// The providers Herald can be set up with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Sendgrid,
-    Twilio,
-    Ses,
-}
-
-impl Provider {
-    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        match value {
-            "sendgrid" => Ok(Provider::Sendgrid),
-            "twilio" => Ok(Provider::Twilio),
-            "ses" => Ok(Provider::Ses),
-            other => Err(InvalidValue(format!(
-                "unknown provider {other:?}: expected sendgrid, twilio or ses"
-            ))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Sendgrid => "sendgrid",
-            Provider::Twilio => "twilio",
-            Provider::Ses => "ses",
-        }
-    }
-}
-
 impl OrgProviders {
     /// Replaces one provider's settings from its JSON form, validated field by field; the
     /// error names the field.
@@ -226,74 +194,9 @@ pub struct StoredProviders {
     pub version: Option<String>,
 }
 
-/// Where provider settings and credentials are kept (Secrets Manager).
-///
-/// Reads may be served from a cache for a while ([`ProviderSettings::get`]); whoever finds the
-/// cached settings wanting (a signature that does not verify, credentials the provider
-/// refuses, nothing configured) asks for [`ProviderSettings::refresh`] before concluding.
-#[async_trait]
-pub trait ProviderSettings: Send + Sync {
-    /// The organization's settings, possibly from a cache.
-    async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
-
-    /// The settings read again, unless they were read less than [`REFRESH_INTERVAL`] ago (then
-    /// that copy): so that forged requests cannot turn into a flood of reads.
-    async fn refresh(&self, org: &OrgId) -> Result<OrgProviders, PortError>;
-
-    /// The settings as stored now, never from a cache, with their version.
-    async fn read(&self, org: &OrgId) -> Result<StoredProviders, PortError>;
-
-    /// Writes the settings if the stored version is still `expected` (`None`: nothing stored
-    /// yet); [`Write::Conflict`] when someone wrote meanwhile.
-    async fn write(
-        &self,
-        org: &OrgId,
-        providers: &OrgProviders,
-        expected: Option<&str>,
-    ) -> Result<Write, PortError>;
-}
-
 /// The shortest time between two reads of one organization's settings asked for by
 /// [`ProviderSettings::refresh`].
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How many times a settings update reads and writes again when someone else wrote meanwhile.
-const UPDATE_ATTEMPTS: usize = 5;
-
-/// Why a settings update did not happen.
-#[derive(Debug, Error)]
-pub enum UpdateError {
-    #[error("{0}")]
-    Invalid(InvalidValue),
-    #[error("the settings kept changing while they were written; try again")]
-    Conflict,
-    #[error(transparent)]
-    Port(#[from] PortError),
-}
-
-/// Sets one provider's settings and keeps the others as they are stored now: read fresh, change,
-/// write only if nobody wrote in between, else again.
-pub async fn update(
-    settings: &dyn ProviderSettings,
-    org: &OrgId,
-    provider: Provider,
-    value: serde_json::Value,
-) -> Result<OrgProviders, UpdateError> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let StoredProviders {
-            mut providers,
-            version,
-        } = settings.read(org).await?;
-        providers
-            .set(provider, value.clone())
-            .map_err(UpdateError::Invalid)?;
-        match settings.write(org, &providers, version.as_deref()).await? {
-            Write::Done => return Ok(providers),
-            Write::Conflict => continue,
-        }
-    }
-    Err(UpdateError::Conflict)
-}
 
 /// The settings read lately, per organization: trusted for `ttl`, read again at most once per
 /// `refresh_interval`, and at most `capacity` organizations (so requests naming made-up
@@ -452,7 +355,7 @@ impl SendGridSettings {
         check_credential("api_key", &self.api_key, 256)?;
         if let Some(key) = &self.webhook_public_key {
             let parsed = (key.len() <= 512)
-                .then(|| crate::delivery::sendgrid::public_key_point(key).ok())
+                .then(|| crate::provider_events::sendgrid::public_key_point(key).ok())
                 .flatten();
             if parsed.is_none() {
                 return Err(InvalidValue(
@@ -677,6 +580,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_update_keeps_what_another_writer_saved_meanwhile() {
+        use crate::ports::ProviderSettings;
+        use crate::settings::update;
         use crate::testing::MemoryProviderSettings;
         let store = MemoryProviderSettings::default();
         let acme = org("org_acme");

@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::ids::{CustomerId, NotificationId, OrgId};
-use crate::intake::IntakeRecord;
 use crate::model::{Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
     DuePage, Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
-    SuppressionKey, UnreadableEntry, Write,
+    UnreadableEntry, Write,
 };
+use crate::record::IntakeRecord;
 
 /// DynamoDB's item size limit, which the memory store enforces the same way.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -470,7 +471,7 @@ impl Clock for FixedClock {
 #[derive(Default)]
 pub struct MemoryProviderSettings {
     stored: Mutex<BTreeMap<OrgId, (u64, crate::providers::OrgProviders)>>,
-    interleave: Mutex<Option<(OrgId, crate::providers::Provider, serde_json::Value)>>,
+    interleave: Mutex<Option<(OrgId, crate::model::Provider, serde_json::Value)>>,
     conflicts: Mutex<usize>,
     reads: Mutex<usize>,
 }
@@ -480,7 +481,7 @@ impl MemoryProviderSettings {
     pub fn before_next_write(
         &self,
         org: OrgId,
-        provider: crate::providers::Provider,
+        provider: crate::model::Provider,
         value: serde_json::Value,
     ) {
         *lock(&self.interleave) = Some((org, provider, value));
@@ -504,7 +505,7 @@ impl MemoryProviderSettings {
 }
 
 #[async_trait]
-impl crate::providers::ProviderSettings for MemoryProviderSettings {
+impl crate::ports::ProviderSettings for MemoryProviderSettings {
     async fn get(&self, org: &OrgId) -> Result<crate::providers::OrgProviders, PortError> {
         Ok(self.read(org).await?.providers)
     }
@@ -554,7 +555,7 @@ impl crate::providers::ProviderSettings for MemoryProviderSettings {
 /// calls, so tests can see a batch read in batches.
 pub struct MemoryDeliveries {
     pub store: Arc<MemoryStore>,
-    pub seen: Mutex<BTreeSet<(OrgId, crate::providers::Provider, String)>>,
+    pub seen: Mutex<BTreeSet<(OrgId, crate::model::Provider, String)>>,
     pub calls: Mutex<BTreeMap<&'static str, usize>>,
 }
 
@@ -578,7 +579,7 @@ impl MemoryDeliveries {
 }
 
 #[async_trait]
-impl crate::delivery::service::DeliveryStore for MemoryDeliveries {
+impl crate::ports::DeliveryStore for MemoryDeliveries {
     async fn find_by_provider_id(
         &self,
         provider_message_id: &str,
@@ -606,7 +607,7 @@ impl crate::delivery::service::DeliveryStore for MemoryDeliveries {
     async fn apply_delivery(
         &self,
         n: &Notification,
-        change: &crate::delivery::DeliveryChange,
+        change: &crate::provider_events::DeliveryChange,
         at: DateTime<Utc>,
     ) -> Result<bool, PortError> {
         self.count("apply_delivery");
@@ -643,7 +644,7 @@ impl crate::delivery::service::DeliveryStore for MemoryDeliveries {
     async fn seen(
         &self,
         org: &OrgId,
-        provider: crate::providers::Provider,
+        provider: crate::model::Provider,
         event_ids: &[String],
     ) -> Result<std::collections::HashSet<String>, PortError> {
         self.count("seen");
@@ -658,7 +659,7 @@ impl crate::delivery::service::DeliveryStore for MemoryDeliveries {
     async fn mark_seen(
         &self,
         org: &OrgId,
-        provider: crate::providers::Provider,
+        provider: crate::model::Provider,
         event_ids: &[String],
         _at: DateTime<Utc>,
     ) -> Result<(), PortError> {

@@ -12,13 +12,14 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use common::{ORG, World, at, order, refund};
+use herald_core::consent::SuppressionKey;
 use herald_core::dispatch::DispatchOutcome;
 use herald_core::ids::OrgId;
-use herald_core::intake::Outcome;
 use herald_core::model::{Channel, Recipient, Status};
 use herald_core::ports::{
-    Directory, DispatchMessage, Enqueue, NotificationStore, RetryOutcome, SendError, SuppressionKey,
+    Directory, DispatchMessage, Enqueue, NotificationStore, RetryOutcome, SendError,
 };
+use herald_core::record::Outcome;
 use herald_core::testing::{Script, ScriptedSender};
 
 fn org() -> OrgId {

@@ -7,15 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_core::delivery::service::{DeliveryStore, WebhookService};
-use herald_core::delivery::{DeliveryChange, DeliveryKind, ProviderEvent};
 use herald_core::ids::{
     BusinessKey, CustomerId, EmailAddress, Locale, NotificationId, NotificationType, OrgId,
 };
+use herald_core::model::Provider;
 use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::ports::DeliveryStore;
 use herald_core::ports::{NotificationStore, PortError};
-use herald_core::providers::Provider;
+use herald_core::provider_events::{DeliveryChange, DeliveryKind, ProviderEvent};
 use herald_core::testing::{FixedClock, MemoryDeliveries, MemoryDirectory, MemoryStore};
+use herald_core::tracking::WebhookService;
 
 fn org() -> OrgId {
     OrgId::parse("org_acme").unwrap()

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use herald_core::consent::SuppressionKey;
 use herald_core::dispatch::{DispatchError, DispatchOutcome, Skip};
 use herald_core::event::EventEnvelope;
 use herald_core::ids::{EmailAddress, OrgId};
-use herald_core::intake::Outcome;
 use herald_core::model::{Address, Channel, Status};
-use herald_core::ports::{Directory, DispatchMessage, SendError, SuppressionKey};
+use herald_core::ports::{Directory, DispatchMessage, SendError};
+use herald_core::record::Outcome;
 use herald_core::testing::{Script, ScriptedSender};
 
 mod common;

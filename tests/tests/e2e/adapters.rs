@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_adapters::{DynamoDirectory, DynamoNotificationStore, SqsDispatchQueue};
+use herald_core::consent::SuppressionKey;
 use herald_core::directory::{CustomerRecord, CustomerUpdate};
 use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId};
 use herald_core::model::{Address, Channel, Notification, Recipient, Status};
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
-    SuppressionKey, Write,
+    Write,
 };
 use herald_e2e::Harness;
 

@@ -100,7 +100,7 @@ async fn a_far_future_directory_time_is_refused_and_never_locks_the_customer() {
         aws_sdk_dynamodb::Client::new(&h.local.aws),
         h.local.stack.names.directory_table(),
     );
-    herald_core::intake::update_customer(
+    herald_core::directory_update::update_customer(
         &directory,
         &org,
         &customer,

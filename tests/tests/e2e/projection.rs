@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use herald_core::ids::{CustomerId, NotificationId};
 use herald_core::model::Status;
 use herald_core::ports::NotificationStore;
-use herald_core::projection::Views;
+use herald_core::ports::Views;
 use herald_e2e::Harness;
 use herald_local::stream::StreamReader;
 use lambda_runtime::LambdaEvent;

@@ -205,7 +205,7 @@ async fn a_twilio_stop_refused_at_send_time_suppresses_the_number() {
     let second = h.run_one(refund(&h, "ref_s2")).await;
     assert_eq!(
         second.skipped,
-        vec![herald_core::intake::ChannelSkip {
+        vec![herald_core::record::ChannelSkip {
             channel: herald_core::model::Channel::Sms,
             reason: "suppressed".into()
         }]

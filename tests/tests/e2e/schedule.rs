@@ -3,7 +3,7 @@
 use chrono::{Duration, SubsecRound, Utc};
 use herald_core::model::Status;
 use herald_core::ports::NotificationStore;
-use herald_core::projection::Views;
+use herald_core::ports::Views;
 use herald_core::retry::RetryPolicy;
 use herald_core::testing::FixedClock;
 use herald_e2e::Harness;

@@ -4,7 +4,7 @@ use chrono::Utc;
 use herald_core::ids::NotificationId;
 use herald_core::model::Status;
 use herald_core::ports::NotificationStore;
-use herald_core::projection::Views;
+use herald_core::ports::Views;
 use herald_e2e::fake_providers::{SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN};
 use herald_e2e::{Harness, PUBLIC_BASE, SES_TOPIC, SendGridSigner, sign_sns};
 use serde_json::{Value, json};
@@ -55,7 +55,7 @@ async fn post_twilio(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let signature = herald_core::delivery::twilio::signature(
+    let signature = herald_core::provider_events::twilio::signature(
         &format!("{PUBLIC_BASE}{path}"),
         &params,
         TWILIO_TOKEN,
@@ -507,7 +507,7 @@ async fn a_twilio_status_before_the_send_is_recorded_is_answered_503_and_kept() 
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let signature = herald_core::delivery::twilio::signature(
+    let signature = herald_core::provider_events::twilio::signature(
         &format!("{PUBLIC_BASE}{path}"),
         &params,
         TWILIO_TOKEN,

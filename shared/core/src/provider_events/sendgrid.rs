@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{AuthError, DeliveryKind, ProviderEvent};
 use crate::ids::NotificationId;
-use crate::providers::Provider;
+use crate::model::Provider;
 
 /// The DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte uncompressed point follows.
 const P256_SPKI_PREFIX: [u8; 26] = [

@@ -3,7 +3,6 @@
 //! only ever move a notification forward.
 
 pub mod sendgrid;
-pub mod service;
 pub mod ses;
 pub mod twilio;
 
@@ -12,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::NotificationId;
+use crate::model::Provider;
 use crate::model::{Notification, Status};
-use crate::providers::Provider;
 
 /// Why a webhook's authentication failed (answered 401; nothing changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -60,16 +59,25 @@ pub fn twilio_error_is_permanent(code: u32) -> bool {
     TWILIO_PERMANENT.contains(&code) || TWILIO_RECIPIENT.contains(&code)
 }
 
-/// What a Twilio error code means for the message: the recipient is gone (suppress), the
-/// message can never go (dead-letter), or it may go later (retry).
-pub fn twilio_failure(code: u32) -> crate::ports::FailureKind {
-    use crate::ports::FailureKind;
+/// What a Twilio error code means for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwilioFailure {
+    /// The recipient opted out or the number does not exist: suppress it.
+    Recipient,
+    /// This message can never go: dead-letter it.
+    Permanent,
+    /// It may go later: retry.
+    Transient,
+}
+
+/// What a Twilio error code means for the message.
+pub fn twilio_failure(code: u32) -> TwilioFailure {
     if TWILIO_RECIPIENT.contains(&code) {
-        FailureKind::Recipient
+        TwilioFailure::Recipient
     } else if TWILIO_PERMANENT.contains(&code) {
-        FailureKind::Hard
+        TwilioFailure::Permanent
     } else {
-        FailureKind::Soft
+        TwilioFailure::Transient
     }
 }
 
@@ -222,14 +230,13 @@ mod tests {
 
     #[test]
     fn body_errors_are_final_and_stops_are_the_recipients() {
-        use crate::ports::FailureKind;
         for code in [21617, 21605, 21619] {
-            assert_eq!(twilio_failure(code), FailureKind::Hard, "{code}");
+            assert_eq!(twilio_failure(code), TwilioFailure::Permanent, "{code}");
         }
         for code in [21610, 21211, 21614] {
-            assert_eq!(twilio_failure(code), FailureKind::Recipient, "{code}");
+            assert_eq!(twilio_failure(code), TwilioFailure::Recipient, "{code}");
         }
-        assert_eq!(twilio_failure(30003), FailureKind::Soft);
+        assert_eq!(twilio_failure(30003), TwilioFailure::Transient);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use x509_cert::der::{Decode, DecodePem};
 
 use super::{AuthError, DeliveryKind, ProviderEvent};
 use crate::ids::{NotificationId, OrgId};
-use crate::providers::Provider;
+use crate::model::Provider;
 
 /// An SNS message as posted to an HTTPS subscription.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,17 +77,6 @@ impl SnsMessage {
         }
         Ok(fields.iter().map(|(k, v)| format!("{k}\n{v}\n")).collect())
     }
-}
-
-/// Fetches SNS signing certificates (cached) and confirms subscriptions: the port to SNS's
-/// HTTPS endpoints.
-#[async_trait::async_trait]
-pub trait SnsEndpoints: Send + Sync {
-    /// The PEM certificate at a trusted URL.
-    async fn certificate(&self, url: &str) -> Result<Vec<u8>, String>;
-
-    /// Visits a subscription's SubscribeURL.
-    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String>;
 }
 
 /// Whether a URL is SNS's own endpoint in the topic's region: `https://sns.<region>.amazonaws.com`

@@ -7,7 +7,7 @@ use ring::hmac;
 
 use super::{AuthError, DeliveryKind, ProviderEvent, TWILIO_STOP, twilio_error_is_permanent};
 use crate::ids::{NotificationId, OrgId};
-use crate::providers::Provider;
+use crate::model::Provider;
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 

@@ -9,63 +9,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::{DeliveryChange, DeliveryKind, ProviderEvent, effect};
+use crate::consent::suppression_key;
 use crate::ids::{NotificationId, OrgId};
-use crate::intake::suppression_key;
+use crate::model::Provider;
 use crate::model::{Notification, Status};
-use crate::ports::{Clock, Directory, NotificationStore, PortError};
-use crate::providers::Provider;
-
-/// Where delivery events are matched and recorded.
-#[async_trait]
-pub trait DeliveryStore: Send + Sync {
-    /// The notification a provider's message id belongs to.
-    async fn find_by_provider_id(
-        &self,
-        provider_message_id: &str,
-    ) -> Result<Option<(OrgId, NotificationId)>, PortError>;
-
-    /// Those of the organization's notifications with these ids that exist, read consistently
-    /// (in batches).
-    async fn get_many(
-        &self,
-        org: &OrgId,
-        ids: &[NotificationId],
-    ) -> Result<Vec<Notification>, PortError>;
-
-    /// Applies the change if the notification is still at the revision it was read at;
-    /// `false` when it changed meanwhile (read again and recompute).
-    async fn apply_delivery(
-        &self,
-        n: &Notification,
-        change: &DeliveryChange,
-        at: DateTime<Utc>,
-    ) -> Result<bool, PortError>;
-
-    /// Which of these provider event ids were handled before (in batches).
-    async fn seen(
-        &self,
-        org: &OrgId,
-        provider: Provider,
-        event_ids: &[String],
-    ) -> Result<HashSet<String>, PortError>;
-
-    /// Remembers these provider event ids as handled (in batches).
-    async fn mark_seen(
-        &self,
-        org: &OrgId,
-        provider: Provider,
-        event_ids: &[String],
-        at: DateTime<Utc>,
-    ) -> Result<(), PortError>;
-}
+use crate::ports::{Clock, DeliveryStore, Directory, NotificationStore, PortError};
+use crate::provider_events::{DeliveryChange, DeliveryKind, ProviderEvent, effect};
 
 /// What one webhook call did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
