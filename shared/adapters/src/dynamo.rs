@@ -18,8 +18,7 @@ use herald_core::consent::SuppressionKey;
 use herald_core::directory::{CustomerRecord, OrgSettings, Versioned};
 use herald_core::identity::SenderIdentity;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
-use herald_core::model::Provider;
-use herald_core::model::{Notification, Status};
+use herald_core::model::{Cause, Notification, Provider, Status};
 use herald_core::ports::DeliveryStore;
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DueEntry, DueIndex, DuePage, NotificationStore, PortError,
@@ -148,6 +147,33 @@ async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// `#status IN (…)` over these statuses, with its values under `:{prefix}N`: a condition derived
+/// from the life cycle ([`herald_core::model::TRANSITIONS`]), so the table and the store cannot
+/// drift apart. An empty list admits nothing.
+fn status_in(statuses: &[Status], prefix: &str) -> (String, Vec<(String, AttributeValue)>) {
+    if statuses.is_empty() {
+        return (
+            "attribute_not_exists(pk) AND attribute_exists(pk)".into(),
+            Vec::new(),
+        );
+    }
+    let values: Vec<(String, AttributeValue)> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (format!(":{prefix}{i}"), s(st.as_str())))
+        .collect();
+    let names: Vec<&str> = values.iter().map(|(k, _)| k.as_str()).collect();
+    (format!("#status IN ({})", names.join(", ")), values)
+}
+
+/// The statuses of a notification that waits for its time.
+fn waiting_statuses() -> Vec<Status> {
+    Status::ALL
+        .into_iter()
+        .filter(|st| st.is_waiting())
+        .collect()
 }
 
 /// Sends a conditional update: `true` when it applied, `false` when its condition did not
@@ -375,8 +401,10 @@ impl NotificationStore for DynamoNotificationStore {
             ("token".to_string(), s(token)),
             ("until".to_string(), s(time::format(&lease_until))),
         ]);
-        // The same rule as Notification::is_claimable, enforced atomically.
-        let request = self
+        // The same rule as Notification::is_claimable, enforced atomically: the waiting
+        // statuses the life cycle lets a claim take, or a held one whose lease ran out.
+        let (waiting, waiting_values) = status_in(&waiting_statuses(), "w");
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -387,25 +415,26 @@ impl NotificationStore for DynamoNotificationStore {
                 "SET #status = :sending, #claim = :claim, updated_at = :now, \
                  sweep_at = :until, due_shard = :shard, revision = if_not_exists(revision, :zero) + :one",
             )
-            .condition_expression(
+            .condition_expression(format!(
                 "attribute_exists(pk) \
-                 AND (#status IN (:pending, :retrying) \
+                 AND ({waiting} \
                       OR (#status = :sending AND (attribute_not_exists(#claim) OR #claim.#until <= :now))) \
                  AND (attribute_not_exists(scheduled_for) OR scheduled_for <= :now) \
-                 AND (attribute_not_exists(next_retry_at) OR next_retry_at <= :now)",
-            )
+                 AND (attribute_not_exists(next_retry_at) OR next_retry_at <= :now)"
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#claim", "claim")
             .expression_attribute_names("#until", "until")
             .expression_attribute_values(":sending", s(Status::Sending.as_str()))
-            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()))
             .expression_attribute_values(":claim", AttributeValue::M(claim))
             .expression_attribute_values(":until", s(time::format(&lease_until)))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":shard", s(due_shard(id)))
             .expression_attribute_values(":now", s(now_s));
+        for (k, v) in waiting_values {
+            request = request.expression_attribute_values(k, v);
+        }
         Ok(match self.conditional_update(OP, request, org, id).await? {
             Ok(n) => ClaimOutcome::Claimed(Box::new(n)),
             Err(None) => ClaimOutcome::NotFound,
@@ -490,13 +519,17 @@ impl NotificationStore for DynamoNotificationStore {
             serde_dynamo::to_attribute_value(&n.address).map_err(|e| PortError::new(OP, e))?,
         ));
         let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        // only to a status the life cycle lets the claimer record
+        let (settled_from, from_values) =
+            status_in(&Status::sources(n.status, Cause::Settle), "from");
+        values.extend(from_values.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(notification_key(&n.org_id, &n.id)))
             .update_expression(expression)
-            .condition_expression("#claim.#token = :token")
+            .condition_expression(format!("#claim.#token = :token AND {settled_from}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#claim", "claim")
             .expression_attribute_names("#token", "token");
@@ -513,7 +546,11 @@ impl NotificationStore for DynamoNotificationStore {
         now: DateTime<Utc>,
     ) -> Result<RetryOutcome, PortError> {
         const OP: &str = "dynamodb UpdateItem retry";
-        let request = self
+        let (revivable, revivable_values) = status_in(
+            &Status::sources(Status::Pending, Cause::RetryCommand),
+            "from",
+        );
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -523,13 +560,15 @@ impl NotificationStore for DynamoNotificationStore {
                  revision = if_not_exists(revision, :zero) + :one \
                  REMOVE last_error, failed_at, next_retry_at, dl_org, sweep_at, due_shard",
             )
-            .condition_expression("#status = :failed")
+            .condition_expression(revivable)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":now", s(time::format(&now)));
+        for (k, v) in revivable_values {
+            request = request.expression_attribute_values(k, v);
+        }
         Ok(match self.conditional_update(OP, request, org, id).await? {
             Ok(n) => RetryOutcome::Reset(Box::new(n)),
             Err(None) => RetryOutcome::NotFound,
@@ -543,18 +582,20 @@ impl NotificationStore for DynamoNotificationStore {
         id: &NotificationId,
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let request = self
+        let (waiting, waiting_values) = status_in(&waiting_statuses(), "w");
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(notification_key(org, id)))
             .update_expression("SET sweep_at = :at, due_shard = :shard")
-            .condition_expression("#status IN (:pending, :retrying)")
+            .condition_expression(waiting)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":at", s(time::format(&at)))
-            .expression_attribute_values(":shard", s(due_shard(id)))
-            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
-            .expression_attribute_values(":retrying", s(Status::Retrying.as_str()));
+            .expression_attribute_values(":shard", s(due_shard(id)));
+        for (k, v) in waiting_values {
+            request = request.expression_attribute_values(k, v);
+        }
         // no longer waiting: nothing to park
         guarded("dynamodb UpdateItem park", request).await?;
         Ok(())
@@ -763,10 +804,21 @@ impl DeliveryStore for DynamoNotificationStore {
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision)",
             );
-        if change.status.is_some() {
-            request = request.expression_attribute_names("#status", "status");
+        let mut from_values = Vec::new();
+        if let Some(to) = change.status {
+            // and only along the life cycle: a provider's report never moves it back
+            let (reported_from, v) = status_in(&Status::sources(to, Cause::ProviderEvent), "from");
+            from_values = v;
+            request = request
+                .condition_expression(format!(
+                    "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision) AND {reported_from}"
+                ))
+                .expression_attribute_names("#status", "status");
         }
         for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        for (k, v) in from_values {
             request = request.expression_attribute_values(k, v);
         }
         guarded(OP, request).await

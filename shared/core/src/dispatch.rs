@@ -473,7 +473,7 @@ impl DispatchService {
         n: &Notification,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
-        let waiting = matches!(n.status, Status::Pending | Status::Retrying);
+        let waiting = n.status.is_waiting();
         if let (true, Some(due_at)) = (waiting, n.due_at(now)) {
             let requeued = self.requeue_if_within_reach(n, due_at, now).await?;
             if !requeued && n.sweep_at.is_none() {

@@ -68,8 +68,8 @@ impl FromStr for Channel {
     }
 }
 
-/// Where a notification stands. Moves only along [`Status::can_become`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a notification stands. Moves only along [`TRANSITIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Created; waits for dispatch (now, or at `scheduled_for`).
@@ -91,7 +91,60 @@ pub enum Status {
     Skipped,
 }
 
+/// Who moves a notification from one status to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// A dispatcher takes it, to send it.
+    Claim,
+    /// The dispatcher that holds it records what became of it.
+    Settle,
+    /// A provider reports on a message it accepted (a webhook).
+    ProviderEvent,
+    /// An operator retries a dead letter.
+    RetryCommand,
+}
+
+/// The life cycle: every change a notification's status may make, and who makes it. The stores
+/// enforce it (their conditions are derived from it); nothing else decides.
+pub const TRANSITIONS: &[(Status, Status, Cause)] = {
+    use Cause::*;
+    use Status::*;
+    &[
+        (Pending, Sending, Claim),
+        (Retrying, Sending, Claim),
+        // a claim whose lease ran out (the dispatcher died) may be taken again
+        (Sending, Sending, Claim),
+        (Sending, Sent, Settle),
+        // in-app notifications are delivered by being stored
+        (Sending, Delivered, Settle),
+        (Sending, Retrying, Settle),
+        (Sending, Failed, Settle),
+        // consent no longer allows it
+        (Sending, Skipped, Settle),
+        // quiet hours began while it waited: it waits for their end
+        (Sending, Pending, Settle),
+        (Sent, Delivered, ProviderEvent),
+        (Sent, Failed, ProviderEvent),
+        (Sent, Bounced, ProviderEvent),
+        (Delivered, Bounced, ProviderEvent),
+        (Delivered, Failed, ProviderEvent),
+        // the retry command gives a dead letter a fresh start
+        (Failed, Pending, RetryCommand),
+    ]
+};
+
 impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::Sending,
+        Status::Sent,
+        Status::Retrying,
+        Status::Failed,
+        Status::Delivered,
+        Status::Bounced,
+        Status::Skipped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -105,27 +158,40 @@ impl Status {
         }
     }
 
-    /// The transitions the life cycle allows.
-    pub fn can_become(self, next: Status) -> bool {
-        use Status::*;
-        matches!(
-            (self, next),
-            (Pending | Retrying, Sending)
-                // a claim whose lease ran out (the dispatcher died) may be taken again
-                | (Sending, Sending | Sent | Delivered | Retrying | Failed | Skipped)
-                // quiet hours began while it waited: it waits for their end
-                | (Sending, Pending)
-                | (Sent, Delivered | Failed | Bounced)
-                | (Sending, Bounced)
-                | (Delivered, Bounced | Failed)
-                // the retry command gives a dead letter a fresh start
-                | (Failed, Pending)
-        )
+    /// Whether `cause` may move a notification from this status to `next`.
+    pub fn can_become(self, next: Status, cause: Cause) -> bool {
+        TRANSITIONS.contains(&(self, next, cause))
     }
 
-    /// Whether a dispatcher may claim a notification in this state.
+    /// The statuses from which `cause` may move a notification to `to`: what a store's
+    /// condition for that change admits.
+    pub fn sources(to: Status, cause: Cause) -> Vec<Status> {
+        TRANSITIONS
+            .iter()
+            .filter(|(_, next, by)| *next == to && *by == cause)
+            .map(|(from, _, _)| *from)
+            .collect()
+    }
+
+    /// Whether a dispatcher may claim a notification in this status (a `Sending` one only
+    /// once its lease ran out).
     pub fn is_claimable(self) -> bool {
-        matches!(self, Status::Pending | Status::Retrying | Status::Sending)
+        self.can_become(Status::Sending, Cause::Claim)
+    }
+
+    /// Waiting for its time: claimable, and not held by anyone.
+    pub fn is_waiting(self) -> bool {
+        self.is_claimable() && self != Status::Sending
+    }
+
+    /// The status a provider's report applies to: a provider reports only on a message it
+    /// accepted, so a notification whose send is not recorded yet counts as sent (and the
+    /// report waits until it is).
+    pub fn as_reported(self) -> Status {
+        match self {
+            Status::Pending | Status::Sending | Status::Retrying => Status::Sent,
+            other => other,
+        }
     }
 }
 
@@ -379,15 +445,33 @@ mod tests {
     }
 
     #[test]
-    fn status_moves_only_forward() {
+    fn status_moves_only_along_the_table() {
+        use Cause::*;
         use Status::*;
-        assert!(Pending.can_become(Sending));
-        assert!(Sending.can_become(Sent));
-        assert!(Sent.can_become(Delivered));
-        assert!(Failed.can_become(Pending));
-        assert!(!Sent.can_become(Pending));
-        assert!(!Delivered.can_become(Sent));
-        assert!(!Pending.can_become(Sent));
+        assert!(Pending.can_become(Sending, Claim));
+        assert!(Sending.can_become(Sent, Settle));
+        assert!(Sent.can_become(Delivered, ProviderEvent));
+        assert!(Failed.can_become(Pending, RetryCommand));
+        assert!(!Sent.can_become(Pending, RetryCommand));
+        assert!(!Delivered.can_become(Sent, ProviderEvent));
+        assert!(!Pending.can_become(Sent, Settle));
+        assert!(
+            !Failed.can_become(Pending, Settle),
+            "only the retry command revives"
+        );
+        assert_eq!(
+            Status::sources(Sending, Claim),
+            vec![Pending, Retrying, Sending]
+        );
+        assert!(Pending.is_waiting() && Retrying.is_waiting() && !Sending.is_waiting());
+        // no ending is left by anything but a provider's report or the retry command
+        for end in [Sent, Delivered, Bounced, Failed, Skipped] {
+            for (from, _, cause) in TRANSITIONS {
+                if *from == end {
+                    assert!(matches!(cause, ProviderEvent | RetryCommand), "{end:?}");
+                }
+            }
+        }
     }
 
     #[test]

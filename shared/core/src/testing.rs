@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::ids::{CustomerId, NotificationId, OrgId};
-use crate::model::{Claim, Notification, Status};
+use crate::model::{Cause, Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
     DuePage, Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
@@ -104,7 +104,9 @@ impl NotificationStore for MemoryStore {
         let Some(stored) = map.get_mut(&(n.org_id.clone(), n.id.clone())) else {
             return Ok(false);
         };
-        if stored.claim.as_ref().is_none_or(|c| c.token != token) {
+        if stored.claim.as_ref().is_none_or(|c| c.token != token)
+            || !stored.status.can_become(n.status, Cause::Settle)
+        {
             return Ok(false);
         }
         *stored = Notification {
@@ -126,7 +128,7 @@ impl NotificationStore for MemoryStore {
         let Some(n) = map.get_mut(&(org.clone(), id.clone())) else {
             return Ok(RetryOutcome::NotFound);
         };
-        if n.status != Status::Failed {
+        if !n.status.can_become(Status::Pending, Cause::RetryCommand) {
             return Ok(RetryOutcome::NotFailed(n.status));
         }
         n.status = Status::Pending;
@@ -147,7 +149,7 @@ impl NotificationStore for MemoryStore {
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         if let Some(n) = lock(&self.notifications).get_mut(&(org.clone(), id.clone())) {
-            if matches!(n.status, Status::Pending | Status::Retrying) {
+            if n.status.is_waiting() {
                 n.sweep_at = Some(at);
             }
         }
@@ -615,7 +617,11 @@ impl crate::ports::DeliveryStore for MemoryDeliveries {
         let Some(stored) = map.get_mut(&(n.org_id.clone(), n.id.clone())) else {
             return Ok(false);
         };
-        if stored.revision != n.revision {
+        if stored.revision != n.revision
+            || change
+                .status
+                .is_some_and(|to| !stored.status.can_become(to, Cause::ProviderEvent))
+        {
             return Ok(false);
         }
         if let Some(status) = change.status {
@@ -670,4 +676,69 @@ impl crate::ports::DeliveryStore for MemoryDeliveries {
         }
         Ok(())
     }
+}
+
+/// Walks every pair of statuses through a store, by each cause's own operation (claim, settle,
+/// a provider's report, the retry command), and answers the changes the store allowed. For a
+/// store that keeps the life cycle, that is exactly [`crate::model::TRANSITIONS`].
+pub async fn allowed_transitions(
+    store: &dyn NotificationStore,
+    deliveries: &dyn crate::ports::DeliveryStore,
+    template: &Notification,
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<(Status, Status, Cause)>, PortError> {
+    let put = |from: Status, tag: &str| {
+        let mut n = template.clone();
+        n.id = crate::ids::NotificationId::parse(format!("{}_{}_{tag}", template.id, from))
+            .unwrap_or_else(|_| template.id.clone());
+        n.status = from;
+        n.scheduled_for = None;
+        n.next_retry_at = None;
+        // held by a dispatcher whose lease ran out
+        n.claim = Some(Claim {
+            token: "held".into(),
+            until: now - chrono::Duration::seconds(1),
+        });
+        n
+    };
+    let mut allowed = BTreeSet::new();
+    for from in Status::ALL {
+        let n = put(from, "claim");
+        store.create(&n).await?;
+        let lease = now + chrono::Duration::seconds(60);
+        if let ClaimOutcome::Claimed(_) = store.claim(&n.org_id, &n.id, "new", now, lease).await? {
+            allowed.insert((from, Status::Sending, Cause::Claim));
+        }
+        let n = put(from, "retry");
+        store.create(&n).await?;
+        if let crate::ports::RetryOutcome::Reset(_) =
+            store.reset_for_retry(&n.org_id, &n.id, now).await?
+        {
+            allowed.insert((from, Status::Pending, Cause::RetryCommand));
+        }
+        for to in Status::ALL {
+            let n = put(from, &format!("settle_{to}"));
+            store.create(&n).await?;
+            let mut settled = n.clone();
+            settled.status = to;
+            if store.settle(&settled, "held").await? {
+                allowed.insert((from, to, Cause::Settle));
+            }
+            let n = put(from, &format!("report_{to}"));
+            store.create(&n).await?;
+            let change = crate::provider_events::DeliveryChange {
+                status: Some(to),
+                ..Default::default()
+            };
+            if deliveries.apply_delivery(&n, &change, now).await? {
+                allowed.insert((from, to, Cause::ProviderEvent));
+            }
+        }
+    }
+    Ok(allowed)
+}
+
+/// The life cycle's table as a set, to compare with what a store allowed.
+pub fn transition_table() -> BTreeSet<(Status, Status, Cause)> {
+    crate::model::TRANSITIONS.iter().copied().collect()
 }

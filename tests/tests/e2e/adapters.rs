@@ -232,3 +232,25 @@ async fn enqueue_batches_any_number_of_messages_with_their_delays() {
     queue.enqueue(&messages).await.unwrap();
     assert_eq!(h.queue_depth().await, (12, 11));
 }
+
+#[tokio::test]
+async fn the_dynamodb_store_allows_exactly_the_life_cycles_transitions() {
+    let h = Harness::new().await;
+    let store = herald_adapters::DynamoNotificationStore::new(
+        aws_sdk_dynamodb::Client::new(&h.local.aws),
+        h.local.stack.names.notifications_table(),
+    );
+    let now = herald_core::time::format(&Utc::now());
+    let template: herald_core::model::Notification = serde_json::from_value(serde_json::json!({
+        "id": "ntf_walk", "org_id": h.org, "notification_type": "reminder",
+        "recipient": {"kind": "customer", "id": "cus_x"}, "channel": "in_app",
+        "address": {"kind": "feed"}, "locale": "en", "body": "b", "internal": false,
+        "critical": false, "status": "pending", "attempts": 0, "source_event_id": "evt",
+        "business_key": "k", "created_at": now, "updated_at": now
+    }))
+    .unwrap();
+    let allowed = herald_core::testing::allowed_transitions(&store, &store, &template, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(allowed, herald_core::testing::transition_table());
+}

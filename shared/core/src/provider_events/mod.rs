@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::ids::NotificationId;
 use crate::model::Provider;
-use crate::model::{Notification, Status};
+use crate::model::{Cause, Notification, Status};
 
 /// Why a webhook's authentication failed (answered 401; nothing changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -147,19 +147,13 @@ impl DeliveryChange {
     }
 }
 
-/// How far along a status is: a provider event never moves a notification back.
-pub fn rank(status: Status) -> u8 {
-    match status {
-        Status::Pending | Status::Retrying => 0,
-        Status::Sending => 1,
-        Status::Sent => 2,
-        Status::Delivered => 3,
-        Status::Bounced | Status::Failed | Status::Skipped => 4,
-    }
-}
-
+/// The status an event moves the notification to, if the life cycle lets a provider's report
+/// do that: a status only ever moves forward.
 fn forward(n: &Notification, to: Status) -> Option<Status> {
-    (rank(to) > rank(n.status)).then_some(to)
+    n.status
+        .as_reported()
+        .can_become(to, Cause::ProviderEvent)
+        .then_some(to)
 }
 
 /// The change an event makes to a notification (possibly none).
@@ -237,12 +231,5 @@ mod tests {
             assert_eq!(twilio_failure(code), TwilioFailure::Recipient, "{code}");
         }
         assert_eq!(twilio_failure(30003), TwilioFailure::Transient);
-    }
-
-    #[test]
-    fn statuses_rank_forward() {
-        assert!(rank(Status::Delivered) > rank(Status::Sent));
-        assert!(rank(Status::Bounced) > rank(Status::Delivered));
-        assert!(rank(Status::Sent) > rank(Status::Sending));
     }
 }
