@@ -23,7 +23,7 @@ use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::Status;
 use herald_core::ports::PortError;
 use herald_core::projection::{
-    DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite, Views,
+    DeadLetter, FeedEntry, LogEntry, PageError, StatCount, StatEvent, StatKey, ViewWrite, Views,
 };
 use herald_core::time;
 use serde::Serialize;
@@ -571,7 +571,7 @@ impl Views for DynamoViews {
         customer: &CustomerId,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError> {
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PageError> {
         const OP: &str = "dynamodb Query feed";
         let pk = feed_pk(org, customer);
         let start = match cursor {
@@ -581,7 +581,7 @@ impl Views for DynamoViews {
                     .decode(c)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| PortError::new(OP, "the cursor is not one this API gave"))?;
+                    .ok_or(PageError::BadCursor)?;
                 Some(key(pk.clone(), sk))
             }
         };
@@ -608,7 +608,7 @@ impl Views for DynamoViews {
             .into_iter()
             .filter(|item| !item.contains_key("withdrawn"))
             .map(parse)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, PortError>>()?;
         Ok((entries, next))
     }
 
