@@ -437,7 +437,7 @@ async fn the_openapi_document_describes_exactly_the_routes_the_handlers_serve() 
     }
     let served: std::collections::BTreeSet<(String, String)> = herald_api::routes()
         .into_iter()
-        .chain(herald_webhooks::ROUTES.iter().copied())
+        .chain(herald_webhooks::routes())
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(documented, served);
