@@ -65,6 +65,19 @@ async fn receive(
     body: &[u8],
 ) -> Result<WebhookSummary, WebhookError> {
     let message = SnsMessage::parse(body).map_err(WebhookError::BadRequest)?;
+    verify(w, &message).await?;
+    match message.kind.as_str() {
+        "SubscriptionConfirmation" => confirm(w, route_org, &message).await,
+        "UnsubscribeConfirmation" => Ok(WebhookSummary::default()),
+        "Notification" => apply(w, route_org, &message).await,
+        other => Err(WebhookError::BadRequest(format!(
+            "unknown SNS message type {other:?}"
+        ))),
+    }
+}
+
+/// SNS's signature, with a certificate fetched only from SNS in the topic's region.
+async fn verify(w: &Webhooks, message: &SnsMessage) -> Result<(), WebhookError> {
     if !ses::trusted_cert_url(&message.signing_cert_url, &message.topic_arn) {
         return Err(WebhookError::Unauthorized(
             "the signing certificate is not SNS's in the topic's region".into(),
@@ -78,54 +91,64 @@ async fn receive(
             warn!(reason = %e, "SNS certificate unavailable");
             WebhookError::Unauthorized("the signing certificate could not be fetched".into())
         })?;
-    ses::verify(&message, &ses::cert_public_key(&pem)?)?;
-    let deployment_topic = w.config.ses_topic_arns.contains(&message.topic_arn);
-    let refused = || WebhookError::Unauthorized("the topic is not accepted".into());
-    match message.kind.as_str() {
-        "SubscriptionConfirmation" => {
-            // the confirmation names no organization: an organization's topic is confirmed
-            // only on that organization's route, and only if its settings list the topic
-            let accepted = deployment_topic
-                || match route_org {
-                    Some(org) => org_topic(w, org, &message.topic_arn).await?,
-                    None => false,
-                };
-            if !accepted {
-                return Err(refused());
-            }
-            let url = message.subscribe_url.as_deref().unwrap_or_default();
-            if !ses::trusted_subscribe_url(url, &message.topic_arn) {
-                return Err(WebhookError::BadRequest(
-                    "the SubscribeURL is not SNS's".into(),
-                ));
-            }
-            w.sns.confirm_subscription(url).await.map_err(|e| {
-                WebhookError::Internal(PortError::new("confirm SNS subscription", e))
-            })?;
-            Ok(WebhookSummary::default())
-        }
-        "UnsubscribeConfirmation" => Ok(WebhookSummary::default()),
-        "Notification" => {
-            let delivery = ses::parse(&message, w.clock.now()).map_err(WebhookError::BadRequest)?;
-            let org = match (route_org, delivery.org) {
-                // on an organization's route, events are that organization's only
-                (Some(route), Some(tagged)) if route != &tagged => None,
-                (Some(route), _) => Some(route.clone()),
-                (None, tagged) => tagged,
-            };
-            let Some(org) = org else {
-                return Ok(WebhookSummary {
-                    unknown: 1,
-                    ..Default::default()
-                });
-            };
-            if !deployment_topic && !org_topic(w, &org, &message.topic_arn).await? {
-                return Err(refused());
-            }
-            Ok(w.service.apply(&org, &[delivery.event]).await?)
-        }
-        other => Err(WebhookError::BadRequest(format!(
-            "unknown SNS message type {other:?}"
-        ))),
+    Ok(ses::verify(message, &ses::cert_public_key(&pem)?)?)
+}
+
+fn refused() -> WebhookError {
+    WebhookError::Unauthorized("the topic is not accepted".into())
+}
+
+/// Confirms a subscription. The confirmation names no organization: an organization's topic is
+/// confirmed only on that organization's route, and only if its settings list the topic.
+async fn confirm(
+    w: &Webhooks,
+    route_org: Option<&OrgId>,
+    message: &SnsMessage,
+) -> Result<WebhookSummary, WebhookError> {
+    let accepted = w.config.ses_topic_arns.contains(&message.topic_arn)
+        || match route_org {
+            Some(org) => org_topic(w, org, &message.topic_arn).await?,
+            None => false,
+        };
+    if !accepted {
+        return Err(refused());
     }
+    let url = message.subscribe_url.as_deref().unwrap_or_default();
+    if !ses::trusted_subscribe_url(url, &message.topic_arn) {
+        return Err(WebhookError::BadRequest(
+            "the SubscribeURL is not SNS's".into(),
+        ));
+    }
+    w.sns
+        .confirm_subscription(url)
+        .await
+        .map_err(|e| WebhookError::Internal(PortError::new("confirm SNS subscription", e)))?;
+    Ok(WebhookSummary::default())
+}
+
+/// Applies an SES event to the notification it speaks of, for the organization the route or
+/// the event's tags name.
+async fn apply(
+    w: &Webhooks,
+    route_org: Option<&OrgId>,
+    message: &SnsMessage,
+) -> Result<WebhookSummary, WebhookError> {
+    let delivery = ses::parse(message, w.clock.now()).map_err(WebhookError::BadRequest)?;
+    let org = match (route_org, delivery.org) {
+        // on an organization's route, events are that organization's only
+        (Some(route), Some(tagged)) if route != &tagged => None,
+        (Some(route), _) => Some(route.clone()),
+        (None, tagged) => tagged,
+    };
+    let Some(org) = org else {
+        return Ok(WebhookSummary {
+            unknown: 1,
+            ..Default::default()
+        });
+    };
+    let deployment_topic = w.config.ses_topic_arns.contains(&message.topic_arn);
+    if !deployment_topic && !org_topic(w, &org, &message.topic_arn).await? {
+        return Err(refused());
+    }
+    Ok(w.service.apply(&org, &[delivery.event]).await?)
 }
