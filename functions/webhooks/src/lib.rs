@@ -17,9 +17,22 @@
 //! Settings are cached: a signature that does not verify, or credentials not found, with the
 //! cached copy are checked again with the settings read again (at most once every few seconds
 //! per organization) before the request is refused.
+//!
+//! Every route is one line of [`table`]: its path and its handler, one module per provider
+//! ([`sendgrid`], [`twilio`], [`ses`]); answers and errors become HTTP in [`error`].
+
+pub mod error;
+pub mod sendgrid;
+pub mod ses;
+pub mod twilio;
 
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::routing::{self, MethodRouter};
 use chrono::Duration;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
@@ -28,23 +41,14 @@ use herald_adapters::{
 use herald_core::ids::OrgId;
 use herald_core::ports::ProviderSettings;
 use herald_core::ports::SnsEndpoints;
-use herald_core::ports::{Clock, PortError, SystemClock};
-use herald_core::provider_events::ses::SnsMessage;
-use herald_core::provider_events::{AuthError, sendgrid, ses, twilio};
+use herald_core::ports::{Clock, SystemClock};
+use herald_core::provider_events::AuthError;
 use herald_core::providers::OrgProviders;
-use herald_core::tracking::{WebhookService, WebhookSummary};
-use lambda_http::http::{Method, StatusCode};
+use herald_core::tracking::WebhookService;
+use lambda_http::tower::ServiceExt;
 use lambda_http::{Body, Error, Request, Response};
-use serde_json::json;
-use tracing::{error, info, warn};
 
-/// Every route: the OpenAPI document (`infra/openapi.yaml`) describes them.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/webhooks/sendgrid/{org}"),
-    ("POST", "/webhooks/twilio/{org}"),
-    ("POST", "/webhooks/ses"),
-    ("POST", "/webhooks/ses/{org}"),
-];
+pub use error::{Answer, WebhookError};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -84,6 +88,8 @@ impl Config {
     }
 }
 
+/// The function's dependencies (cheap to clone: the router's state).
+#[derive(Clone)]
 pub struct Webhooks {
     pub service: WebhookService,
     pub settings: Arc<dyn ProviderSettings>,
@@ -122,83 +128,6 @@ pub async fn webhooks_from_env() -> Result<Webhooks, Error> {
     Ok(webhooks(config, &aws, Arc::new(SystemClock)))
 }
 
-/// A failure that becomes a JSON error answer.
-enum Failure {
-    Unauthorized(String),
-    BadRequest(String),
-    NotFound,
-    MethodNotAllowed,
-    Internal(PortError),
-}
-
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Self {
-        Failure::Unauthorized(e.to_string())
-    }
-}
-
-impl From<PortError> for Failure {
-    fn from(e: PortError) -> Self {
-        Failure::Internal(e)
-    }
-}
-
-fn json_response(status: StatusCode, body: serde_json::Value) -> Result<Response<Body>, Error> {
-    Ok(Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))?)
-}
-
-fn answer(result: Result<WebhookSummary, Failure>) -> Result<Response<Body>, Error> {
-    match result {
-        Ok(summary) if summary.not_ready > 0 => {
-            let mut response = json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "not_ready", "message": "a message's send is not recorded yet; retry later", "summary": summary}),
-            )?;
-            response.headers_mut().insert(
-                "retry-after",
-                lambda_http::http::HeaderValue::from_static("60"),
-            );
-            Ok(response)
-        }
-        Ok(summary) => json_response(StatusCode::OK, json!(summary)),
-        Err(Failure::Unauthorized(message)) => json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "unauthorized", "message": message}),
-        ),
-        Err(Failure::BadRequest(message)) => json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "bad_request", "message": message}),
-        ),
-        Err(Failure::NotFound) => json_response(
-            StatusCode::NOT_FOUND,
-            json!({"error": "not_found", "message": "no such webhook"}),
-        ),
-        Err(Failure::MethodNotAllowed) => json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"error": "method_not_allowed", "message": "webhooks are POST"}),
-        ),
-        Err(Failure::Internal(e)) => {
-            // the cause goes to the log; the answer stays opaque
-            error!(error = %e, "webhook failed");
-            json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"error": "internal", "message": "internal error"}),
-            )
-        }
-    }
-}
-
-fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-fn org_of(segment: &str) -> Result<OrgId, Failure> {
-    OrgId::parse(segment).map_err(|_| Failure::NotFound)
-}
-
 /// Whether settings read again might verify what the cached ones did not.
 fn worth_reading_again(e: &AuthError) -> bool {
     matches!(
@@ -211,11 +140,11 @@ impl Webhooks {
     /// Runs a check against the organization's settings: the cached copy first and, when it
     /// fails in a way newer settings could fix (a rotated key, credentials added since), the
     /// settings read again (at most once every few seconds per organization).
-    async fn with_settings<T>(
+    pub(crate) async fn with_settings<T>(
         &self,
         org: &OrgId,
         check: impl Fn(&OrgProviders) -> Result<T, AuthError>,
-    ) -> Result<T, Failure> {
+    ) -> Result<T, WebhookError> {
         let cached = self.settings.get(org).await?;
         match check(&cached) {
             Err(e) if worth_reading_again(&e) => {
@@ -228,190 +157,73 @@ impl Webhooks {
             other => Ok(other?),
         }
     }
+}
 
-    async fn sendgrid(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
-        let signature =
-            header(req, sendgrid::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
-        let timestamp =
-            header(req, sendgrid::TIMESTAMP_HEADER).ok_or(AuthError::MissingSignature)?;
-        let body = req.body().as_ref();
-        let now = self.clock.now();
-        self.with_settings(org, |providers| {
-            let key = providers
-                .sendgrid
-                .as_ref()
-                .and_then(|s| s.webhook_public_key.as_deref())
-                .ok_or(AuthError::NotConfigured)?;
-            sendgrid::verify(
-                key,
-                timestamp,
-                body,
-                signature,
-                now,
-                self.config.sendgrid_window,
-            )
-        })
-        .await?;
-        let batch = sendgrid::parse(body).map_err(Failure::BadRequest)?;
-        if batch.ignored > 0 {
-            info!(
-                ignored = batch.ignored,
-                understood = batch.events.len(),
-                "SendGrid elements Herald does not understand; skipped"
-            );
-        }
-        let mut summary = self.service.apply(org, &batch.events).await?;
-        summary.ignored = batch.ignored;
-        Ok(summary)
-    }
+/// The organization of a `/webhooks/…/{org}` route (an id that does not parse names no webhook).
+pub struct Org(pub OrgId);
 
-    async fn twilio(&self, org: &OrgId, req: &Request) -> Result<WebhookSummary, Failure> {
-        let signature = header(req, twilio::SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
-        let params: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body().as_ref())
-            .map_err(|e| Failure::BadRequest(format!("not a form-encoded body: {e}")))?;
-        // the URL Twilio requested: the public base, not the internal host
-        let mut url = format!(
-            "{}{}",
-            self.config.public_base_url.trim_end_matches('/'),
-            req.uri().path()
-        );
-        if let Some(query) = req.uri().query() {
-            url.push('?');
-            url.push_str(query);
-        }
-        self.with_settings(org, |providers| {
-            let token = providers
-                .twilio
-                .as_ref()
-                .map(|t| &t.auth_token)
-                .ok_or(AuthError::NotConfigured)?;
-            twilio::verify(&url, &params, token.expose(), signature)
-        })
-        .await?;
-        let mut event = twilio::parse(&params, self.clock.now()).map_err(Failure::BadRequest)?;
-        // the StatusCallback URL Herald set names the notification (signed with the rest)
-        event.notification_hint = twilio::notification_of(req.uri().query());
-        Ok(self.service.apply(org, &[event]).await?)
-    }
+impl<S: Send + Sync> FromRequestParts<S> for Org {
+    type Rejection = WebhookError;
 
-    /// Whether an organization's SES settings list this topic (read again before saying no:
-    /// the topic may have been added moments ago).
-    async fn org_topic(&self, org: &OrgId, topic: &str) -> Result<bool, Failure> {
-        let listed = |p: &OrgProviders| {
-            p.ses
-                .as_ref()
-                .is_some_and(|s| s.sns_topic_arns.iter().any(|t| t == topic))
-        };
-        let accepted = self
-            .with_settings(org, |p| {
-                if listed(p) {
-                    Ok(())
-                } else {
-                    Err(AuthError::NotConfigured)
-                }
-            })
-            .await;
-        match accepted {
-            Ok(()) => Ok(true),
-            Err(Failure::Unauthorized(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// SES events over SNS; `route_org` is the organization of `/webhooks/ses/{org}`.
-    async fn ses(
-        &self,
-        route_org: Option<&OrgId>,
-        req: &Request,
-    ) -> Result<WebhookSummary, Failure> {
-        let message = SnsMessage::parse(req.body().as_ref()).map_err(Failure::BadRequest)?;
-        if !ses::trusted_cert_url(&message.signing_cert_url, &message.topic_arn) {
-            return Err(Failure::Unauthorized(
-                "the signing certificate is not SNS's in the topic's region".into(),
-            ));
-        }
-        let pem = self
-            .sns
-            .certificate(&message.signing_cert_url)
-            .await
-            .map_err(|e| {
-                warn!(reason = %e, "SNS certificate unavailable");
-                Failure::Unauthorized("the signing certificate could not be fetched".into())
-            })?;
-        ses::verify(&message, &ses::cert_public_key(&pem)?)?;
-        let deployment_topic = self.config.ses_topic_arns.contains(&message.topic_arn);
-        let refused = || Failure::Unauthorized("the topic is not accepted".into());
-        match message.kind.as_str() {
-            "SubscriptionConfirmation" => {
-                // the confirmation names no organization: an organization's topic is confirmed
-                // only on that organization's route, and only if its settings list the topic
-                let accepted = deployment_topic
-                    || match route_org {
-                        Some(org) => self.org_topic(org, &message.topic_arn).await?,
-                        None => false,
-                    };
-                if !accepted {
-                    return Err(refused());
-                }
-                let url = message.subscribe_url.as_deref().unwrap_or_default();
-                if !ses::trusted_subscribe_url(url, &message.topic_arn) {
-                    return Err(Failure::BadRequest("the SubscribeURL is not SNS's".into()));
-                }
-                self.sns.confirm_subscription(url).await.map_err(|e| {
-                    Failure::Internal(PortError::new("confirm SNS subscription", e))
-                })?;
-                Ok(WebhookSummary::default())
-            }
-            "UnsubscribeConfirmation" => Ok(WebhookSummary::default()),
-            "Notification" => {
-                let delivery =
-                    ses::parse(&message, self.clock.now()).map_err(Failure::BadRequest)?;
-                let org = match (route_org, delivery.org) {
-                    // on an organization's route, events are that organization's only
-                    (Some(route), Some(tagged)) if route != &tagged => None,
-                    (Some(route), _) => Some(route.clone()),
-                    (None, tagged) => tagged,
-                };
-                let Some(org) = org else {
-                    return Ok(WebhookSummary {
-                        unknown: 1,
-                        ..Default::default()
-                    });
-                };
-                if !deployment_topic && !self.org_topic(&org, &message.topic_arn).await? {
-                    return Err(refused());
-                }
-                Ok(self.service.apply(&org, &[delivery.event]).await?)
-            }
-            other => Err(Failure::BadRequest(format!(
-                "unknown SNS message type {other:?}"
-            ))),
-        }
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebhookError> {
+        let axum::extract::Path(org) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| WebhookError::NotFound)?;
+        OrgId::parse(org)
+            .map(Org)
+            .map_err(|_| WebhookError::NotFound)
     }
 }
 
-/// The Lambda handler.
+/// A route: its path (as API Gateway, the SAM template and the OpenAPI document write it) and
+/// its handler; webhooks are POST.
+struct Route {
+    path: &'static str,
+    handler: MethodRouter<Webhooks>,
+}
+
+fn post<H: Handler<T, Webhooks>, T: 'static>(path: &'static str, handler: H) -> Route {
+    Route {
+        path,
+        handler: routing::post(handler),
+    }
+}
+
+/// Every route of the webhooks, each written once.
+fn table() -> Vec<Route> {
+    vec![
+        post("/webhooks/sendgrid/{org}", sendgrid::events),
+        post("/webhooks/twilio/{org}", twilio::status),
+        post("/webhooks/ses", ses::deployment_topic),
+        post("/webhooks/ses/{org}", ses::organization_topic),
+    ]
+}
+
+/// Every route as (method, path): the OpenAPI document (`infra/openapi.yaml`) and the SAM
+/// template describe exactly these.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().iter().map(|r| ("POST", r.path)).collect()
+}
+
+/// The webhooks as an axum router: an unknown path answers 404, a known one with another
+/// method 405, both as JSON errors.
+pub fn router(webhooks: Webhooks) -> Router {
+    table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        .method_not_allowed_fallback(|| async { WebhookError::MethodNotAllowed })
+        .fallback(|| async { WebhookError::NotFound })
+        // API Gateway and Lambda bound the payload
+        .layer(DefaultBodyLimit::disable())
+        .with_state(webhooks)
+}
+
+/// Answers one request (an API Gateway v2 event as lambda_http reads it) through the router:
+/// what the Lambda runs, and what the local stack and the tests call.
 pub async fn handle(w: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let result = match (req.method(), segments.as_slice()) {
-        (&Method::POST, ["webhooks", "sendgrid", org]) => match org_of(org) {
-            Ok(org) => w.sendgrid(&org, &req).await,
-            Err(e) => Err(e),
-        },
-        (&Method::POST, ["webhooks", "twilio", org]) => match org_of(org) {
-            Ok(org) => w.twilio(&org, &req).await,
-            Err(e) => Err(e),
-        },
-        (&Method::POST, ["webhooks", "ses"]) => w.ses(None, &req).await,
-        (&Method::POST, ["webhooks", "ses", org]) => match org_of(org) {
-            Ok(org) => w.ses(Some(&org), &req).await,
-            Err(e) => Err(e),
-        },
-        (_, ["webhooks", "sendgrid" | "twilio" | "ses", _] | ["webhooks", "ses"]) => {
-            Err(Failure::MethodNotAllowed)
-        }
-        _ => Err(Failure::NotFound),
-    };
-    answer(result)
+    let response = router(w.clone()).oneshot(req).await?;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await?;
+    Ok(Response::from_parts(parts, Body::from(bytes.to_vec())))
 }

@@ -22,7 +22,7 @@ use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::Status;
 use herald_core::ports::PortError;
-use herald_core::ports::Views;
+use herald_core::ports::{PageError, Views};
 use herald_core::projection::{
     DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite,
 };
@@ -572,7 +572,7 @@ impl Views for DynamoViews {
         customer: &CustomerId,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError> {
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PageError> {
         const OP: &str = "dynamodb Query feed";
         let pk = feed_pk(org, customer);
         let start = match cursor {
@@ -582,7 +582,7 @@ impl Views for DynamoViews {
                     .decode(c)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| PortError::new(OP, "the cursor is not one this API gave"))?;
+                    .ok_or(PageError::BadCursor)?;
                 Some(key(pk.clone(), sk))
             }
         };
@@ -609,7 +609,7 @@ impl Views for DynamoViews {
             .into_iter()
             .filter(|item| !item.contains_key("withdrawn"))
             .map(parse)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, PortError>>()?;
         Ok((entries, next))
     }
 

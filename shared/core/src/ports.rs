@@ -451,6 +451,15 @@ impl ChannelSender for NotConfigured {
     }
 }
 
+/// Why a page of the feed could not be read: the caller's cursor, or the infrastructure.
+#[derive(Debug, Error)]
+pub enum PageError {
+    #[error("the cursor is not one this API gave")]
+    BadCursor,
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
 /// The views table.
 #[async_trait]
 pub trait Views: Send + Sync {
@@ -476,7 +485,7 @@ pub trait Views: Send + Sync {
         customer: &CustomerId,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<(Vec<FeedEntry>, Option<String>), PortError>;
+    ) -> Result<(Vec<FeedEntry>, Option<String>), PageError>;
 
     /// Marks an entry read (one less unread); `false` when it was read already or is not there.
     async fn mark_read(

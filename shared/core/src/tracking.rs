@@ -36,6 +36,7 @@ pub struct WebhookSummary {
     pub ignored: usize,
 }
 
+#[derive(Clone)]
 pub struct WebhookService {
     pub store: Arc<dyn NotificationStore>,
     pub deliveries: Arc<dyn DeliveryStore>,

@@ -435,14 +435,14 @@ async fn the_openapi_document_describes_exactly_the_routes_the_handlers_serve() 
             ));
         }
     }
-    let served: std::collections::BTreeSet<(String, String)> = herald_api::ROUTES
-        .iter()
-        .chain(herald_webhooks::ROUTES)
+    let served: std::collections::BTreeSet<(String, String)> = herald_api::routes()
+        .into_iter()
+        .chain(herald_webhooks::routes())
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(documented, served);
     // and every api route is really served (answers anything but "no such route")
-    for (method, template) in herald_api::ROUTES {
+    for (method, template) in herald_api::routes() {
         let path = template
             .replace("{customer_id}", "cus_x")
             .replace("{id}", "ntf_x")
@@ -458,6 +458,44 @@ async fn the_openapi_document_describes_exactly_the_routes_the_handlers_serve() 
             .await;
         assert_ne!(body["error"].as_str(), Some("no_route"), "{method} {path}");
     }
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_404_and_a_wrong_method_405_both_as_json() {
+    let h = Harness::new().await;
+    let api = h.api();
+    let org = h.org.as_str();
+    let (code, body) = h
+        .call(&api, "GET", "/nowhere", As::Operator(org), None)
+        .await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("no_route")));
+    assert!(body["message"].is_string(), "{body}");
+    // the route is known before the caller is: no token needed to learn it does not exist
+    let (code, body) = h
+        .call(&api, "GET", "/customers/cus_a/nowhere", As::Nobody, None)
+        .await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("no_route")));
+    let (code, body) = h
+        .call(&api, "DELETE", "/stats", As::Operator(org), None)
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    assert!(body["message"].is_string(), "{body}");
+    let (code, body) = h
+        .call(
+            &api,
+            "GET",
+            "/customers/cus_a/notifications/read-all",
+            As::Customer(org, "cus_a"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
 }
 
 #[tokio::test]

@@ -280,9 +280,9 @@ fn the_http_api_routes_are_the_handlers_routes() {
             ));
         }
     }
-    let served: std::collections::BTreeSet<(String, String)> = herald_api::ROUTES
-        .iter()
-        .chain(herald_webhooks::ROUTES)
+    let served: std::collections::BTreeSet<(String, String)> = herald_api::routes()
+        .into_iter()
+        .chain(herald_webhooks::routes())
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(routed, served);

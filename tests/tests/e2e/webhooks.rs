@@ -161,6 +161,33 @@ async fn sendgrid_delivered_then_opened_shows_in_the_feed_and_the_log() {
 }
 
 #[tokio::test]
+async fn an_unknown_webhook_is_404_and_a_get_405_both_as_json() {
+    let h = Harness::new().await;
+    let (w, _) = h.webhooks();
+    let (code, body) = h
+        .post_webhook(&w, "/webhooks/mailgun/org_x", &[], b"{}".to_vec())
+        .await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("not_found")));
+    // an organization id that cannot be one names no webhook either
+    let (code, body) = h
+        .post_webhook(&w, "/webhooks/sendgrid/not%20an%20org", &[], b"[]".to_vec())
+        .await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("not_found")));
+    let request = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(format!("/webhooks/sendgrid/{}", h.org))
+        .body(lambda_http::Body::Empty)
+        .unwrap();
+    let response = herald_webhooks::handle(&w, request).await.unwrap();
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(
+        (response.status().as_u16(), body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn forged_stale_or_changed_webhooks_are_refused_and_change_nothing() {
     let (h, signer, _) = setup().await;
     let report = h.run_one(h.order_created("cus_w", "ord_w2")).await;

@@ -1,0 +1,171 @@
+//! Operators' routes: a notification with its log, retrying a failed one, dead letters and
+//! daily statistics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use herald_core::ids::{NotificationId, NotificationType};
+use herald_core::model::{Channel, Notification};
+use herald_core::ports::{DispatchMessage, Enqueue, RetryOutcome};
+use herald_core::time::format;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::Api;
+use crate::error::ApiError;
+use crate::feed::MAX_PAGE;
+use crate::request::{Operator, Path, Query};
+
+const MAX_STATS_DAYS: i64 = 31;
+
+/// A notification as operators see it: no address, no personal data beyond the recipient's id.
+#[derive(Serialize)]
+struct NotificationView<'a> {
+    id: &'a NotificationId,
+    #[serde(rename = "type")]
+    notification_type: &'a NotificationType,
+    recipient: &'a str,
+    channel: Channel,
+    status: &'a str,
+    subject: &'a Option<String>,
+    body: &'a str,
+    attempts: u32,
+    created_at: String,
+    scheduled_for: Option<String>,
+    sent_at: Option<String>,
+    provider_message_id: &'a Option<String>,
+    last_error: &'a Option<String>,
+    opened_at: Option<String>,
+    clicked_at: Option<String>,
+}
+
+fn view(n: &Notification) -> NotificationView<'_> {
+    let t = |v: &Option<DateTime<Utc>>| v.as_ref().map(format);
+    NotificationView {
+        id: &n.id,
+        notification_type: &n.notification_type,
+        recipient: n.recipient.label(),
+        channel: n.channel,
+        status: n.status.as_str(),
+        subject: &n.subject,
+        body: &n.body,
+        attempts: n.attempts,
+        created_at: format(&n.created_at),
+        scheduled_for: t(&n.scheduled_for),
+        sent_at: t(&n.sent_at),
+        provider_message_id: &n.provider_message_id,
+        last_error: &n.last_error,
+        opened_at: t(&n.opened_at),
+        clicked_at: t(&n.clicked_at),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Id {
+    id: String,
+}
+
+fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
+    NotificationId::parse(raw).map_err(|_| ApiError::NotFound("notification"))
+}
+
+/// `GET /notifications/{id}`
+pub async fn notification(
+    State(api): State<Api>,
+    Operator(org): Operator,
+    Path(Id { id }): Path<Id>,
+) -> Result<Json<Value>, ApiError> {
+    let id = notification_id(&id)?;
+    let n = api
+        .store
+        .get(&org, &id)
+        .await?
+        .ok_or(ApiError::NotFound("notification"))?;
+    let log = api.views.log(&org, &id).await?;
+    Ok(Json(json!({"notification": view(&n), "log": log})))
+}
+
+/// `POST /notifications/{id}/retry`: a failed notification, pending again (202).
+pub async fn retry(
+    State(api): State<Api>,
+    Operator(org): Operator,
+    Path(Id { id }): Path<Id>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = notification_id(&id)?;
+    let n = match api
+        .store
+        .reset_for_retry(&org, &id, api.clock.now())
+        .await?
+    {
+        RetryOutcome::NotFound => return Err(ApiError::NotFound("notification")),
+        RetryOutcome::NotFailed(status) => {
+            return Err(ApiError::Conflict(format!(
+                "only failed notifications can be retried; this one is {status}"
+            )));
+        }
+        RetryOutcome::Reset(n) => n,
+    };
+    let message = DispatchMessage {
+        org_id: org.clone(),
+        notification_id: n.id.clone(),
+    };
+    api.queue
+        .enqueue(&[Enqueue {
+            message,
+            delay: std::time::Duration::ZERO,
+        }])
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": n.id, "status": n.status.as_str(), "attempts": n.attempts})),
+    ))
+}
+
+/// `GET /dead-letters`
+pub async fn dead_letters(
+    State(api): State<Api>,
+    Operator(org): Operator,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({"items": api.views.dead_letters(&org, MAX_PAGE).await?}),
+    ))
+}
+
+/// `GET /stats?from=&to=`: daily counts per type, channel and outcome.
+pub async fn stats(
+    State(api): State<Api>,
+    Operator(org): Operator,
+    Query(q): Query,
+) -> Result<Json<Value>, ApiError> {
+    let today = api.clock.now().date_naive();
+    let day = |name: &str| -> Result<NaiveDate, ApiError> {
+        match q.get(name) {
+            None => Ok(today),
+            Some(v) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be a date as YYYY-MM-DD"))),
+        }
+    };
+    let (from, to) = (day("from")?, day("to")?);
+    if to < from || (to - from) >= Duration::days(MAX_STATS_DAYS) {
+        return Err(ApiError::BadRequest(format!(
+            "from..to must be 1 to {MAX_STATS_DAYS} days, in order"
+        )));
+    }
+    let mut days = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let counts: Vec<Value> = api
+            .views
+            .stats(&org, d)
+            .await?
+            .into_iter()
+            .map(|c| json!({"type": c.key.notification_type, "channel": c.key.channel, "outcome": c.key.outcome, "count": c.count}))
+            .collect();
+        days.push(json!({"day": d.to_string(), "counts": counts}));
+        d += Duration::days(1);
+    }
+    Ok(Json(
+        json!({"from": from.to_string(), "to": to.to_string(), "days": days}),
+    ))
+}
