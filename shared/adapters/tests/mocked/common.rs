@@ -4,6 +4,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::{Rule, RuleMode, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
+use herald_adapters::Backoff;
 use herald_core::model::Notification;
 use serde_json::json;
 
@@ -65,3 +66,20 @@ pub fn meta(code: &str, message: &str) -> ErrorMetadata {
 }
 
 pub const TOO_LARGE: &str = "Item size has exceeded the maximum allowed size";
+
+/// A DynamoDB client that answers each call with the first rule that matches it, for calls
+/// of several operations interleaved.
+pub fn dynamo_any(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
+    mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c
+        .retry_config(RetryConfig::disabled()))
+}
+
+/// Retries that wait at most a few milliseconds, drawn from a fixed seed.
+pub fn quick() -> Backoff {
+    Backoff::new(
+        5,
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_millis(4),
+    )
+    .seeded(7)
+}

@@ -16,7 +16,11 @@ use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::{Channel, Status};
 use herald_core::projection::{FeedEntry, StatEvent, StatKey, StatOutcome, ViewWrite, Views};
 
-use crate::common::{TABLE, TOO_LARGE, dynamo, meta};
+use crate::common::{TABLE, TOO_LARGE, dynamo, dynamo_any, meta, quick};
+
+fn views(client: Client, table: &str) -> DynamoViews {
+    DynamoViews::new(client, table).with_backoff(quick())
+}
 
 fn org() -> OrgId {
     OrgId::parse("org_acme").unwrap()
@@ -93,7 +97,7 @@ async fn writes_a_batch_left_unprocessed_are_sent_again() {
     let rest = mock!(Client::batch_write_item)
         .match_requests(|r| writes(r) == 1)
         .then_output(|| BatchWriteItemOutput::builder().build());
-    DynamoViews::new(dynamo(&[&partly, &rest]), TABLE)
+    views(dynamo(&[&partly, &rest]), TABLE)
         .apply(&[forget("ntf_1"), forget("ntf_2")])
         .await
         .unwrap();
@@ -111,20 +115,23 @@ async fn writes_that_stay_unprocessed_fail_the_batch() {
         })
         .repeatedly()
         .build();
-    let err = DynamoViews::new(dynamo(&[&never]), TABLE)
+    let err = views(dynamo(&[&never]), TABLE)
         .apply(&[forget("ntf_1"), forget("ntf_2")])
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("BatchWriteItem"), "{err}");
-    assert!(err.contains("unprocessed"), "{err}");
+    assert!(
+        err.contains("1 of 2 stayed unprocessed after 5 attempts"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn counts_the_service_refuses_are_reported() {
     let refused = mock!(Client::transact_write_items)
         .then_error(|| TransactWriteItemsError::generic(meta("ValidationException", "bad")));
-    let err = DynamoViews::new(dynamo(&[&refused]), TABLE)
+    let err = views(dynamo(&[&refused]), TABLE)
         .apply(&[sent("ntf_1")])
         .await
         .unwrap_err()
@@ -150,7 +157,7 @@ async fn a_count_whose_marker_exists_is_not_counted_again() {
             )
             .build()
     });
-    DynamoViews::new(dynamo(&[&replayed, &marker]), TABLE)
+    views(dynamo(&[&replayed, &marker]), TABLE)
         .apply(&[sent("ntf_1")])
         .await
         .unwrap();
@@ -163,7 +170,7 @@ async fn a_counted_batch_is_one_transaction() {
         // two markers and one counter
         .match_requests(|r| r.transact_items().len() == 3)
         .then_output(|| TransactWriteItemsOutput::builder().build());
-    DynamoViews::new(dynamo(&[&counted]), TABLE)
+    views(dynamo(&[&counted]), TABLE)
         .apply(&[sent("ntf_1"), sent("ntf_2"), sent("ntf_1")])
         .await
         .unwrap();
@@ -188,11 +195,109 @@ async fn a_feed_entry_over_400_kb_is_refused_with_the_services_reason() {
         created_at: at,
         updated_at: at,
     };
-    let err = DynamoViews::new(dynamo(&[&transact]), TABLE)
+    let err = views(dynamo(&[&transact]), TABLE)
         .apply(&[ViewWrite::FeedCreate(entry)])
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("ValidationException"), "{err}");
     assert!(err.contains(TOO_LARGE), "{err}");
+}
+
+#[tokio::test]
+async fn counts_that_keep_failing_are_reported_not_dropped() {
+    // each transaction is cancelled by a marker, yet no marker is there when read
+    let cancelled_each_time = mock!(Client::transact_write_items)
+        .sequence()
+        .error(|| cancelled("ConditionalCheckFailed"))
+        .repeatedly()
+        .build();
+    let no_marker = mock!(Client::batch_get_item)
+        .sequence()
+        .output(|| {
+            BatchGetItemOutput::builder()
+                .responses(TABLE, vec![])
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let err = views(dynamo_any(&[&cancelled_each_time, &no_marker]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TransactWriteItems stats"), "{err}");
+    assert!(
+        err.contains("1 of 1 stayed unprocessed after 5 attempts"),
+        "{err}"
+    );
+    assert_eq!(cancelled_each_time.num_calls(), 5);
+}
+
+#[tokio::test]
+async fn a_count_that_conflicts_with_another_transaction_is_tried_again() {
+    let conflict =
+        mock!(Client::transact_write_items).then_error(|| cancelled("TransactionConflict"));
+    let counted = mock!(Client::transact_write_items)
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    views(dynamo(&[&conflict, &counted]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!((conflict.num_calls(), counted.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_count_that_keeps_conflicting_is_reported_with_the_reason() {
+    let conflict = mock!(Client::transact_write_items)
+        .sequence()
+        .error(|| cancelled("TransactionConflict"))
+        .repeatedly()
+        .build();
+    let err = views(dynamo(&[&conflict]), TABLE)
+        .apply(&[sent("ntf_1"), sent("ntf_2")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 of 2 stayed unprocessed after 5 attempts (TransactionConflict)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn markers_a_read_left_unprocessed_are_asked_for_again_before_counting() {
+    let marker = std::collections::HashMap::from([
+        (
+            "pk".to_string(),
+            AttributeValue::S("STATMARK#org_acme#ntf_1".into()),
+        ),
+        ("sk".to_string(), AttributeValue::S("sent".into())),
+    ]);
+    let replayed =
+        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
+    let left = marker.clone();
+    let unprocessed = mock!(Client::batch_get_item).then_output(move || {
+        BatchGetItemOutput::builder()
+            .responses(TABLE, vec![])
+            .unprocessed_keys(
+                TABLE,
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .keys(left.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    let found = mock!(Client::batch_get_item).then_output(move || {
+        BatchGetItemOutput::builder()
+            .responses(TABLE, vec![marker.clone()])
+            .build()
+    });
+    // counted already: no second transaction
+    views(dynamo(&[&replayed, &unprocessed, &found]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!(found.num_calls(), 1);
 }
