@@ -30,14 +30,13 @@ use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::backoff::{Backoff, Round};
 use crate::errors::aws;
 
 type Item = HashMap<String, AttributeValue>;
 
 /// The largest number of keys one BatchGetItem may ask for.
 const BATCH_GET_LIMIT: usize = 100;
-/// How often unprocessed keys of a BatchGetItem are asked for again before giving up.
-const BATCH_GET_ROUNDS: usize = 5;
 /// The largest number of writes one BatchWriteItem may carry.
 const BATCH_WRITE_LIMIT: usize = 25;
 /// How many batch requests one call sends at once.
@@ -101,50 +100,44 @@ fn suppression_key(org: &OrgId, key: &SuppressionKey) -> String {
     format!("S#{org}#{}#{}", key.channel, key.address)
 }
 
-/// Reads many keys of one table with BatchGetItem, in chunks, retrying unprocessed keys.
-async fn batch_get(
+/// Reads many keys of one table with BatchGetItem, in chunks, asking again for unprocessed
+/// keys with backoff; keys still unprocessed after the last attempt fail the read.
+pub(crate) async fn batch_get(
     client: &Client,
+    backoff: &Backoff,
     table: &str,
-    keys: Vec<String>,
+    keys: Vec<Item>,
     consistent: bool,
 ) -> Result<Vec<Item>, PortError> {
     const OP: &str = "dynamodb BatchGetItem";
     let mut found = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(BATCH_GET_LIMIT) {
-        let mut pending: Vec<Item> = chunk
-            .iter()
-            .map(|k| HashMap::from([("pk".to_string(), s(k.clone()))]))
-            .collect();
-        for _ in 0..BATCH_GET_ROUNDS {
-            if pending.is_empty() {
-                break;
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending))
-                .consistent_read(consistent)
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            let out = client
-                .batch_get_item()
-                .request_items(table, request)
-                .send()
-                .await
-                .map_err(|e| aws(OP, e))?;
-            if let Some(mut responses) = out.responses {
-                found.extend(responses.remove(table).unwrap_or_default());
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(table))
-                .map(|k| k.keys)
-                .unwrap_or_default();
-        }
-        if !pending.is_empty() {
-            return Err(PortError::new(
-                OP,
-                "keys stayed unprocessed after retries (throttled)",
-            ));
-        }
+        let items = backoff
+            .until_done(OP, chunk.to_vec(), |pending| async move {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(|e| PortError::new(OP, e))?;
+                let out = client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| aws(OP, e))?;
+                let done = out
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default();
+                let left = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                Ok(Round::new(done, left))
+            })
+            .await?;
+        found.extend(items);
     }
     Ok(found)
 }
@@ -176,6 +169,53 @@ fn waiting_statuses() -> Vec<Status> {
         .collect()
 }
 
+/// Reads many keys (`pk` only) of one table; see [`batch_get`].
+async fn batch_get_pks(
+    client: &Client,
+    backoff: &Backoff,
+    table: &str,
+    keys: Vec<String>,
+    consistent: bool,
+) -> Result<Vec<Item>, PortError> {
+    let keys = keys
+        .into_iter()
+        .map(|k| HashMap::from([("pk".to_string(), s(k))]))
+        .collect();
+    batch_get(client, backoff, table, keys, consistent).await
+}
+
+/// Writes requests to one table with BatchWriteItem, in chunks (some at once), sending again
+/// unprocessed ones with backoff; requests still unprocessed after the last attempt fail the
+/// write.
+pub(crate) async fn batch_write(
+    client: &Client,
+    backoff: &Backoff,
+    operation: &'static str,
+    table: &str,
+    requests: Vec<WriteRequest>,
+) -> Result<(), PortError> {
+    futures::stream::iter(requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec))
+        .map(|chunk| {
+            backoff.until_done(operation, chunk, |pending| async move {
+                let out = client
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| aws(operation, e))?;
+                let left = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default();
+                Ok(Round::<_, ()>::new(Vec::new(), left))
+            })
+        })
+        .buffer_unordered(BATCH_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 /// Sends a conditional update: `true` when it applied, `false` when its condition did not
 /// hold (the item changed meanwhile, or is not in the expected state).
 pub(crate) async fn guarded(
@@ -205,6 +245,7 @@ fn pk_of(item: &Item) -> Option<&str> {
 pub struct DynamoNotificationStore {
     client: Client,
     table: String,
+    backoff: Backoff,
 }
 
 impl DynamoNotificationStore {
@@ -212,7 +253,13 @@ impl DynamoNotificationStore {
         DynamoNotificationStore {
             client,
             table: table.into(),
+            backoff: Backoff::default(),
         }
+    }
+
+    /// How batch calls try again what DynamoDB left unprocessed.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        DynamoNotificationStore { backoff, ..self }
     }
 
     fn notification_item(n: &Notification) -> Result<Item, PortError> {
@@ -338,7 +385,8 @@ impl DynamoNotificationStore {
                         .iter()
                         .map(|n| notification_key(&n.org_id, &n.id))
                         .collect();
-                    let found = batch_get(&self.client, &self.table, keys, true).await?;
+                    let found =
+                        batch_get_pks(&self.client, &self.backoff, &self.table, keys, true).await?;
                     if found.is_empty() {
                         return Err(aws(OP, e));
                     }
@@ -832,7 +880,7 @@ impl DeliveryStore for DynamoNotificationStore {
         let keys: Vec<String> = ids.iter().map(|id| notification_key(org, id)).collect();
         let chunks: Vec<Vec<String>> = keys.chunks(BATCH_GET_LIMIT).map(<[_]>::to_vec).collect();
         let items: Vec<Vec<Item>> = futures::stream::iter(chunks)
-            .map(|chunk| batch_get(&self.client, &self.table, chunk, true))
+            .map(|chunk| batch_get_pks(&self.client, &self.backoff, &self.table, chunk, true))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect()
             .await?;
@@ -858,7 +906,7 @@ impl DeliveryStore for DynamoNotificationStore {
         // eventually consistent: a marker written moments ago may be missed, which only
         // applies an event twice, and applying is idempotent
         let items: Vec<Vec<Item>> = futures::stream::iter(chunks)
-            .map(|chunk| batch_get(&self.client, &self.table, chunk, false))
+            .map(|chunk| batch_get_pks(&self.client, &self.backoff, &self.table, chunk, false))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect()
             .await?;
@@ -897,37 +945,7 @@ impl DeliveryStore for DynamoNotificationStore {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| PortError::new(OP, e))?;
-        futures::stream::iter(requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec))
-            .map(|chunk| async move {
-                let mut pending = chunk;
-                for _ in 0..BATCH_GET_ROUNDS {
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.table, pending)
-                        .send()
-                        .await
-                        .map_err(|e| aws(OP, e))?;
-                    pending = out
-                        .unprocessed_items
-                        .and_then(|mut u| u.remove(&self.table))
-                        .unwrap_or_default();
-                }
-                if pending.is_empty() {
-                    Ok(())
-                } else {
-                    Err(PortError::new(
-                        OP,
-                        "items stayed unprocessed after retries (throttled)",
-                    ))
-                }
-            })
-            .buffer_unordered(BATCH_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        batch_write(&self.client, &self.backoff, OP, &self.table, requests).await?;
         Ok(())
     }
 }
@@ -941,6 +959,7 @@ fn webhook_key(org: &OrgId, provider: Provider, event_id: &str) -> String {
 pub struct DynamoDirectory {
     client: Client,
     table: String,
+    backoff: Backoff,
 }
 
 impl DynamoDirectory {
@@ -948,7 +967,13 @@ impl DynamoDirectory {
         DynamoDirectory {
             client,
             table: table.into(),
+            backoff: Backoff::default(),
         }
+    }
+
+    /// How batch calls try again what DynamoDB left unprocessed.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        DynamoDirectory { backoff, ..self }
     }
 
     /// The stored items of these things, each found by the key `key_of` gives it, in one
@@ -960,8 +985,9 @@ impl DynamoDirectory {
         consistent: bool,
     ) -> Result<Vec<(&'a K, Item)>, PortError> {
         let by_pk: HashMap<String, &K> = things.iter().map(|k| (key_of(k), k)).collect();
-        let found = batch_get(
+        let found = batch_get_pks(
             &self.client,
+            &self.backoff,
             &self.table,
             by_pk.keys().cloned().collect(),
             consistent,
@@ -1063,7 +1089,7 @@ impl Directory for DynamoDirectory {
             .collect();
         let mut snapshot = Snapshot::default();
         // consent is read strongly: an opt-out a moment ago counts
-        for item in batch_get(&self.client, &self.table, keys, true).await? {
+        for item in batch_get_pks(&self.client, &self.backoff, &self.table, keys, true).await? {
             let Some(pk) = pk_of(&item).map(str::to_owned) else {
                 continue;
             };
@@ -1094,7 +1120,7 @@ impl Directory for DynamoDirectory {
             .collect();
         let mut found_customer = None;
         let mut found_org = None;
-        for item in batch_get(&self.client, &self.table, keys, true).await? {
+        for item in batch_get_pks(&self.client, &self.backoff, &self.table, keys, true).await? {
             let pk = pk_of(&item).map(str::to_owned);
             if pk.as_deref() == Some(org_pk.as_str()) {
                 found_org = Some(parse_versioned::<OrgSettings>(item)?.value);

@@ -1,5 +1,6 @@
 //! herald-adapters: herald-core's ports implemented with the AWS SDK.
 
+pub mod backoff;
 mod classify;
 pub mod config;
 pub mod dynamo;
@@ -16,6 +17,7 @@ pub mod telemetry;
 pub mod twilio;
 pub mod views;
 
+pub use backoff::Backoff;
 pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
 pub use http::client as http_client;
 pub use routing::{EmailRouter, SmsRouter};

@@ -5,17 +5,17 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use herald_core::ports::{DispatchQueue, Enqueue, MAX_QUEUE_DELAY, PortError};
 
+use crate::backoff::{Backoff, Round};
 use crate::errors::aws;
 
 /// The most entries one SendMessageBatch takes.
 const BATCH_LIMIT: usize = 10;
-/// How often entries that SQS failed are sent again before the enqueue fails.
-const ROUNDS: usize = 3;
 
 #[derive(Clone, Debug)]
 pub struct SqsDispatchQueue {
     client: Client,
     queue_url: String,
+    backoff: Backoff,
 }
 
 impl SqsDispatchQueue {
@@ -23,7 +23,13 @@ impl SqsDispatchQueue {
         SqsDispatchQueue {
             client,
             queue_url: queue_url.into(),
+            backoff: Backoff::default(),
         }
+    }
+
+    /// How entries SQS failed are sent again.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        SqsDispatchQueue { backoff, ..self }
     }
 }
 
@@ -45,33 +51,25 @@ impl DispatchQueue for SqsDispatchQueue {
                         .map_err(|e| PortError::new(OP, e))?,
                 );
             }
-            for round in 1..=ROUNDS {
-                let out = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| aws(OP, e))?;
-                let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
-                if failed.is_empty() {
-                    break;
-                }
-                if round == ROUNDS {
+            self.backoff
+                .until_done(OP, entries, |pending| async move {
+                    let out = self
+                        .client
+                        .send_message_batch()
+                        .queue_url(&self.queue_url)
+                        .set_entries(Some(pending.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| aws(OP, e))?;
+                    let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
+                    let left: Vec<SendMessageBatchRequestEntry> = pending
+                        .into_iter()
+                        .filter(|e| failed.contains(&e.id.as_str()))
+                        .collect();
                     let codes: Vec<&str> = out.failed.iter().map(|f| f.code.as_str()).collect();
-                    return Err(PortError::new(
-                        OP,
-                        format!(
-                            "{} of {} entries failed: {}",
-                            failed.len(),
-                            entries.len(),
-                            codes.join(", ")
-                        ),
-                    ));
-                }
-                entries.retain(|e| failed.contains(&e.id.as_str()));
-            }
+                    Ok(Round::<_, ()>::new(Vec::new(), left).because(codes.join(", ")))
+                })
+                .await?;
         }
         Ok(())
     }

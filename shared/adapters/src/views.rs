@@ -30,15 +30,13 @@ use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::backoff::{Backoff, Round};
 use crate::errors::aws;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// BatchWriteItem takes at most 25 requests.
-const BATCH_WRITE_LIMIT: usize = 25;
 /// Stat markers per transaction: each may add a counter too, and a transaction takes 100 actions.
 const STATS_PER_TRANSACTION: usize = 40;
-const ROUNDS: usize = 5;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -119,10 +117,43 @@ fn conditional_failed(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsEr
     }
 }
 
+/// Why a transaction was cancelled when another try may go through (it conflicted with
+/// another transaction on the same item, or was throttled); `None` for any other failure.
+fn cancelled_for_another_try(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+) -> Option<String> {
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error()
+    else {
+        return None;
+    };
+    let codes: Vec<&str> = c
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .filter(|code| *code != "None")
+        .collect();
+    let transient = |code: &&str| {
+        matches!(
+            *code,
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    };
+    (!codes.is_empty() && codes.iter().all(transient)).then(|| codes.join(", "))
+}
+
+/// The marker that says a notification's outcome was counted.
+fn marker_key(e: &StatEvent) -> Item {
+    key(
+        format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
+        e.key.outcome.as_str().to_string(),
+    )
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoViews {
     client: Client,
     table: String,
+    backoff: Backoff,
 }
 
 impl DynamoViews {
@@ -130,7 +161,13 @@ impl DynamoViews {
         DynamoViews {
             client,
             table: table.into(),
+            backoff: Backoff::default(),
         }
+    }
+
+    /// How batch calls and the counters' transaction try again what did not go through.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        DynamoViews { backoff, ..self }
     }
 
     /// Puts and deletes, batched; a key written twice in one batch keeps its last write.
@@ -157,32 +194,7 @@ impl DynamoViews {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| PortError::new(OP, e))?;
-        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
-            let mut pending = chunk.to_vec();
-            for _ in 0..ROUNDS {
-                if pending.is_empty() {
-                    break;
-                }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| aws(OP, e))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-            }
-            if !pending.is_empty() {
-                return Err(PortError::new(
-                    OP,
-                    "items stayed unprocessed after retries (throttled)",
-                ));
-            }
-        }
-        Ok(())
+        crate::dynamo::batch_write(&self.client, &self.backoff, OP, &self.table, requests).await
     }
 
     /// A new feed entry and one more unread, together or not at all; an entry that exists
@@ -334,7 +346,9 @@ impl DynamoViews {
     }
 
     /// Counts each notification's outcome once: a marker per (notification, outcome) and the
-    /// day's counters move in one transaction; markers that exist already (a replay) drop out.
+    /// day's counters move in one transaction; markers that exist already (a replay) drop out,
+    /// a transaction cancelled by a conflict or throttling is tried again with backoff, and
+    /// increments still not counted after the last attempt are reported.
     async fn count(&self, events: Vec<&StatEvent>) -> Result<(), PortError> {
         const OP: &str = "dynamodb TransactWriteItems stats";
         let mut unique: BTreeMap<(String, String), &StatEvent> = BTreeMap::new();
@@ -349,110 +363,92 @@ impl DynamoViews {
         }
         let events: Vec<&StatEvent> = unique.into_values().collect();
         for chunk in events.chunks(STATS_PER_TRANSACTION) {
-            let mut pending: Vec<&StatEvent> = chunk.to_vec();
-            for _ in 0..ROUNDS {
-                if pending.is_empty() {
-                    break;
-                }
-                let mut actions = Vec::new();
-                for e in &pending {
-                    let marker = key(
-                        format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
-                        e.key.outcome.as_str().to_string(),
-                    );
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(marker))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(|e| PortError::new(OP, e))?;
-                    actions.push(TransactWriteItem::builder().put(put).build());
-                }
-                let mut counts: BTreeMap<&StatKey, u64> = BTreeMap::new();
-                for e in &pending {
-                    *counts.entry(&e.key).or_default() += 1;
-                }
-                for (k, count) in counts {
-                    let update = Update::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
-                        .update_expression("ADD #count :n SET #key = :key")
-                        .expression_attribute_names("#count", "count")
-                        .expression_attribute_names("#key", "key")
-                        .expression_attribute_values(":n", n(count))
-                        .expression_attribute_values(
-                            ":key",
-                            serde_dynamo::to_attribute_value(k)
-                                .map_err(|e| PortError::new(OP, e))?,
-                        )
-                        .build()
-                        .map_err(|e| PortError::new(OP, e))?;
-                    actions.push(TransactWriteItem::builder().update(update).build());
-                }
-                match self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(actions))
-                    .send()
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(e) if conditional_failed(&e) => {
-                        // Drop the events already counted, then try the rest again.
-                        pending = self.not_yet_counted(&pending).await?;
-                    }
-                    Err(e) => return Err(aws(OP, e)),
-                }
-            }
+            self.backoff
+                .until_done(OP, chunk.to_vec(), |pending| self.count_once(pending))
+                .await?;
         }
         Ok(())
+    }
+
+    /// One transaction of markers and counters: what it left uncounted.
+    async fn count_once<'a>(
+        &self,
+        pending: Vec<&'a StatEvent>,
+    ) -> Result<Round<&'a StatEvent, ()>, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems stats";
+        let mut actions = Vec::new();
+        for e in &pending {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker_key(e)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| PortError::new(OP, e))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        let mut counts: BTreeMap<&StatKey, u64> = BTreeMap::new();
+        for e in &pending {
+            *counts.entry(&e.key).or_default() += 1;
+        }
+        for (k, count) in counts {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
+                .update_expression("ADD #count :n SET #key = :key")
+                .expression_attribute_names("#count", "count")
+                .expression_attribute_names("#key", "key")
+                .expression_attribute_values(":n", n(count))
+                .expression_attribute_values(
+                    ":key",
+                    serde_dynamo::to_attribute_value(k).map_err(|e| PortError::new(OP, e))?,
+                )
+                .build()
+                .map_err(|e| PortError::new(OP, e))?;
+            actions.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Round::new(Vec::new(), Vec::new())),
+            Err(e) if conditional_failed(&e) => {
+                // drop the events already counted, and try the rest again
+                let left = self.not_yet_counted(&pending).await?;
+                Ok(Round::new(Vec::new(), left).because("markers written meanwhile"))
+            }
+            Err(e) => match cancelled_for_another_try(&e) {
+                Some(why) => Ok(Round::new(Vec::new(), pending).because(why)),
+                None => Err(aws(OP, e)),
+            },
+        }
     }
 
     async fn not_yet_counted<'a>(
         &self,
         events: &[&'a StatEvent],
     ) -> Result<Vec<&'a StatEvent>, PortError> {
-        let keys: Vec<Item> = events
-            .iter()
-            .map(|e| {
-                key(
-                    format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
-                    e.key.outcome.as_str().to_string(),
-                )
-            })
-            .collect();
-        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| PortError::new("dynamodb BatchGetItem stat markers", e))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, request)
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb BatchGetItem stat markers", e))?;
-        let found: BTreeSet<(String, String)> = out
-            .responses
-            .and_then(|mut r| r.remove(&self.table))
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| {
-                Some((
-                    i.get("pk")?.as_s().ok()?.clone(),
-                    i.get("sk")?.as_s().ok()?.clone(),
-                ))
-            })
-            .collect();
+        let keys: Vec<Item> = events.iter().map(|e| marker_key(e)).collect();
+        let found: BTreeSet<(String, String)> =
+            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
+                .await?
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("pk")?.as_s().ok()?.clone(),
+                        i.get("sk")?.as_s().ok()?.clone(),
+                    ))
+                })
+                .collect();
         Ok(events
             .iter()
             .filter(|e| {
-                let k = (
-                    format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
-                    e.key.outcome.as_str().to_string(),
-                );
-                !found.contains(&k)
+                let k = marker_key(e);
+                let pk = k.get("pk").and_then(|v| v.as_s().ok());
+                let sk = k.get("sk").and_then(|v| v.as_s().ok());
+                !matches!((pk, sk), (Some(pk), Some(sk)) if found.contains(&(pk.clone(), sk.clone())))
             })
             .copied()
             .collect())

@@ -1,0 +1,10 @@
+//! The adapters against the SDK's own mocks: the answers an emulator rarely or never gives
+//! (a condition that fails, throttling, unprocessed items, an item too large or unreadable).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod directory;
+mod sqs;
+mod store;
+mod views;

@@ -1,0 +1,304 @@
+//! The views table: batch writes left partly unprocessed, the stats counters' transaction when
+//! it keeps failing, a feed entry too large to store.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemInput, BatchWriteItemOutput};
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsOutput,
+};
+use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, DeleteRequest, WriteRequest};
+use aws_smithy_mocks::mock;
+use chrono::{NaiveDate, TimeZone, Utc};
+use herald_adapters::DynamoViews;
+use herald_core::ids::{CustomerId, NotificationId, OrgId};
+use herald_core::model::{Channel, Status};
+use herald_core::ports::Views;
+use herald_core::projection::{FeedEntry, StatEvent, StatKey, StatOutcome, ViewWrite};
+
+use crate::common::{TABLE, TOO_LARGE, dynamo, dynamo_any, meta, quick};
+
+fn views(client: Client, table: &str) -> DynamoViews {
+    DynamoViews::new(client, table).with_backoff(quick())
+}
+
+fn org() -> OrgId {
+    OrgId::parse("org_acme").unwrap()
+}
+
+fn id(value: &str) -> NotificationId {
+    NotificationId::parse(value).unwrap()
+}
+
+/// A dead letter's removal: a write of the batch.
+fn forget(notification: &str) -> ViewWrite {
+    ViewWrite::DeadLetterDelete {
+        org_id: org(),
+        notification_id: id(notification),
+        failed_at: Utc.with_ymd_and_hms(2026, 11, 23, 17, 0, 0).unwrap(),
+    }
+}
+
+fn delete_of(notification: &str) -> WriteRequest {
+    let failed_at = "2026-11-23T17:00:00.000Z";
+    WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .key("pk", AttributeValue::S("DL#org_acme".into()))
+                .key(
+                    "sk",
+                    AttributeValue::S(format!("{failed_at}#{notification}")),
+                )
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+fn writes(r: &BatchWriteItemInput) -> usize {
+    r.request_items()
+        .and_then(|i| i.get(TABLE))
+        .map_or(0, Vec::len)
+}
+
+fn sent(notification: &str) -> ViewWrite {
+    ViewWrite::Stat(StatEvent {
+        key: StatKey {
+            org_id: org(),
+            day: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            notification_type: "order_confirmation".into(),
+            channel: Channel::Email,
+            outcome: StatOutcome::Sent,
+        },
+        notification_id: id(notification),
+    })
+}
+
+fn cancelled(reason: &'static str) -> TransactWriteItemsError {
+    TransactWriteItemsError::TransactionCanceledException(
+        TransactionCanceledException::builder()
+            .message(format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{reason}, None]"))
+            .cancellation_reasons(CancellationReason::builder().code(reason).build())
+            .cancellation_reasons(CancellationReason::builder().code("None").build())
+            .meta(meta("TransactionCanceledException", "Transaction cancelled"))
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn writes_a_batch_left_unprocessed_are_sent_again() {
+    let partly = mock!(Client::batch_write_item)
+        .match_requests(|r| writes(r) == 2)
+        .then_output(|| {
+            BatchWriteItemOutput::builder()
+                .unprocessed_items(TABLE, vec![delete_of("ntf_2")])
+                .build()
+        });
+    let rest = mock!(Client::batch_write_item)
+        .match_requests(|r| writes(r) == 1)
+        .then_output(|| BatchWriteItemOutput::builder().build());
+    views(dynamo(&[&partly, &rest]), TABLE)
+        .apply(&[forget("ntf_1"), forget("ntf_2")])
+        .await
+        .unwrap();
+    assert_eq!((partly.num_calls(), rest.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn writes_that_stay_unprocessed_fail_the_batch() {
+    let never = mock!(Client::batch_write_item)
+        .sequence()
+        .output(|| {
+            BatchWriteItemOutput::builder()
+                .unprocessed_items(TABLE, vec![delete_of("ntf_2")])
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let err = views(dynamo(&[&never]), TABLE)
+        .apply(&[forget("ntf_1"), forget("ntf_2")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BatchWriteItem"), "{err}");
+    assert!(
+        err.contains("1 of 2 stayed unprocessed after 5 attempts"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn counts_the_service_refuses_are_reported() {
+    let refused = mock!(Client::transact_write_items)
+        .then_error(|| TransactWriteItemsError::generic(meta("ValidationException", "bad")));
+    let err = views(dynamo(&[&refused]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ValidationException"), "{err}");
+}
+
+#[tokio::test]
+async fn a_count_whose_marker_exists_is_not_counted_again() {
+    let replayed =
+        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
+    let marker = mock!(Client::batch_get_item).then_output(|| {
+        BatchGetItemOutput::builder()
+            .responses(
+                TABLE,
+                vec![std::collections::HashMap::from([
+                    (
+                        "pk".to_string(),
+                        AttributeValue::S("STATMARK#org_acme#ntf_1".into()),
+                    ),
+                    ("sk".to_string(), AttributeValue::S("sent".into())),
+                ])],
+            )
+            .build()
+    });
+    views(dynamo(&[&replayed, &marker]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!(marker.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_counted_batch_is_one_transaction() {
+    let counted = mock!(Client::transact_write_items)
+        // two markers and one counter
+        .match_requests(|r| r.transact_items().len() == 3)
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    views(dynamo(&[&counted]), TABLE)
+        .apply(&[sent("ntf_1"), sent("ntf_2"), sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!(counted.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_feed_entry_over_400_kb_is_refused_with_the_services_reason() {
+    let transact = mock!(Client::transact_write_items)
+        .then_error(|| TransactWriteItemsError::generic(meta("ValidationException", TOO_LARGE)));
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 17, 0, 0).unwrap();
+    let entry = FeedEntry {
+        org_id: org(),
+        customer_id: CustomerId::parse("cus_carol").unwrap(),
+        notification_id: id("ntf_1"),
+        notification_type: "order_confirmation".into(),
+        channel: Channel::InApp,
+        title: None,
+        body: "x".repeat(400 * 1024),
+        status: Status::Sent,
+        read: false,
+        created_at: at,
+        updated_at: at,
+    };
+    let err = views(dynamo(&[&transact]), TABLE)
+        .apply(&[ViewWrite::FeedCreate(entry)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ValidationException"), "{err}");
+    assert!(err.contains(TOO_LARGE), "{err}");
+}
+
+#[tokio::test]
+async fn counts_that_keep_failing_are_reported_not_dropped() {
+    // each transaction is cancelled by a marker, yet no marker is there when read
+    let cancelled_each_time = mock!(Client::transact_write_items)
+        .sequence()
+        .error(|| cancelled("ConditionalCheckFailed"))
+        .repeatedly()
+        .build();
+    let no_marker = mock!(Client::batch_get_item)
+        .sequence()
+        .output(|| {
+            BatchGetItemOutput::builder()
+                .responses(TABLE, vec![])
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let err = views(dynamo_any(&[&cancelled_each_time, &no_marker]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TransactWriteItems stats"), "{err}");
+    assert!(
+        err.contains("1 of 1 stayed unprocessed after 5 attempts"),
+        "{err}"
+    );
+    assert_eq!(cancelled_each_time.num_calls(), 5);
+}
+
+#[tokio::test]
+async fn a_count_that_conflicts_with_another_transaction_is_tried_again() {
+    let conflict =
+        mock!(Client::transact_write_items).then_error(|| cancelled("TransactionConflict"));
+    let counted = mock!(Client::transact_write_items)
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    views(dynamo(&[&conflict, &counted]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!((conflict.num_calls(), counted.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_count_that_keeps_conflicting_is_reported_with_the_reason() {
+    let conflict = mock!(Client::transact_write_items)
+        .sequence()
+        .error(|| cancelled("TransactionConflict"))
+        .repeatedly()
+        .build();
+    let err = views(dynamo(&[&conflict]), TABLE)
+        .apply(&[sent("ntf_1"), sent("ntf_2")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 of 2 stayed unprocessed after 5 attempts (TransactionConflict)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn markers_a_read_left_unprocessed_are_asked_for_again_before_counting() {
+    let marker = std::collections::HashMap::from([
+        (
+            "pk".to_string(),
+            AttributeValue::S("STATMARK#org_acme#ntf_1".into()),
+        ),
+        ("sk".to_string(), AttributeValue::S("sent".into())),
+    ]);
+    let replayed =
+        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
+    let left = marker.clone();
+    let unprocessed = mock!(Client::batch_get_item).then_output(move || {
+        BatchGetItemOutput::builder()
+            .responses(TABLE, vec![])
+            .unprocessed_keys(
+                TABLE,
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .keys(left.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    let found = mock!(Client::batch_get_item).then_output(move || {
+        BatchGetItemOutput::builder()
+            .responses(TABLE, vec![marker.clone()])
+            .build()
+    });
+    // counted already: no second transaction
+    views(dynamo(&[&replayed, &unprocessed, &found]), TABLE)
+        .apply(&[sent("ntf_1")])
+        .await
+        .unwrap();
+    assert_eq!(found.num_calls(), 1);
+}
