@@ -293,7 +293,7 @@ impl Harness {
         );
         let identity = herald_core::identity::SenderIdentity::parse(identity).unwrap();
         let owner = directory
-            .claim_identity(&self.org_id(), &identity)
+            .claim_identity(&self.org_id(), &identity, chrono::Utc::now())
             .await
             .unwrap();
         assert_eq!(owner, self.org_id());

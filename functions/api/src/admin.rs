@@ -120,7 +120,10 @@ pub async fn register_identity(
     Path(IdentityName { identity }): Path<IdentityName>,
 ) -> Result<Json<Value>, ApiError> {
     let identity = SenderIdentity::parse(&identity).map_err(|e| ApiError::BadRequest(e.0))?;
-    let owner = api.directory.claim_identity(&org, &identity).await?;
+    let owner = api
+        .directory
+        .claim_identity(&org, &identity, api.clock.now())
+        .await?;
     if owner != org {
         return Err(ApiError::Conflict(
             "this identity is registered by another organization".into(),

@@ -140,6 +140,7 @@ pub fn service(
             whatsapp: Arc::new(NotConfigured(Channel::Whatsapp)),
         },
         clock,
+        chance: Arc::new(herald_core::ports::SystemChance),
         policy: config.retry.clone(),
         lease: DEFAULT_LEASE,
     }

@@ -1182,6 +1182,7 @@ impl Directory for DynamoDirectory {
         org: &OrgId,
         key: &SuppressionKey,
         reason: &str,
+        at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         self.client
             .put_item()
@@ -1189,7 +1190,7 @@ impl Directory for DynamoDirectory {
             .item("pk", s(suppression_key(org, key)))
             .item("channel", s(key.channel.as_str()))
             .item("reason", s(reason))
-            .item("at", s(time::format(&Utc::now())))
+            .item("at", s(time::format(&at)))
             .send()
             .await
             .map_err(|e| aws("dynamodb PutItem suppression", e))?;
@@ -1214,6 +1215,7 @@ impl Directory for DynamoDirectory {
         &self,
         org: &OrgId,
         identity: &SenderIdentity,
+        at: DateTime<Utc>,
     ) -> Result<OrgId, PortError> {
         const OP: &str = "dynamodb PutItem identity";
         let result = self
@@ -1222,7 +1224,7 @@ impl Directory for DynamoDirectory {
             .table_name(&self.table)
             .item("pk", s(identity_key(identity)))
             .item("org", s(org.as_str()))
-            .item("at", s(time::format(&Utc::now())))
+            .item("at", s(time::format(&at)))
             // first come: an identity another organization registered stays theirs
             .condition_expression("attribute_not_exists(pk) OR org = :org")
             .expression_attribute_values(":org", s(org.as_str()))

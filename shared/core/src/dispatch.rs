@@ -15,7 +15,7 @@ use crate::consent::{self, Audience, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
-    ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
+    Chance, ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
     FailureKind, MAX_QUEUE_DELAY, NotificationStore, PortError, SendError, Snapshot,
     SnapshotRequest,
 };
@@ -101,6 +101,8 @@ pub struct DispatchService {
     pub directory: Arc<dyn Directory>,
     pub senders: Senders,
     pub clock: Arc<dyn Clock>,
+    /// The backoff's jitter.
+    pub chance: Arc<dyn Chance>,
     pub policy: RetryPolicy,
     /// How long a claim holds. Longer than one invocation can run, shorter than the queue's
     /// visibility timeout, so a redelivered message can take over from a dispatcher that died.
@@ -389,7 +391,7 @@ impl DispatchService {
         if let (Some(key), Some(reason)) = (suppress, &notification.last_error) {
             // the provider said this recipient opted out or does not exist: never try again
             self.directory
-                .suppress(&notification.org_id, &key, reason)
+                .suppress(&notification.org_id, &key, reason, now)
                 .await?;
         }
         let outcome = match outcome {
@@ -422,7 +424,7 @@ impl DispatchService {
         now: DateTime<Utc>,
         due: Option<DateTime<Utc>>,
     ) {
-        match self.policy.delay_after(n.attempts, &mut rand::rng()) {
+        match self.policy.delay_after(n.attempts, self.chance.fraction()) {
             Some(delay) => {
                 n.status = Status::Retrying;
                 n.next_retry_at = Some(due.unwrap_or(now + chrono(delay)));

@@ -76,6 +76,21 @@ impl Clock for ManualClock {
     }
 }
 
+/// Chance, as a port: the backoff's jitter draws from it, so a test can fix it.
+pub trait Chance: Send + Sync {
+    /// A number drawn uniformly from [0, 1).
+    fn fraction(&self) -> f64;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemChance;
+
+impl Chance for SystemChance {
+    fn fraction(&self) -> f64 {
+        rand::random::<f64>()
+    }
+}
+
 /// What became of a conditional create.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -307,11 +322,13 @@ pub trait Directory: Send + Sync {
         keys: &[SuppressionKey],
     ) -> Result<BTreeSet<SuppressionKey>, PortError>;
 
+    /// Puts an address on the suppression list, with why and when.
     async fn suppress(
         &self,
         org: &OrgId,
         key: &SuppressionKey,
         reason: &str,
+        at: DateTime<Utc>,
     ) -> Result<(), PortError>;
 
     /// Which organization owns each of these sending identities (those owned by none are absent).
@@ -326,6 +343,7 @@ pub trait Directory: Send + Sync {
         &self,
         org: &OrgId,
         identity: &SenderIdentity,
+        at: DateTime<Utc>,
     ) -> Result<OrgId, PortError>;
 }
 

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use thiserror::Error;
 
 /// Exponential backoff with upward jitter: attempt `n` (1-based) that failed softly waits
@@ -63,7 +62,8 @@ impl RetryPolicy {
 
     /// The wait before the next try after `attempts` tries have failed softly, or `None` when
     /// there are no tries left.
-    pub fn delay_after(&self, attempts: u32, rng: &mut impl Rng) -> Option<Duration> {
+    /// `chance` is drawn uniformly from [0, 1) (the jitter's share of it).
+    pub fn delay_after(&self, attempts: u32, chance: f64) -> Option<Duration> {
         if attempts == 0 || attempts >= self.max_attempts {
             return None;
         }
@@ -74,7 +74,7 @@ impl RetryPolicy {
             .and_then(|f| self.base.checked_mul(f))
             .unwrap_or(self.cap);
         let delay = grown.min(self.cap);
-        let extra = delay.mul_f64(self.jitter.max(0.0) * rng.random::<f64>());
+        let extra = delay.mul_f64(self.jitter.max(0.0) * chance.clamp(0.0, 1.0));
         Some(delay + extra)
     }
 }
@@ -82,21 +82,21 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn the_default_waits_5_minutes_30_minutes_then_2_hours_then_gives_up() {
         let p = RetryPolicy::default();
         let mut rng = StdRng::seed_from_u64(7);
         let mins = |d: Duration| d.as_secs() / 60;
-        let d1 = p.delay_after(1, &mut rng).unwrap();
-        let d2 = p.delay_after(2, &mut rng).unwrap();
-        let d3 = p.delay_after(3, &mut rng).unwrap();
+        let d1 = p.delay_after(1, rng.random::<f64>()).unwrap();
+        let d2 = p.delay_after(2, rng.random::<f64>()).unwrap();
+        let d3 = p.delay_after(3, rng.random::<f64>()).unwrap();
         assert!((5..6).contains(&mins(d1)), "{d1:?}");
         assert!((30..34).contains(&mins(d2)), "{d2:?}");
         assert!((120..133).contains(&mins(d3)), "{d3:?}");
-        assert_eq!(p.delay_after(4, &mut rng), None);
+        assert_eq!(p.delay_after(4, rng.random::<f64>()), None);
     }
 
     #[test]
@@ -104,7 +104,7 @@ mod tests {
         let p = RetryPolicy::default();
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..1000 {
-            let d = p.delay_after(1, &mut rng).unwrap();
+            let d = p.delay_after(1, rng.random::<f64>()).unwrap();
             assert!(d >= Duration::from_secs(300) && d <= Duration::from_secs(330));
         }
     }
@@ -117,7 +117,10 @@ mod tests {
             ..RetryPolicy::default()
         };
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(p.delay_after(60, &mut rng), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            p.delay_after(60, rng.random::<f64>()),
+            Some(Duration::from_secs(7200))
+        );
     }
 
     #[test]

@@ -348,6 +348,7 @@ impl Directory for MemoryDirectory {
         org: &OrgId,
         key: &SuppressionKey,
         _reason: &str,
+        _at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         lock(&self.suppressions).insert((org.clone(), key.clone()));
         Ok(())
@@ -368,6 +369,7 @@ impl Directory for MemoryDirectory {
         &self,
         org: &OrgId,
         identity: &crate::identity::SenderIdentity,
+        _at: DateTime<Utc>,
     ) -> Result<OrgId, PortError> {
         Ok(lock(&self.identities)
             .entry(identity.clone())
@@ -446,6 +448,15 @@ impl ChannelSender for ScriptedSender {
             Script::Fail(e) => Err(e),
             Script::Panic => panic!("scripted sender panic"),
         }
+    }
+}
+
+/// Chance that always draws the same number.
+pub struct FixedChance(pub f64);
+
+impl crate::ports::Chance for FixedChance {
+    fn fraction(&self) -> f64 {
+        self.0
     }
 }
 

@@ -377,7 +377,9 @@ impl WebhookService {
                 if let (Some(reason), Some(key)) =
                     (&change.suppress, suppression_key(n.channel, &n.address))
                 {
-                    self.directory.suppress(org, &key, reason).await?;
+                    self.directory
+                        .suppress(org, &key, reason, self.clock.now())
+                        .await?;
                 }
                 info!(
                     notification_id = %n.id,

@@ -77,7 +77,7 @@ async fn a_retried_dead_letter_to_a_suppressed_address_is_withheld() {
         address: "cus_a@example.com".into(),
     };
     w.directory
-        .suppress(&org(), &key, "hard bounce")
+        .suppress(&org(), &key, "hard bounce", chrono::Utc::now())
         .await
         .unwrap();
     // an operator retries the dead letter
@@ -508,7 +508,10 @@ async fn run_steps(steps: Vec<Step>) {
                     channel,
                     address: address.into(),
                 };
-                w.directory.suppress(&org(), &key, "test").await.unwrap();
+                w.directory
+                    .suppress(&org(), &key, "test", chrono::Utc::now())
+                    .await
+                    .unwrap();
                 consent.suppressed.push(channel);
             }
             Step::Advance(hours) => {
@@ -572,11 +575,17 @@ async fn a_sender_another_organization_owns_is_refused() {
     let theirs = herald_core::identity::SenderIdentity::parse("acme.example").unwrap();
     let rival = OrgId::parse("org_rival").unwrap();
     assert_eq!(
-        w.directory.claim_identity(&rival, &theirs).await.unwrap(),
+        w.directory
+            .claim_identity(&rival, &theirs, chrono::Utc::now())
+            .await
+            .unwrap(),
         rival
     );
     assert_eq!(
-        w.directory.claim_identity(&org(), &theirs).await.unwrap(),
+        w.directory
+            .claim_identity(&org(), &theirs, chrono::Utc::now())
+            .await
+            .unwrap(),
         rival,
         "first come: the domain stays the rival's"
     );

@@ -192,7 +192,10 @@ async fn internal_notifications_go_to_the_operations_contact() {
     // the organization registered its own sending domain
     let domain = herald_core::identity::SenderIdentity::parse("herald.example").unwrap();
     let org = OrgId::parse(ORG).unwrap();
-    w.directory.claim_identity(&org, &domain).await.unwrap();
+    w.directory
+        .claim_identity(&org, &domain, chrono::Utc::now())
+        .await
+        .unwrap();
     w.event(
         "OrganizationSettingsChanged",
         json!({"operations_email": "ops@acme.example", "sender_email": "billing@herald.example"}),
@@ -241,7 +244,7 @@ async fn channels_without_an_address_or_suppressed_are_skipped_and_the_others_go
         address: "a@example.com".into(),
     };
     w.directory
-        .suppress(&org, &key, "hard bounce")
+        .suppress(&org, &key, "hard bounce", chrono::Utc::now())
         .await
         .unwrap();
     let r = w.event("OrderCreated", order("cus_a", "ord_2")).await;

@@ -197,8 +197,12 @@ async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_
             address: format!("u{i}@example.com"),
         })
         .collect();
-    dir.suppress(&org, &keys[7], "hard bounce").await.unwrap();
-    dir.suppress(&org, &keys[110], "complaint").await.unwrap();
+    dir.suppress(&org, &keys[7], "hard bounce", Utc::now())
+        .await
+        .unwrap();
+    dir.suppress(&org, &keys[110], "complaint", Utc::now())
+        .await
+        .unwrap();
     let found = dir.suppressed(&org, &keys).await.unwrap();
     assert_eq!(
         found.into_iter().collect::<Vec<_>>(),

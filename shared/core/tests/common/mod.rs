@@ -79,6 +79,7 @@ impl World {
                 whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
             },
             clock: self.clock.clone(),
+            chance: Arc::new(herald_core::testing::FixedChance(0.5)),
             policy: RetryPolicy::default(),
             lease: DEFAULT_LEASE,
         }
