@@ -554,3 +554,36 @@ impl Harness {
         )
     }
 }
+
+/// `infra/template.yaml` read as YAML, for the checks that hold the local stack and the
+/// handlers to it.
+pub mod sam {
+    use serde_yaml::Value;
+
+    pub fn template() -> Value {
+        serde_yaml::from_str(include_str!("../../infra/template.yaml"))
+            .expect("template.yaml parses")
+    }
+
+    /// `!Sub "herald-${Stage}-x"` as the plain string.
+    pub fn sub(v: &Value) -> String {
+        match v {
+            Value::Tagged(t) if t.tag == "!Sub" => t.value.as_str().unwrap().to_string(),
+            other => other.as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    pub fn keys(schema: &Value) -> Vec<(String, String)> {
+        schema
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap().to_string(),
+                    k["KeyType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! Every file in `events/` is a real event as its function receives it, and the intake samples
+//! end as events/README.md says (the rejected ones with the reason it gives).
+
+use std::path::{Path, PathBuf};
+
+use aws_lambda_events::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::SqsEvent;
+use herald_core::event::{EventError, IncomingEvent};
+use herald_core::ports::DispatchMessage;
+use herald_core::provider_events::ses::SnsMessage;
+use serde_json::Value;
+
+fn samples(folder: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no samples in events/{folder}");
+    files
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn every_folder_of_samples_is_read_here() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut folders: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        ["dispatch", "intake", "projector", "scheduler", "webhooks"]
+    );
+}
+
+#[test]
+fn intake_samples_are_eventbridge_events_that_end_as_the_contract_says() {
+    // the samples tell one story on 2026-11-20
+    let now = "2026-11-20T12:00:00Z".parse().unwrap();
+    for path in samples("intake") {
+        let event: EventBridgeEvent<Value> = serde_json::from_str(&read(&path)).unwrap();
+        let envelope = herald_intake::envelope(&event);
+        let parsed = IncomingEvent::parse(&envelope, now);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match name.as_str() {
+            "90-rejected-missing-organization.json" => {
+                assert_eq!(parsed, Err(EventError::MissingOrganization))
+            }
+            "91-rejected-bad-grand-total.json" => assert_eq!(
+                parsed.unwrap_err().to_string(),
+                "detail.grand_total: expected a decimal amount (at most 24 characters) as a string or number, found a boolean"
+            ),
+            "92-rejected-unknown-detail-type.json" => assert_eq!(
+                parsed,
+                Err(EventError::UnknownDetailType("InvoicePainted".into()))
+            ),
+            _ => assert!(parsed.is_ok(), "{name}: {parsed:?}"),
+        }
+    }
+}
+
+#[test]
+fn dispatch_samples_are_sqs_batches_of_dispatch_messages() {
+    for path in samples("dispatch") {
+        let event: SqsEvent = serde_json::from_str(&read(&path)).unwrap();
+        let bodies: Vec<Result<DispatchMessage, _>> = event
+            .records
+            .iter()
+            .map(|r| serde_json::from_str::<DispatchMessage>(r.body.as_deref().unwrap()))
+            .collect();
+        let poison = path.ends_with("sqs-poison.json");
+        assert_eq!(bodies.len(), 2, "{path:?}");
+        assert!(bodies[0].is_ok());
+        assert_eq!(bodies[1].is_err(), poison, "{path:?}");
+    }
+}
+
+#[test]
+fn the_scheduler_sample_is_a_scheduled_event() {
+    for path in samples("scheduler") {
+        let event: EventBridgeEvent<Value> = serde_json::from_str(&read(&path)).unwrap();
+        assert_eq!(event.detail_type, "Scheduled Event");
+    }
+}
+
+#[test]
+fn the_projector_sample_is_a_stream_batch_of_notifications() {
+    for path in samples("projector") {
+        let event: DynamoDbEvent = serde_json::from_str(&read(&path)).unwrap();
+        assert_eq!(event.records.len(), 3);
+        for record in &event.records {
+            let image: herald_core::model::Notification =
+                serde_dynamo::from_item(record.change.new_image.clone()).unwrap();
+            assert!(image.id.as_str().starts_with("ntf_"));
+        }
+    }
+}
+
+#[test]
+fn the_webhook_sample_is_an_sns_message() {
+    for path in samples("webhooks") {
+        let message = SnsMessage::parse(read(&path).as_bytes()).unwrap();
+        assert_eq!(message.kind, "Notification");
+    }
+}
