@@ -14,7 +14,7 @@ use crate::directory::Origin;
 use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::ids::{EmailAddress, Locale, OrgId};
-use crate::model::{Channel, Notification, Recipient, Status};
+use crate::model::{Channel, Draft, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
     NotificationStore, PortError,
@@ -333,46 +333,28 @@ impl IntakeService {
             let scheduled_for =
                 consent::quiet_until(channel, req.critical, &customer, scheduled.unwrap_or(now))
                     .or(scheduled);
-            notifications.push(Notification {
-                id: Notification::derive_id(
-                    org,
-                    &req.notification_type,
-                    &req.recipient,
+            let mut n = Notification::new(
+                Draft {
+                    org_id: org.clone(),
+                    notification_type: req.notification_type.clone(),
+                    recipient: req.recipient.clone(),
                     channel,
-                    &req.business_key,
-                ),
-                org_id: org.clone(),
-                notification_type: req.notification_type.clone(),
-                recipient: req.recipient.clone(),
-                channel,
-                address,
-                sender: (channel == Channel::Email).then(|| sender.clone()),
-                locale: locale.clone(),
-                subject: rendered.subject,
-                body: rendered.body,
-                internal: spec.internal,
-                critical: req.critical,
-                status: Status::Pending,
-                revision: 0,
-                attempts: 0,
-                source_event_id: event_id.to_string(),
-                business_key: req.business_key.clone(),
-                created_at: now,
-                updated_at: now,
-                scheduled_for,
-                next_retry_at: None,
-                provider_message_id: None,
-                last_error: None,
-                note: None,
-                sent_at: None,
-                failed_at: None,
-                claim: None,
-                opened_at: None,
-                clicked_at: None,
-                complained_at: None,
-                // beyond the queue's reach, the scheduler's sweep enqueues it when due
-                sweep_at: scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY),
-            });
+                    business_key: req.business_key.clone(),
+                    source_event_id: event_id.to_string(),
+                    address,
+                    sender: (channel == Channel::Email).then(|| sender.clone()),
+                    locale: locale.clone(),
+                    subject: rendered.subject,
+                    body: rendered.body,
+                    internal: spec.internal,
+                    critical: req.critical,
+                    scheduled_for,
+                },
+                now,
+            );
+            // beyond the queue's reach, the scheduler's sweep enqueues it when due
+            n.sweep_at = scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY);
+            notifications.push(n);
         }
         Ok(Plan::Notify {
             notifications,

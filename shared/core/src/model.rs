@@ -388,7 +388,70 @@ pub struct Claim {
     pub until: DateTime<Utc>,
 }
 
+/// What a new notification is made of: its identity, its address and its content. Everything
+/// else starts as every new notification's does (see [`Notification::new`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub org_id: OrgId,
+    pub notification_type: NotificationType,
+    pub recipient: Recipient,
+    pub channel: Channel,
+    pub business_key: BusinessKey,
+    pub source_event_id: String,
+    pub address: Address,
+    pub sender: Option<EmailAddress>,
+    pub locale: Locale,
+    pub subject: Option<String>,
+    pub body: String,
+    pub internal: bool,
+    pub critical: bool,
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
 impl Notification {
+    /// A new notification, pending, created `now`; its id derived from its business identity.
+    pub fn new(draft: Draft, now: DateTime<Utc>) -> Notification {
+        Notification {
+            id: Notification::derive_id(
+                &draft.org_id,
+                &draft.notification_type,
+                &draft.recipient,
+                draft.channel,
+                &draft.business_key,
+            ),
+            org_id: draft.org_id,
+            notification_type: draft.notification_type,
+            recipient: draft.recipient,
+            channel: draft.channel,
+            address: draft.address,
+            sender: draft.sender,
+            locale: draft.locale,
+            subject: draft.subject,
+            body: draft.body,
+            internal: draft.internal,
+            critical: draft.critical,
+            status: Status::Pending,
+            revision: 0,
+            attempts: 0,
+            source_event_id: draft.source_event_id,
+            business_key: draft.business_key,
+            created_at: now,
+            updated_at: now,
+            scheduled_for: draft.scheduled_for,
+            next_retry_at: None,
+            provider_message_id: None,
+            last_error: None,
+            note: None,
+            sent_at: None,
+            failed_at: None,
+            claim: None,
+            opened_at: None,
+            clicked_at: None,
+            complained_at: None,
+            sweep_at: None,
+        }
+    }
+
     /// The id of the notification for this organization, type, recipient, channel and business
     /// key: the same fact always maps to the same id, whatever event carried it.
     pub fn derive_id(

@@ -11,7 +11,7 @@ use herald_core::ids::{
     BusinessKey, CustomerId, EmailAddress, Locale, NotificationId, NotificationType, OrgId,
 };
 use herald_core::model::Provider;
-use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::ports::DeliveryStore;
 use herald_core::ports::{NotificationStore, PortError};
 use herald_core::provider_events::{DeliveryChange, DeliveryKind, ProviderEvent};
@@ -27,38 +27,31 @@ fn notification(i: usize, status: Status, provider_id: Option<&str>) -> Notifica
     let key = BusinessKey::parse(format!("ord_{i}")).unwrap();
     let notification_type = NotificationType::parse("order_confirmation").unwrap();
     let recipient = Recipient::Customer(CustomerId::parse(format!("cus_{i}")).unwrap());
-    Notification {
-        id: Notification::derive_id(&org(), &notification_type, &recipient, Channel::Email, &key),
-        org_id: org(),
-        notification_type,
-        recipient,
-        channel: Channel::Email,
-        address: Address::Email(EmailAddress::parse(format!("c{i}@example.com")).unwrap()),
-        sender: None,
-        locale: Locale::parse("en").unwrap(),
-        subject: Some("s".into()),
-        body: "b".into(),
-        internal: false,
-        critical: false,
-        status,
-        revision: 1,
-        attempts: 1,
-        source_event_id: format!("ev_{i}"),
-        business_key: key,
-        created_at: now,
-        updated_at: now,
-        scheduled_for: None,
-        next_retry_at: None,
-        provider_message_id: provider_id.map(str::to_owned),
-        last_error: None,
-        note: None,
-        sent_at: None,
-        failed_at: None,
-        claim: None,
-        opened_at: None,
-        clicked_at: None,
-        complained_at: None,
-        sweep_at: None,
+    {
+        let mut n = Notification::new(
+            Draft {
+                org_id: org(),
+                notification_type,
+                recipient,
+                channel: Channel::Email,
+                business_key: key,
+                source_event_id: format!("ev_{i}"),
+                address: Address::Email(EmailAddress::parse(format!("c{i}@example.com")).unwrap()),
+                sender: None,
+                locale: Locale::parse("en").unwrap(),
+                subject: Some("s".into()),
+                body: "b".into(),
+                internal: false,
+                critical: false,
+                scheduled_for: None,
+            },
+            now,
+        );
+        n.status = status;
+        n.revision = 1;
+        n.attempts = 1;
+        n.provider_message_id = provider_id.map(str::to_owned);
+        n
     }
 }
 

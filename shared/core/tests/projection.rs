@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId};
-use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::projection::{Change, StatOutcome, ViewWrite, project, project_batch};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -23,39 +23,25 @@ fn pending(internal: bool) -> Notification {
         Recipient::Customer(CustomerId::parse("cus_1").unwrap())
     };
     let key = BusinessKey::parse("k").unwrap();
-    Notification {
-        id: Notification::derive_id(&org, &t, &recipient, Channel::Email, &key),
-        org_id: org,
-        notification_type: t,
-        recipient,
-        channel: Channel::Email,
-        address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
-        sender: None,
-        locale: Locale::english(),
-        subject: Some("Subject".into()),
-        body: "Body".into(),
-        internal,
-        critical: false,
-        status: Status::Pending,
-        revision: 0,
-        attempts: 0,
-        source_event_id: "e".into(),
-        business_key: key,
-        created_at: at("2026-11-20T10:00:00Z"),
-        updated_at: at("2026-11-20T10:00:00Z"),
-        scheduled_for: None,
-        next_retry_at: None,
-        provider_message_id: None,
-        last_error: None,
-        note: None,
-        sent_at: None,
-        failed_at: None,
-        claim: None,
-        opened_at: None,
-        clicked_at: None,
-        complained_at: None,
-        sweep_at: None,
-    }
+    Notification::new(
+        Draft {
+            org_id: org,
+            notification_type: t,
+            recipient,
+            channel: Channel::Email,
+            business_key: key,
+            source_event_id: "e".into(),
+            address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
+            sender: None,
+            locale: Locale::english(),
+            subject: Some("Subject".into()),
+            body: "Body".into(),
+            internal,
+            critical: false,
+            scheduled_for: None,
+        },
+        at("2026-11-20T10:00:00Z"),
+    )
 }
 
 fn step(n: &Notification, status: Status, secs: i64) -> Notification {

@@ -7,7 +7,7 @@ use herald_adapters::{DynamoDirectory, DynamoNotificationStore, SqsDispatchQueue
 use herald_core::consent::SuppressionKey;
 use herald_core::directory::{CustomerRecord, CustomerUpdate};
 use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType, OrgId};
-use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
     Write,
@@ -19,39 +19,25 @@ fn notification(org: &OrgId, key: &str) -> Notification {
     let recipient = Recipient::Customer(CustomerId::parse("cus_1").unwrap());
     let key = BusinessKey::parse(key).unwrap();
     let now = Utc::now();
-    Notification {
-        id: Notification::derive_id(org, &t, &recipient, Channel::Email, &key),
-        org_id: org.clone(),
-        notification_type: t,
-        recipient,
-        channel: Channel::Email,
-        address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
-        sender: Some(EmailAddress::parse("n@herald.example").unwrap()),
-        locale: Locale::english(),
-        subject: Some("s".into()),
-        body: "b".into(),
-        internal: false,
-        critical: false,
-        status: Status::Pending,
-        revision: 0,
-        attempts: 0,
-        source_event_id: "e1".into(),
-        business_key: key,
-        created_at: now,
-        updated_at: now,
-        scheduled_for: None,
-        next_retry_at: None,
-        provider_message_id: None,
-        last_error: None,
-        note: None,
-        sent_at: None,
-        failed_at: None,
-        claim: None,
-        opened_at: None,
-        clicked_at: None,
-        complained_at: None,
-        sweep_at: None,
-    }
+    Notification::new(
+        Draft {
+            org_id: org.clone(),
+            notification_type: t,
+            recipient,
+            channel: Channel::Email,
+            business_key: key,
+            source_event_id: "e1".into(),
+            address: Address::Email(EmailAddress::parse("a@example.com").unwrap()),
+            sender: Some(EmailAddress::parse("n@herald.example").unwrap()),
+            locale: Locale::english(),
+            subject: Some("s".into()),
+            body: "b".into(),
+            internal: false,
+            critical: false,
+            scheduled_for: None,
+        },
+        now,
+    )
 }
 
 fn store(h: &Harness) -> DynamoNotificationStore {

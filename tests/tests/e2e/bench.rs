@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use chrono::Utc;
 use futures::StreamExt;
 use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType};
-use herald_core::model::{Address, Channel, Notification, Recipient, Status};
+use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::ports::NotificationStore;
 use herald_e2e::fake_providers::SENDGRID_KEY;
 use herald_e2e::{Harness, SendGridSigner};
@@ -43,44 +43,32 @@ fn sent_notification(h: &Harness, i: usize) -> Notification {
     let key = BusinessKey::parse(format!("ord_bench_{i}")).unwrap();
     let notification_type = NotificationType::parse("order_confirmation").unwrap();
     let recipient = Recipient::Customer(CustomerId::parse(format!("cus_{i}")).unwrap());
-    Notification {
-        id: Notification::derive_id(
-            &h.org_id(),
-            &notification_type,
-            &recipient,
-            Channel::Email,
-            &key,
-        ),
-        org_id: h.org_id(),
-        notification_type,
-        recipient,
-        channel: Channel::Email,
-        address: Address::Email(EmailAddress::parse(h.email(&format!("b{i}"))).unwrap()),
-        sender: None,
-        locale: Locale::parse("en").unwrap(),
-        subject: Some("s".into()),
-        body: "b".into(),
-        internal: false,
-        critical: false,
-        status: Status::Sent,
-        revision: 2,
-        attempts: 1,
-        source_event_id: format!("ev_{i}"),
-        business_key: key,
-        created_at: now,
-        updated_at: now,
-        scheduled_for: None,
-        next_retry_at: None,
-        provider_message_id: Some(format!("sgbench{i:08}")),
-        last_error: None,
-        note: None,
-        sent_at: Some(now),
-        failed_at: None,
-        claim: None,
-        opened_at: None,
-        clicked_at: None,
-        complained_at: None,
-        sweep_at: None,
+    {
+        let mut n = Notification::new(
+            Draft {
+                org_id: h.org_id(),
+                notification_type,
+                recipient,
+                channel: Channel::Email,
+                business_key: key,
+                source_event_id: format!("ev_{i}"),
+                address: Address::Email(EmailAddress::parse(h.email(&format!("b{i}"))).unwrap()),
+                sender: None,
+                locale: Locale::parse("en").unwrap(),
+                subject: Some("s".into()),
+                body: "b".into(),
+                internal: false,
+                critical: false,
+                scheduled_for: None,
+            },
+            now,
+        );
+        n.status = Status::Sent;
+        n.revision = 2;
+        n.attempts = 1;
+        n.provider_message_id = Some(format!("sgbench{i:08}"));
+        n.sent_at = Some(now);
+        n
     }
 }
 
