@@ -558,6 +558,181 @@ fn notify(
     }
 }
 
+/// The tenant of an event: `detail.organization_id`, required in every event.
+fn organization(detail: &Value) -> Result<OrgId, EventError> {
+    let detail = detail.as_object().ok_or(EventError::DetailNotAnObject)?;
+    match detail.get("organization_id") {
+        None => Err(EventError::MissingOrganization),
+        Some(Value::String(s)) => {
+            OrgId::parse(s.as_str()).map_err(|e| EventError::InvalidOrganization(e.0))
+        }
+        Some(other) => Err(EventError::InvalidOrganization(format!(
+            "expected a string, found {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// A directory event's change, or `None` when the detail-type is not a directory event's.
+fn directory_event(dt: &str, raw: &Value) -> Result<Option<EventKind>, EventError> {
+    let kind = match dt {
+        "CustomerContactChanged" => {
+            let d: CustomerContactChanged = parse_detail(dt, raw)?;
+            EventKind::Customer {
+                customer_id: d.customer_id,
+                update: CustomerUpdate::Contact {
+                    email: d.email,
+                    phone: d.phone,
+                    locale: d.locale,
+                    timezone: d.timezone,
+                },
+            }
+        }
+        "NotificationPreferencesChanged" => {
+            let d: NotificationPreferencesChanged = parse_detail(dt, raw)?;
+            EventKind::Customer {
+                customer_id: d.customer_id,
+                update: CustomerUpdate::Preferences {
+                    channels: d.channels,
+                    unsubscribed: d.unsubscribed.0.into_iter().collect::<BTreeSet<_>>(),
+                    quiet_hours: d.quiet_hours,
+                },
+            }
+        }
+        "DeviceRegistered" | "DeviceUnregistered" => {
+            let d: DeviceEvent = parse_detail(dt, raw)?;
+            EventKind::Customer {
+                customer_id: d.customer_id,
+                update: CustomerUpdate::Device {
+                    device: Device {
+                        platform: d.platform,
+                        token: d.token.0,
+                    },
+                    registered: dt == "DeviceRegistered",
+                },
+            }
+        }
+        "OrganizationSettingsChanged" => {
+            let d: OrganizationSettingsChanged = parse_detail(dt, raw)?;
+            EventKind::OrgSettings(OrgSettingsUpdate {
+                operations_email: d.operations_email,
+                default_locale: d.default_locale,
+                sender_email: d.sender_email,
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(kind))
+}
+
+/// What a notifying event asks for.
+fn notifying_event(dt: &str, raw: &Value, now: DateTime<Utc>) -> Result<EventKind, EventError> {
+    let detail = raw.as_object().ok_or(EventError::DetailNotAnObject)?;
+    let customer = || -> Result<Recipient, EventError> {
+        let who: ForCustomer = parse_detail(dt, raw)?;
+        Ok(Recipient::Customer(who.customer_id))
+    };
+    Ok(match dt {
+        "OrderCreated" => {
+            let recipient = customer()?;
+            check_context(dt, "order_confirmation", "detail", raw, now)?;
+            let d: OrderConfirmation = parse_detail(dt, raw)?;
+            EventKind::Notify(notify("order_confirmation", recipient, d.order_id, detail))
+        }
+        "OrderDelivered" => {
+            let recipient = customer()?;
+            check_context(dt, "review_prompt", "detail", raw, now)?;
+            let d: ReviewPrompt = parse_detail(dt, raw)?;
+            let mut req = notify("review_prompt", recipient, d.order_id, detail);
+            let prompt_at = d.delivered_at.0 + Duration::days(REVIEW_PROMPT_DELAY_DAYS);
+            req.scheduled_for = Some(plausible(
+                dt,
+                "detail.delivered_at + 7 days",
+                prompt_at,
+                now,
+            )?);
+            EventKind::Notify(req)
+        }
+        "RefundIssued" => {
+            let recipient = customer()?;
+            let d: RefundIssued = parse_detail(dt, raw)?;
+            EventKind::Notify(notify("refund_issued", recipient, d.refund_id, detail))
+        }
+        "ChargebackOpened" => {
+            let d: ChargebackOpened = parse_detail(dt, raw)?;
+            EventKind::Notify(notify(
+                "chargeback_opened",
+                Recipient::Operations,
+                d.chargeback_id,
+                detail,
+            ))
+        }
+        "TicketPurchased" => {
+            let recipient = customer()?;
+            check_context(dt, "ticket_confirmation", "detail", raw, now)?;
+            let d: TicketConfirmation = parse_detail(dt, raw)?;
+            EventKind::Notify(notify(
+                "ticket_confirmation",
+                recipient,
+                d.ticket_id,
+                detail,
+            ))
+        }
+        "ReminderDue" => {
+            let recipient = customer()?;
+            let d: Reminder = parse_detail(dt, raw)?;
+            let mut req = notify("reminder", recipient, d.reminder_id, detail);
+            let mut channels = vec![Channel::InApp];
+            if matches!(d.severity, Severity::High | Severity::Critical) {
+                channels.push(Channel::Email);
+            }
+            if d.severity == Severity::Critical {
+                channels.push(Channel::Sms);
+            }
+            req.channels = ChannelPlan::Only(channels);
+            req.critical = d.severity == Severity::Critical;
+            EventKind::Notify(req)
+        }
+        "NotificationRequested" => {
+            let d: NotificationRequested = parse_detail(dt, raw)?;
+            let size = serde_json::to_vec(&d.context).map_or(usize::MAX, |v| v.len());
+            if size > MAX_CONTEXT_BYTES {
+                return Err(invalid(
+                    dt,
+                    format!(
+                        "detail.context must be at most {} KB as JSON",
+                        MAX_CONTEXT_BYTES / 1024
+                    ),
+                ));
+            }
+            let context = Value::Object(d.context.clone());
+            check_context(
+                dt,
+                d.notification_type.as_str(),
+                "detail.context",
+                &context,
+                now,
+            )?;
+            let mut req = notify(
+                d.notification_type.as_str(),
+                Recipient::Customer(d.customer_id),
+                d.idempotency_key,
+                &d.context,
+            );
+            if let Some(channels) = d.channels {
+                req.channels = ChannelPlan::Only(channels.0);
+            }
+            req.scheduled_for = d
+                .scheduled_for
+                .map(|t| plausible(dt, "detail.scheduled_for", t.0, now))
+                .transpose()?;
+            req.critical = d.critical;
+            EventKind::Notify(req)
+        }
+        other => return Err(EventError::UnknownDetailType(other.to_string())),
+    })
+}
+
 impl IncomingEvent {
     /// Parses and validates an event against the contract, as seen at `now` (Herald's clock
     /// bounds the instants an event may carry).
@@ -565,190 +740,26 @@ impl IncomingEvent {
         envelope: &EventEnvelope,
         now: DateTime<Utc>,
     ) -> Result<IncomingEvent, EventError> {
-        let detail_value = without_nulls(envelope.detail.clone());
-        let detail = detail_value
-            .as_object()
-            .ok_or(EventError::DetailNotAnObject)?;
-        let org_id = match detail.get("organization_id") {
-            None => return Err(EventError::MissingOrganization),
-            Some(Value::String(s)) => {
-                OrgId::parse(s.as_str()).map_err(|e| EventError::InvalidOrganization(e.0))?
-            }
-            Some(other) => {
-                return Err(EventError::InvalidOrganization(format!(
-                    "expected a string, found {}",
-                    kind_of(other)
-                )));
-            }
-        };
+        let detail = without_nulls(envelope.detail.clone());
+        let org_id = organization(&detail)?;
         let dt = envelope.detail_type.as_str();
-        let raw = &detail_value;
         let time = envelope.time.unwrap_or(now);
-        // A directory event orders by its time: one from the future would win every later
-        // comparison, so a clock more than a few minutes ahead of Herald's is refused.
-        let directory_time = || {
-            if time > now + MAX_CLOCK_SKEW {
-                Err(invalid(
-                    dt,
-                    format!(
-                        "time is more than {} minutes ahead of Herald's clock",
-                        MAX_CLOCK_SKEW.num_minutes()
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let customer = || -> Result<Recipient, EventError> {
-            let who: ForCustomer = parse_detail(dt, raw)?;
-            Ok(Recipient::Customer(who.customer_id))
-        };
-        let kind = match dt {
-            "CustomerContactChanged" => {
-                let d: CustomerContactChanged = parse_detail(dt, raw)?;
-                directory_time()?;
-                EventKind::Customer {
-                    customer_id: d.customer_id,
-                    update: CustomerUpdate::Contact {
-                        email: d.email,
-                        phone: d.phone,
-                        locale: d.locale,
-                        timezone: d.timezone,
-                    },
-                }
-            }
-            "NotificationPreferencesChanged" => {
-                let d: NotificationPreferencesChanged = parse_detail(dt, raw)?;
-                directory_time()?;
-                EventKind::Customer {
-                    customer_id: d.customer_id,
-                    update: CustomerUpdate::Preferences {
-                        channels: d.channels,
-                        unsubscribed: d.unsubscribed.0.into_iter().collect::<BTreeSet<_>>(),
-                        quiet_hours: d.quiet_hours,
-                    },
-                }
-            }
-            "DeviceRegistered" | "DeviceUnregistered" => {
-                let d: DeviceEvent = parse_detail(dt, raw)?;
-                directory_time()?;
-                EventKind::Customer {
-                    customer_id: d.customer_id,
-                    update: CustomerUpdate::Device {
-                        device: Device {
-                            platform: d.platform,
-                            token: d.token.0,
-                        },
-                        registered: dt == "DeviceRegistered",
-                    },
-                }
-            }
-            "OrganizationSettingsChanged" => {
-                let d: OrganizationSettingsChanged = parse_detail(dt, raw)?;
-                directory_time()?;
-                EventKind::OrgSettings(OrgSettingsUpdate {
-                    operations_email: d.operations_email,
-                    default_locale: d.default_locale,
-                    sender_email: d.sender_email,
-                })
-            }
-            "OrderCreated" => {
-                let recipient = customer()?;
-                check_context(dt, "order_confirmation", "detail", raw, now)?;
-                let d: OrderConfirmation = parse_detail(dt, raw)?;
-                EventKind::Notify(notify("order_confirmation", recipient, d.order_id, detail))
-            }
-            "OrderDelivered" => {
-                let recipient = customer()?;
-                check_context(dt, "review_prompt", "detail", raw, now)?;
-                let d: ReviewPrompt = parse_detail(dt, raw)?;
-                let mut req = notify("review_prompt", recipient, d.order_id, detail);
-                let prompt_at = d.delivered_at.0 + Duration::days(REVIEW_PROMPT_DELAY_DAYS);
-                req.scheduled_for = Some(plausible(
-                    dt,
-                    "detail.delivered_at + 7 days",
-                    prompt_at,
-                    now,
-                )?);
-                EventKind::Notify(req)
-            }
-            "RefundIssued" => {
-                let recipient = customer()?;
-                let d: RefundIssued = parse_detail(dt, raw)?;
-                EventKind::Notify(notify("refund_issued", recipient, d.refund_id, detail))
-            }
-            "ChargebackOpened" => {
-                let d: ChargebackOpened = parse_detail(dt, raw)?;
-                EventKind::Notify(notify(
-                    "chargeback_opened",
-                    Recipient::Operations,
-                    d.chargeback_id,
-                    detail,
-                ))
-            }
-            "TicketPurchased" => {
-                let recipient = customer()?;
-                check_context(dt, "ticket_confirmation", "detail", raw, now)?;
-                let d: TicketConfirmation = parse_detail(dt, raw)?;
-                EventKind::Notify(notify(
-                    "ticket_confirmation",
-                    recipient,
-                    d.ticket_id,
-                    detail,
-                ))
-            }
-            "ReminderDue" => {
-                let recipient = customer()?;
-                let d: Reminder = parse_detail(dt, raw)?;
-                let mut req = notify("reminder", recipient, d.reminder_id, detail);
-                let mut channels = vec![Channel::InApp];
-                if matches!(d.severity, Severity::High | Severity::Critical) {
-                    channels.push(Channel::Email);
-                }
-                if d.severity == Severity::Critical {
-                    channels.push(Channel::Sms);
-                }
-                req.channels = ChannelPlan::Only(channels);
-                req.critical = d.severity == Severity::Critical;
-                EventKind::Notify(req)
-            }
-            "NotificationRequested" => {
-                let d: NotificationRequested = parse_detail(dt, raw)?;
-                let size = serde_json::to_vec(&d.context).map_or(usize::MAX, |v| v.len());
-                if size > MAX_CONTEXT_BYTES {
+        let kind = match directory_event(dt, &detail)? {
+            Some(kind) => {
+                // A directory event orders by its time: one from the future would win every
+                // later comparison, so a clock more than a few minutes ahead is refused.
+                if time > now + MAX_CLOCK_SKEW {
                     return Err(invalid(
                         dt,
                         format!(
-                            "detail.context must be at most {} KB as JSON",
-                            MAX_CONTEXT_BYTES / 1024
+                            "time is more than {} minutes ahead of Herald's clock",
+                            MAX_CLOCK_SKEW.num_minutes()
                         ),
                     ));
                 }
-                let context = Value::Object(d.context.clone());
-                check_context(
-                    dt,
-                    d.notification_type.as_str(),
-                    "detail.context",
-                    &context,
-                    now,
-                )?;
-                let mut req = notify(
-                    d.notification_type.as_str(),
-                    Recipient::Customer(d.customer_id),
-                    d.idempotency_key,
-                    &d.context,
-                );
-                if let Some(channels) = d.channels {
-                    req.channels = ChannelPlan::Only(channels.0);
-                }
-                req.scheduled_for = d
-                    .scheduled_for
-                    .map(|t| plausible(dt, "detail.scheduled_for", t.0, now))
-                    .transpose()?;
-                req.critical = d.critical;
-                EventKind::Notify(req)
+                kind
             }
-            other => return Err(EventError::UnknownDetailType(other.to_string())),
+            None => notifying_event(dt, &detail, now)?,
         };
         Ok(IncomingEvent {
             event_id: envelope.id.clone(),
