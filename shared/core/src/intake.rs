@@ -14,7 +14,7 @@ use crate::directory::Origin;
 use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::ids::{EmailAddress, Locale, OrgId};
-use crate::model::{Channel, Draft, Notification, Recipient, Status};
+use crate::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
     NotificationStore, PortError,
@@ -256,38 +256,7 @@ impl IntakeService {
             }
         };
 
-        // Addresses, then the suppression list for all of them in one look-up.
-        let mut skipped = Vec::new();
-        let mut addressed = Vec::new();
-        for channel in channels {
-            match consent::address(channel, audience) {
-                Ok(address) => addressed.push((channel, address)),
-                Err(reason) => skipped.push(ChannelSkip {
-                    channel,
-                    reason: reason.into(),
-                }),
-            }
-        }
-        let keys: Vec<SuppressionKey> = addressed
-            .iter()
-            .filter_map(|(c, a)| consent::suppression_key(*c, a))
-            .collect();
-        let suppressed = if keys.is_empty() {
-            BTreeSet::new()
-        } else {
-            self.directory.suppressed(org, &keys).await?
-        };
-        addressed.retain(|(channel, address)| {
-            let blocked = consent::suppression_key(*channel, address)
-                .is_some_and(|k| suppressed.contains(&k));
-            if blocked {
-                skipped.push(ChannelSkip {
-                    channel: *channel,
-                    reason: "suppressed".into(),
-                });
-            }
-            !blocked
-        });
+        let (addressed, skipped) = self.reachable(org, channels, audience).await?;
         if addressed.is_empty() {
             let reason = skipped
                 .iter()
@@ -360,6 +329,48 @@ impl IntakeService {
             notifications,
             skipped,
         })
+    }
+
+    /// Of these channels, those with an address that is not suppressed (the suppression list
+    /// read once for all of them), and the others with why not.
+    async fn reachable(
+        &self,
+        org: &OrgId,
+        channels: Vec<Channel>,
+        audience: Audience<'_>,
+    ) -> Result<(Vec<(Channel, Address)>, Vec<ChannelSkip>), IntakeError> {
+        let mut skipped = Vec::new();
+        let mut addressed = Vec::new();
+        for channel in channels {
+            match consent::address(channel, audience) {
+                Ok(address) => addressed.push((channel, address)),
+                Err(reason) => skipped.push(ChannelSkip {
+                    channel,
+                    reason: reason.into(),
+                }),
+            }
+        }
+        let keys: Vec<SuppressionKey> = addressed
+            .iter()
+            .filter_map(|(c, a)| consent::suppression_key(*c, a))
+            .collect();
+        let suppressed = if keys.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.directory.suppressed(org, &keys).await?
+        };
+        addressed.retain(|(channel, address)| {
+            let blocked = consent::suppression_key(*channel, address)
+                .is_some_and(|k| suppressed.contains(&k));
+            if blocked {
+                skipped.push(ChannelSkip {
+                    channel: *channel,
+                    reason: "suppressed".into(),
+                });
+            }
+            !blocked
+        });
+        Ok((addressed, skipped))
     }
 
     /// Creates the event's notifications, all or none, so no channel is shown or sent while
