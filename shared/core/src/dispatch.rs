@@ -11,7 +11,7 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::consent::{self, Audience, Verdict};
+use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
@@ -325,60 +325,7 @@ impl DispatchService {
             },
         };
 
-        let mut suppress = None;
-        let outcome = match result {
-            Ok(None) => {
-                notification.status = Status::Delivered;
-                notification.sent_at = Some(now);
-                DispatchOutcome::Delivered
-            }
-            Ok(Some(provider_message_id)) => {
-                notification.status = Status::Sent;
-                notification.sent_at = Some(now);
-                notification.provider_message_id = provider_message_id.clone();
-                notification.last_error = None;
-                notification.next_retry_at = None;
-                if provider_message_id.is_none() {
-                    notification.note = Some(
-                        "the provider accepted it without a readable message id; its delivery events match by Herald's id only"
-                            .into(),
-                    );
-                }
-                DispatchOutcome::Sent {
-                    provider_message_id,
-                }
-            }
-            Err(SendError {
-                kind: FailureKind::Hard,
-                reason,
-            }) => {
-                mark_failed(&mut notification, reason.clone(), now);
-                DispatchOutcome::Failed { reason }
-            }
-            Err(SendError {
-                kind: FailureKind::Recipient,
-                reason,
-            }) => {
-                suppress = consent::suppression_key(notification.channel, &notification.address);
-                mark_failed(&mut notification, reason.clone(), now);
-                DispatchOutcome::Failed { reason }
-            }
-            Err(SendError {
-                kind: FailureKind::Soft | FailureKind::Credentials,
-                reason,
-            }) => {
-                self.apply_soft_failure(&mut notification, reason, now, None);
-                match (notification.status, notification.next_retry_at) {
-                    (Status::Retrying, Some(at)) => DispatchOutcome::Retrying {
-                        next_retry_at: at,
-                        requeued: false,
-                    },
-                    _ => DispatchOutcome::Failed {
-                        reason: notification.last_error.clone().unwrap_or_default(),
-                    },
-                }
-            }
-        };
+        let (outcome, suppress) = self.record(&mut notification, result, now);
         // A retry is always in the sweep's index too: if the delayed message is lost, the
         // sweep still sends it; whichever comes first claims it, the other finds nothing to do.
         notification.sweep_at = match notification.status {
@@ -413,6 +360,71 @@ impl DispatchService {
             "dispatched"
         );
         Ok(outcome)
+    }
+
+    /// Records a send's result on the notification: its new status and what goes with it; and,
+    /// when the provider refused the recipient, the address to suppress.
+    fn record(
+        &self,
+        n: &mut Notification,
+        result: Result<Option<Option<String>>, SendError>,
+        now: DateTime<Utc>,
+    ) -> (DispatchOutcome, Option<SuppressionKey>) {
+        let mut suppress = None;
+        let outcome = match result {
+            Ok(None) => {
+                n.status = Status::Delivered;
+                n.sent_at = Some(now);
+                DispatchOutcome::Delivered
+            }
+            Ok(Some(provider_message_id)) => {
+                n.status = Status::Sent;
+                n.sent_at = Some(now);
+                n.provider_message_id = provider_message_id.clone();
+                n.last_error = None;
+                n.next_retry_at = None;
+                if provider_message_id.is_none() {
+                    n.note = Some(
+                        "the provider accepted it without a readable message id; its delivery events match by Herald's id only"
+                            .into(),
+                    );
+                }
+                DispatchOutcome::Sent {
+                    provider_message_id,
+                }
+            }
+            Err(SendError {
+                kind: FailureKind::Hard,
+                reason,
+            }) => {
+                mark_failed(n, reason.clone(), now);
+                DispatchOutcome::Failed { reason }
+            }
+            Err(SendError {
+                kind: FailureKind::Recipient,
+                reason,
+            }) => {
+                suppress = consent::suppression_key(n.channel, &n.address);
+                mark_failed(n, reason.clone(), now);
+                DispatchOutcome::Failed { reason }
+            }
+            Err(SendError {
+                kind: FailureKind::Soft | FailureKind::Credentials,
+                reason,
+            }) => {
+                self.apply_soft_failure(n, reason, now, None);
+                match (n.status, n.next_retry_at) {
+                    (Status::Retrying, Some(at)) => DispatchOutcome::Retrying {
+                        next_retry_at: at,
+                        requeued: false,
+                    },
+                    _ => DispatchOutcome::Failed {
+                        reason: n.last_error.clone().unwrap_or_default(),
+                    },
+                }
+            }
+        };
+        (outcome, suppress)
     }
 
     /// A soft failure: back off per the policy, or give up when the attempts are spent.
