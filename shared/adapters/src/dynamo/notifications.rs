@@ -1,0 +1,554 @@
+//! The notifications table: notifications (created once, claimed by one dispatcher, settled
+//! by their claimer), intake records, and the sweep's index.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use chrono::{DateTime, Utc};
+use herald_core::ids::{NotificationId, OrgId};
+use herald_core::model::{Cause, Notification, Status};
+use herald_core::ports::{
+    ClaimOutcome, Created, DueEntry, DueIndex, DuePage, NotificationStore, PortError, RetryOutcome,
+    UnreadableEntry,
+};
+use herald_core::record::IntakeRecord;
+use herald_core::time;
+
+use crate::backoff::Backoff;
+use crate::errors::aws;
+
+use super::{
+    DUE_INDEX, DUE_SHARDS, Item, batch_get_pks, due_shard, from_item, guarded, intake_key,
+    notification_key, parse_notification_key, pk_of, s, status_in, to_item, waiting_statuses,
+};
+
+/// The notifications table.
+#[derive(Clone, Debug)]
+pub struct DynamoNotificationStore {
+    pub(super) client: Client,
+    pub(super) table: String,
+    pub(super) backoff: Backoff,
+}
+
+impl DynamoNotificationStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoNotificationStore {
+            client,
+            table: table.into(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// How batch calls try again what DynamoDB left unprocessed.
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        DynamoNotificationStore { backoff, ..self }
+    }
+
+    fn notification_item(n: &Notification) -> Result<Item, PortError> {
+        let mut item = to_item("serialize notification", n)?;
+        item.insert("pk".into(), s(notification_key(&n.org_id, &n.id)));
+        item.insert("kind".into(), s("notification"));
+        if n.sweep_at.is_some() {
+            item.insert("due_shard".into(), s(due_shard(&n.id)));
+        }
+        Ok(item)
+    }
+
+    pub(super) fn parse_notification(item: Item) -> Result<Notification, PortError> {
+        from_item("deserialize notification", item)
+    }
+
+    /// Runs a conditional update that returns the updated notification; when the condition
+    /// fails, the notification as it stands instead (`None` if there is none).
+    async fn conditional_update(
+        &self,
+        operation: &'static str,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Result<Notification, Option<Notification>>, PortError> {
+        match request.return_values(ReturnValue::AllNew).send().await {
+            Ok(out) => {
+                let item = out
+                    .attributes
+                    .ok_or_else(|| PortError::new(operation, "no attributes returned"))?;
+                Ok(Ok(Self::parse_notification(item)?))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Err(self.get(org, id).await?))
+            }
+            Err(e) => Err(aws(operation, e)),
+        }
+    }
+
+    /// One notification: a conditional put.
+    async fn create_one(&self, n: &Notification) -> Result<Created, PortError> {
+        const OP: &str = "dynamodb PutItem notification";
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::notification_item(n)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                let existing = match e.into_service_error() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let existing = match existing {
+                    Some(item) => Self::parse_notification(item)?,
+                    // an emulator may not return the old item; read it
+                    None => self.get(&n.org_id, &n.id).await?.ok_or_else(|| {
+                        PortError::new(OP, "conditional check failed but no item exists")
+                    })?,
+                };
+                Ok(Created::Existing(Box::new(existing)))
+            }
+            Err(e) => Err(aws(OP, e)),
+        }
+    }
+
+    /// Several notifications of one event: one transaction of conditional puts, so either all
+    /// the new ones are stored or none. Those that exist already (the same fact again) are
+    /// left out, and the rest written again together.
+    async fn create_together(
+        &self,
+        notifications: &[Notification],
+    ) -> Result<Vec<Created>, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems notifications";
+        let mut existing: HashMap<String, Notification> = HashMap::new();
+        // Each round either writes everything left or learns that one more exists.
+        for _ in 0..=notifications.len() {
+            let new: Vec<&Notification> = notifications
+                .iter()
+                .filter(|n| !existing.contains_key(n.id.as_str()))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            let mut request = self.client.transact_write_items();
+            for n in &new {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(Self::notification_item(n)?))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| PortError::new(OP, e))?;
+                request = request.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            match request.send().await {
+                Ok(_) => {
+                    return Ok(notifications
+                        .iter()
+                        .map(|n| match existing.remove(n.id.as_str()) {
+                            Some(e) => Created::Existing(Box::new(e)),
+                            None => Created::New,
+                        })
+                        .collect());
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                {
+                    // which ones exist: read them (the cancellation reasons do not say on every
+                    // implementation), and write the others again
+                    let keys = new
+                        .iter()
+                        .map(|n| notification_key(&n.org_id, &n.id))
+                        .collect();
+                    let found =
+                        batch_get_pks(&self.client, &self.backoff, &self.table, keys, true).await?;
+                    if found.is_empty() {
+                        return Err(aws(OP, e));
+                    }
+                    for item in found {
+                        let n = Self::parse_notification(item)?;
+                        existing.insert(n.id.as_str().to_string(), n);
+                    }
+                }
+                Err(e) => return Err(aws(OP, e)),
+            }
+        }
+        Ok(notifications
+            .iter()
+            .map(|n| match existing.remove(n.id.as_str()) {
+                Some(e) => Created::Existing(Box::new(e)),
+                None => Created::New,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl NotificationStore for DynamoNotificationStore {
+    async fn create_all(&self, notifications: &[Notification]) -> Result<Vec<Created>, PortError> {
+        match notifications {
+            [] => Ok(Vec::new()),
+            [n] => Ok(vec![self.create_one(n).await?]),
+            _ => self.create_together(notifications).await,
+        }
+    }
+
+    async fn get(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws("dynamodb GetItem notification", e))?;
+        out.item.map(Self::parse_notification).transpose()
+    }
+
+    async fn claim(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        token: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, PortError> {
+        const OP: &str = "dynamodb UpdateItem claim";
+        let now_s = time::format(&now);
+        let claim = HashMap::from([
+            ("token".to_string(), s(token)),
+            ("until".to_string(), s(time::format(&lease_until))),
+        ]);
+        // The same rule as Notification::is_claimable, enforced atomically: the waiting
+        // statuses the life cycle lets a claim take, or a held one whose lease ran out.
+        let (waiting, waiting_values) = status_in(&waiting_statuses(), "w");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            // the lease's end goes into the sweep's index: if this dispatcher dies, the sweep
+            // hands the notification to another once the lease is over
+            .update_expression(
+                "SET #status = :sending, #claim = :claim, updated_at = :now, \
+                 sweep_at = :until, due_shard = :shard, revision = if_not_exists(revision, :zero) + :one",
+            )
+            .condition_expression(format!(
+                "attribute_exists(pk) \
+                 AND ({waiting} \
+                      OR (#status = :sending AND (attribute_not_exists(#claim) OR #claim.#until <= :now))) \
+                 AND (attribute_not_exists(scheduled_for) OR scheduled_for <= :now) \
+                 AND (attribute_not_exists(next_retry_at) OR next_retry_at <= :now)"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":sending", s(Status::Sending.as_str()))
+            .expression_attribute_values(":claim", AttributeValue::M(claim))
+            .expression_attribute_values(":until", s(time::format(&lease_until)))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":shard", s(due_shard(id)))
+            .expression_attribute_values(":now", s(now_s));
+        for (k, v) in waiting_values {
+            request = request.expression_attribute_values(k, v);
+        }
+        Ok(match self.conditional_update(OP, request, org, id).await? {
+            Ok(n) => ClaimOutcome::Claimed(Box::new(n)),
+            Err(None) => ClaimOutcome::NotFound,
+            Err(Some(n)) => ClaimOutcome::NotClaimable(Box::new(n)),
+        })
+    }
+
+    async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
+        const OP: &str = "dynamodb UpdateItem settle";
+        let mut sets = vec![
+            "#status = :status",
+            "attempts = :attempts",
+            "updated_at = :updated_at",
+            "revision = if_not_exists(revision, :zero) + :one",
+        ];
+        let mut removes = vec!["#claim"];
+        let mut values: Vec<(&str, AttributeValue)> = vec![
+            (":status", s(n.status.as_str())),
+            (":attempts", AttributeValue::N(n.attempts.to_string())),
+            (":updated_at", s(time::format(&n.updated_at))),
+            (":token", s(token)),
+            (":zero", AttributeValue::N("0".into())),
+            (":one", AttributeValue::N("1".into())),
+        ];
+        let optional = [
+            (
+                "provider_message_id",
+                ":provider_message_id",
+                n.provider_message_id.clone(),
+            ),
+            ("last_error", ":last_error", n.last_error.clone()),
+            ("note", ":note", n.note.clone()),
+            (
+                "scheduled_for",
+                ":scheduled_for",
+                n.scheduled_for.as_ref().map(time::format),
+            ),
+            ("sent_at", ":sent_at", n.sent_at.as_ref().map(time::format)),
+            (
+                "failed_at",
+                ":failed_at",
+                n.failed_at.as_ref().map(time::format),
+            ),
+            (
+                "next_retry_at",
+                ":next_retry_at",
+                n.next_retry_at.as_ref().map(time::format),
+            ),
+            // the dead-letters index is sparse: only failed notifications carry dl_org
+            (
+                "dl_org",
+                ":dl_org",
+                (n.status == Status::Failed).then(|| n.org_id.to_string()),
+            ),
+            // so is the sweep's: only notifications waiting for a time carry due_shard
+            (
+                "sweep_at",
+                ":sweep_at",
+                n.sweep_at.as_ref().map(time::format),
+            ),
+            (
+                "due_shard",
+                ":due_shard",
+                n.sweep_at.map(|_| due_shard(&n.id)),
+            ),
+        ];
+        let mut set_clauses: Vec<String> = Vec::new();
+        for (attr, placeholder, value) in optional {
+            match value {
+                Some(v) => {
+                    set_clauses.push(format!("{attr} = {placeholder}"));
+                    values.push((placeholder, s(v)));
+                }
+                None => removes.push(attr),
+            }
+        }
+        sets.extend(set_clauses.iter().map(String::as_str));
+        // dispatch sends to the recipient's address as it stands then: keep the one it used
+        sets.push("address = :address");
+        values.push((
+            ":address",
+            serde_dynamo::to_attribute_value(&n.address).map_err(|e| PortError::new(OP, e))?,
+        ));
+        let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        // only to a status the life cycle lets the claimer record
+        let (settled_from, from_values) =
+            status_in(&Status::sources(n.status, Cause::Settle), "from");
+        values.extend(from_values.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(&n.org_id, &n.id)))
+            .update_expression(expression)
+            .condition_expression(format!("#claim.#token = :token AND {settled_from}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_names("#token", "token");
+        for (placeholder, value) in values {
+            request = request.expression_attribute_values(placeholder, value);
+        }
+        guarded(OP, request).await
+    }
+
+    async fn reset_for_retry(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, PortError> {
+        const OP: &str = "dynamodb UpdateItem retry";
+        let (revivable, revivable_values) = status_in(
+            &Status::sources(Status::Pending, Cause::RetryCommand),
+            "from",
+        );
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .update_expression(
+                "SET #status = :pending, attempts = :zero, updated_at = :now, \
+                 revision = if_not_exists(revision, :zero) + :one \
+                 REMOVE last_error, failed_at, next_retry_at, dl_org, sweep_at, due_shard",
+            )
+            .condition_expression(revivable)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(Status::Pending.as_str()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", s(time::format(&now)));
+        for (k, v) in revivable_values {
+            request = request.expression_attribute_values(k, v);
+        }
+        Ok(match self.conditional_update(OP, request, org, id).await? {
+            Ok(n) => RetryOutcome::Reset(Box::new(n)),
+            Err(None) => RetryOutcome::NotFound,
+            Err(Some(n)) => RetryOutcome::NotFailed(n.status),
+        })
+    }
+
+    async fn park(
+        &self,
+        org: &OrgId,
+        id: &NotificationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let (waiting, waiting_values) = status_in(&waiting_statuses(), "w");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(notification_key(org, id)))
+            .update_expression("SET sweep_at = :at, due_shard = :shard")
+            .condition_expression(waiting)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(time::format(&at)))
+            .expression_attribute_values(":shard", s(due_shard(id)));
+        for (k, v) in waiting_values {
+            request = request.expression_attribute_values(k, v);
+        }
+        // no longer waiting: nothing to park
+        guarded("dynamodb UpdateItem park", request).await?;
+        Ok(())
+    }
+
+    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
+        let mut item = to_item("serialize intake record", record)?;
+        item.insert(
+            "pk".into(),
+            s(intake_key(record.org_id.as_ref(), &record.event_id)),
+        );
+        item.insert("kind".into(), s("intake"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws("dynamodb PutItem intake", e))?;
+        Ok(())
+    }
+
+    async fn get_intake(
+        &self,
+        org: Option<&OrgId>,
+        event_id: &str,
+    ) -> Result<Option<IntakeRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(intake_key(org, event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws("dynamodb GetItem intake", e))?;
+        out.item
+            .map(|i| from_item("deserialize intake record", i))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl DueIndex for DynamoNotificationStore {
+    fn shards(&self) -> u32 {
+        DUE_SHARDS
+    }
+
+    async fn due(
+        &self,
+        shard: u32,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<DuePage, PortError> {
+        const OP: &str = "dynamodb Query due";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("due_shard = :shard AND sweep_at <= :now")
+            .expression_attribute_values(":shard", s(format!("{shard:02}")))
+            .expression_attribute_values(":now", s(time::format(&now)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| aws(OP, e))?;
+        let mut page = DuePage::default();
+        for item in out.items.unwrap_or_default() {
+            let raw_at = item
+                .get("sweep_at")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let key = pk_of(&item).and_then(parse_notification_key);
+            let at = DateTime::parse_from_rfc3339(&raw_at).ok();
+            match (key, at) {
+                (Some((org_id, notification_id)), Some(at)) => page.due.push(DueEntry {
+                    org_id,
+                    notification_id,
+                    sweep_at: at.with_timezone(&Utc),
+                }),
+                _ => page.unreadable.push(UnreadableEntry {
+                    key: pk_of(&item).unwrap_or_default().to_string(),
+                    sweep_at: raw_at,
+                }),
+            }
+        }
+        Ok(page)
+    }
+
+    async fn set_aside(&self, entry: &UnreadableEntry) -> Result<(), PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(entry.key.clone()))
+            .update_expression("SET sweep_error = :why REMOVE sweep_at, due_shard")
+            .condition_expression("sweep_at = :seen")
+            .expression_attribute_values(":seen", s(entry.sweep_at.clone()))
+            .expression_attribute_values(":why", s("its time could not be read; set aside"));
+        guarded("dynamodb UpdateItem set aside", request).await?;
+        Ok(())
+    }
+
+    async fn mark_enqueued(&self, entry: &DueEntry) -> Result<(), PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                s(notification_key(&entry.org_id, &entry.notification_id)),
+            )
+            .update_expression("REMOVE sweep_at, due_shard")
+            .condition_expression("sweep_at = :seen")
+            .expression_attribute_values(":seen", s(time::format(&entry.sweep_at)));
+        // changed since it was read: it is someone else's now (or due later)
+        guarded("dynamodb UpdateItem mark enqueued", request).await?;
+        Ok(())
+    }
+}
