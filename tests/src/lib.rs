@@ -340,11 +340,11 @@ pub struct FixtureSns {
 
 #[async_trait::async_trait]
 impl herald_core::ports::SnsEndpoints for FixtureSns {
-    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
+    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, herald_core::ports::PortError> {
         Ok(include_bytes!("../fixtures/sns-cert.pem").to_vec())
     }
 
-    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+    async fn confirm_subscription(&self, url: &str) -> Result<(), herald_core::ports::PortError> {
         self.confirmed.lock().unwrap().push(url.to_string());
         Ok(())
     }

@@ -10,6 +10,7 @@ use herald_core::model::Notification;
 use herald_core::ports::Views;
 use herald_core::projection::{Change, project_batch};
 use lambda_runtime::{Error, LambdaEvent};
+use thiserror::Error;
 use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
@@ -41,18 +42,55 @@ fn kind(image: &serde_dynamo::Item) -> Option<&str> {
     }
 }
 
-fn image(item: &serde_dynamo::Item) -> Result<Option<Notification>, String> {
+/// Why a stream record cannot be projected (it fails alone; the rest of the batch goes on).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RecordError {
+    #[error("the record has no image (the stream must carry NEW_AND_OLD_IMAGES)")]
+    NoImage,
+    #[error("the {image} image is not a notification: {reason}")]
+    Unreadable { image: &'static str, reason: String },
+}
+
+fn image(
+    item: &serde_dynamo::Item,
+    which: &'static str,
+) -> Result<Option<Notification>, RecordError> {
     if item.is_empty() {
         return Ok(None);
     }
     serde_dynamo::from_item(item.clone())
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(|e| RecordError::Unreadable {
+            image: which,
+            reason: without_values(&e.to_string()),
+        })
+}
+
+/// A deserializer's message with the values it quotes taken out (`invalid type: string "…"`
+/// would put an address in the log); the field names and expectations stay.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…");
+                quoted = true;
+            }
+            ('"', true) => {
+                out.push('"');
+                quoted = false;
+            }
+            (_, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    out
 }
 
 /// The change a stream record describes; `Ok(None)` for records that are not notifications
 /// (intake records live in the same table).
-pub fn change(record: &EventRecord) -> Result<Option<Change>, String> {
+pub fn change(record: &EventRecord) -> Result<Option<Change>, RecordError> {
     let images = [&record.change.new_image, &record.change.old_image];
     let kinds: Vec<Option<&str>> = images
         .iter()
@@ -60,13 +98,13 @@ pub fn change(record: &EventRecord) -> Result<Option<Change>, String> {
         .map(|i| kind(i))
         .collect();
     if kinds.is_empty() {
-        return Err("the record has no image (the stream must carry NEW_AND_OLD_IMAGES)".into());
+        return Err(RecordError::NoImage);
     }
     if kinds.iter().all(|k| *k != Some("notification")) {
         return Ok(None);
     }
-    let new = image(&record.change.new_image).map_err(|e| format!("new image: {e}"))?;
-    let old = image(&record.change.old_image).map_err(|e| format!("old image: {e}"))?;
+    let new = image(&record.change.new_image, "new")?;
+    let old = image(&record.change.old_image, "old")?;
     Ok(Some(Change { old, new }))
 }
 
@@ -100,4 +138,27 @@ pub async fn handle<V: Views>(
         "projected"
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_a_deserializer_quotes_are_left_out_of_the_reason() {
+        assert_eq!(
+            without_values(r#"invalid type: string "carol@example.com", expected u32"#),
+            r#"invalid type: string "…", expected u32"#
+        );
+        assert_eq!(
+            without_values("missing field `status`"),
+            "missing field `status`"
+        );
+    }
+
+    #[test]
+    fn a_record_without_images_is_named() {
+        let record = EventRecord::default();
+        assert_eq!(change(&record).unwrap_err(), RecordError::NoImage);
+    }
 }

@@ -34,7 +34,7 @@ pub async fn events(
         )
     })
     .await?;
-    let batch = sendgrid::parse(&body).map_err(WebhookError::BadRequest)?;
+    let batch = sendgrid::parse(&body)?;
     if batch.ignored > 0 {
         info!(
             ignored = batch.ignored,

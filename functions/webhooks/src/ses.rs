@@ -7,9 +7,8 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use herald_core::ids::OrgId;
-use herald_core::ports::PortError;
-use herald_core::provider_events::AuthError;
 use herald_core::provider_events::ses::{self, SnsMessage};
+use herald_core::provider_events::{AuthError, ParseError};
 use herald_core::providers::OrgProviders;
 use herald_core::tracking::WebhookSummary;
 use tracing::warn;
@@ -64,24 +63,20 @@ async fn receive(
     route_org: Option<&OrgId>,
     body: &[u8],
 ) -> Result<WebhookSummary, WebhookError> {
-    let message = SnsMessage::parse(body).map_err(WebhookError::BadRequest)?;
+    let message = SnsMessage::parse(body)?;
     verify(w, &message).await?;
     match message.kind.as_str() {
         "SubscriptionConfirmation" => confirm(w, route_org, &message).await,
         "UnsubscribeConfirmation" => Ok(WebhookSummary::default()),
         "Notification" => apply(w, route_org, &message).await,
-        other => Err(WebhookError::BadRequest(format!(
-            "unknown SNS message type {other:?}"
-        ))),
+        _ => Err(ParseError::UnknownType { field: "Type" }.into()),
     }
 }
 
 /// SNS's signature, with a certificate fetched only from SNS in the topic's region.
 async fn verify(w: &Webhooks, message: &SnsMessage) -> Result<(), WebhookError> {
     if !ses::trusted_cert_url(&message.signing_cert_url, &message.topic_arn) {
-        return Err(WebhookError::Unauthorized(
-            "the signing certificate is not SNS's in the topic's region".into(),
-        ));
+        return Err(AuthError::UntrustedCertificate.into());
     }
     let pem = w
         .sns
@@ -89,13 +84,13 @@ async fn verify(w: &Webhooks, message: &SnsMessage) -> Result<(), WebhookError> 
         .await
         .map_err(|e| {
             warn!(reason = %e, "SNS certificate unavailable");
-            WebhookError::Unauthorized("the signing certificate could not be fetched".into())
+            WebhookError::from(AuthError::CertificateUnavailable)
         })?;
     Ok(ses::verify(message, &ses::cert_public_key(&pem)?)?)
 }
 
 fn refused() -> WebhookError {
-    WebhookError::Unauthorized("the topic is not accepted".into())
+    AuthError::TopicNotAccepted.into()
 }
 
 /// Confirms a subscription. The confirmation names no organization: an organization's topic is
@@ -115,14 +110,9 @@ async fn confirm(
     }
     let url = message.subscribe_url.as_deref().unwrap_or_default();
     if !ses::trusted_subscribe_url(url, &message.topic_arn) {
-        return Err(WebhookError::BadRequest(
-            "the SubscribeURL is not SNS's".into(),
-        ));
+        return Err(WebhookError::BadRequest("the SubscribeURL is not SNS's"));
     }
-    w.sns
-        .confirm_subscription(url)
-        .await
-        .map_err(|e| WebhookError::Internal(PortError::new("confirm SNS subscription", e)))?;
+    w.sns.confirm_subscription(url).await?;
     Ok(WebhookSummary::default())
 }
 
@@ -133,7 +123,7 @@ async fn apply(
     route_org: Option<&OrgId>,
     message: &SnsMessage,
 ) -> Result<WebhookSummary, WebhookError> {
-    let delivery = ses::parse(message, w.clock.now()).map_err(WebhookError::BadRequest)?;
+    let delivery = ses::parse(message, w.clock.now())?;
     let org = match (route_org, delivery.org) {
         // on an organization's route, events are that organization's only
         (Some(route), Some(tagged)) if route != &tagged => None,

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
-use herald_core::provider_events::{AuthError, twilio};
+use herald_core::provider_events::{AuthError, ParseError, twilio};
 
 use crate::{Answer, Org, WebhookError, Webhooks};
 
@@ -18,8 +18,11 @@ pub async fn status(
         .get(twilio::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or(AuthError::MissingSignature)?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| WebhookError::BadRequest(format!("not a form-encoded body: {e}")))?;
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&body).map_err(|_| ParseError::Shape {
+            what: "a form-encoded body",
+            reason: "unreadable pairs".into(),
+        })?;
     // the URL Twilio requested: the public base, not the internal host
     let mut url = format!(
         "{}{}",
@@ -39,7 +42,7 @@ pub async fn status(
         twilio::verify(&url, &params, token.expose(), signature)
     })
     .await?;
-    let mut event = twilio::parse(&params, w.clock.now()).map_err(WebhookError::BadRequest)?;
+    let mut event = twilio::parse(&params, w.clock.now())?;
     // the StatusCallback URL Herald set names the notification (signed with the rest)
     event.notification_hint = twilio::notification_of(uri.query());
     Ok(Answer(w.service.apply(&org, &[event]).await?))

@@ -1,11 +1,16 @@
 //! `herald-local`: run Herald on the local AWS emulator.
 #![allow(clippy::print_stdout)] // a command-line tool: standard output is its interface
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use herald_local::{Emulator, EventReport, LocalStack};
+use herald_local::pump::PumpLock;
+use herald_local::serve::Served;
+use herald_local::{Emulator, EventReport, LocalError, LocalStack};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
@@ -43,7 +48,7 @@ enum Command {
     /// notification go out.
     Tick {
         #[arg(long)]
-        at: Option<chrono::DateTime<chrono::Utc>>,
+        at: Option<DateTime<Utc>>,
     },
     /// Serves the webhooks and the api on 127.0.0.1 (API Gateway's part played locally),
     /// prints the same environment as `start`, and processes what reaches the bus as `start`
@@ -72,7 +77,7 @@ enum Command {
         #[arg(long)]
         org: String,
         /// A customer's token (their feed, preferences, contact).
-        #[arg(long, conflicts_with_all = ["admin", "operator"])]
+        #[arg(long, conflicts_with_all = ["admin", "operator"], required_unless_present_any = ["admin", "operator"])]
         customer: Option<String>,
         /// An operator's token (notifications, retry, dead letters, stats).
         #[arg(long)]
@@ -87,17 +92,49 @@ enum Command {
     Start,
 }
 
-fn read_events(path: &Path) -> Result<Vec<Value>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_events(path: &Path) -> Result<Vec<Value>, LocalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LocalError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let not_events = |why: String| LocalError::NotEvents {
+        path: path.to_path_buf(),
+        why,
+    };
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Array(events)) => Ok(events),
         Ok(event @ Value::Object(_)) => Ok(vec![event]),
-        Ok(_) => Err(format!(
-            "{}: expected an event object or an array of events",
-            path.display()
+        Ok(_) => Err(not_events(
+            "expected an event object or an array of events".into(),
         )),
-        Err(e) => Err(format!("{}: not JSON: {e}", path.display())),
+        Err(e) => Err(not_events(format!("not JSON: {e}"))),
     }
+}
+
+/// The samples in a folder, in file-name order, each event labelled with its file's name.
+fn read_samples(dir: &Path) -> Result<(Vec<Value>, Vec<String>), LocalError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| LocalError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut events = Vec::new();
+    let mut labels = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for e in read_events(f)? {
+            events.push(e);
+            labels.push(name.clone());
+        }
+    }
+    Ok((events, labels))
 }
 
 fn print_human(file: &str, report: &EventReport) {
@@ -144,129 +181,78 @@ fn print_human(file: &str, report: &EventReport) {
     }
 }
 
-async fn up(stack: &LocalStack, dir: &Path) -> Result<(), String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut events = Vec::new();
-    let mut labels = Vec::new();
-    for f in &files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for e in read_events(f)? {
-            events.push(e);
-            labels.push(name.clone());
-        }
-    }
+async fn up(stack: &LocalStack, dir: &Path) -> Result<(), LocalError> {
+    let (events, labels) = read_samples(dir)?;
     println!(
         "Herald on the local emulator at {} (stage {})\n",
         stack.emulator.endpoint, stack.stack.names.stage
     );
-    let reports = stack.run(&events).await.map_err(|e| e.to_string())?;
-    let mut counts = std::collections::BTreeMap::new();
-    let mut statuses = std::collections::BTreeMap::new();
+    let reports = stack.run(&events).await?;
     for (label, report) in labels.iter().zip(&reports) {
         print_human(label, report);
-        *counts.entry(report.outcome.clone()).or_insert(0) += 1;
+    }
+    print_totals(&reports);
+    Ok(())
+}
+
+/// How many events ended each way, and how many notifications in each status.
+fn print_totals(reports: &[EventReport]) {
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
+    for report in reports {
+        *outcomes.entry(&report.outcome).or_default() += 1;
         for n in &report.notifications {
-            *statuses.entry(n.status.clone()).or_insert(0) += 1;
+            *statuses.entry(&n.status).or_default() += 1;
         }
     }
-    let join = |m: &std::collections::BTreeMap<String, i32>| {
+    let join = |m: &BTreeMap<&str, usize>| {
         m.iter()
             .map(|(k, v)| format!("{v} {k}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("\n{} events: {}", reports.len(), join(&counts));
+    println!("\n{} events: {}", reports.len(), join(&outcomes));
     println!(
         "{} notifications: {}",
-        statuses.values().sum::<i32>(),
+        statuses.values().sum::<usize>(),
         join(&statuses)
     );
-    Ok(())
 }
 
-async fn send(stack: &LocalStack, files: &[PathBuf]) -> Result<(), String> {
+async fn send(stack: &LocalStack, files: &[PathBuf]) -> Result<(), LocalError> {
     let mut events = Vec::new();
     for f in files {
         events.extend(read_events(f)?);
     }
-    let reports = stack.run(&events).await.map_err(|e| e.to_string())?;
-    for r in reports {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    for r in stack.run(&events).await? {
+        println!("{}", serde_json::to_string(&r)?);
     }
     Ok(())
 }
 
-async fn tick(stack: &LocalStack, at: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), String> {
-    let report = stack.tick(at).await.map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::to_string(&report).map_err(|e| e.to_string())?
-    );
+async fn tick(stack: &LocalStack, at: Option<DateTime<Utc>>) -> Result<(), LocalError> {
+    let report = stack.tick(at).await?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
-async fn serve(stack: LocalStack, port: u16) -> Result<(), String> {
-    use std::sync::Arc;
-    let public_base = stack.options.public_base_url.clone();
-    let stack = Arc::new(stack);
+async fn serve(stack: LocalStack, port: u16) -> Result<(), LocalError> {
     // Port 0: any free port, chosen now so the served URL is known before serving.
     let port = match port {
-        0 => std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
+        0 => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
             .port(),
         p => p,
     };
     // Twilio signatures are checked against the served URL unless a public one is configured.
-    let base = public_base.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let names = &stack.stack.names;
-    let webhooks = herald_webhooks::webhooks(
-        herald_webhooks::Config {
-            notifications_table: names.notifications_table(),
-            directory_table: names.directory_table(),
-            provider_secrets_prefix: names.provider_secrets_prefix(),
-            public_base_url: base.clone(),
-            sendgrid_window: chrono::Duration::minutes(5),
-            ses_topic_arns: vec![herald_local::serve::LOCAL_SES_TOPIC.into()],
-        },
-        &stack.aws,
-        stack.clock.clone(),
-    );
-    // SNS's certificate host is out of reach locally: the local stack signs as SNS itself
-    let mut webhooks = webhooks;
-    webhooks.sns = std::sync::Arc::new(herald_local::serve::LocalSns);
-    let api = herald_api::api(
-        &herald_api::Config {
-            notifications_table: names.notifications_table(),
-            directory_table: names.directory_table(),
-            views_table: names.views_table(),
-            dispatch_queue_url: stack.stack.dispatch_queue_url.clone(),
-            provider_secrets_prefix: names.provider_secrets_prefix(),
-            default_sender: herald_core::ids::EmailAddress::parse(
-                herald_local::stack::DEFAULT_SENDER,
-            )
-            .map_err(|e| e.to_string())?,
-        },
-        &stack.aws,
-        stack.clock.clone(),
-    )
-    .map_err(|e| e.to_string())?;
-    let served = herald_local::serve::Served {
-        local: stack.clone(),
-        webhooks,
-        api,
-    };
-    let (addr, _server) = herald_local::serve::serve(served, port)
-        .await
-        .map_err(|e| e.to_string())?;
+    let base = stack
+        .options
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let stack = Arc::new(stack);
+    let served = Served::new(stack.clone(), base)?;
+    let (addr, _server) = herald_local::serve::serve(served, port).await?;
     println!(
         "Herald is served at http://{addr} (emulator {}, stage {}); Ctrl-C stops it.",
         stack.emulator.endpoint, stack.stack.names.stage
@@ -287,41 +273,91 @@ fn print_exports(stack: &LocalStack) {
 }
 
 /// Runs the stage as AWS would (what reaches the bus is processed) until interrupted.
-async fn keep_running(stack: std::sync::Arc<LocalStack>) -> Result<(), String> {
+async fn keep_running(stack: Arc<LocalStack>) -> Result<(), LocalError> {
     tokio::select! {
         _ = herald_local::pump::keep_running(stack) => Ok(()),
-        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string()),
+        r = tokio::signal::ctrl_c() => Ok(r?),
     }
+}
+
+async fn start(stack: LocalStack) -> Result<(), LocalError> {
+    println!(
+        "# Herald's resources are up on the emulator, and what reaches the bus is processed. For cargo lambda watch / invoke:"
+    );
+    print_exports(&stack);
+    keep_running(Arc::new(stack)).await
 }
 
 /// How long `send`, `up` and `tick` wait for a running `serve` or `start` to let them pump.
 const PUMP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The commands that work on the stage's resources: the emulator started (or reached), the
+/// stack created, and for those that pump, the stage's pump lock held.
+async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
+    let emulator = Emulator::start_or_connect().await?;
+    let stack = LocalStack::start(emulator, stage).await?;
+    // One process pumps a stage at a time: a running `serve` or `start` pauses while these
+    // run (herald_local::pump).
+    let pumping = || {
+        PumpLock::acquire(
+            &stack.emulator.endpoint,
+            &stack.stack.names.stage,
+            PUMP_WAIT,
+        )
+    };
+    match command {
+        Command::Up { events } => {
+            let _lock = pumping().await?;
+            up(&stack, &events).await
+        }
+        Command::Send { files } => {
+            let _lock = pumping().await?;
+            send(&stack, &files).await
+        }
+        Command::Tick { at } => {
+            let _lock = pumping().await?;
+            tick(&stack, at).await
+        }
+        Command::Start => start(stack).await,
+        Command::Serve { port } => serve(stack, port).await,
+        Command::Token { .. } | Command::Webhook { .. } => Ok(()),
+    }
+}
+
+/// A development token for `serve` (a customer's unless `operator` or `admin`).
+fn token(org: String, customer: Option<String>, operator: bool, admin: bool) -> String {
+    let role = match (admin, operator) {
+        (true, _) => "admin",
+        (_, true) => "operator",
+        _ => "customer",
+    };
+    let mut claims = HashMap::from([
+        ("org_id".to_string(), org),
+        ("role".to_string(), role.into()),
+    ]);
+    if let (Some(c), "customer") = (customer, role) {
+        claims.insert("customer_id".into(), c);
+    }
+    herald_local::serve::dev_token(&claims)
+}
+
+/// Posts an SES event, signed as SNS would sign it, to a served webhook; its status and body.
 async fn post_webhook(
     url: &str,
     org: &str,
     message_id: &str,
     event: &str,
-) -> Result<String, String> {
+) -> Result<String, LocalError> {
     let message = herald_local::serve::ses_event(org, message_id, event)?;
     let response = reqwest::Client::new()
         .post(format!("{}/webhooks/ses", url.trim_end_matches('/')))
         .header("content-type", "text/plain; charset=UTF-8")
         .body(message.to_string())
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let status = response.status();
-    let body = response.text().await.map_err(|e| e.to_string())?;
+    let body = response.text().await?;
     Ok(format!("{} {body}", status.as_u16()))
-}
-
-async fn start(stack: LocalStack) -> Result<(), String> {
-    println!(
-        "# Herald's resources are up on the emulator, and what reaches the bus is processed. For cargo lambda watch / invoke:"
-    );
-    print_exports(&stack);
-    keep_running(std::sync::Arc::new(stack)).await
 }
 
 #[tokio::main]
@@ -332,92 +368,26 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Token {
-        org,
-        customer,
-        operator,
-        admin,
-    } = &cli.command
-    {
-        let role = if *admin {
-            "admin"
-        } else if *operator {
-            "operator"
-        } else {
-            "customer"
-        };
-        let mut claims = std::collections::HashMap::from([
-            ("org_id".to_string(), org.clone()),
-            ("role".to_string(), role.to_string()),
-        ]);
-        match (role, customer) {
-            ("customer", Some(c)) => {
-                claims.insert("customer_id".into(), c.clone());
-            }
-            ("customer", None) => {
-                eprintln!(
-                    "herald-local: a customer token needs --customer (or use --operator / --admin)"
-                );
-                return ExitCode::FAILURE;
-            }
-            _ => {}
+    let result = match cli.command {
+        Command::Token {
+            org,
+            customer,
+            operator,
+            admin,
+        } => {
+            println!("{}", token(org, customer, operator, admin));
+            Ok(())
         }
-        println!("{}", herald_local::serve::dev_token(&claims));
-        return ExitCode::SUCCESS;
-    }
-    if let Command::Webhook {
-        url,
-        org,
-        message_id,
-        event,
-    } = &cli.command
-    {
-        return match post_webhook(url, org, message_id, event).await {
-            Ok(answer) => {
-                println!("{answer}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("herald-local: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    let result = async {
-        let emulator = Emulator::start_or_connect()
+        Command::Webhook {
+            url,
+            org,
+            message_id,
+            event,
+        } => post_webhook(&url, &org, &message_id, &event)
             .await
-            .map_err(|e| e.to_string())?;
-        let stack = LocalStack::start(emulator, &cli.stage)
-            .await
-            .map_err(|e| e.to_string())?;
-        // One process pumps a stage at a time: a running `serve` or `start` pauses while
-        // these run (herald_local::pump).
-        let pumping = || {
-            herald_local::pump::PumpLock::acquire(
-                &stack.emulator.endpoint,
-                &stack.stack.names.stage,
-                PUMP_WAIT,
-            )
-        };
-        match &cli.command {
-            Command::Up { events } => {
-                let _lock = pumping().await.map_err(|e| e.to_string())?;
-                up(&stack, events).await
-            }
-            Command::Send { files } => {
-                let _lock = pumping().await.map_err(|e| e.to_string())?;
-                send(&stack, files).await
-            }
-            Command::Tick { at } => {
-                let _lock = pumping().await.map_err(|e| e.to_string())?;
-                tick(&stack, *at).await
-            }
-            Command::Start => start(stack).await,
-            Command::Serve { port } => serve(stack, *port).await,
-            Command::Token { .. } | Command::Webhook { .. } => Ok(()),
-        }
-    }
-    .await;
+            .map(|answer| println!("{answer}")),
+        command => on_stack(&cli.stage, command).await,
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

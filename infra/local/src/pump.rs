@@ -49,7 +49,10 @@ pub fn lock_path(endpoint: &str, stage: &str) -> PathBuf {
 }
 
 fn lock_error(path: &std::path::Path, e: std::io::Error) -> LocalError {
-    LocalError::Aws(format!("the pump lock {}: {e}", path.display()))
+    LocalError::PumpLock {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 impl PumpLock {
@@ -86,9 +89,11 @@ impl PumpLock {
                 return Ok(lock);
             }
             if started.elapsed() >= limit {
-                return Err(LocalError::Aws(format!(
-                    "another herald-local process kept stage {stage} on {endpoint} busy for {limit:?}"
-                )));
+                return Err(LocalError::Busy {
+                    stage: stage.to_string(),
+                    endpoint: endpoint.to_string(),
+                    waited: limit,
+                });
             }
             if !told {
                 info!(

@@ -23,6 +23,7 @@ use ring::hmac;
 use serde_json::{Value, json};
 
 use crate::driver::LocalStack;
+use crate::error::LocalError;
 
 /// The development tokens' signing secret (`HERALD_LOCAL_TOKEN_SECRET` overrides it). Local
 /// only: in AWS the HTTP API's JWT authorizer verifies tokens from the real identity provider.
@@ -108,6 +109,49 @@ pub struct Served {
     pub api: herald_api::Api,
 }
 
+impl Served {
+    /// The webhooks and the api on the stack's resources, configured as the SAM template
+    /// configures them; `public_base_url` is where the webhooks are reached (Twilio's
+    /// signatures are checked against it).
+    pub fn new(local: Arc<LocalStack>, public_base_url: String) -> Result<Served, LocalError> {
+        let names = &local.stack.names;
+        let mut webhooks = herald_webhooks::webhooks(
+            herald_webhooks::Config {
+                notifications_table: names.notifications_table(),
+                directory_table: names.directory_table(),
+                provider_secrets_prefix: names.provider_secrets_prefix(),
+                public_base_url,
+                sendgrid_window: chrono::Duration::minutes(5),
+                ses_topic_arns: vec![LOCAL_SES_TOPIC.into()],
+            },
+            &local.aws,
+            local.clock.clone(),
+        );
+        // SNS's certificate host is out of reach locally: the local stack signs as SNS itself
+        webhooks.sns = Arc::new(LocalSns);
+        let default_sender = herald_core::ids::EmailAddress::parse(crate::stack::DEFAULT_SENDER)
+            .map_err(|e| LocalError::handler("api", e))?;
+        let api = herald_api::api(
+            &herald_api::Config {
+                notifications_table: names.notifications_table(),
+                directory_table: names.directory_table(),
+                views_table: names.views_table(),
+                dispatch_queue_url: local.stack.dispatch_queue_url.clone(),
+                provider_secrets_prefix: names.provider_secrets_prefix(),
+                default_sender,
+            },
+            &local.aws,
+            local.clock.clone(),
+        )
+        .map_err(|e| LocalError::handler("api", e))?;
+        Ok(Served {
+            local,
+            webhooks,
+            api,
+        })
+    }
+}
+
 async fn gateway(
     State(served): State<Arc<Served>>,
     method: Method,
@@ -183,28 +227,24 @@ pub struct LocalSns;
 
 #[async_trait::async_trait]
 impl herald_core::ports::SnsEndpoints for LocalSns {
-    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, String> {
+    async fn certificate(&self, _url: &str) -> Result<Vec<u8>, herald_core::ports::PortError> {
         Ok(LOCAL_SNS_CERT.to_vec())
     }
 
-    async fn confirm_subscription(&self, _url: &str) -> Result<(), String> {
+    async fn confirm_subscription(&self, _url: &str) -> Result<(), herald_core::ports::PortError> {
         Ok(())
     }
 }
 
 /// An SES event as SNS would post it to the webhook, signed with the local certificate.
-pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, String> {
+pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, LocalError> {
     let event_type = match event {
         "delivery" => "Delivery",
         "bounce" => "Bounce",
         "complaint" => "Complaint",
         "open" => "Open",
         "click" => "Click",
-        other => {
-            return Err(format!(
-                "unknown event {other:?}: delivery, bounce, complaint, open or click"
-            ));
-        }
+        other => return Err(LocalError::UnknownWebhookEvent(other.to_string())),
     };
     let ses = json!({
         "eventType": event_type,
@@ -222,9 +262,12 @@ pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, Stri
         "Signature": "",
     });
     let parsed: herald_core::provider_events::ses::SnsMessage =
-        serde_json::from_value(message.clone()).map_err(|e| e.to_string())?;
-    let canonical = parsed.canonical().map_err(|e| e.to_string())?;
-    let key = ring::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY).map_err(|e| e.to_string())?;
+        serde_json::from_value(message.clone())?;
+    let canonical = parsed
+        .canonical()
+        .map_err(|_| LocalError::Signing("the message has no canonical form"))?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY)
+        .map_err(|_| LocalError::Signing("the local key is not a PKCS#8 RSA key"))?;
     let mut signature = vec![0; key.public().modulus_len()];
     key.sign(
         &ring::signature::RSA_PKCS1_SHA256,
@@ -232,7 +275,7 @@ pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, Stri
         canonical.as_bytes(),
         &mut signature,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| LocalError::Signing("the key refused to sign"))?;
     message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
     Ok(message)
 }

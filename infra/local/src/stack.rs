@@ -10,17 +10,18 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 use thiserror::Error;
 
+/// A resource that could not be created, and the emulator's answer (with its code and message).
 #[derive(Debug, Error)]
-#[error("creating {resource}: {message}")]
+#[error("creating {resource}: {}", aws_sdk_sqs::error::DisplayErrorContext(.source.as_ref()))]
 pub struct StackError {
     pub resource: String,
-    pub message: String,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-fn failed(resource: &str, e: impl std::fmt::Display) -> StackError {
+fn failed(resource: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StackError {
     StackError {
         resource: resource.to_string(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -153,10 +154,7 @@ impl Stack {
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_already_exists_exception())
         {
-            return Err(failed(
-                &bus,
-                aws_sdk_eventbridge::error::DisplayErrorContext(e),
-            ));
+            return Err(failed(&bus, e));
         }
         let rule = names.intake_rule();
         events
@@ -166,7 +164,7 @@ impl Stack {
             .event_pattern(INTAKE_PATTERN)
             .send()
             .await
-            .map_err(|e| failed(&rule, aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
+            .map_err(|e| failed(&rule, e))?;
         let target = aws_sdk_eventbridge::types::Target::builder()
             .id("intake")
             .arn(feed_arn)
@@ -179,7 +177,7 @@ impl Stack {
             .targets(target)
             .send()
             .await
-            .map_err(|e| failed(&rule, aws_sdk_eventbridge::error::DisplayErrorContext(e)))?;
+            .map_err(|e| failed(&rule, e))?;
 
         if let Err(e) = ses
             .create_email_identity()
@@ -190,10 +188,7 @@ impl Stack {
                 .as_service_error()
                 .is_some_and(|e| e.is_already_exists_exception())
         {
-            return Err(failed(
-                SENDER_DOMAIN,
-                aws_sdk_sesv2::error::DisplayErrorContext(e),
-            ));
+            return Err(failed(SENDER_DOMAIN, e));
         }
         Ok(Stack {
             names,
@@ -297,10 +292,7 @@ async fn create_table(
         {
             Ok(())
         }
-        Err(e) => Err(failed(
-            name,
-            aws_sdk_dynamodb::error::DisplayErrorContext(e),
-        )),
+        Err(e) => Err(failed(name, e)),
     }
 }
 
@@ -313,10 +305,7 @@ async fn create_queue(
     for (k, v) in attributes {
         request = request.attributes(k.clone(), v.clone());
     }
-    let out = request
-        .send()
-        .await
-        .map_err(|e| failed(name, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    let out = request.send().await.map_err(|e| failed(name, e))?;
     out.queue_url
         .ok_or_else(|| failed(name, "no queue URL returned"))
 }
@@ -328,7 +317,7 @@ async fn queue_arn(client: &aws_sdk_sqs::Client, url: &str) -> Result<String, St
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| failed(url, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        .map_err(|e| failed(url, e))?;
     out.attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| failed(url, "no queue ARN returned"))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use herald_core::ports::SnsEndpoints;
+use herald_core::ports::{PortError, SnsEndpoints};
 use tokio::sync::Mutex;
 
 /// How many signing certificates are kept: SNS signs with one certificate per region at a
@@ -30,23 +30,36 @@ impl SnsHttpEndpoints {
 
 #[async_trait]
 impl SnsEndpoints for SnsHttpEndpoints {
-    async fn certificate(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn certificate(&self, url: &str) -> Result<Vec<u8>, PortError> {
+        const FETCH: &str = "fetch SNS signing certificate";
         if let Some(pem) = self.certificates.lock().await.get(url) {
             return Ok(pem.clone());
         }
-        let response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| PortError::new(FETCH, e))?;
         if !response.status().is_success() {
-            return Err(format!("certificate answered {}", response.status()));
+            return Err(PortError::new(
+                FETCH,
+                format!("answered {}", response.status()),
+            ));
         }
         if response
             .content_length()
             .is_some_and(|n| n > MAX_CERTIFICATE_BYTES as u64)
         {
-            return Err("certificate too large".into());
+            return Err(PortError::new(FETCH, "the certificate is too large"));
         }
-        let pem = response.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        let pem = response
+            .bytes()
+            .await
+            .map_err(|e| PortError::new(FETCH, e))?
+            .to_vec();
         if pem.len() > MAX_CERTIFICATE_BYTES {
-            return Err("certificate too large".into());
+            return Err(PortError::new(FETCH, "the certificate is too large"));
         }
         let mut certificates = self.certificates.lock().await;
         if certificates.len() >= CERTIFICATE_CACHE_CAPACITY {
@@ -57,17 +70,21 @@ impl SnsEndpoints for SnsHttpEndpoints {
         Ok(pem)
     }
 
-    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String> {
+    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), PortError> {
+        const CONFIRM: &str = "confirm SNS subscription";
         let response = self
             .http
             .get(subscribe_url)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PortError::new(CONFIRM, e))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("SubscribeURL answered {}", response.status()))
+            Err(PortError::new(
+                CONFIRM,
+                format!("answered {}", response.status()),
+            ))
         }
     }
 }

@@ -10,9 +10,10 @@ use tracing::{info, warn};
 
 use crate::consent::SuppressionKey;
 use crate::consent::{self, Audience};
-use crate::directory::Origin;
+use crate::directory::{CustomerRecord, OrgSettings, OrgSettingsUpdate, Origin};
 use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
+use crate::identity::{self, SenderIdentity};
 use crate::ids::{EmailAddress, Locale, OrgId};
 use crate::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use crate::ports::{
@@ -49,6 +50,13 @@ pub struct IntakeService {
     pub config: IntakeConfig,
 }
 
+/// How a recipient is written to.
+struct Voice {
+    locale: Locale,
+    timezone: Option<chrono_tz::Tz>,
+    sender: EmailAddress,
+}
+
 /// A notification that will be written, or the reason none will be.
 enum Plan {
     Notify {
@@ -78,91 +86,104 @@ impl IntakeService {
             skipped: Vec::new(),
             received_at: now,
         };
-        let event = match IncomingEvent::parse(envelope, now) {
-            Ok(event) => event,
+        match IncomingEvent::parse(envelope, now) {
+            Ok(event) => self.apply(event, now, &mut record).await?,
             Err(e) => {
                 warn!(reason = %e, "event rejected");
                 record.reason = Some(e.to_string());
-                self.store.record_intake(&record).await?;
-                return Ok(record);
             }
+        }
+        self.store.record_intake(&record).await?;
+        Ok(record)
+    }
+
+    /// Does what a valid event asks, and writes how it ended into `record`.
+    async fn apply(
+        &self,
+        event: IncomingEvent,
+        now: DateTime<Utc>,
+        record: &mut IntakeRecord,
+    ) -> Result<(), IntakeError> {
+        let origin = Origin::Event {
+            at: event.time,
+            now,
         };
         match event.kind {
             EventKind::Customer {
                 customer_id,
                 update,
             } => {
-                let origin = Origin::Event {
-                    at: event.time,
-                    now,
-                };
-                update_customer(
-                    self.directory.as_ref(),
-                    &event.org_id,
-                    &customer_id,
-                    update,
-                    origin,
-                )
-                .await?;
+                let directory = self.directory.as_ref();
+                update_customer(directory, &event.org_id, &customer_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::OrgSettings(update) => {
-                if let Some(from) = &update.sender_email {
-                    let owners = self
-                        .directory
-                        .identity_owners(&crate::identity::SenderIdentity::covering(from))
-                        .await?;
-                    let allowed = crate::identity::may_send_from(
-                        &owners,
-                        &event.org_id,
-                        from,
-                        &self.config.default_sender,
-                    );
-                    if !allowed {
-                        let reason = format!("detail.sender_email {}", crate::identity::NOT_OWNED);
-                        warn!(%reason, "event rejected");
-                        record.reason = Some(reason);
-                        self.store.record_intake(&record).await?;
-                        return Ok(record);
-                    }
+                if let Some(reason) = self.refused_sender(&event.org_id, &update).await? {
+                    warn!(%reason, "event rejected");
+                    record.reason = Some(reason);
+                    return Ok(());
                 }
-                let origin = Origin::Event {
-                    at: event.time,
-                    now,
-                };
                 update_org(self.directory.as_ref(), &event.org_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::Notify(request) => {
-                match self
+                let plan = self
                     .plan(&event.org_id, &event.event_id, &request, now)
-                    .await?
-                {
-                    Plan::Reject(reason) => {
-                        warn!(%reason, "event rejected");
-                        record.reason = Some(reason);
-                    }
-                    Plan::Skip { reason, skipped } => {
-                        info!(%reason, "event skipped");
-                        record.outcome = Outcome::Skipped;
-                        record.reason = Some(reason);
-                        record.skipped = skipped;
-                    }
-                    Plan::Notify {
-                        notifications,
-                        skipped,
-                    } => {
-                        self.store_and_enqueue(&notifications, now).await?;
-                        record.outcome = Outcome::Notified;
-                        record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
-                        record.skipped = skipped;
-                        info!(count = notifications.len(), "notifications created");
-                    }
-                }
+                    .await?;
+                self.carry_out(plan, now, record).await?;
             }
         }
-        self.store.record_intake(&record).await?;
-        Ok(record)
+        Ok(())
+    }
+
+    /// Why an organization may not send from the sender its settings name, if it may not (an
+    /// identity another organization registered).
+    async fn refused_sender(
+        &self,
+        org: &OrgId,
+        update: &OrgSettingsUpdate,
+    ) -> Result<Option<String>, IntakeError> {
+        let Some(from) = &update.sender_email else {
+            return Ok(None);
+        };
+        let owners = self
+            .directory
+            .identity_owners(&SenderIdentity::covering(from))
+            .await?;
+        let allowed = identity::may_send_from(&owners, org, from, &self.config.default_sender);
+        Ok((!allowed).then(|| format!("detail.sender_email {}", identity::NOT_OWNED)))
+    }
+
+    /// Writes and enqueues a plan's notifications, or records why there are none.
+    async fn carry_out(
+        &self,
+        plan: Plan,
+        now: DateTime<Utc>,
+        record: &mut IntakeRecord,
+    ) -> Result<(), IntakeError> {
+        match plan {
+            Plan::Reject(reason) => {
+                warn!(%reason, "event rejected");
+                record.reason = Some(reason);
+            }
+            Plan::Skip { reason, skipped } => {
+                info!(%reason, "event skipped");
+                record.outcome = Outcome::Skipped;
+                record.reason = Some(reason);
+                record.skipped = skipped;
+            }
+            Plan::Notify {
+                notifications,
+                skipped,
+            } => {
+                self.store_and_enqueue(&notifications, now).await?;
+                record.outcome = Outcome::Notified;
+                record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
+                record.skipped = skipped;
+                info!(count = notifications.len(), "notifications created");
+            }
+        }
+        Ok(())
     }
 
     /// Decides channels, addresses and content; renders everything before anything is written.
@@ -266,31 +287,14 @@ impl IntakeService {
             return Ok(Plan::Skip { reason, skipped });
         }
 
-        let locale = customer
-            .locale
-            .as_ref()
-            .map(|s| s.value.clone())
-            .or_else(|| {
-                org_settings
-                    .default_locale
-                    .as_ref()
-                    .map(|s| s.value.clone())
-            })
-            .unwrap_or_else(Locale::english);
-        let timezone = customer.timezone.as_ref().map(|s| s.value.0);
-        let sender = org_settings
-            .sender_email
-            .as_ref()
-            .map_or_else(|| self.config.default_sender.clone(), |s| s.value.clone());
-        let scheduled = req.scheduled_for.filter(|t| *t > now);
-
+        let voice = self.voice(&customer, &org_settings);
         let mut notifications = Vec::with_capacity(addressed.len());
         for (channel, address) in addressed {
             let rendered = match self.catalog.render(
                 &req.notification_type,
                 channel,
-                &locale,
-                timezone,
+                &voice.locale,
+                voice.timezone,
                 &req.context,
             ) {
                 Ok(r) => r,
@@ -299,6 +303,7 @@ impl IntakeService {
             if let Some(reason) = oversized(channel, &rendered) {
                 return Ok(Plan::Reject(reason));
             }
+            let scheduled = req.scheduled_for.filter(|t| *t > now);
             let scheduled_for =
                 consent::quiet_until(channel, req.critical, &customer, scheduled.unwrap_or(now))
                     .or(scheduled);
@@ -311,8 +316,8 @@ impl IntakeService {
                     business_key: req.business_key.clone(),
                     source_event_id: event_id.to_string(),
                     address,
-                    sender: (channel == Channel::Email).then(|| sender.clone()),
-                    locale: locale.clone(),
+                    sender: (channel == Channel::Email).then(|| voice.sender.clone()),
+                    locale: voice.locale.clone(),
                     subject: rendered.subject,
                     body: rendered.body,
                     internal: spec.internal,
@@ -329,6 +334,24 @@ impl IntakeService {
             notifications,
             skipped,
         })
+    }
+
+    /// How the recipient is written to: in their language (else the organization's, else
+    /// English), in their time zone, from the organization's sender (else Herald's default).
+    fn voice(&self, customer: &CustomerRecord, org: &OrgSettings) -> Voice {
+        let locale = customer
+            .locale
+            .as_ref()
+            .or(org.default_locale.as_ref())
+            .map_or_else(Locale::english, |s| s.value.clone());
+        Voice {
+            locale,
+            timezone: customer.timezone.as_ref().map(|s| s.value.0),
+            sender: org
+                .sender_email
+                .as_ref()
+                .map_or_else(|| self.config.default_sender.clone(), |s| s.value.clone()),
+        }
     }
 
     /// Of these channels, those with an address that is not suppressed (the suppression list

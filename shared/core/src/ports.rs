@@ -569,10 +569,10 @@ pub trait DeliveryStore: Send + Sync {
 #[async_trait]
 pub trait SnsEndpoints: Send + Sync {
     /// The PEM certificate at a trusted URL.
-    async fn certificate(&self, url: &str) -> Result<Vec<u8>, String>;
+    async fn certificate(&self, url: &str) -> Result<Vec<u8>, PortError>;
 
     /// Visits a subscription's SubscribeURL.
-    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), String>;
+    async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), PortError>;
 }
 
 /// Where provider settings and credentials are kept (Secrets Manager).

@@ -31,6 +31,9 @@ pub struct WebhookSummary {
     pub unknown: usize,
     /// Events that arrived before the send was recorded: the provider should try again.
     pub not_ready: usize,
+    /// Events whose notification kept changing while they were written (other events for it
+    /// applied at the same moment): not marked seen, so the provider's retry applies them.
+    pub contended: usize,
     /// Elements of the body Herald does not understand (an event type it does not know, one
     /// about no message): accepted and counted, nothing changed.
     pub ignored: usize,
@@ -55,6 +58,8 @@ pub enum Outcome {
     Unchanged,
     /// The send is not recorded yet: not marked seen, so the provider's retry is wanted.
     NotReady,
+    /// The notification changed under every attempt to write: not marked seen either.
+    Contended,
 }
 
 /// One notification's events, in order, folded into the one change they make together, and
@@ -153,6 +158,10 @@ impl WebhookService {
                     Outcome::Unchanged => summary.unchanged += 1,
                     Outcome::NotReady => {
                         summary.not_ready += 1;
+                        continue;
+                    }
+                    Outcome::Contended => {
+                        summary.contended += 1;
                         continue;
                     }
                 }
@@ -357,7 +366,9 @@ impl WebhookService {
     }
 
     /// One notification's events: folded, written once (again if it changed meanwhile), and
-    /// its address suppressed when they say so.
+    /// its address suppressed when they say so. A notification that changes under every
+    /// attempt is no fault of the caller's: its events are [`Outcome::Contended`], to be sent
+    /// again.
     async fn apply_to(
         &self,
         org: &OrgId,
@@ -401,9 +412,7 @@ impl WebhookService {
                 }
             }
         }
-        Err(PortError::new(
-            "apply delivery event",
-            "the notification kept changing; try again",
-        ))
+        warn!(notification_id = %n.id, "delivery events contended; the provider will retry");
+        Ok(vec![Outcome::Contended; events.len()])
     }
 }

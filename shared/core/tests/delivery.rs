@@ -195,20 +195,34 @@ async fn an_event_before_its_send_is_recorded_is_not_ready_and_not_marked_seen()
     assert_eq!(summary.unknown, 1, "{summary:?}");
 }
 
-/// A store whose index does not show a message on the first look (an index is eventually
-/// consistent: the send was recorded a moment ago).
-struct FirstLookMisses {
+/// A store racing other writers: its index may not show a message on the first look (an
+/// index is eventually consistent: the send was recorded a moment ago), and its next
+/// `writes_lost` conditional writes lose to another writer.
+struct Racing {
     inner: Arc<MemoryDeliveries>,
+    first_look_misses: bool,
     looked: Mutex<HashSet<String>>,
+    writes_lost: Mutex<usize>,
+}
+
+impl Racing {
+    fn new(inner: Arc<MemoryDeliveries>, first_look_misses: bool, writes_lost: usize) -> Self {
+        Racing {
+            inner,
+            first_look_misses,
+            looked: Mutex::new(HashSet::new()),
+            writes_lost: Mutex::new(writes_lost),
+        }
+    }
 }
 
 #[async_trait]
-impl DeliveryStore for FirstLookMisses {
+impl DeliveryStore for Racing {
     async fn find_by_provider_id(
         &self,
         id: &str,
     ) -> Result<Option<(OrgId, NotificationId)>, PortError> {
-        if self.looked.lock().unwrap().insert(id.to_string()) {
+        if self.first_look_misses && self.looked.lock().unwrap().insert(id.to_string()) {
             return Ok(None);
         }
         self.inner.find_by_provider_id(id).await
@@ -228,6 +242,13 @@ impl DeliveryStore for FirstLookMisses {
         change: &DeliveryChange,
         at: DateTime<Utc>,
     ) -> Result<bool, PortError> {
+        {
+            let mut lost = self.writes_lost.lock().unwrap();
+            if *lost > 0 {
+                *lost -= 1;
+                return Ok(false);
+            }
+        }
         self.inner.apply_delivery(n, change, at).await
     }
 
@@ -254,10 +275,7 @@ impl DeliveryStore for FirstLookMisses {
 #[tokio::test]
 async fn a_message_is_looked_up_again_before_it_is_called_unknown() {
     let store = Arc::new(MemoryStore::default());
-    let deliveries = Arc::new(FirstLookMisses {
-        inner: MemoryDeliveries::new(store.clone()),
-        looked: Mutex::new(HashSet::new()),
-    });
+    let deliveries = Arc::new(Racing::new(MemoryDeliveries::new(store.clone()), true, 0));
     let w = world(deliveries, store.clone());
     let sent = notification(2, Status::Sent, Some("SM5"));
     put(&store, &sent).await;
@@ -267,6 +285,27 @@ async fn a_message_is_looked_up_again_before_it_is_called_unknown() {
     ];
     let summary = w.service.apply(&org(), &events).await.unwrap();
     assert_eq!((summary.applied, summary.unknown), (1, 1), "{summary:?}");
+    assert_eq!(stored(&store, &sent.id).await.status, Status::Delivered);
+}
+
+#[tokio::test]
+async fn a_notification_that_keeps_changing_is_contended_and_its_events_come_again() {
+    let store = Arc::new(MemoryStore::default());
+    let memory = MemoryDeliveries::new(store.clone());
+    let racing = Arc::new(Racing::new(memory.clone(), false, usize::MAX));
+    let w = world(racing.clone(), store.clone());
+    let sent = notification(3, Status::Sent, Some("m3"));
+    put(&store, &sent).await;
+    let events = vec![event("e1", "m3", Some(&sent.id), DeliveryKind::Delivered)];
+    let summary = w.service.apply(&org(), &events).await.unwrap();
+    assert_eq!((summary.contended, summary.applied), (1, 0), "{summary:?}");
+    assert_eq!(stored(&store, &sent.id).await.status, Status::Sent);
+    assert!(memory.seen.lock().unwrap().is_empty(), "not marked seen");
+
+    // the race is over: the provider's retry applies the event
+    *racing.writes_lost.lock().unwrap() = 0;
+    let summary = w.service.apply(&org(), &events).await.unwrap();
+    assert_eq!((summary.contended, summary.applied), (0, 1), "{summary:?}");
     assert_eq!(stored(&store, &sent.id).await.status, Status::Delivered);
 }
 

@@ -162,6 +162,60 @@ pub(super) fn status_in(
     (format!("#status IN ({})", names.join(", ")), values)
 }
 
+/// An update expression, built a clause at a time: `SET a = :a, … REMOVE b, …` and its values.
+#[derive(Debug, Default)]
+pub(super) struct Update {
+    sets: Vec<String>,
+    removes: Vec<&'static str>,
+    pub(super) values: Vec<(String, AttributeValue)>,
+}
+
+impl Update {
+    /// `attr = :attr` (a `#name` attribute takes the placeholder `:name`).
+    pub(super) fn set(&mut self, attr: &'static str, value: AttributeValue) {
+        let placeholder = format!(":{}", attr.trim_start_matches('#'));
+        self.sets.push(format!("{attr} = {placeholder}"));
+        self.values.push((placeholder, value));
+    }
+
+    /// `attr = expression`, whose placeholders are given with [`Update::value`].
+    pub(super) fn set_expression(&mut self, attr: &'static str, expression: &str) {
+        self.sets.push(format!("{attr} = {expression}"));
+    }
+
+    pub(super) fn value(&mut self, placeholder: &str, value: AttributeValue) {
+        self.values.push((placeholder.to_string(), value));
+    }
+
+    pub(super) fn remove(&mut self, attr: &'static str) {
+        self.removes.push(attr);
+    }
+
+    /// Sets a string attribute, or removes it when there is none.
+    pub(super) fn set_or_remove(&mut self, attr: &'static str, value: Option<String>) {
+        match value {
+            Some(v) => self.set(attr, s(v)),
+            None => self.remove(attr),
+        }
+    }
+
+    pub(super) fn expression(&self) -> String {
+        let mut out = String::new();
+        if !self.sets.is_empty() {
+            out.push_str("SET ");
+            out.push_str(&self.sets.join(", "));
+        }
+        if !self.removes.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str("REMOVE ");
+            out.push_str(&self.removes.join(", "));
+        }
+        out
+    }
+}
+
 /// The statuses of a notification that waits for its time.
 pub(super) fn waiting_statuses() -> Vec<Status> {
     Status::ALL

@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use crate::errors::aws;
 
 use super::{
-    DUE_INDEX, DUE_SHARDS, Item, batch_get_pks, due_shard, from_item, guarded, intake_key,
+    DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, due_shard, from_item, guarded, intake_key,
     notification_key, parse_notification_key, pk_of, s, status_in, to_item, waiting_statuses,
 };
 
@@ -278,96 +278,22 @@ impl NotificationStore for DynamoNotificationStore {
 
     async fn settle(&self, n: &Notification, token: &str) -> Result<bool, PortError> {
         const OP: &str = "dynamodb UpdateItem settle";
-        let mut sets = vec![
-            "#status = :status",
-            "attempts = :attempts",
-            "updated_at = :updated_at",
-            "revision = if_not_exists(revision, :zero) + :one",
-        ];
-        let mut removes = vec!["#claim"];
-        let mut values: Vec<(&str, AttributeValue)> = vec![
-            (":status", s(n.status.as_str())),
-            (":attempts", AttributeValue::N(n.attempts.to_string())),
-            (":updated_at", s(time::format(&n.updated_at))),
-            (":token", s(token)),
-            (":zero", AttributeValue::N("0".into())),
-            (":one", AttributeValue::N("1".into())),
-        ];
-        let optional = [
-            (
-                "provider_message_id",
-                ":provider_message_id",
-                n.provider_message_id.clone(),
-            ),
-            ("last_error", ":last_error", n.last_error.clone()),
-            ("note", ":note", n.note.clone()),
-            (
-                "scheduled_for",
-                ":scheduled_for",
-                n.scheduled_for.as_ref().map(time::format),
-            ),
-            ("sent_at", ":sent_at", n.sent_at.as_ref().map(time::format)),
-            (
-                "failed_at",
-                ":failed_at",
-                n.failed_at.as_ref().map(time::format),
-            ),
-            (
-                "next_retry_at",
-                ":next_retry_at",
-                n.next_retry_at.as_ref().map(time::format),
-            ),
-            // the dead-letters index is sparse: only failed notifications carry dl_org
-            (
-                "dl_org",
-                ":dl_org",
-                (n.status == Status::Failed).then(|| n.org_id.to_string()),
-            ),
-            // so is the sweep's: only notifications waiting for a time carry due_shard
-            (
-                "sweep_at",
-                ":sweep_at",
-                n.sweep_at.as_ref().map(time::format),
-            ),
-            (
-                "due_shard",
-                ":due_shard",
-                n.sweep_at.map(|_| due_shard(&n.id)),
-            ),
-        ];
-        let mut set_clauses: Vec<String> = Vec::new();
-        for (attr, placeholder, value) in optional {
-            match value {
-                Some(v) => {
-                    set_clauses.push(format!("{attr} = {placeholder}"));
-                    values.push((placeholder, s(v)));
-                }
-                None => removes.push(attr),
-            }
-        }
-        sets.extend(set_clauses.iter().map(String::as_str));
-        // dispatch sends to the recipient's address as it stands then: keep the one it used
-        sets.push("address = :address");
-        values.push((
-            ":address",
-            serde_dynamo::to_attribute_value(&n.address).map_err(|e| PortError::new(OP, e))?,
-        ));
-        let expression = format!("SET {} REMOVE {}", sets.join(", "), removes.join(", "));
+        let update = settled(n).map_err(|e| PortError::new(OP, e))?;
         // only to a status the life cycle lets the claimer record
         let (settled_from, from_values) =
             status_in(&Status::sources(n.status, Cause::Settle), "from");
-        values.extend(from_values.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(notification_key(&n.org_id, &n.id)))
-            .update_expression(expression)
+            .update_expression(update.expression())
             .condition_expression(format!("#claim.#token = :token AND {settled_from}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#claim", "claim")
-            .expression_attribute_names("#token", "token");
-        for (placeholder, value) in values {
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", s(token));
+        for (placeholder, value) in update.values.into_iter().chain(from_values) {
             request = request.expression_attribute_values(placeholder, value);
         }
         guarded(OP, request).await
@@ -551,4 +477,37 @@ impl DueIndex for DynamoNotificationStore {
         guarded("dynamodb UpdateItem mark enqueued", request).await?;
         Ok(())
     }
+}
+
+/// A settled notification's fields, as one update: what dispatch decided (status, attempts,
+/// the provider's id, the error, the next try) and the indexes that follow from it. Absent
+/// optional fields are removed, so a field set by an earlier try does not outlive it.
+fn settled(n: &Notification) -> Result<Update, serde_dynamo::Error> {
+    let mut update = Update::default();
+    update.set("#status", s(n.status.as_str()));
+    update.set("attempts", AttributeValue::N(n.attempts.to_string()));
+    update.set("updated_at", s(time::format(&n.updated_at)));
+    update.set_expression("revision", "if_not_exists(revision, :zero) + :one");
+    update.value(":zero", AttributeValue::N("0".into()));
+    update.value(":one", AttributeValue::N("1".into()));
+    update.remove("#claim");
+    let instant = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(time::format);
+    update.set_or_remove("provider_message_id", n.provider_message_id.clone());
+    update.set_or_remove("last_error", n.last_error.clone());
+    update.set_or_remove("note", n.note.clone());
+    update.set_or_remove("scheduled_for", instant(&n.scheduled_for));
+    update.set_or_remove("sent_at", instant(&n.sent_at));
+    update.set_or_remove("failed_at", instant(&n.failed_at));
+    update.set_or_remove("next_retry_at", instant(&n.next_retry_at));
+    // the dead-letters index is sparse: only failed notifications carry dl_org
+    update.set_or_remove(
+        "dl_org",
+        (n.status == Status::Failed).then(|| n.org_id.to_string()),
+    );
+    // so is the sweep's: only notifications waiting for a time carry due_shard
+    update.set_or_remove("sweep_at", instant(&n.sweep_at));
+    update.set_or_remove("due_shard", n.sweep_at.map(|_| due_shard(&n.id)));
+    // dispatch sends to the recipient's address as it stands then: keep the one it used
+    update.set("address", serde_dynamo::to_attribute_value(&n.address)?);
+    Ok(update)
 }

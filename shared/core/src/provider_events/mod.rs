@@ -27,6 +27,48 @@ pub enum AuthError {
     BadKey(&'static str),
     #[error("no webhook credentials are configured for this organization")]
     NotConfigured,
+    #[error("the signing certificate is not SNS's in the topic's region")]
+    UntrustedCertificate,
+    #[error("the signing certificate could not be fetched")]
+    CertificateUnavailable,
+    #[error("the topic is not accepted")]
+    TopicNotAccepted,
+}
+
+/// Why a webhook's body could not be read (answered 400; nothing changes). Each names the
+/// field or the shape that was wrong, never a value from the body.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ParseError {
+    /// The body is not the JSON the provider sends (`what`: "a SendGrid event array", …).
+    #[error("not {what}: {reason}")]
+    Shape { what: &'static str, reason: String },
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("{0} is not a number")]
+    NotANumber(&'static str),
+    /// An event type the provider does not document (SES only: the others' unknown types are
+    /// counted and ignored).
+    #[error("{field} is not a known event type")]
+    UnknownType { field: &'static str },
+}
+
+impl ParseError {
+    fn shape(what: &'static str, e: serde_json::Error) -> Self {
+        // serde's message can quote the body ("invalid type: string \"…\""): keep its category
+        // and position only
+        let reason = format!(
+            "{} at line {} column {}",
+            match e.classify() {
+                serde_json::error::Category::Io => "unreadable",
+                serde_json::error::Category::Syntax => "syntax error",
+                serde_json::error::Category::Data => "unexpected content",
+                serde_json::error::Category::Eof => "unexpected end",
+            },
+            e.line(),
+            e.column()
+        );
+        ParseError::Shape { what, reason }
+    }
 }
 
 /// Twilio error codes that say the recipient opted out or the number does not exist: final

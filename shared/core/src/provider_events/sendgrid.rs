@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use serde::Deserialize;
 
-use super::{AuthError, DeliveryKind, ProviderEvent};
+use super::{AuthError, DeliveryKind, ParseError, ProviderEvent};
 use crate::ids::NotificationId;
 use crate::model::Provider;
 
@@ -96,9 +96,9 @@ pub struct Batch {
 
 /// Parses the webhook's JSON array of events, element by element: one element Herald does not
 /// understand never costs the others. Only a body that is not a JSON array is an error.
-pub fn parse(body: &[u8]) -> Result<Batch, String> {
+pub fn parse(body: &[u8]) -> Result<Batch, ParseError> {
     let raw: Vec<serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| format!("not a SendGrid event array: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| ParseError::shape("a SendGrid event array", e))?;
     let mut batch = Batch::default();
     for element in raw {
         match serde_json::from_value::<RawEvent>(element)
@@ -153,6 +153,28 @@ fn event(r: RawEvent) -> Option<ProviderEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_that_is_not_an_event_array_is_named_without_quoting_it() {
+        for body in [
+            &br#""carol@example.com""#[..],
+            br#"{"email": "carol@example.com"}"#,
+            b"[{",
+        ] {
+            let err = parse(body).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ParseError::Shape {
+                        what: "a SendGrid event array",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(!err.to_string().contains("carol"), "{err}");
+        }
+    }
 
     // The verification vector of SendGrid's own library tests.
     const PUBLIC_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";

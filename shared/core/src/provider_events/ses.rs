@@ -12,7 +12,7 @@ use serde::Deserialize;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, DecodePem};
 
-use super::{AuthError, DeliveryKind, ProviderEvent};
+use super::{AuthError, DeliveryKind, ParseError, ProviderEvent};
 use crate::ids::{NotificationId, OrgId};
 use crate::model::Provider;
 
@@ -39,8 +39,8 @@ pub struct SnsMessage {
 }
 
 impl SnsMessage {
-    pub fn parse(body: &[u8]) -> Result<SnsMessage, String> {
-        serde_json::from_slice(body).map_err(|e| format!("not an SNS message: {e}"))
+    pub fn parse(body: &[u8]) -> Result<SnsMessage, ParseError> {
+        serde_json::from_slice(body).map_err(|e| ParseError::shape("an SNS message", e))
     }
 
     /// The string SNS signs: the message's fields in their documented order, each as its name,
@@ -184,13 +184,13 @@ pub struct SesDelivery {
 }
 
 /// Parses the SES event inside an SNS notification.
-pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, String> {
+pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, ParseError> {
     let e: SesEvent =
-        serde_json::from_str(&message.message).map_err(|e| format!("not an SES event: {e}"))?;
+        serde_json::from_str(&message.message).map_err(|e| ParseError::shape("an SES event", e))?;
     let kind_name = e
         .event_type
         .or(e.notification_type)
-        .ok_or("the SES event has no eventType")?;
+        .ok_or(ParseError::Missing("eventType"))?;
     let kind = match kind_name.as_str() {
         "Send" | "DeliveryDelay" | "Rendering Failure" | "Subscription" => DeliveryKind::InTransit,
         "Delivery" => DeliveryKind::Delivered,
@@ -204,7 +204,7 @@ pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, St
         "Reject" => DeliveryKind::Dropped { suppress: false },
         "Open" => DeliveryKind::Opened,
         "Click" => DeliveryKind::Clicked,
-        other => return Err(format!("unknown SES event type {other:?}")),
+        _ => return Err(ParseError::UnknownType { field: "eventType" }),
     };
     let tag = |name: &str| e.mail.tags.get(name).and_then(|v| v.first()).cloned();
     Ok(SesDelivery {

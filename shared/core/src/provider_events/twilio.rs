@@ -5,7 +5,9 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use ring::hmac;
 
-use super::{AuthError, DeliveryKind, ProviderEvent, TWILIO_STOP, twilio_error_is_permanent};
+use super::{
+    AuthError, DeliveryKind, ParseError, ProviderEvent, TWILIO_STOP, twilio_error_is_permanent,
+};
 use crate::ids::{NotificationId, OrgId};
 use crate::model::Provider;
 
@@ -94,7 +96,7 @@ pub fn verify(
 }
 
 /// Parses a status callback's form parameters.
-pub fn parse(params: &[(String, String)], now: DateTime<Utc>) -> Result<ProviderEvent, String> {
+pub fn parse(params: &[(String, String)], now: DateTime<Utc>) -> Result<ProviderEvent, ParseError> {
     let field = |name: &str| {
         params
             .iter()
@@ -103,14 +105,14 @@ pub fn parse(params: &[(String, String)], now: DateTime<Utc>) -> Result<Provider
     };
     let sid = field("MessageSid")
         .filter(|s| !s.is_empty())
-        .ok_or("MessageSid is missing")?;
+        .ok_or(ParseError::Missing("MessageSid"))?;
     let status = field("MessageStatus")
         .filter(|s| !s.is_empty())
-        .ok_or("MessageStatus is missing")?;
+        .ok_or(ParseError::Missing("MessageStatus"))?;
     let code = match field("ErrorCode").filter(|c| !c.is_empty()) {
         Some(c) => Some(
             c.parse::<u32>()
-                .map_err(|_| format!("ErrorCode {c:?} is not a number"))?,
+                .map_err(|_| ParseError::NotANumber("ErrorCode"))?,
         ),
         None => None,
     };
@@ -260,6 +262,26 @@ mod tests {
             assert_eq!(e.kind, DeliveryKind::InTransit, "{status}");
             assert_eq!(e.event_id, format!("SM1:{status}"));
         }
+    }
+
+    #[test]
+    fn a_callback_without_its_fields_names_the_one_missing() {
+        let now = Utc::now();
+        let only = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(
+            parse(&only("MessageStatus", "delivered"), now).unwrap_err(),
+            ParseError::Missing("MessageSid")
+        );
+        assert_eq!(
+            parse(&only("MessageSid", "SM1"), now).unwrap_err(),
+            ParseError::Missing("MessageStatus")
+        );
+        let mut bad_code = only("MessageSid", "SM1");
+        bad_code.push(("MessageStatus".into(), "failed".into()));
+        bad_code.push(("ErrorCode".into(), "+15555550100".into()));
+        let err = parse(&bad_code, now).unwrap_err();
+        assert_eq!(err, ParseError::NotANumber("ErrorCode"));
+        assert!(!err.to_string().contains("555"), "{err}");
     }
 
     #[test]

@@ -7,31 +7,29 @@
 //! - daily counter: `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
 //! - dead letter: `DL#org`, `failed_at#notification`
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
-use herald_core::model::Status;
 use herald_core::ports::PortError;
 use herald_core::ports::{PageError, Views};
-use herald_core::projection::{
-    DeadLetter, FeedEntry, LogEntry, StatCount, StatEvent, StatKey, ViewWrite,
-};
+use herald_core::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, StatKey, ViewWrite};
 use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backoff::{Backoff, Round};
+use crate::backoff::Backoff;
 use crate::errors::aws;
+
+mod feed;
+mod stats;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -141,14 +139,6 @@ fn cancelled_for_another_try(
     (!codes.is_empty() && codes.iter().all(transient)).then(|| codes.join(", "))
 }
 
-/// The marker that says a notification's outcome was counted.
-fn marker_key(e: &StatEvent) -> Item {
-    key(
-        format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
-        e.key.outcome.as_str().to_string(),
-    )
-}
-
 #[derive(Clone, Debug)]
 pub struct DynamoViews {
     client: Client,
@@ -195,263 +185,6 @@ impl DynamoViews {
             .collect::<Result<_, _>>()
             .map_err(|e| PortError::new(OP, e))?;
         crate::dynamo::batch_write(&self.client, &self.backoff, OP, &self.table, requests).await
-    }
-
-    /// A new feed entry and one more unread, together or not at all; an entry that exists
-    /// (the same record seen again) changes nothing.
-    async fn create_feed_entry(&self, entry: &FeedEntry) -> Result<(), PortError> {
-        const OP: &str = "dynamodb TransactWriteItems feed";
-        let item = keyed(
-            entry,
-            feed_pk(&entry.org_id, &entry.customer_id),
-            feed_sk(&entry.created_at, &entry.notification_id),
-        )?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let (pk, sk) = unread_key(&entry.org_id, &entry.customer_id);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("ADD unread :one")
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
-            Err(e) => Err(aws(OP, e)),
-        }
-    }
-
-    async fn update_feed_status(&self, write: &ViewWrite) -> Result<(), PortError> {
-        let ViewWrite::FeedStatus {
-            org_id,
-            customer_id,
-            notification_id,
-            created_at,
-            status,
-            updated_at,
-        } = write
-        else {
-            return Ok(());
-        };
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                feed_pk(org_id, customer_id),
-                feed_sk(created_at, notification_id),
-            )))
-            .update_expression("SET #status = :status, updated_at = :at")
-            // only forward in time: an older change arriving late leaves the newer state
-            .condition_expression("attribute_exists(pk) AND updated_at <= :at")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":at", s(time::format(updated_at)));
-        crate::dynamo::guarded("dynamodb UpdateItem feed status", request).await?;
-        if *status == Status::Skipped {
-            self.withdraw_feed_entry(org_id, customer_id, created_at, notification_id)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Applies `update` (which sets `#read` true) to an unread feed entry and takes one off the
-    /// unread count, together or not at all; `false` when the entry is read already or absent.
-    async fn read_and_uncount(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        created_at: &DateTime<Utc>,
-        id: &NotificationId,
-        update: &str,
-    ) -> Result<bool, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems read";
-        let entry = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
-            .update_expression(update)
-            .condition_expression("attribute_exists(pk) AND #read = :false")
-            .expression_attribute_names("#read", "read")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let (pk, sk) = unread_key(org, customer);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("ADD unread :minus")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(entry).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(aws(OP, e)),
-        }
-    }
-
-    /// A notification withheld at send time was never sent: its entry leaves the customer's
-    /// feed, and counts as unread no more. The entry is marked, not deleted, so a replay of
-    /// its creation finds it and changes nothing; the unread count moves once, with the mark.
-    async fn withdraw_feed_entry(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        created_at: &DateTime<Utc>,
-        id: &NotificationId,
-    ) -> Result<(), PortError> {
-        let uncounted = self
-            .read_and_uncount(
-                org,
-                customer,
-                created_at,
-                id,
-                "SET withdrawn = :true, #read = :true",
-            )
-            .await?;
-        if !uncounted {
-            // read already (or withdrawn before): mark it, the count stays
-            let request = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
-                .update_expression("SET withdrawn = :true")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":true", AttributeValue::Bool(true));
-            crate::dynamo::guarded("dynamodb UpdateItem feed withdraw", request).await?;
-        }
-        Ok(())
-    }
-
-    /// Counts each notification's outcome once: a marker per (notification, outcome) and the
-    /// day's counters move in one transaction; markers that exist already (a replay) drop out,
-    /// a transaction cancelled by a conflict or throttling is tried again with backoff, and
-    /// increments still not counted after the last attempt are reported.
-    async fn count(&self, events: Vec<&StatEvent>) -> Result<(), PortError> {
-        const OP: &str = "dynamodb TransactWriteItems stats";
-        let mut unique: BTreeMap<(String, String), &StatEvent> = BTreeMap::new();
-        for e in events {
-            unique.insert(
-                (
-                    e.notification_id.to_string(),
-                    e.key.outcome.as_str().to_string(),
-                ),
-                e,
-            );
-        }
-        let events: Vec<&StatEvent> = unique.into_values().collect();
-        for chunk in events.chunks(STATS_PER_TRANSACTION) {
-            self.backoff
-                .until_done(OP, chunk.to_vec(), |pending| self.count_once(pending))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// One transaction of markers and counters: what it left uncounted.
-    async fn count_once<'a>(
-        &self,
-        pending: Vec<&'a StatEvent>,
-    ) -> Result<Round<&'a StatEvent, ()>, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems stats";
-        let mut actions = Vec::new();
-        for e in &pending {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(marker_key(e)))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-        }
-        let mut counts: BTreeMap<&StatKey, u64> = BTreeMap::new();
-        for e in &pending {
-            *counts.entry(&e.key).or_default() += 1;
-        }
-        for (k, count) in counts {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
-                .update_expression("ADD #count :n SET #key = :key")
-                .expression_attribute_names("#count", "count")
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":n", n(count))
-                .expression_attribute_values(
-                    ":key",
-                    serde_dynamo::to_attribute_value(k).map_err(|e| PortError::new(OP, e))?,
-                )
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().update(update).build());
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Round::new(Vec::new(), Vec::new())),
-            Err(e) if conditional_failed(&e) => {
-                // drop the events already counted, and try the rest again
-                let left = self.not_yet_counted(&pending).await?;
-                Ok(Round::new(Vec::new(), left).because("markers written meanwhile"))
-            }
-            Err(e) => match cancelled_for_another_try(&e) {
-                Some(why) => Ok(Round::new(Vec::new(), pending).because(why)),
-                None => Err(aws(OP, e)),
-            },
-        }
-    }
-
-    async fn not_yet_counted<'a>(
-        &self,
-        events: &[&'a StatEvent],
-    ) -> Result<Vec<&'a StatEvent>, PortError> {
-        let keys: Vec<Item> = events.iter().map(|e| marker_key(e)).collect();
-        let found: BTreeSet<(String, String)> =
-            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
-                .await?
-                .iter()
-                .filter_map(|i| {
-                    Some((
-                        i.get("pk")?.as_s().ok()?.clone(),
-                        i.get("sk")?.as_s().ok()?.clone(),
-                    ))
-                })
-                .collect();
-        Ok(events
-            .iter()
-            .filter(|e| {
-                let k = marker_key(e);
-                let pk = k.get("pk").and_then(|v| v.as_s().ok());
-                let sk = k.get("sk").and_then(|v| v.as_s().ok());
-                !matches!((pk, sk), (Some(pk), Some(sk)) if found.contains(&(pk.clone(), sk.clone())))
-            })
-            .copied()
-            .collect())
     }
 
     async fn query(

@@ -1,0 +1,245 @@
+//! The bus's part: events put on it with PutEvents, and what its rule delivered to the intake
+//! feed handed to intake as EventBridge events.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use herald_core::ids::OrgId;
+use herald_core::record::IntakeRecord;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use tracing::warn;
+
+use super::LocalStack;
+use crate::error::LocalError;
+
+/// An event put on the bus, or refused by it.
+pub(super) enum Put {
+    Accepted {
+        event_id: String,
+        detail_type: String,
+        org: Option<OrgId>,
+    },
+    Refused {
+        detail_type: String,
+        reason: String,
+    },
+}
+
+/// How many times an empty receive is tolerated while events are still expected.
+const EMPTY_RECEIVES: usize = 20;
+
+/// The most receives (of up to ten events each) one pass over the intake feed makes.
+const FEED_RECEIVES: usize = 50;
+
+/// An event the bus rule delivered to the intake feed, and its receipt there.
+struct Delivered {
+    event: EventBridgeEvent<Value>,
+    receipt: String,
+}
+
+impl LocalStack {
+    pub(super) async fn put_events(&self, events: &[Value]) -> Result<Vec<Put>, LocalError> {
+        let mut puts: Vec<Option<Put>> = events.iter().map(|_| None).collect();
+        // Chunks of ten, the PutEvents limit.
+        for (chunk_index, chunk) in events.chunks(10).enumerate() {
+            let mut entries = Vec::new();
+            let mut positions = Vec::new();
+            for (offset, event) in chunk.iter().enumerate() {
+                let position = chunk_index * 10 + offset;
+                match entry(event, &self.stack.names.bus()) {
+                    Ok(e) => {
+                        entries.push(e);
+                        positions.push(position);
+                    }
+                    Err(reason) => {
+                        puts[position] = Some(Put::Refused {
+                            detail_type: detail_type_of(event),
+                            reason: reason.to_string(),
+                        });
+                    }
+                }
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let out = self
+                .events
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| LocalError::aws("PutEvents", e))?;
+            let mut results = out.entries.unwrap_or_default().into_iter();
+            for position in positions {
+                let event = &events[position];
+                let result = results.next();
+                puts[position] = Some(match result.as_ref().and_then(|r| r.event_id.clone()) {
+                    Some(event_id) => Put::Accepted {
+                        event_id,
+                        detail_type: detail_type_of(event),
+                        org: event
+                            .pointer("/detail/organization_id")
+                            .and_then(Value::as_str)
+                            .and_then(|o| OrgId::parse(o).ok()),
+                    },
+                    None => Put::Refused {
+                        detail_type: detail_type_of(event),
+                        reason: format!(
+                            "the bus refused the event: {}",
+                            result
+                                .and_then(|r| r.error_message.or(r.error_code))
+                                .unwrap_or_default()
+                        ),
+                    },
+                });
+            }
+        }
+        Ok(puts.into_iter().flatten().collect())
+    }
+
+    /// Receives what the bus rule delivered and hands each event to intake, in the order
+    /// the events were put (and whatever else the feed held, after them).
+    pub(super) async fn pump_intake(
+        &self,
+        puts: &[Put],
+    ) -> Result<HashMap<String, IntakeRecord>, LocalError> {
+        let order: HashMap<&str, usize> = puts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Put::Accepted { event_id, .. } => Some((event_id.as_str(), i)),
+                Put::Refused { .. } => None,
+            })
+            .collect();
+        let mut delivered: Vec<(usize, Delivered)> = Vec::new();
+        let mut empty = 0;
+        let expected =
+            |d: &[(usize, Delivered)]| d.iter().filter(|(i, _)| *i != usize::MAX).count();
+        while expected(&delivered) < order.len() && empty < EMPTY_RECEIVES {
+            let messages = self.receive_feed().await?;
+            if messages.is_empty() {
+                empty += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            for d in messages {
+                let index = d
+                    .event
+                    .id
+                    .as_deref()
+                    .and_then(|id| order.get(id))
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                delivered.push((index, d));
+            }
+        }
+        delivered.sort_by_key(|(i, _)| *i);
+        self.hand_to_intake(delivered.into_iter().map(|(_, d)| d).collect())
+            .await
+    }
+
+    /// Hands whatever the bus rule delivered to intake, as the rule's target does in AWS:
+    /// every message the intake feed shows, in the order received. Returns how many events
+    /// intake took.
+    pub async fn pump_feed(&self) -> Result<usize, LocalError> {
+        let mut handled = 0;
+        for _ in 0..FEED_RECEIVES {
+            let delivered = self.receive_feed().await?;
+            if delivered.is_empty() {
+                break;
+            }
+            handled += self.hand_to_intake(delivered).await?.len();
+        }
+        Ok(handled)
+    }
+
+    /// Up to ten events from the intake feed, with their receipts.
+    async fn receive_feed(&self) -> Result<Vec<Delivered>, LocalError> {
+        let messages = self.receive(&self.stack.intake_feed_url).await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                match serde_json::from_str::<EventBridgeEvent<Value>>(m.body.as_deref().unwrap_or_default()) {
+                    Ok(event) => Some(Delivered {
+                        event,
+                        receipt: m.receipt_handle.unwrap_or_default(),
+                    }),
+                    Err(e) => {
+                        warn!(error = %e, "the intake feed held something that is not an EventBridge event");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Hands the events to intake one by one, and takes those it handled off the feed; one
+    /// that fails stays, as Lambda would retry it.
+    async fn hand_to_intake(
+        &self,
+        delivered: Vec<Delivered>,
+    ) -> Result<HashMap<String, IntakeRecord>, LocalError> {
+        let mut records = HashMap::new();
+        let mut done = Vec::new();
+        for Delivered { event, receipt } in delivered {
+            let id = event.id.clone().unwrap_or_default();
+            match herald_intake::handle(&self.intake, LambdaEvent::new(event, Context::default()))
+                .await
+            {
+                Ok(record) => {
+                    records.insert(id, record);
+                    done.push(receipt);
+                }
+                Err(e) => warn!(event_id = %id, error = %e, "intake failed"),
+            }
+        }
+        self.delete(&self.stack.intake_feed_url, done).await?;
+        Ok(records)
+    }
+}
+
+/// Why a value is not an event envelope as in events/ (the event is reported refused).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not an EventBridge event: {0} is missing")]
+    Missing(&'static str),
+    #[error("time is not RFC 3339")]
+    Time,
+}
+
+/// A PutEvents entry from an event envelope as in events/, or why it cannot be one.
+fn entry(event: &Value, bus: &str) -> Result<PutEventsRequestEntry, EnvelopeError> {
+    let field = |name: &str| {
+        event
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let detail_type = field("detail-type").ok_or(EnvelopeError::Missing("detail-type"))?;
+    let source = field("source").ok_or(EnvelopeError::Missing("source"))?;
+    let detail = event
+        .get("detail")
+        .ok_or(EnvelopeError::Missing("detail"))?;
+    let mut builder = PutEventsRequestEntry::builder()
+        .event_bus_name(bus)
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string());
+    if let Some(time) = field("time") {
+        let parsed = chrono::DateTime::parse_from_rfc3339(time).map_err(|_| EnvelopeError::Time)?;
+        builder = builder.time(aws_smithy_types::DateTime::from_millis(
+            parsed.timestamp_millis(),
+        ));
+    }
+    Ok(builder.build())
+}
+
+fn detail_type_of(event: &Value) -> String {
+    event
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,0 +1,330 @@
+//! Drives the real handlers from the real event sources: events go onto the bus with
+//! PutEvents, the bus rule delivers them to a queue, and from there they are handed to intake
+//! as EventBridge events; the dispatch queue is drained through dispatch in SQS batches.
+
+use std::sync::Arc;
+
+use crate::stream::StreamReader;
+use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use chrono::{DateTime, Utc};
+use herald_adapters::DynamoNotificationStore;
+use herald_adapters::DynamoViews;
+use herald_core::dispatch::DispatchService;
+use herald_core::ids::EmailAddress;
+use herald_core::intake::IntakeService;
+use herald_core::ports::{DispatchMessage, ManualClock, NotificationStore};
+use herald_core::retry::RetryPolicy;
+use herald_core::scheduler::{SchedulerService, SweepConfig};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::emulator::{Emulator, REGION};
+use crate::error::LocalError;
+use crate::stack::{DEFAULT_SENDER, Stack};
+
+mod bus;
+mod report;
+
+pub use bus::EnvelopeError;
+pub use report::{EventReport, LogReport, NotificationReport, TickReport, notification_report};
+
+pub struct LocalStack {
+    pub emulator: Emulator,
+    pub aws: SdkConfig,
+    pub stack: Stack,
+    pub intake: IntakeService,
+    pub dispatch: DispatchService,
+    pub scheduler: SchedulerService,
+    pub views: DynamoViews,
+    pub options: Options,
+    pub store: DynamoNotificationStore,
+    /// The handlers' clock: the system's, or the time a `tick --at` runs at.
+    pub clock: Arc<ManualClock>,
+    stream: StreamReader,
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+}
+
+/// How the local stack's handlers are set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry: RetryPolicy,
+    /// Where SendGrid and Twilio are (`HERALD_SENDGRID_BASE_URL`, `HERALD_TWILIO_BASE_URL`;
+    /// their public APIs by default).
+    pub sendgrid_base_url: String,
+    pub twilio_base_url: String,
+    /// The public base URL of the webhooks, for Twilio's status callbacks.
+    pub public_base_url: Option<String>,
+    /// How long dispatch trusts the provider settings it read.
+    pub settings_ttl: std::time::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Options {
+            retry: RetryPolicy::default(),
+            sendgrid_base_url: env("HERALD_SENDGRID_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::sendgrid::DEFAULT_BASE_URL.into()),
+            twilio_base_url: env("HERALD_TWILIO_BASE_URL")
+                .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
+            public_base_url: env("HERALD_PUBLIC_BASE_URL"),
+            settings_ttl: herald_adapters::secrets::CACHE_TTL,
+        }
+    }
+}
+
+/// The dispatch function's configuration for a stage and options.
+pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Config {
+    herald_dispatch::Config {
+        notifications_table: stack.names.notifications_table(),
+        directory_table: stack.names.directory_table(),
+        dispatch_queue_url: stack.dispatch_queue_url.clone(),
+        retry: options.retry.clone(),
+        ses_configuration_set: None,
+        sms_sender_id: None,
+        providers: herald_dispatch::ProvidersConfig {
+            secrets_prefix: stack.names.provider_secrets_prefix(),
+            sendgrid_base_url: options.sendgrid_base_url.clone(),
+            twilio_base_url: options.twilio_base_url.clone(),
+            public_base_url: options.public_base_url.clone(),
+            settings_ttl: options.settings_ttl,
+        },
+    }
+}
+
+impl LocalStack {
+    /// Stands a stage up on the emulator and builds the handlers against it.
+    pub async fn start(emulator: Emulator, stage: &str) -> Result<LocalStack, LocalError> {
+        Self::start_with(emulator, stage, Options::default()).await
+    }
+
+    pub async fn start_with(
+        emulator: Emulator,
+        stage: &str,
+        options: Options,
+    ) -> Result<LocalStack, LocalError> {
+        let clock = Arc::new(ManualClock::default());
+        let aws = emulator.aws_config().await;
+        let stack = Stack::create(&aws, stage).await?;
+        let default_sender =
+            EmailAddress::parse(DEFAULT_SENDER).map_err(|e| LocalError::handler("intake", e))?;
+        let intake_config = herald_intake::Config {
+            notifications_table: stack.names.notifications_table(),
+            directory_table: stack.names.directory_table(),
+            dispatch_queue_url: stack.dispatch_queue_url.clone(),
+            default_sender,
+        };
+        let intake = herald_intake::service(&intake_config, &aws, clock.clone())
+            .map_err(|e| LocalError::handler("intake", e))?;
+        let dispatch_config = dispatch_config(&stack, &options);
+        let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock.clone());
+        let scheduler_config = herald_scheduler::Config {
+            notifications_table: stack.names.notifications_table(),
+            dispatch_queue_url: stack.dispatch_queue_url.clone(),
+            sweep: SweepConfig::default(),
+        };
+        let scheduler = herald_scheduler::service(&scheduler_config, &aws, clock.clone());
+        let views = herald_projector::views(
+            &herald_projector::Config {
+                views_table: stack.names.views_table(),
+            },
+            &aws,
+        );
+        Ok(LocalStack {
+            options,
+            stream: StreamReader::new(&aws, stack.names.notifications_table()),
+            scheduler,
+            views,
+            clock,
+            store: DynamoNotificationStore::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                stack.names.notifications_table(),
+            ),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            events: aws_sdk_eventbridge::Client::new(&aws),
+            emulator,
+            aws,
+            stack,
+            intake,
+            dispatch,
+        })
+    }
+
+    /// The environment that points a function (`cargo lambda watch`) at this stack.
+    pub fn function_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.emulator.endpoint.clone()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_ACCESS_KEY_ID", "local".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+            (
+                "HERALD_NOTIFICATIONS_TABLE",
+                self.stack.names.notifications_table(),
+            ),
+            ("HERALD_DIRECTORY_TABLE", self.stack.names.directory_table()),
+            // not read by a function: where to put events (`aws events put-events`)
+            ("HERALD_EVENT_BUS_NAME", self.stack.names.bus()),
+            (
+                "HERALD_DISPATCH_QUEUE_URL",
+                self.stack.dispatch_queue_url.clone(),
+            ),
+            ("HERALD_DEFAULT_SENDER", DEFAULT_SENDER.to_string()),
+            ("HERALD_VIEWS_TABLE", self.stack.names.views_table()),
+            (
+                "HERALD_PROVIDER_SECRETS_PREFIX",
+                self.stack.names.provider_secrets_prefix(),
+            ),
+        ]
+    }
+
+    /// Puts the events on the bus, runs them through intake and dispatch to the end, and
+    /// reports each, in order.
+    pub async fn run(&self, events: &[Value]) -> Result<Vec<EventReport>, LocalError> {
+        let puts = self.put_events(events).await?;
+        let records = self.pump_intake(&puts).await?;
+        self.drain_dispatch().await?;
+        self.tick(None).await?;
+        self.report(&puts, &records).await
+    }
+
+    /// The scheduler's sweep, the dispatch that follows it and the projection of what
+    /// changed, as if the clock read `at` (now when `None`). The emulator's schedules never
+    /// fire, so the local stack ticks the scheduler itself.
+    pub async fn tick(&self, at: Option<DateTime<Utc>>) -> Result<TickReport, LocalError> {
+        self.clock.set(at);
+        let result = async {
+            let sweep = self.scheduler.sweep().await?;
+            let handled = self.drain_dispatch().await?;
+            self.project().await?;
+            let sent = self.emulator.sent().await?;
+            let mut notifications = Vec::new();
+            for m in handled {
+                if let Some(n) = self.store.get(&m.org_id, &m.notification_id).await? {
+                    notifications.push(self.notification_report(&n, &sent).await?);
+                }
+            }
+            Ok(TickReport {
+                sweep,
+                notifications,
+            })
+        }
+        .await;
+        self.clock.set(None);
+        result
+    }
+
+    /// Hands the stream records written since the last call to the projector.
+    pub async fn project(&self) -> Result<usize, LocalError> {
+        let event = self.stream.read().await?;
+        let count = event.records.len();
+        if count > 0 {
+            let response =
+                herald_projector::handle(&self.views, LambdaEvent::new(event, Context::default()))
+                    .await
+                    .map_err(|e| LocalError::handler("projector", e))?;
+            if !response.batch_item_failures.is_empty() {
+                warn!(
+                    count = response.batch_item_failures.len(),
+                    "stream records the projector could not project"
+                );
+            }
+        }
+        Ok(count)
+    }
+
+    /// Hands the dispatch queue to dispatch in batches of ten until no message is visible.
+    /// Returns the messages handled, in order.
+    pub async fn drain_dispatch(&self) -> Result<Vec<DispatchMessage>, LocalError> {
+        let mut handled = Vec::new();
+        loop {
+            let messages = self.receive(&self.stack.dispatch_queue_url).await?;
+            if messages.is_empty() {
+                return Ok(handled);
+            }
+            let mut event = SqsEvent::default();
+            for m in &messages {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.receipt_handle = m.receipt_handle.clone();
+                record.body = m.body.clone();
+                record.md5_of_body = m.md5_of_body.clone();
+                record.event_source = Some("aws:sqs".into());
+                record.aws_region = Some(REGION.into());
+                event.records.push(record);
+            }
+            let response = herald_dispatch::handle(
+                &self.dispatch,
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
+            .map_err(|e| LocalError::handler("dispatch", e))?;
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            if !failed.is_empty() {
+                info!(
+                    count = failed.len(),
+                    "dispatch reported failed records; they stay on the queue"
+                );
+            }
+            let done = messages
+                .iter()
+                .filter(|m| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
+                .filter_map(|m| m.receipt_handle.clone())
+                .collect();
+            self.delete(&self.stack.dispatch_queue_url, done).await?;
+            handled.extend(
+                messages
+                    .iter()
+                    .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok()),
+            );
+        }
+    }
+
+    /// Up to ten visible messages, without waiting (the emulator serves one request at a
+    /// time, so a long poll would hold it).
+    async fn receive(
+        &self,
+        queue_url: &str,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, LocalError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .map_err(|e| LocalError::aws("ReceiveMessage", e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    async fn delete(&self, queue_url: &str, receipts: Vec<String>) -> Result<(), LocalError> {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
+            self.sqs
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! What the local stack reports: each event's outcome, and each notification as its recipient
+//! got it, with its log and its place in the feed.
+
+use std::collections::HashMap;
+
+use herald_core::model::{Notification, Recipient};
+use herald_core::ports::NotificationStore;
+use herald_core::ports::Views;
+use herald_core::record::{ChannelSkip, IntakeRecord};
+use herald_core::scheduler::SweepReport;
+use serde::Serialize;
+
+use super::LocalStack;
+use super::bus::Put;
+use crate::emulator::Sent;
+use crate::error::LocalError;
+
+/// One notification as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationReport {
+    pub id: String,
+    pub recipient: String,
+    #[serde(rename = "type")]
+    pub notification_type: String,
+    pub channel: String,
+    pub status: String,
+    pub scheduled_for: Option<String>,
+    pub subject: Option<String>,
+    pub body: String,
+    pub provider_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The notification's history, from the projected audit log.
+    pub log: Vec<LogReport>,
+    /// Whether the customer's projected feed shows it.
+    pub in_feed: bool,
+}
+
+/// What became of one event given to the local stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventReport {
+    pub event_id: String,
+    pub detail_type: String,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub notifications: Vec<NotificationReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ChannelSkip>,
+}
+
+/// A log entry as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    pub at: String,
+    pub event: String,
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickReport {
+    #[serde(flatten)]
+    pub sweep: SweepReport,
+    pub notifications: Vec<NotificationReport>,
+}
+
+impl LocalStack {
+    pub(super) async fn report(
+        &self,
+        puts: &[Put],
+        records: &HashMap<String, IntakeRecord>,
+    ) -> Result<Vec<EventReport>, LocalError> {
+        let sent = self.emulator.sent().await?;
+        let mut reports = Vec::with_capacity(puts.len());
+        for put in puts {
+            let report = match put {
+                Put::Refused {
+                    detail_type,
+                    reason,
+                } => EventReport {
+                    event_id: String::new(),
+                    detail_type: detail_type.clone(),
+                    outcome: "rejected".into(),
+                    reason: Some(reason.clone()),
+                    notifications: Vec::new(),
+                    skipped: Vec::new(),
+                },
+                Put::Accepted {
+                    event_id,
+                    detail_type,
+                    org,
+                } => {
+                    let record = match records.get(event_id) {
+                        Some(r) => Some(r.clone()),
+                        None => self.store.get_intake(org.as_ref(), event_id).await?,
+                    };
+                    match record {
+                        None => EventReport {
+                            event_id: event_id.clone(),
+                            detail_type: detail_type.clone(),
+                            outcome: "rejected".into(),
+                            reason: Some("the bus did not deliver the event to intake".into()),
+                            notifications: Vec::new(),
+                            skipped: Vec::new(),
+                        },
+                        Some(record) => self.event_report(&record, &sent).await?,
+                    }
+                }
+            };
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    async fn event_report(
+        &self,
+        record: &IntakeRecord,
+        sent: &Sent,
+    ) -> Result<EventReport, LocalError> {
+        let mut notifications = Vec::new();
+        if let Some(org) = &record.org_id {
+            for id in &record.notifications {
+                if let Some(n) = self.store.get(org, id).await? {
+                    notifications.push(self.notification_report(&n, sent).await?);
+                }
+            }
+        }
+        Ok(EventReport {
+            event_id: record.event_id.clone(),
+            detail_type: record.detail_type.clone(),
+            outcome: record.outcome.as_str().into(),
+            reason: record.reason.clone(),
+            notifications,
+            skipped: record.skipped.clone(),
+        })
+    }
+    /// A notification with its log and whether its customer's feed shows it.
+    pub async fn notification_report(
+        &self,
+        n: &Notification,
+        sent: &Sent,
+    ) -> Result<NotificationReport, LocalError> {
+        let log = self.views.log(&n.org_id, &n.id).await?;
+        let in_feed = match &n.recipient {
+            Recipient::Customer(c) => self
+                .views
+                .feed(&n.org_id, c, FEED_LOOKUP)
+                .await?
+                .iter()
+                .any(|e| e.notification_id == n.id),
+            Recipient::Operations => false,
+        };
+        let mut report = notification_report(n, sent);
+        report.log = log
+            .into_iter()
+            .map(|l| LogReport {
+                at: herald_core::time::format(&l.at),
+                event: l.event,
+                attempt: l.attempt,
+                reason: l.reason,
+            })
+            .collect();
+        report.in_feed = in_feed;
+        Ok(report)
+    }
+}
+
+/// How far back a customer's feed is searched for a notification in a report.
+const FEED_LOOKUP: usize = 500;
+
+/// The report of a notification: content as the provider got it when it was sent.
+pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport {
+    let (subject, body) = n
+        .provider_message_id
+        .as_deref()
+        .and_then(|id| sent.content_of(id))
+        .unwrap_or_else(|| (n.subject.clone(), n.body.clone()));
+    NotificationReport {
+        id: n.id.to_string(),
+        recipient: match &n.recipient {
+            Recipient::Customer(c) => c.to_string(),
+            Recipient::Operations => "operations".into(),
+        },
+        notification_type: n.notification_type.to_string(),
+        channel: n.channel.to_string(),
+        status: n.status.to_string(),
+        scheduled_for: n.scheduled_for.as_ref().map(herald_core::time::format),
+        subject: subject.or_else(|| n.subject.clone()),
+        body,
+        provider_message_id: n.provider_message_id.clone(),
+        error: n.last_error.clone(),
+        log: Vec::new(),
+        in_feed: false,
+    }
+}
