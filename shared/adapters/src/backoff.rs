@@ -78,19 +78,45 @@ impl Backoff {
         &self,
         operation: &'static str,
         pending: Vec<T>,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<Vec<R>, PortError>
     where
         F: FnMut(Vec<T>) -> Fut,
         Fut: Future<Output = Result<Round<T, R>, PortError>>,
     {
         let total = pending.len();
+        let last = self.leaving_undone(pending, attempt).await?;
+        if last.left.is_empty() {
+            return Ok(last.done);
+        }
+        Err(PortError::new(
+            operation,
+            Unprocessed {
+                left: last.left.len(),
+                total,
+                attempts: self.attempts,
+                why: last.why.unwrap_or_else(|| "throttled".into()),
+            },
+        ))
+    }
+
+    /// The same, answering what was still undone after the last attempt (and why) instead of
+    /// failing: for callers that report the entries that failed one by one.
+    pub(crate) async fn leaving_undone<T, R, F, Fut>(
+        &self,
+        pending: Vec<T>,
+        mut attempt: F,
+    ) -> Result<Round<T, R>, PortError>
+    where
+        F: FnMut(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<Round<T, R>, PortError>>,
+    {
         let mut pending = pending;
         let mut done = Vec::new();
         let mut why = None;
         for n in 0..self.attempts {
             if pending.is_empty() {
-                return Ok(done);
+                break;
             }
             if n > 0 {
                 let wait = self.delay(n);
@@ -103,18 +129,11 @@ impl Backoff {
             pending = round.left;
             why = round.why;
         }
-        if pending.is_empty() {
-            return Ok(done);
-        }
-        Err(PortError::new(
-            operation,
-            Unprocessed {
-                left: pending.len(),
-                total,
-                attempts: self.attempts,
-                why: why.unwrap_or_else(|| "throttled".into()),
-            },
-        ))
+        Ok(Round {
+            done,
+            left: pending,
+            why,
+        })
     }
 }
 

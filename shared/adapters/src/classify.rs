@@ -46,7 +46,7 @@ where
             let message = service.err().message().unwrap_or_default().to_lowercase();
             let address_refused = code == "MessageRejected"
                 && (message.contains("suppress") || message.contains("blacklist"));
-            if throttled || server_side || soft_codes.contains(&code) {
+            let refusal = if throttled || server_side || soft_codes.contains(&code) {
                 SendError::soft(format!("{provider} {code}"))
             } else if address_refused {
                 SendError::recipient(format!(
@@ -54,7 +54,8 @@ where
                 ))
             } else {
                 SendError::hard(format!("{provider} rejected the message: {code}"))
-            }
+            };
+            refusal.with_code(code)
         }
         SdkError::TimeoutError(_) => SendError::soft(format!("{provider} timed out")),
         SdkError::DispatchFailure(_) => SendError::soft(format!("{provider} could not be reached")),

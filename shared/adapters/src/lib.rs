@@ -5,6 +5,7 @@ mod classify;
 pub mod config;
 pub mod dynamo;
 mod errors;
+pub mod eventbridge;
 mod http;
 pub mod routing;
 pub mod secrets;
@@ -19,6 +20,7 @@ pub mod views;
 
 pub use backoff::Backoff;
 pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
+pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
 pub use routing::{EmailRouter, SmsRouter};
 pub use secrets::SecretsManagerSettings;

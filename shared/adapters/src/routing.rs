@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::model::Notification;
+use herald_core::model::{DeliveryService, Notification};
 use herald_core::ports::ProviderSettings;
 use herald_core::ports::{ChannelSender, FailureKind, Receipt, SendError};
 use herald_core::providers::OrgProviders;
@@ -20,6 +20,14 @@ use crate::{SendGridSender, SesEmailSender, SnsSmsSender, TwilioSender};
 fn unavailable(e: &herald_core::ports::PortError) -> SendError {
     warn!(error = %e, "provider settings unavailable");
     SendError::soft("provider settings unavailable")
+}
+
+/// A send's answer, marked with the service that gave it.
+fn through(
+    service: DeliveryService,
+    answer: Result<Receipt, SendError>,
+) -> Result<Receipt, SendError> {
+    answer.map(|r| r.via(service)).map_err(|e| e.via(service))
 }
 
 /// Sends with the cached settings; on a credential refusal, once more with settings read again
@@ -61,8 +69,14 @@ impl ChannelSender for EmailRouter {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
             match &providers.sendgrid {
-                Some(sendgrid) => self.sendgrid.send(n, sendgrid).await,
-                None => self.ses.send_with(n, providers.ses.as_ref()).await,
+                Some(sendgrid) => through(
+                    DeliveryService::Sendgrid,
+                    self.sendgrid.send(n, sendgrid).await,
+                ),
+                None => through(
+                    DeliveryService::Ses,
+                    self.ses.send_with(n, providers.ses.as_ref()).await,
+                ),
             }
         })
         .await
@@ -80,8 +94,8 @@ impl ChannelSender for SmsRouter {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
             match &providers.twilio {
-                Some(twilio) => self.twilio.send(n, twilio).await,
-                None => self.sns.send(n).await,
+                Some(twilio) => through(DeliveryService::Twilio, self.twilio.send(n, twilio).await),
+                None => through(DeliveryService::Sns, self.sns.send(n).await),
             }
         })
         .await

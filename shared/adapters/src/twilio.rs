@@ -101,6 +101,7 @@ impl TwilioSender {
                     TwilioFailure::Permanent => SendError::hard(reason),
                     TwilioFailure::Transient => SendError::soft(reason),
                 }
+                .with_code(code.to_string())
             }
             None => SendError::hard(format!("Twilio rejected the message ({})", status.as_u16())),
         })

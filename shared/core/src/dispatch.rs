@@ -16,7 +16,7 @@ use crate::directory::{CustomerRecord, OrgSettings};
 use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
-    FailureKind, MAX_QUEUE_DELAY, NotificationStore, PortError, SendError, Snapshot,
+    FailureKind, MAX_QUEUE_DELAY, NotificationStore, PortError, Receipt, SendError, Snapshot,
     SnapshotRequest,
 };
 use crate::retry::RetryPolicy;
@@ -309,7 +309,7 @@ impl DispatchService {
                 .catch_unwind()
                 .await
             {
-                Ok(Ok(receipt)) => Ok(Some(receipt.provider_message_id)),
+                Ok(Ok(receipt)) => Ok(Some(receipt)),
                 Ok(Err(e)) => Err(e),
                 Err(_) => {
                     error!(channel = %notification.channel, "sender panicked");
@@ -367,17 +367,30 @@ impl DispatchService {
     fn record(
         &self,
         n: &mut Notification,
-        result: Result<Option<Option<String>>, SendError>,
+        result: Result<Option<Receipt>, SendError>,
         now: DateTime<Utc>,
     ) -> (DispatchOutcome, Option<SuppressionKey>) {
         let mut suppress = None;
+        match &result {
+            Ok(receipt) => {
+                n.provider = receipt.as_ref().and_then(|r| r.provider);
+                n.error_code = None;
+            }
+            Err(e) => {
+                n.provider = e.provider.or(n.provider);
+                n.error_code = e.code.clone();
+            }
+        }
         let outcome = match result {
             Ok(None) => {
                 n.status = Status::Delivered;
                 n.sent_at = Some(now);
                 DispatchOutcome::Delivered
             }
-            Ok(Some(provider_message_id)) => {
+            Ok(Some(Receipt {
+                provider_message_id,
+                ..
+            })) => {
                 n.status = Status::Sent;
                 n.sent_at = Some(now);
                 n.provider_message_id = provider_message_id.clone();
@@ -396,6 +409,7 @@ impl DispatchService {
             Err(SendError {
                 kind: FailureKind::Hard,
                 reason,
+                ..
             }) => {
                 mark_failed(n, reason.clone(), now);
                 DispatchOutcome::Failed { reason }
@@ -403,14 +417,19 @@ impl DispatchService {
             Err(SendError {
                 kind: FailureKind::Recipient,
                 reason,
+                ..
             }) => {
                 suppress = consent::suppression_key(n.channel, &n.address);
+                if suppress.is_some() {
+                    n.suppressed_at = Some(now);
+                }
                 mark_failed(n, reason.clone(), now);
                 DispatchOutcome::Failed { reason }
             }
             Err(SendError {
                 kind: FailureKind::Soft | FailureKind::Credentials,
                 reason,
+                ..
             }) => {
                 self.apply_soft_failure(n, reason, now, None);
                 match (n.status, n.next_retry_at) {

@@ -253,6 +253,67 @@ impl Provider {
     }
 }
 
+/// The service that carried a message out: one of the [`Provider`]s an organization sets up,
+/// or SNS, which needs no settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryService {
+    Ses,
+    Sendgrid,
+    Sns,
+    Twilio,
+}
+
+impl DeliveryService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryService::Ses => "ses",
+            DeliveryService::Sendgrid => "sendgrid",
+            DeliveryService::Sns => "sns",
+            DeliveryService::Twilio => "twilio",
+        }
+    }
+}
+
+impl From<Provider> for DeliveryService {
+    fn from(p: Provider) -> Self {
+        match p {
+            Provider::Ses => DeliveryService::Ses,
+            Provider::Sendgrid => DeliveryService::Sendgrid,
+            Provider::Twilio => DeliveryService::Twilio,
+        }
+    }
+}
+
+/// A provider's error code (`MessageRejected`, `21610`, `Permanent:General`), or Herald's own:
+/// a short token, never a provider's text (which may quote an address).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorCode(String);
+
+impl ErrorCode {
+    pub const MAX_LEN: usize = 64;
+
+    /// The code, if it is one: 1 to 64 letters, digits and `_ - . :`. Anything else is text,
+    /// and is left out.
+    pub fn new(code: impl Into<String>) -> Option<ErrorCode> {
+        let code = code.into();
+        let token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+        (!code.is_empty() && code.len() <= Self::MAX_LEN && code.chars().all(token))
+            .then_some(ErrorCode(code))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who a notification is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
@@ -328,8 +389,22 @@ pub struct Notification {
     pub next_retry_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The service the last attempt went through (none for in-app notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<DeliveryService>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The code of `last_error`, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    /// When this notification's address went on the suppression list because of it (a
+    /// provider refused the address, reported a hard bounce, a complaint or a STOP).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub suppressed_at: Option<DateTime<Utc>>,
     /// Why it ended as it did when that is no error: a skip's reason, a send the provider
     /// accepted without a message id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,7 +515,10 @@ impl Notification {
             scheduled_for: draft.scheduled_for,
             next_retry_at: None,
             provider_message_id: None,
+            provider: None,
             last_error: None,
+            error_code: None,
+            suppressed_at: None,
             note: None,
             sent_at: None,
             failed_at: None,
@@ -552,5 +630,17 @@ mod tests {
             Notification::derive_id(&other_org, &t, &r, Channel::Email, &k)
         );
         assert!(a.as_str().starts_with("ntf_"));
+    }
+
+    #[test]
+    fn an_error_code_is_a_short_token_never_text() {
+        assert_eq!(
+            ErrorCode::new("Permanent:General").map(|c| c.to_string()),
+            Some("Permanent:General".into())
+        );
+        assert!(ErrorCode::new("21610").is_some());
+        assert!(ErrorCode::new("550 5.1.1 <carol@example.com> unknown").is_none());
+        assert!(ErrorCode::new("").is_none());
+        assert!(ErrorCode::new("x".repeat(65)).is_none());
     }
 }

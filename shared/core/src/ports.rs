@@ -13,8 +13,8 @@ use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::identity::{IdentityStatus, SenderIdentity};
 use crate::ids::{CustomerId, NotificationId, OrgId};
-use crate::model::Provider;
-use crate::model::{Channel, Notification};
+use crate::lifecycle_events::LifecycleEvent;
+use crate::model::{Channel, DeliveryService, ErrorCode, Notification, Provider};
 use crate::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
 use crate::provider_events::DeliveryChange;
 use crate::providers::{OrgProviders, StoredProviders};
@@ -394,35 +394,48 @@ pub struct SendError {
     pub kind: FailureKind,
     /// What went wrong, without addresses or message content.
     pub reason: String,
+    /// The provider's code for it, when it gave one.
+    pub code: Option<ErrorCode>,
+    /// The service that refused (none when no service was reached).
+    pub provider: Option<DeliveryService>,
 }
 
 impl SendError {
-    pub fn soft(reason: impl Into<String>) -> Self {
+    fn of(kind: FailureKind, reason: impl Into<String>) -> Self {
         SendError {
-            kind: FailureKind::Soft,
+            kind,
             reason: reason.into(),
+            code: None,
+            provider: None,
         }
+    }
+
+    pub fn soft(reason: impl Into<String>) -> Self {
+        SendError::of(FailureKind::Soft, reason)
     }
 
     pub fn hard(reason: impl Into<String>) -> Self {
-        SendError {
-            kind: FailureKind::Hard,
-            reason: reason.into(),
-        }
+        SendError::of(FailureKind::Hard, reason)
     }
 
     pub fn credentials(reason: impl Into<String>) -> Self {
-        SendError {
-            kind: FailureKind::Credentials,
-            reason: reason.into(),
-        }
+        SendError::of(FailureKind::Credentials, reason)
     }
 
     pub fn recipient(reason: impl Into<String>) -> Self {
-        SendError {
-            kind: FailureKind::Recipient,
-            reason: reason.into(),
-        }
+        SendError::of(FailureKind::Recipient, reason)
+    }
+
+    /// The provider's code, kept if it is a code (not text).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = ErrorCode::new(code);
+        self
+    }
+
+    /// The service that refused.
+    pub fn via(mut self, provider: DeliveryService) -> Self {
+        self.provider = Some(provider);
+        self
     }
 }
 
@@ -433,19 +446,29 @@ pub struct Receipt {
     /// message is sent all the same (asking again would send it twice), and its delivery events
     /// are matched by Herald's own id where the provider echoes it.
     pub provider_message_id: Option<String>,
+    /// The service that accepted it.
+    pub provider: Option<DeliveryService>,
 }
 
 impl Receipt {
     pub fn with_id(id: impl Into<String>) -> Self {
         Receipt {
             provider_message_id: Some(id.into()),
+            provider: None,
         }
     }
 
     pub fn without_id() -> Self {
         Receipt {
             provider_message_id: None,
+            provider: None,
         }
+    }
+
+    /// The service that accepted it.
+    pub fn via(mut self, provider: DeliveryService) -> Self {
+        self.provider = Some(provider);
+        self
     }
 }
 
@@ -518,6 +541,15 @@ pub trait Views: Send + Sync {
 
     /// Newest first.
     async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError>;
+}
+
+/// Puts Herald's life-cycle events on its bus (`source: herald`).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes the events, retrying what the bus refuses for a while; answers the indices
+    /// (into `events`) of those it still could not publish, for the caller to bring again.
+    /// Publishing is at least once: consumers deduplicate on the detail's `event_id`.
+    async fn publish(&self, events: &[LifecycleEvent]) -> Result<Vec<usize>, PortError>;
 }
 
 /// Where delivery events are matched and recorded.

@@ -134,6 +134,7 @@ impl NotificationStore for MemoryStore {
         n.status = Status::Pending;
         n.attempts = 0;
         n.last_error = None;
+        n.error_code = None;
         n.failed_at = None;
         n.next_retry_at = None;
         n.sweep_at = None;
@@ -639,10 +640,14 @@ impl crate::ports::DeliveryStore for MemoryDeliveries {
             stored.status = status;
             if let Some(reason) = &change.reason {
                 stored.last_error = Some(reason.clone());
+                stored.error_code = change.code.clone();
             }
             if matches!(status, Status::Failed | Status::Bounced) {
                 stored.failed_at = Some(at);
             }
+        }
+        if change.suppress.is_some() && stored.suppressed_at.is_none() {
+            stored.suppressed_at = Some(at);
         }
         for (flag, field) in [
             (change.opened, &mut stored.opened_at),
@@ -752,4 +757,50 @@ pub async fn allowed_transitions(
 /// The life cycle's table as a set, to compare with what a store allowed.
 pub fn transition_table() -> BTreeSet<(Status, Status, Cause)> {
     crate::model::TRANSITIONS.iter().copied().collect()
+}
+
+/// The bus, in memory: what was published, and the event ids it is told to refuse.
+#[derive(Default)]
+pub struct MemoryEventPublisher {
+    published: Mutex<Vec<crate::lifecycle_events::LifecycleEvent>>,
+    refused: Mutex<BTreeSet<String>>,
+}
+
+impl MemoryEventPublisher {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Every event published so far, in order (a republished one twice).
+    pub fn published(&self) -> Vec<crate::lifecycle_events::LifecycleEvent> {
+        lock(&self.published).clone()
+    }
+
+    /// Refuses the event with this id from now on (until [`MemoryEventPublisher::accept_all`]).
+    pub fn refuse(&self, event_id: &str) {
+        lock(&self.refused).insert(event_id.to_string());
+    }
+
+    pub fn accept_all(&self) {
+        lock(&self.refused).clear();
+    }
+}
+
+#[async_trait]
+impl crate::ports::EventPublisher for MemoryEventPublisher {
+    async fn publish(
+        &self,
+        events: &[crate::lifecycle_events::LifecycleEvent],
+    ) -> Result<Vec<usize>, PortError> {
+        let refused = lock(&self.refused).clone();
+        let mut failed = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if refused.contains(&e.detail.event_id) {
+                failed.push(i);
+            } else {
+                lock(&self.published).push(e.clone());
+            }
+        }
+        Ok(failed)
+    }
 }

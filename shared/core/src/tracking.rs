@@ -86,6 +86,7 @@ pub fn fold(n: &Notification, events: &[&ProviderEvent]) -> (DeliveryChange, Vec
             current.status = status;
             merged.status = Some(status);
             merged.reason = change.reason.clone();
+            merged.code = change.code.clone();
         }
         if change.opened {
             current.opened_at = Some(e.at);

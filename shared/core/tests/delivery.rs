@@ -69,6 +69,7 @@ fn event(
         kind,
         at: Utc::now(),
         reason: None,
+        code: None,
     }
 }
 
@@ -151,6 +152,37 @@ async fn a_batch_is_read_in_batches_and_each_notification_written_once() {
 
     let again = w.service.apply(&org(), &events).await.unwrap();
     assert_eq!((again.duplicates, again.applied), (8, 0), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_hard_bounce_keeps_its_code_and_when_the_address_was_suppressed() {
+    let store = Arc::new(MemoryStore::default());
+    let w = world(MemoryDeliveries::new(store.clone()), store.clone());
+    let n = notification(0, Status::Sent, Some("m0"));
+    put(&store, &n).await;
+    let mut bounce = event(
+        "e1",
+        "m0",
+        Some(&n.id),
+        DeliveryKind::Bounced { permanent: true },
+    );
+    bounce.reason = Some("550 mailbox unknown".into());
+    bounce.code = herald_core::model::ErrorCode::new("Permanent:General");
+    w.service.apply(&org(), &[bounce]).await.unwrap();
+    let after = stored(&store, &n.id).await;
+    assert_eq!(after.status, Status::Bounced);
+    assert_eq!(
+        after.error_code.as_ref().map(|c| c.as_str()),
+        Some("Permanent:General")
+    );
+    assert!(after.suppressed_at.is_some());
+    // an open afterwards suppresses nothing new
+    let open = event("e2", "m0", Some(&n.id), DeliveryKind::Opened);
+    w.service.apply(&org(), &[open]).await.unwrap();
+    assert_eq!(
+        stored(&store, &n.id).await.suppressed_at,
+        after.suppressed_at
+    );
 }
 
 #[tokio::test]

@@ -342,6 +342,36 @@ async fn hard_failures_dead_letter_at_once_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_send_records_the_service_and_a_refused_address_its_code_and_suppression() {
+    use herald_core::model::DeliveryService;
+    let refusal = SendError::recipient("Twilio error 21610")
+        .with_code("21610")
+        .via(DeliveryService::Twilio);
+    let mut w = World::with_email(ScriptedSender::new(vec![Script::Fail(refusal)]));
+    let m = one_queued_email(&mut w).await;
+    w.dispatcher().dispatch(&m).await.unwrap();
+    let n = &w.notifications()[0];
+    assert_eq!(n.status, Status::Failed);
+    assert_eq!(n.provider, Some(DeliveryService::Twilio));
+    assert_eq!(n.error_code.as_ref().map(|c| c.as_str()), Some("21610"));
+    assert!(n.suppressed_at.is_some(), "the address went on the list");
+
+    // a hard failure is no suppression
+    let mut w = World::with_email(ScriptedSender::new(vec![Script::Fail(
+        SendError::hard("SES rejected the message: MessageRejected").with_code("MessageRejected"),
+    )]));
+    let m = one_queued_email(&mut w).await;
+    w.dispatcher().dispatch(&m).await.unwrap();
+    let n = &w.notifications()[0];
+    assert_eq!(n.status, Status::Failed);
+    assert_eq!(
+        n.error_code.as_ref().map(|c| c.as_str()),
+        Some("MessageRejected")
+    );
+    assert_eq!(n.suppressed_at, None);
+}
+
+#[tokio::test]
 async fn soft_failures_come_back_with_a_growing_delay_then_dead_letter() {
     let mut w = World::with_email(ScriptedSender::new(vec![Script::Fail(SendError::soft(
         "throttled",

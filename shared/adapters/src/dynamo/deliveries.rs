@@ -62,6 +62,7 @@ impl DeliveryStore for super::DynamoNotificationStore {
         at: DateTime<Utc>,
     ) -> Result<bool, PortError> {
         const OP: &str = "dynamodb UpdateItem delivery";
+        let mut removes: Vec<&str> = Vec::new();
         let mut sets = vec![
             "updated_at = :at".to_string(),
             "revision = if_not_exists(revision, :zero) + :one".to_string(),
@@ -78,6 +79,13 @@ impl DeliveryStore for super::DynamoNotificationStore {
             if let Some(reason) = &change.reason {
                 sets.push("last_error = :reason".into());
                 values.push((":reason", s(reason.clone())));
+                match &change.code {
+                    Some(code) => {
+                        sets.push("error_code = :code".into());
+                        values.push((":code", s(code.to_string())));
+                    }
+                    None => removes.push("error_code"),
+                }
             }
             if matches!(status, Status::Failed | Status::Bounced) {
                 sets.push("failed_at = :at".into());
@@ -86,6 +94,9 @@ impl DeliveryStore for super::DynamoNotificationStore {
                 sets.push("dl_org = :org".into());
                 values.push((":org", s(n.org_id.to_string())));
             }
+        }
+        if change.suppress.is_some() {
+            sets.push("suppressed_at = if_not_exists(suppressed_at, :at)".into());
         }
         for (flag, attr) in [
             (change.opened, "opened_at"),
@@ -101,7 +112,10 @@ impl DeliveryStore for super::DynamoNotificationStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(notification_key(&n.org_id, &n.id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(match removes.as_slice() {
+                [] => format!("SET {}", sets.join(", ")),
+                removes => format!("SET {} REMOVE {}", sets.join(", "), removes.join(", ")),
+            })
             // optimistic: only if nothing changed since it was read
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision)",

@@ -318,7 +318,7 @@ impl NotificationStore for DynamoNotificationStore {
             .update_expression(
                 "SET #status = :pending, attempts = :zero, updated_at = :now, \
                  revision = if_not_exists(revision, :zero) + :one \
-                 REMOVE last_error, failed_at, next_retry_at, dl_org, sweep_at, due_shard",
+                 REMOVE last_error, error_code, failed_at, next_retry_at, dl_org, sweep_at, due_shard",
             )
             .condition_expression(revivable)
             .expression_attribute_names("#status", "status")
@@ -494,6 +494,9 @@ fn settled(n: &Notification) -> Result<Update, serde_dynamo::Error> {
     let instant = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(time::format);
     update.set_or_remove("provider_message_id", n.provider_message_id.clone());
     update.set_or_remove("last_error", n.last_error.clone());
+    update.set_or_remove("error_code", n.error_code.as_ref().map(|c| c.to_string()));
+    update.set_or_remove("provider", n.provider.map(|p| p.as_str().to_string()));
+    update.set_or_remove("suppressed_at", instant(&n.suppressed_at));
     update.set_or_remove("note", n.note.clone());
     update.set_or_remove("scheduled_for", instant(&n.scheduled_for));
     update.set_or_remove("sent_at", instant(&n.sent_at));

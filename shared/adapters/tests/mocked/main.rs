@@ -5,6 +5,7 @@
 
 mod common;
 mod directory;
+mod eventbridge;
 mod sqs;
 mod store;
 mod views;

@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::NotificationId;
-use crate::model::Provider;
-use crate::model::{Cause, Notification, Status};
+use crate::model::{Cause, ErrorCode, Notification, Provider, Status};
 
 /// Why a webhook's authentication failed (answered 401; nothing changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -168,6 +167,8 @@ pub struct ProviderEvent {
     pub at: DateTime<Utc>,
     /// What the provider said went wrong (no addresses).
     pub reason: Option<String>,
+    /// The provider's code for it (a Twilio error, an SES bounce type), when it gave one.
+    pub code: Option<ErrorCode>,
 }
 
 /// What an event changes on a notification.
@@ -176,6 +177,8 @@ pub struct DeliveryChange {
     /// The status to move to, when it moves the notification forward.
     pub status: Option<Status>,
     pub reason: Option<String>,
+    /// The code of `reason`, when the provider gave one.
+    pub code: Option<ErrorCode>,
     pub opened: bool,
     pub clicked: bool,
     pub complained: bool,
@@ -246,6 +249,9 @@ pub fn effect(n: &Notification, e: &ProviderEvent) -> DeliveryChange {
             change.suppress = Some("spam complaint".into());
         }
         DeliveryKind::Unsubscribed => change.suppress = Some("unsubscribed at the provider".into()),
+    }
+    if change.reason.is_some() {
+        change.code = e.code.clone();
     }
     change
 }

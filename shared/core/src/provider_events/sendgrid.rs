@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{AuthError, DeliveryKind, ParseError, ProviderEvent};
 use crate::ids::NotificationId;
-use crate::model::Provider;
+use crate::model::{ErrorCode, Provider};
 
 /// The DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte uncompressed point follows.
 const P256_SPKI_PREFIX: [u8; 26] = [
@@ -146,6 +146,9 @@ fn event(r: RawEvent) -> Option<ProviderEvent> {
             .and_then(|id| NotificationId::parse(id).ok()),
         kind,
         at,
+        // SendGrid's reasons are text (an SMTP answer may quote the address); its bounce
+        // type (`bounce`, `blocked`) is the code
+        code: r.bounce_type.and_then(ErrorCode::new),
         reason: r.reason,
     })
 }

@@ -14,7 +14,7 @@ use x509_cert::der::{Decode, DecodePem};
 
 use super::{AuthError, DeliveryKind, ParseError, ProviderEvent};
 use crate::ids::{NotificationId, OrgId};
-use crate::model::Provider;
+use crate::model::{ErrorCode, Provider};
 
 /// An SNS message as posted to an HTTPS subscription.
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +217,12 @@ pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, Pa
                 .and_then(|id| NotificationId::parse(id).ok()),
             kind,
             at: now,
+            code: e.bounce.as_ref().and_then(|b| {
+                ErrorCode::new(match &b.bounce_sub_type {
+                    Some(sub) => format!("{}:{sub}", b.bounce_type),
+                    None => b.bounce_type.clone(),
+                })
+            }),
             reason: e.bounce.map(|b| {
                 format!(
                     "{} {}",

@@ -9,7 +9,7 @@ use super::{
     AuthError, DeliveryKind, ParseError, ProviderEvent, TWILIO_STOP, twilio_error_is_permanent,
 };
 use crate::ids::{NotificationId, OrgId};
-use crate::model::Provider;
+use crate::model::{ErrorCode, Provider};
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
@@ -147,6 +147,7 @@ pub fn parse(params: &[(String, String)], now: DateTime<Utc>) -> Result<Provider
         kind,
         at: now,
         reason: code.map(|c| format!("Twilio error {c}")),
+        code: code.and_then(|c| ErrorCode::new(c.to_string())),
     })
 }
 
