@@ -1,13 +1,15 @@
 //! The projector function: the notifications table's stream in, the views (audit log,
-//! customer feed, statistics, dead letters) out. A record that cannot be projected fails
-//! alone; the rest of the batch is projected.
+//! customer feed, statistics, dead letters) and Herald's life-cycle events on its bus out. A
+//! record that cannot be projected, or whose events the bus kept refusing, fails alone; the
+//! rest of the batch is projected.
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use herald_adapters::DynamoViews;
 use herald_adapters::config::{self, ConfigError};
+use herald_adapters::{DynamoViews, EventBridgePublisher};
+use herald_core::lifecycle_events::lifecycle_events;
 use herald_core::model::Notification;
-use herald_core::ports::Views;
+use herald_core::ports::{EventPublisher, Views};
 use herald_core::projection::{Change, project_batch};
 use lambda_runtime::{Error, LambdaEvent};
 use thiserror::Error;
@@ -16,12 +18,15 @@ use tracing::{info, warn};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub views_table: String,
+    /// The bus Herald's life-cycle events go on.
+    pub event_bus: String,
 }
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         Ok(Config {
             views_table: config::required("HERALD_VIEWS_TABLE")?,
+            event_bus: config::required("HERALD_EVENT_BUS")?,
         })
     }
 }
@@ -30,9 +35,15 @@ pub fn views(config: &Config, aws: &aws_config::SdkConfig) -> DynamoViews {
     DynamoViews::new(aws_sdk_dynamodb::Client::new(aws), &config.views_table)
 }
 
-pub async fn views_from_env() -> Result<DynamoViews, Error> {
+pub fn publisher(config: &Config, aws: &aws_config::SdkConfig) -> EventBridgePublisher {
+    EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), &config.event_bus)
+}
+
+/// The views and the bus, from the environment.
+pub async fn from_env() -> Result<(DynamoViews, EventBridgePublisher), Error> {
     let config = Config::from_env()?;
-    Ok(views(&config, &config::aws().await))
+    let aws = config::aws().await;
+    Ok((views(&config, &aws), publisher(&config, &aws)))
 }
 
 fn kind(image: &serde_dynamo::Item) -> Option<&str> {
@@ -108,32 +119,69 @@ pub fn change(record: &EventRecord) -> Result<Option<Change>, RecordError> {
     Ok(Some(Change { old, new }))
 }
 
-/// The Lambda handler.
-pub async fn handle<V: Views>(
+fn failure(sequence: Option<String>) -> DynamoDbBatchItemFailure {
+    let mut failure = DynamoDbBatchItemFailure::default();
+    failure.item_identifier = sequence;
+    failure
+}
+
+/// The Lambda handler: the views first, then the life-cycle events of every change.
+pub async fn handle<V: Views, P: EventPublisher>(
     views: &V,
+    bus: &P,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let mut response = DynamoDbEventResponse::default();
     let mut changes = Vec::new();
+    let mut sequences = Vec::new();
     for record in &event.payload.records {
         match change(record) {
-            Ok(Some(c)) => changes.push(c),
+            Ok(Some(c)) => {
+                changes.push(c);
+                sequences.push(record.change.sequence_number.clone());
+            }
             Ok(None) => {}
             Err(reason) => {
                 let sequence = record.change.sequence_number.clone();
                 warn!(event_id = %record.event_id, sequence = ?sequence, %reason, "stream record cannot be projected");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = sequence;
-                response.batch_item_failures.push(failure);
+                response.batch_item_failures.push(failure(sequence));
             }
         }
     }
     let writes = project_batch(&changes);
     // An infrastructure failure fails the batch: it is retried, and projecting is idempotent.
     views.apply(&writes).await?;
+
+    let mut events = Vec::new();
+    let mut origin = Vec::new();
+    for (c, sequence) in changes.iter().zip(&sequences) {
+        for e in lifecycle_events(c) {
+            events.push(e);
+            origin.push(sequence);
+        }
+    }
+    // Entries the bus kept refusing fail their records alone: the stream brings them again,
+    // their views change nothing the second time, and their events keep their ids.
+    let refused = bus.publish(&events).await?;
+    let mut failed_records: Vec<&Option<String>> = refused
+        .iter()
+        .filter_map(|i| origin.get(*i).copied())
+        .collect();
+    failed_records.dedup();
+    for sequence in failed_records {
+        if !response
+            .batch_item_failures
+            .iter()
+            .any(|f| &f.item_identifier == sequence)
+        {
+            warn!(sequence = ?sequence, "life-cycle events of a stream record were not published");
+            response.batch_item_failures.push(failure(sequence.clone()));
+        }
+    }
     info!(
         records = event.payload.records.len(),
         writes = writes.len(),
+        published = events.len() - refused.len(),
         failed = response.batch_item_failures.len(),
         "projected"
     );
@@ -142,7 +190,108 @@ pub async fn handle<V: Views>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use async_trait::async_trait;
+    use chrono::{DateTime, NaiveDate, Utc};
+    use herald_core::ids::{CustomerId, NotificationId, OrgId};
+    use herald_core::lifecycle_events::LifecycleEventKind;
+    use herald_core::ports::{PageError, PortError};
+    use herald_core::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
+    use herald_core::testing::MemoryEventPublisher;
+
+    /// Views that take every write and show nothing: these tests look at the bus.
+    struct NoViews;
+
+    #[async_trait]
+    impl Views for NoViews {
+        async fn apply(&self, _: &[ViewWrite]) -> Result<(), PortError> {
+            Ok(())
+        }
+        async fn log(&self, _: &OrgId, _: &NotificationId) -> Result<Vec<LogEntry>, PortError> {
+            Ok(Vec::new())
+        }
+        async fn feed(
+            &self,
+            _: &OrgId,
+            _: &CustomerId,
+            _: usize,
+        ) -> Result<Vec<FeedEntry>, PortError> {
+            Ok(Vec::new())
+        }
+        async fn unread(&self, _: &OrgId, _: &CustomerId) -> Result<u64, PortError> {
+            Ok(0)
+        }
+        async fn feed_page(
+            &self,
+            _: &OrgId,
+            _: &CustomerId,
+            _: usize,
+            _: Option<&str>,
+        ) -> Result<(Vec<FeedEntry>, Option<String>), PageError> {
+            Ok((Vec::new(), None))
+        }
+        async fn mark_read(
+            &self,
+            _: &OrgId,
+            _: &CustomerId,
+            _: DateTime<Utc>,
+            _: &NotificationId,
+        ) -> Result<bool, PortError> {
+            Ok(false)
+        }
+        async fn stats(&self, _: &OrgId, _: NaiveDate) -> Result<Vec<StatCount>, PortError> {
+            Ok(Vec::new())
+        }
+        async fn dead_letters(&self, _: &OrgId, _: usize) -> Result<Vec<DeadLetter>, PortError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn sample() -> LambdaEvent<Event> {
+        let event: Event =
+            serde_json::from_str(include_str!("../../../events/projector/stream-batch.json"))
+                .unwrap();
+        LambdaEvent::new(event, lambda_runtime::Context::default())
+    }
+
+    #[tokio::test]
+    async fn a_batch_publishes_each_changes_events_and_a_replay_the_same_ids() {
+        let bus = MemoryEventPublisher::new();
+        let response = handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let first = bus.published();
+        let kinds: Vec<_> = first.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                LifecycleEventKind::NotificationCreated,
+                LifecycleEventKind::NotificationSent
+            ]
+        );
+        handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        let again = &bus.published()[2..];
+        assert_eq!(again, &first[..]);
+    }
+
+    #[tokio::test]
+    async fn events_the_bus_refuses_fail_only_their_record() {
+        let bus = MemoryEventPublisher::new();
+        handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        let sent = bus.published()[1].detail.event_id.clone();
+        let bus = MemoryEventPublisher::new();
+        bus.refuse(&sent);
+        let response = handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        // the third record (sending → sent) made it
+        assert_eq!(failed, vec![Some("1100000000017454423013".to_string())]);
+        assert_eq!(bus.published().len(), 1);
+    }
 
     #[test]
     fn values_a_deserializer_quotes_are_left_out_of_the_reason() {

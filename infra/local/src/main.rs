@@ -179,6 +179,9 @@ fn print_human(file: &str, report: &EventReport) {
     for s in &report.skipped {
         println!("    {} skipped: {}", s.channel, s.reason);
     }
+    for p in &report.published {
+        println!("    published {} for {}", p.detail_type, p.notification_id);
+    }
 }
 
 async fn up(stack: &LocalStack, dir: &Path) -> Result<(), LocalError> {

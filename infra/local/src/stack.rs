@@ -29,8 +29,11 @@ fn failed(resource: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>
 pub const DISPATCH_VISIBILITY_TIMEOUT: u32 = 180;
 /// Receives before a poison dispatch message moves to the dead-letter queue.
 pub const DISPATCH_MAX_RECEIVES: u32 = 5;
-/// The rule's pattern: every event on Herald's own bus goes to intake.
-pub const INTAKE_PATTERN: &str = r#"{"source":[{"prefix":""}]}"#;
+/// The rule's pattern: every event on Herald's own bus goes to intake, except the life-cycle
+/// events Herald publishes there itself (`source: herald`).
+pub const INTAKE_PATTERN: &str = r#"{"source":[{"anything-but":"herald"}]}"#;
+/// The local stack's own rule: Herald's life-cycle events, to a queue it reads after a run.
+pub const PUBLISHED_PATTERN: &str = r#"{"source":["herald"]}"#;
 /// The SES identity the default sender belongs to.
 pub const SENDER_DOMAIN: &str = "herald.example";
 pub const DEFAULT_SENDER: &str = "notifications@herald.example";
@@ -86,6 +89,13 @@ impl Names {
     pub fn intake_feed_queue(&self) -> String {
         format!("herald-{}-intake-feed", self.stage)
     }
+    /// Locally only: a consumer of Herald's life-cycle events, to show what was published.
+    pub fn published_rule(&self) -> String {
+        format!("herald-{}-published", self.stage)
+    }
+    pub fn published_queue(&self) -> String {
+        format!("herald-{}-published", self.stage)
+    }
 }
 
 /// A stage's resources on the emulator.
@@ -95,6 +105,40 @@ pub struct Stack {
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
     pub intake_feed_url: String,
+    /// Where the local stack's rule on `source: herald` delivers.
+    pub published_url: String,
+}
+
+/// A rule on the bus with one queue as its target.
+async fn route_to_queue(
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    rule: &str,
+    pattern: &str,
+    queue_arn: String,
+) -> Result<(), StackError> {
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .map_err(|e| failed(rule, e))?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id(rule)
+        .arn(queue_arn)
+        .build()
+        .map_err(|e| failed(rule, e))?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| failed(rule, e))?;
+    Ok(())
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, StackError> {
@@ -156,28 +200,24 @@ impl Stack {
         {
             return Err(failed(&bus, e));
         }
-        let rule = names.intake_rule();
-        events
-            .put_rule()
-            .name(&rule)
-            .event_bus_name(&bus)
-            .event_pattern(INTAKE_PATTERN)
-            .send()
-            .await
-            .map_err(|e| failed(&rule, e))?;
-        let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("intake")
-            .arn(feed_arn)
-            .build()
-            .map_err(|e| failed(&rule, e))?;
-        events
-            .put_targets()
-            .rule(&rule)
-            .event_bus_name(&bus)
-            .targets(target)
-            .send()
-            .await
-            .map_err(|e| failed(&rule, e))?;
+        route_to_queue(
+            &events,
+            &bus,
+            &names.intake_rule(),
+            INTAKE_PATTERN,
+            feed_arn,
+        )
+        .await?;
+        let published_url = create_queue(&sqs, &names.published_queue(), &[]).await?;
+        let published_arn = queue_arn(&sqs, &published_url).await?;
+        route_to_queue(
+            &events,
+            &bus,
+            &names.published_rule(),
+            PUBLISHED_PATTERN,
+            published_arn,
+        )
+        .await?;
 
         if let Err(e) = ses
             .create_email_identity()
@@ -195,6 +235,7 @@ impl Stack {
             dispatch_queue_url,
             dispatch_dlq_url,
             intake_feed_url,
+            published_url,
         })
     }
 }

@@ -194,6 +194,7 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
     for _ in 0..2 {
         let response = herald_projector::handle(
             &h.local.views,
+            &h.local.bus,
             LambdaEvent::new(replay.clone(), Default::default()),
         )
         .await
@@ -216,6 +217,7 @@ async fn a_malformed_stream_record_fails_alone() {
     let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(event).unwrap();
     let response = herald_projector::handle(
         &h.local.views,
+        &h.local.bus,
         LambdaEvent::new(event.clone(), Default::default()),
     )
     .await

@@ -10,7 +10,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use chrono::{DateTime, Utc};
 use herald_adapters::DynamoNotificationStore;
-use herald_adapters::DynamoViews;
+use herald_adapters::{DynamoViews, EventBridgePublisher};
 use herald_core::dispatch::DispatchService;
 use herald_core::ids::EmailAddress;
 use herald_core::intake::IntakeService;
@@ -29,7 +29,9 @@ mod bus;
 mod report;
 
 pub use bus::EnvelopeError;
-pub use report::{EventReport, LogReport, NotificationReport, TickReport, notification_report};
+pub use report::{
+    EventReport, LogReport, NotificationReport, PublishedEvent, TickReport, notification_report,
+};
 
 pub struct LocalStack {
     pub emulator: Emulator,
@@ -39,6 +41,8 @@ pub struct LocalStack {
     pub dispatch: DispatchService,
     pub scheduler: SchedulerService,
     pub views: DynamoViews,
+    /// Where the projector puts Herald's life-cycle events: the stage's bus.
+    pub bus: EventBridgePublisher,
     pub options: Options,
     pub store: DynamoNotificationStore,
     /// The handlers' clock: the system's, or the time a `tick --at` runs at.
@@ -128,17 +132,18 @@ impl LocalStack {
             sweep: SweepConfig::default(),
         };
         let scheduler = herald_scheduler::service(&scheduler_config, &aws, clock.clone());
-        let views = herald_projector::views(
-            &herald_projector::Config {
-                views_table: stack.names.views_table(),
-            },
-            &aws,
-        );
+        let projector_config = herald_projector::Config {
+            views_table: stack.names.views_table(),
+            event_bus: stack.names.bus(),
+        };
+        let views = herald_projector::views(&projector_config, &aws);
+        let bus = herald_projector::publisher(&projector_config, &aws);
         Ok(LocalStack {
             options,
             stream: StreamReader::new(&aws, stack.names.notifications_table()),
             scheduler,
             views,
+            bus,
             clock,
             store: DynamoNotificationStore::new(
                 aws_sdk_dynamodb::Client::new(&aws),
@@ -174,6 +179,7 @@ impl LocalStack {
             ),
             ("HERALD_DEFAULT_SENDER", DEFAULT_SENDER.to_string()),
             ("HERALD_VIEWS_TABLE", self.stack.names.views_table()),
+            ("HERALD_EVENT_BUS", self.stack.names.bus()),
             (
                 "HERALD_PROVIDER_SECRETS_PREFIX",
                 self.stack.names.provider_secrets_prefix(),
@@ -188,7 +194,45 @@ impl LocalStack {
         let records = self.pump_intake(&puts).await?;
         self.drain_dispatch().await?;
         self.tick(None).await?;
-        self.report(&puts, &records).await
+        let mut reports = self.report(&puts, &records).await?;
+        let published = self.drain_published().await?;
+        for report in &mut reports {
+            report.published = published
+                .iter()
+                .filter(|p| {
+                    report
+                        .notifications
+                        .iter()
+                        .any(|n| n.id == p.notification_id)
+                })
+                .cloned()
+                .collect();
+        }
+        Ok(reports)
+    }
+
+    /// Takes what reached the local stack's queue on `source: herald`: the life-cycle events
+    /// Herald published, in the order they arrived.
+    pub async fn drain_published(&self) -> Result<Vec<PublishedEvent>, LocalError> {
+        let mut published = Vec::new();
+        loop {
+            let messages = self.receive(&self.stack.published_url).await?;
+            if messages.is_empty() {
+                return Ok(published);
+            }
+            let mut receipts = Vec::new();
+            for m in messages {
+                receipts.extend(m.receipt_handle.clone());
+                match m.body.as_deref().map(PublishedEvent::from_envelope) {
+                    Some(Ok(event)) => published.push(event),
+                    _ => warn!(
+                        message_id = ?m.message_id,
+                        "a message on the published queue is not a life-cycle event"
+                    ),
+                }
+            }
+            self.delete(&self.stack.published_url, receipts).await?;
+        }
     }
 
     /// The scheduler's sweep, the dispatch that follows it and the projection of what
@@ -222,10 +266,13 @@ impl LocalStack {
         let event = self.stream.read().await?;
         let count = event.records.len();
         if count > 0 {
-            let response =
-                herald_projector::handle(&self.views, LambdaEvent::new(event, Context::default()))
-                    .await
-                    .map_err(|e| LocalError::handler("projector", e))?;
+            let response = herald_projector::handle(
+                &self.views,
+                &self.bus,
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
+            .map_err(|e| LocalError::handler("projector", e))?;
             if !response.batch_item_failures.is_empty() {
                 warn!(
                     count = response.batch_item_failures.len(),

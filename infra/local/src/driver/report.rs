@@ -47,6 +47,39 @@ pub struct EventReport {
     pub notifications: Vec<NotificationReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<ChannelSkip>,
+    /// The life-cycle events Herald published about its notifications.
+    pub published: Vec<PublishedEvent>,
+}
+
+/// A life-cycle event as it reached the local stack's queue on `source: herald`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedEvent {
+    pub detail_type: String,
+    pub notification_id: String,
+    /// The whole detail, for the tests.
+    #[serde(skip)]
+    pub detail: serde_json::Value,
+}
+
+impl PublishedEvent {
+    /// Reads an EventBridge envelope, as a rule's queue target receives it.
+    pub fn from_envelope(body: &str) -> Result<PublishedEvent, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            #[serde(rename = "detail-type")]
+            detail_type: String,
+            detail: serde_json::Value,
+        }
+        let envelope: Envelope = serde_json::from_str(body)?;
+        Ok(PublishedEvent {
+            notification_id: envelope.detail["notification_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            detail_type: envelope.detail_type,
+            detail: envelope.detail,
+        })
+    }
 }
 
 /// A log entry as the report shows it.
@@ -87,6 +120,7 @@ impl LocalStack {
                     reason: Some(reason.clone()),
                     notifications: Vec::new(),
                     skipped: Vec::new(),
+                    published: Vec::new(),
                 },
                 Put::Accepted {
                     event_id,
@@ -105,6 +139,7 @@ impl LocalStack {
                             reason: Some("the bus did not deliver the event to intake".into()),
                             notifications: Vec::new(),
                             skipped: Vec::new(),
+                            published: Vec::new(),
                         },
                         Some(record) => self.event_report(&record, &sent).await?,
                     }
@@ -135,6 +170,7 @@ impl LocalStack {
             reason: record.reason.clone(),
             notifications,
             skipped: record.skipped.clone(),
+            published: Vec::new(),
         })
     }
     /// A notification with its log and whether its customer's feed shows it.
