@@ -11,6 +11,7 @@ mod intake;
 mod projection;
 mod provider_settings;
 mod providers;
+mod published;
 mod schedule;
 mod stack_template;
 mod webhooks;

@@ -56,7 +56,9 @@ pub struct EventReport {
 pub struct PublishedEvent {
     pub detail_type: String,
     pub notification_id: String,
-    /// The whole detail, for the tests.
+    /// The envelope's id (EventBridge's) and the whole detail, for the tests.
+    #[serde(skip)]
+    pub envelope_id: String,
     #[serde(skip)]
     pub detail: serde_json::Value,
 }
@@ -66,6 +68,7 @@ impl PublishedEvent {
     pub fn from_envelope(body: &str) -> Result<PublishedEvent, serde_json::Error> {
         #[derive(serde::Deserialize)]
         struct Envelope {
+            id: String,
             #[serde(rename = "detail-type")]
             detail_type: String,
             detail: serde_json::Value,
@@ -77,6 +80,7 @@ impl PublishedEvent {
                 .unwrap_or_default()
                 .to_string(),
             detail_type: envelope.detail_type,
+            envelope_id: envelope.id,
             detail: envelope.detail,
         })
     }
