@@ -5,6 +5,7 @@
 
 mod common;
 mod directory;
+mod ses;
 mod sqs;
 mod store;
 mod views;
