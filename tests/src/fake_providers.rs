@@ -173,17 +173,8 @@ async fn sendgrid_send(
             Some("subject"),
         );
     }
-    let content_ok = mail.pointer("/content/0/type").and_then(Value::as_str) == Some("text/plain")
-        && mail
-            .pointer("/content/0/value")
-            .and_then(Value::as_str)
-            .is_some_and(|v| !v.is_empty());
-    if !content_ok {
-        return sendgrid_error(
-            StatusCode::BAD_REQUEST,
-            "The content value must be a string at least one character in length.",
-            Some("content.0.value"),
-        );
+    if let Some(refusal) = sendgrid_content_refusal(&mail) {
+        return refusal;
     }
     if let Some(answer) = fake.scripted() {
         return (answer.status, axum::Json(answer.body)).into_response();
@@ -191,6 +182,76 @@ async fn sendgrid_send(
     fake.inner.lock().unwrap().sendgrid.push(mail);
     let id = format!("sgmsg{:017}", fake.next_id());
     (StatusCode::ACCEPTED, [("X-Message-Id", id)]).into_response()
+}
+
+/// SendGrid's rules for `content`: at least one entry, each with a type and a non-empty value;
+/// `text/plain` and `text/html` at most once each, `text/plain` first, then `text/html`, then
+/// any other type.
+fn sendgrid_content_refusal(mail: &Value) -> Option<Response> {
+    let refuse = |message: &str, field: &str| {
+        Some(sendgrid_error(
+            StatusCode::BAD_REQUEST,
+            message,
+            Some(field),
+        ))
+    };
+    let Some(content) = mail.get("content").and_then(Value::as_array) else {
+        return refuse(
+            "Unless a valid template_id is provided, the content parameter is required.",
+            "content",
+        );
+    };
+    if content.is_empty() {
+        return refuse(
+            "The content value must be a string at least one character in length.",
+            "content.0.value",
+        );
+    }
+    let mut types = Vec::new();
+    for (i, entry) in content.iter().enumerate() {
+        let kind = entry
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if kind.is_empty() {
+            return refuse(
+                "The content type cannot be empty.",
+                &format!("content.{i}.type"),
+            );
+        }
+        if entry
+            .get("value")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return refuse(
+                "The content value must be a string at least one character in length.",
+                &format!("content.{i}.value"),
+            );
+        }
+        types.push(kind);
+    }
+    for unique in ["text/plain", "text/html"] {
+        if types.iter().filter(|t| **t == unique).count() > 1 {
+            return refuse(
+                "If present, text/plain and text/html may only be provided once.",
+                "content",
+            );
+        }
+    }
+    // the rank each type must keep: text/plain, then text/html, then anything else
+    let rank = |t: &str| match t {
+        "text/plain" => 0,
+        "text/html" => 1,
+        _ => 2,
+    };
+    if types.windows(2).any(|w| rank(w[0]) > rank(w[1])) {
+        return refuse(
+            "If present, text/plain must be first, followed by text/html, followed by any other content.",
+            "content",
+        );
+    }
+    None
 }
 
 /// `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, as https://www.twilio.com/docs/messaging/api/message-resource documents it.

@@ -30,6 +30,11 @@ struct NotificationView<'a> {
     status: &'a str,
     subject: &'a Option<String>,
     body: &'a str,
+    /// SMS only: the segments the body is billed as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sms_segments: Option<u32>,
+    /// Email only: whether an HTML alternative goes beside the text body.
+    has_html: bool,
     attempts: u32,
     created_at: String,
     scheduled_for: Option<String>,
@@ -50,6 +55,8 @@ fn view(n: &Notification) -> NotificationView<'_> {
         status: n.status.as_str(),
         subject: &n.subject,
         body: &n.body,
+        sms_segments: n.sms_segments,
+        has_html: n.html_body.is_some(),
         attempts: n.attempts,
         created_at: format(&n.created_at),
         scheduled_for: t(&n.scheduled_for),
@@ -132,7 +139,7 @@ pub async fn dead_letters(
     ))
 }
 
-/// `GET /stats?from=&to=`: daily counts per type, channel and outcome.
+/// `GET /stats?from=&to=`: daily counts per type, channel and outcome, with SMS segments.
 pub async fn stats(
     State(api): State<Api>,
     Operator(org): Operator,
@@ -160,7 +167,7 @@ pub async fn stats(
             .stats(&org, d)
             .await?
             .into_iter()
-            .map(|c| json!({"type": c.key.notification_type, "channel": c.key.channel, "outcome": c.key.outcome, "count": c.count}))
+            .map(|c| json!({"type": c.key.notification_type, "channel": c.key.channel, "outcome": c.key.outcome, "count": c.count, "sms_segments": c.sms_segments}))
             .collect();
         days.push(json!({"day": d.to_string(), "counts": counts}));
         d += Duration::days(1);

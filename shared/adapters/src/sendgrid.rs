@@ -51,6 +51,11 @@ impl SendGridSender {
             .as_ref()
             .or(n.sender.as_ref())
             .ok_or_else(|| SendError::hard("email notification without a sender"))?;
+        // SendGrid takes text/plain first, then text/html
+        let mut content = vec![json!({"type": "text/plain", "value": n.body})];
+        if let Some(html) = &n.html_body {
+            content.push(json!({"type": "text/html", "value": html}));
+        }
         let body = json!({
             "personalizations": [{
                 "to": [{"email": to.as_str()}],
@@ -59,7 +64,7 @@ impl SendGridSender {
             }],
             "from": {"email": from.as_str()},
             "subject": n.subject.as_deref().unwrap_or_default(),
-            "content": [{"type": "text/plain", "value": n.body}],
+            "content": content,
         });
         let response = self
             .http

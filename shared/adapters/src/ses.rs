@@ -72,9 +72,16 @@ impl SesEmailSender {
         let configuration_set = settings
             .and_then(|s| s.configuration_set.clone())
             .or_else(|| self.configuration_set.clone());
+        // the HTML body, when there is one, goes as an alternative beside the text
+        let html = n.html_body.as_deref().map(content).transpose()?;
         let message = Message::builder()
             .subject(content(n.subject.as_deref().unwrap_or_default())?)
-            .body(Body::builder().text(content(&n.body)?).build())
+            .body(
+                Body::builder()
+                    .text(content(&n.body)?)
+                    .set_html(html)
+                    .build(),
+            )
             .build();
         let out = self
             .client

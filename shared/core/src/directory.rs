@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{EmailAddress, InvalidValue, Locale, NotificationType, PhoneNumber};
 use crate::model::{Channel, Device};
+use crate::sms::SegmentCap;
 
 /// A value and the time of the event that set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +312,9 @@ pub struct OrgSettings {
     pub default_locale: Option<Stamped<Locale>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_email: Option<Stamped<EmailAddress>>,
+    /// The most segments one SMS may take; [`SegmentCap::DEFAULT`] when never set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_max_segments: Option<Stamped<SegmentCap>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -318,6 +322,7 @@ pub struct OrgSettingsUpdate {
     pub operations_email: Option<EmailAddress>,
     pub default_locale: Option<Locale>,
     pub sender_email: Option<EmailAddress>,
+    pub sms_max_segments: Option<SegmentCap>,
 }
 
 impl OrgSettings {
@@ -332,7 +337,17 @@ impl OrgSettings {
         if let Some(v) = update.sender_email {
             changed |= apply(&mut self.sender_email, v, origin);
         }
+        if let Some(v) = update.sms_max_segments {
+            changed |= apply(&mut self.sms_max_segments, v, origin);
+        }
         changed
+    }
+
+    /// The most segments one of the organization's SMS may take.
+    pub fn sms_segment_cap(&self) -> SegmentCap {
+        self.sms_max_segments
+            .as_ref()
+            .map_or(SegmentCap::DEFAULT, |s| s.value)
     }
 }
 
@@ -465,6 +480,23 @@ mod tests {
         ));
         assert!(rec.apply(contact(Some("mine@x.com"), None), Origin::Owner { now }));
         assert_eq!(rec.email.as_ref().unwrap().value, email("mine@x.com"));
+    }
+
+    #[test]
+    fn the_sms_segment_cap_is_merged_like_the_other_settings() {
+        let mut org = OrgSettings::default();
+        assert_eq!(org.sms_segment_cap(), SegmentCap::DEFAULT);
+        let cap = |n| OrgSettingsUpdate {
+            sms_max_segments: Some(SegmentCap::new(n).unwrap()),
+            ..OrgSettingsUpdate::default()
+        };
+        assert!(org.apply(cap(5), ev("2026-01-02T00:00:00Z")));
+        assert!(!org.apply(cap(2), ev("2026-01-01T00:00:00Z")), "older");
+        assert!(!org.apply(OrgSettingsUpdate::default(), ev("2026-01-03T00:00:00Z")));
+        assert_eq!(org.sms_segment_cap().get(), 5);
+        let stored: OrgSettings =
+            serde_json::from_value(serde_json::to_value(&org).unwrap()).unwrap();
+        assert_eq!(stored, org);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::ports::{
 };
 use crate::record::{ChannelSkip, IntakeRecord, Outcome};
 use crate::scheduling::wait;
+use crate::sms::SegmentCap;
 use crate::template::{Catalog, TemplateSpec};
 
 #[derive(Debug, Error)]
@@ -237,6 +238,7 @@ impl IntakeService {
                     &Locale::english(),
                     None,
                     &req.context,
+                    SegmentCap::DEFAULT,
                 );
                 if let Err(e) = rendered {
                     return Ok(Plan::Reject(e.to_string()));
@@ -296,6 +298,7 @@ impl IntakeService {
                 &voice.locale,
                 voice.timezone,
                 &req.context,
+                org_settings.sms_segment_cap(),
             ) {
                 Ok(r) => r,
                 Err(e) => return Ok(Plan::Reject(e.to_string())),
@@ -320,6 +323,8 @@ impl IntakeService {
                     locale: voice.locale.clone(),
                     subject: rendered.subject,
                     body: rendered.body,
+                    html_body: rendered.html,
+                    sms_segments: rendered.sms_segments,
                     internal: spec.internal,
                     critical: req.critical,
                     scheduled_for,
@@ -433,18 +438,26 @@ impl IntakeService {
     }
 }
 
-/// The largest rendered message Herald stores: well inside DynamoDB's 400 KB item, and far more
-/// than any notification needs.
+/// The largest rendered message (subject and text body) Herald stores, and the largest HTML
+/// body beside it: together well inside DynamoDB's 400 KB item, and far more than any
+/// notification needs.
 pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
+pub const MAX_HTML_BYTES: usize = 128 * 1024;
 
 /// Why a rendered message is too large to store, if it is.
 fn oversized(channel: Channel, rendered: &crate::template::Rendered) -> Option<String> {
+    let too_large = |what: &str, size: usize, limit: usize| {
+        (size > limit).then(|| {
+            format!(
+                "the rendered {what} is {} KB, over the {} KB limit",
+                size.div_ceil(1024),
+                limit / 1024
+            )
+        })
+    };
     let size = rendered.body.len() + rendered.subject.as_ref().map_or(0, String::len);
-    (size > MAX_RENDERED_BYTES).then(|| {
-        format!(
-            "the rendered {channel} message is {} KB, over the {} KB limit",
-            size.div_ceil(1024),
-            MAX_RENDERED_BYTES / 1024
-        )
+    too_large(&format!("{channel} message"), size, MAX_RENDERED_BYTES).or_else(|| {
+        let html = rendered.html.as_ref().map_or(0, String::len);
+        too_large(&format!("{channel} HTML body"), html, MAX_HTML_BYTES)
     })
 }

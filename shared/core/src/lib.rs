@@ -23,6 +23,7 @@ pub mod retry;
 pub mod scheduler;
 pub mod scheduling;
 pub mod settings;
+pub mod sms;
 pub mod template;
 pub mod time;
 pub mod tracking;

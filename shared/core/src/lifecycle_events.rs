@@ -217,6 +217,8 @@ mod tests {
                 locale: Locale::english(),
                 subject: Some("Your order".into()),
                 body: "Thank you for your order".into(),
+                html_body: None,
+                sms_segments: None,
                 internal,
                 critical: false,
                 scheduled_for: None,

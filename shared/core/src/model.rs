@@ -358,7 +358,14 @@ pub struct Notification {
     pub locale: Locale,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The text body (the only body of every channel but email).
     pub body: String,
+    /// Email only: an HTML alternative to `body`, sent beside it, when the type has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
+    /// SMS only: the segments the body is billed as (see [`crate::sms`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_segments: Option<u32>,
     /// Internal notifications (to the organization) never appear in a customer feed.
     pub internal: bool,
     /// Critical notifications ignore quiet hours.
@@ -478,6 +485,8 @@ pub struct Draft {
     pub locale: Locale,
     pub subject: Option<String>,
     pub body: String,
+    pub html_body: Option<String>,
+    pub sms_segments: Option<u32>,
     pub internal: bool,
     pub critical: bool,
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -503,6 +512,8 @@ impl Notification {
             locale: draft.locale,
             subject: draft.subject,
             body: draft.body,
+            html_body: draft.html_body,
+            sms_segments: draft.sms_segments,
             internal: draft.internal,
             critical: draft.critical,
             status: Status::Pending,

@@ -98,6 +98,8 @@ pub struct StatKey {
 pub struct StatEvent {
     pub key: StatKey,
     pub notification_id: NotificationId,
+    /// An SMS's segments, added to the counter's `segments` with the count (0 for others).
+    pub sms_segments: u32,
 }
 
 /// A dead-lettered notification with its last error.
@@ -244,6 +246,7 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
                 outcome,
             },
             notification_id: new.id.clone(),
+            sms_segments: new.sms_segments.unwrap_or(0),
         }));
     }
     match (
@@ -311,4 +314,8 @@ pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
 pub struct StatCount {
     pub key: StatKey,
     pub count: u64,
+    /// The SMS segments of the notifications counted: on an `sent` SMS counter, the segments
+    /// billed that day.
+    #[serde(default)]
+    pub sms_segments: u64,
 }

@@ -2,21 +2,23 @@
 //!
 //! Layout (embedded at build time from `templates/`):
 //! `<type>/template.json` (channels, internal flag), `<type>/<locale>/<channel>.subject.j2`
-//! (email, push, in-app) and `<type>/<locale>/<channel>.body.j2`. A missing variable is an
-//! error naming it, never a blank.
+//! (email, push, in-app), `<type>/<locale>/<channel>.body.j2` (text) and, for email only,
+//! `<type>/<locale>/email.html.j2` (an HTML alternative, rendered with autoescape on: a value
+//! from an event never becomes markup). A missing variable is an error naming it, never a blank.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use minijinja::value::Value as JinjaValue;
-use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::ids::{Locale, NotificationType};
 use crate::model::Channel;
+use crate::sms::{self, SegmentCap};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
@@ -70,7 +72,8 @@ pub enum RenderError {
     Failed { template: String, message: String },
 }
 
-/// The most an SMS body may hold: Twilio and SNS refuse longer bodies (ten segments).
+/// The most a WhatsApp body may hold: Twilio refuses longer bodies. (An SMS is cut to its
+/// organization's segment cap instead, at most ten segments, well within this.)
 pub const MAX_SMS_CHARS: usize = 1600;
 
 /// Cuts `text` to at most `max` characters, at a word boundary, with an ellipsis.
@@ -92,6 +95,10 @@ pub fn fit(text: &str, max: usize) -> String {
 pub struct Rendered {
     pub subject: Option<String>,
     pub body: String,
+    /// Email only, when the type has an HTML template in the chosen locale.
+    pub html: Option<String>,
+    /// SMS only: the segments the body is billed as.
+    pub sms_segments: Option<u32>,
     /// The catalog locale actually used after fallback (`fr` for `fr-CA`).
     pub locale: String,
 }
@@ -135,11 +142,20 @@ impl Catalog {
     ) -> Result<Catalog, CatalogError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // HTML bodies escape what they print; text bodies print the event's values as they are
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html.j2") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
         env.add_filter("money", money_filter);
         env.add_filter("date", date_filter);
         env.add_filter("datetime", datetime_filter);
         let mut specs = BTreeMap::new();
         let mut locales: BTreeMap<(NotificationType, Channel), BTreeSet<String>> = BTreeMap::new();
+        let mut html_bodies: Vec<(String, NotificationType, String)> = Vec::new();
         for (path, content) in files {
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
@@ -169,6 +185,12 @@ impl Catalog {
                                 .insert(locale.to_string());
                         }
                         "subject" => {}
+                        "html" if channel == Channel::Email => {
+                            html_bodies.push((path.clone(), t.clone(), locale.to_string()));
+                        }
+                        "html" => {
+                            return Err(invalid(&path, "only email templates have an html part"));
+                        }
                         other => {
                             return Err(invalid(&path, format!("unknown template part {other:?}")));
                         }
@@ -177,6 +199,15 @@ impl Catalog {
                         .map_err(|e| invalid(&path, e.to_string()))?;
                 }
                 _ => {}
+            }
+        }
+        // an HTML body is an alternative to a text one, never the only body
+        for (path, t, locale) in html_bodies {
+            let has_text = locales
+                .get(&(t, Channel::Email))
+                .is_some_and(|l| l.contains(&locale));
+            if !has_text {
+                return Err(invalid(&path, "an html body needs email.body.j2 beside it"));
             }
         }
         for (t, spec) in &specs {
@@ -207,7 +238,8 @@ impl Catalog {
         self.specs.keys()
     }
 
-    /// Renders the message for a type, channel and locale (with fallback) from `context`.
+    /// Renders the message for a type, channel and locale (with fallback) from `context`; an
+    /// SMS body is cut to `sms_cap` segments.
     pub fn render(
         &self,
         notification_type: &NotificationType,
@@ -215,6 +247,7 @@ impl Catalog {
         locale: &Locale,
         timezone: Option<Tz>,
         context: &Map<String, Value>,
+        sms_cap: SegmentCap,
     ) -> Result<Rendered, RenderError> {
         let spec = self
             .specs
@@ -259,12 +292,22 @@ impl Catalog {
         let body = self.render_one(&body_name, &body_template, &ctx, context)?;
         let body = body.trim_end();
         let body = match channel {
-            Channel::Sms | Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
+            Channel::Sms => sms::fit(body, sms_cap),
+            Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
             _ => body.to_string(),
         };
+        let html_name = format!("{base}.html.j2");
+        let html = match self.env.get_template(&html_name) {
+            Ok(t) if channel == Channel::Email => {
+                Some(self.render_one(&html_name, &t, &ctx, context)?)
+            }
+            _ => None,
+        };
         Ok(Rendered {
+            sms_segments: (channel == Channel::Sms).then(|| sms::segments(&body)),
             subject,
             body,
+            html,
             locale: chosen,
         })
     }
@@ -552,6 +595,7 @@ mod tests {
                 &Locale::parse("en-US").unwrap(),
                 None,
                 &order(),
+                SegmentCap::DEFAULT,
             )
             .unwrap();
         assert_eq!(en.locale, "en");
@@ -564,6 +608,7 @@ mod tests {
                 &Locale::parse("fr-CA").unwrap(),
                 None,
                 &order(),
+                SegmentCap::DEFAULT,
             )
             .unwrap();
         assert_eq!(fr.locale, "fr");
@@ -579,6 +624,7 @@ mod tests {
                 &Locale::parse("de-DE").unwrap(),
                 None,
                 &order(),
+                SegmentCap::DEFAULT,
             )
             .unwrap();
         assert_eq!(r.locale, "en");
@@ -595,6 +641,7 @@ mod tests {
                 &Locale::english(),
                 None,
                 &context,
+                SegmentCap::DEFAULT,
             )
             .unwrap_err();
         match err {
@@ -617,6 +664,7 @@ mod tests {
                 &Locale::english(),
                 None,
                 &context,
+                SegmentCap::DEFAULT,
             )
             .unwrap_err();
         assert_eq!(
@@ -626,28 +674,152 @@ mod tests {
     }
 
     #[test]
-    fn sms_bodies_are_cut_to_fit_at_a_word() {
+    fn whatsapp_bodies_are_cut_to_fit_at_a_word() {
         let long = "word ".repeat(400);
         let cut = fit(long.trim_end(), MAX_SMS_CHARS);
         assert!(cut.chars().count() <= MAX_SMS_CHARS);
         assert!(cut.ends_with("word…"), "{}", &cut[cut.len() - 12..]);
         assert_eq!(fit("short", MAX_SMS_CHARS), "short");
+    }
+
+    fn reminder(title: &str, body: &str) -> Map<String, Value> {
+        ctx(
+            json!({"reminder_id": "r", "severity": "critical", "title": title, "body": body,
+            "action_url": "https://acme.example/r?a=1&b=2"}),
+        )
+    }
+
+    #[test]
+    fn sms_bodies_are_cut_to_the_segment_cap_and_counted() {
         let c = catalog();
-        let reminder = ctx(
-            json!({"reminder_id": "r", "severity": "critical", "title": "Pay",
-            "body": "please pay ".repeat(180)}),
-        );
-        let sms = c
-            .render(
+        let render = |context: &Map<String, Value>, cap: u64| {
+            c.render(
                 &t("reminder"),
                 Channel::Sms,
                 &Locale::english(),
                 None,
-                &reminder,
+                context,
+                SegmentCap::new(cap).unwrap(),
+            )
+            .unwrap()
+        };
+        let long = reminder("Pay", &"please pay ".repeat(180));
+        let sms = render(&long, 3);
+        assert_eq!(sms.sms_segments, Some(3));
+        assert_eq!(crate::sms::segments(&sms.body), 3);
+        assert!(sms.body.ends_with("..."), "GSM-7 keeps a GSM-7 ellipsis");
+        assert!(sms.body.starts_with("URGENT: Pay - please pay"));
+        let sms = render(&long, 1);
+        assert_eq!(sms.sms_segments, Some(1));
+        assert!(sms.body.chars().count() <= 160);
+        // short enough: untouched, one segment
+        let short = render(&reminder("Pay", "today"), 1);
+        assert_eq!(short.sms_segments, Some(1));
+        assert!(short.body.ends_with("r?a=1&b=2"), "{}", short.body);
+        // other channels are not counted
+        let email = c
+            .render(
+                &t("reminder"),
+                Channel::Email,
+                &Locale::english(),
+                None,
+                &long,
+                SegmentCap::DEFAULT,
             )
             .unwrap();
-        assert!(sms.body.chars().count() <= MAX_SMS_CHARS);
-        assert!(sms.body.ends_with('…'));
+        assert_eq!(email.sms_segments, None);
+    }
+
+    #[test]
+    fn html_bodies_escape_event_values_and_text_bodies_keep_them() {
+        let c = catalog();
+        let context = reminder("<script>alert(1)</script>", "Tom & Jerry's \"bill\"");
+        for locale in ["en", "fr"] {
+            let r = c
+                .render(
+                    &t("reminder"),
+                    Channel::Email,
+                    &Locale::parse(locale).unwrap(),
+                    None,
+                    &context,
+                    SegmentCap::DEFAULT,
+                )
+                .unwrap();
+            let html = r.html.expect("the reminder has an HTML body");
+            assert!(
+                html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+                "{html}"
+            );
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(
+                html.contains("Tom &amp; Jerry&#x27;s &quot;bill&quot;"),
+                "{html}"
+            );
+            assert!(
+                html.contains("https:&#x2f;&#x2f;acme.example&#x2f;r?a=1&amp;b=2"),
+                "{html}"
+            );
+            assert!(r.body.contains("<script>alert(1)</script>"), "{}", r.body);
+            assert!(r.body.contains("Tom & Jerry's \"bill\""), "{}", r.body);
+            assert!(r.subject.unwrap().contains("<script>alert(1)</script>"));
+        }
+    }
+
+    #[test]
+    fn types_without_an_html_template_keep_plain_text() {
+        let refund = ctx(
+            json!({"customer_id": "c", "refund_id": "rf", "order_id": "o", "amount": "5", "currency": "EUR"}),
+        );
+        let r = catalog()
+            .render(
+                &t("refund_issued"),
+                Channel::Email,
+                &Locale::english(),
+                None,
+                &refund,
+                SegmentCap::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(r.html, None);
+        let in_app = catalog()
+            .render(
+                &t("reminder"),
+                Channel::InApp,
+                &Locale::english(),
+                None,
+                &reminder("a", "b"),
+                SegmentCap::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(in_app.html, None);
+    }
+
+    #[test]
+    fn an_html_part_is_for_email_beside_a_text_body() {
+        let files = |extra: &[(&str, &str)]| {
+            let mut files = vec![
+                (
+                    "x/template.json".to_string(),
+                    r#"{"channels": ["email", "sms"]}"#.to_string(),
+                ),
+                ("x/en/email.body.j2".to_string(), "hi".to_string()),
+                ("x/en/sms.body.j2".to_string(), "hi".to_string()),
+            ];
+            files.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+            Catalog::from_files(files)
+        };
+        assert!(files(&[("x/en/email.html.j2", "<p>hi</p>")]).is_ok());
+        let err = files(&[("x/en/sms.html.j2", "<p>hi</p>")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("only email templates have an html part"),
+            "{err}"
+        );
+        let err = files(&[("x/fr/email.html.j2", "<p>hi</p>")]).unwrap_err();
+        assert!(
+            err.to_string().contains("needs email.body.j2 beside it"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -659,6 +831,7 @@ mod tests {
                 &Locale::english(),
                 None,
                 &order(),
+                SegmentCap::DEFAULT,
             )
             .unwrap_err();
         assert!(matches!(err, RenderError::UnsupportedChannel { .. }));
@@ -708,6 +881,7 @@ mod tests {
                 &Locale::english(),
                 Some(ny),
                 &context,
+                SegmentCap::DEFAULT,
             )
             .unwrap();
         assert_eq!(
@@ -721,6 +895,7 @@ mod tests {
                 &Locale::parse("fr").unwrap(),
                 None,
                 &context,
+                SegmentCap::DEFAULT,
             )
             .unwrap();
         assert_eq!(fr.body, "6 décembre 2026 / 6 décembre 2026 à 0 h 30 (UTC)");

@@ -41,6 +41,8 @@ fn notification(i: usize, status: Status, provider_id: Option<&str>) -> Notifica
                 locale: Locale::parse("en").unwrap(),
                 subject: Some("s".into()),
                 body: "b".into(),
+                html_body: None,
+                sms_segments: None,
                 internal: false,
                 critical: false,
                 scheduled_for: None,

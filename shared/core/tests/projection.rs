@@ -36,6 +36,8 @@ fn pending(internal: bool) -> Notification {
             locale: Locale::english(),
             subject: Some("Subject".into()),
             body: "Body".into(),
+            html_body: None,
+            sms_segments: None,
             internal,
             critical: false,
             scheduled_for: None,
@@ -234,4 +236,32 @@ fn engagement_after_a_status_change_in_the_same_batch_keeps_the_status() {
             .iter()
             .any(|w| matches!(w, ViewWrite::Log(l) if l.event == "opened"))
     );
+}
+
+#[test]
+fn an_sms_outcome_carries_its_segments_to_the_statistics() {
+    let mut changes = life(false, Status::Sent);
+    for c in &mut changes {
+        for n in [c.old.as_mut(), c.new.as_mut()].into_iter().flatten() {
+            n.channel = Channel::Sms;
+            n.sms_segments = Some(2);
+        }
+    }
+    let counted: Vec<(StatOutcome, Channel, u32)> = project_batch(&changes)
+        .into_iter()
+        .filter_map(|w| match w {
+            ViewWrite::Stat(s) => Some((s.key.outcome, s.key.channel, s.sms_segments)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counted, vec![(StatOutcome::Sent, Channel::Sms, 2)]);
+    // an email has none
+    let email: Vec<u32> = project_batch(&life(false, Status::Sent))
+        .into_iter()
+        .filter_map(|w| match w {
+            ViewWrite::Stat(s) => Some(s.sms_segments),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(email, vec![0]);
 }

@@ -642,3 +642,65 @@ async fn a_sweep_over_budget_reports_what_is_left_and_how_late() {
     let report = sweep.sweep().await.unwrap();
     assert_eq!((report.enqueued, report.remaining), (2, false));
 }
+
+#[tokio::test]
+async fn an_sms_is_cut_to_the_organizations_segment_cap_and_its_segments_recorded() {
+    let mut w = World::new();
+    w.contact("cus_a", "en").await;
+    w.preferences(
+        "cus_a",
+        json!({"email": true, "sms": true, "in_app": true}),
+        json!([]),
+    )
+    .await;
+    let reminder = |id: &str| {
+        json!({"customer_id": "cus_a", "reminder_id": id, "severity": "critical", "title": "Pay",
+               "body": "please pay your invoice ".repeat(40)})
+    };
+    let r = w.event("ReminderDue", reminder("rem_1")).await;
+    assert_eq!(r.outcome, Outcome::Notified, "{:?}", r.reason);
+    let sms_of = |w: &World, id: &str| {
+        w.notifications()
+            .into_iter()
+            .find(|n| n.channel == Channel::Sms && n.business_key.as_str() == id)
+            .expect("an SMS")
+    };
+    let sms = sms_of(&w, "rem_1");
+    // the default cap
+    assert_eq!(sms.sms_segments, Some(3));
+    assert_eq!(herald_core::sms::segments(&sms.body), 3);
+    assert!(sms.body.ends_with("..."), "{}", sms.body);
+
+    let r = w
+        .event(
+            "OrganizationSettingsChanged",
+            json!({"sms_max_segments": 1}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::DirectoryUpdated, "{:?}", r.reason);
+    w.event("ReminderDue", reminder("rem_2")).await;
+    let sms = sms_of(&w, "rem_2");
+    assert_eq!(sms.sms_segments, Some(1));
+    assert!(sms.body.chars().count() <= 160);
+    // the other channels are not counted, and the email's text is whole
+    let email = w
+        .notifications()
+        .into_iter()
+        .find(|n| n.channel == Channel::Email && n.business_key.as_str() == "rem_2")
+        .expect("an email");
+    assert_eq!(email.sms_segments, None);
+    assert!(email.body.len() > 900);
+    assert!(email.html_body.is_some());
+
+    let r = w
+        .event(
+            "OrganizationSettingsChanged",
+            json!({"sms_max_segments": 11}),
+        )
+        .await;
+    assert_eq!(r.outcome, Outcome::Rejected);
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("detail.sms_max_segments: expected a whole number from 1 to 10")
+    );
+}

@@ -32,6 +32,8 @@ fn notification(org: &OrgId, key: &str) -> Notification {
             locale: Locale::english(),
             subject: Some("s".into()),
             body: "b".into(),
+            html_body: None,
+            sms_segments: None,
             internal: false,
             critical: false,
             scheduled_for: None,

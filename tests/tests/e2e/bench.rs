@@ -57,6 +57,8 @@ fn sent_notification(h: &Harness, i: usize) -> Notification {
                 locale: Locale::parse("en").unwrap(),
                 subject: Some("s".into()),
                 body: "b".into(),
+                html_body: None,
+                sms_segments: None,
                 internal: false,
                 critical: false,
                 scheduled_for: None,

@@ -1,6 +1,6 @@
 //! Events through the bus, intake and dispatch, to what the emulator sent.
 
-use herald_e2e::Harness;
+use herald_e2e::{As, Harness};
 use serde_json::json;
 
 #[tokio::test]
@@ -272,4 +272,83 @@ async fn internal_notifications_reach_the_operations_contact() {
     let emails = emails.emails_to(&ops);
     assert_eq!(emails.len(), 1);
     assert!(emails[0].body.contains("$120.00"));
+}
+
+#[tokio::test]
+async fn an_sms_is_cut_to_the_cap_and_its_segments_are_stored_and_counted() {
+    let h = Harness::new().await;
+    let phone = "+14155550177";
+    h.run(&[
+        h.event(
+            "OrganizationSettingsChanged",
+            "admin",
+            json!({"sms_max_segments": 2}),
+        ),
+        h.contact("cus_s", &h.email("s"), Some(phone), "en").await,
+        h.preferences("cus_s", json!({"sms": true, "in_app": true}), json!([])),
+    ])
+    .await;
+    let report = h
+        .run_one(h.event(
+            "ReminderDue",
+            "reminders",
+            json!({"customer_id": "cus_s", "reminder_id": "rem_s", "severity": "critical",
+                   "title": "Pay", "body": "please pay your invoice ".repeat(40)}),
+        ))
+        .await;
+    let sms = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "sms")
+        .unwrap_or_else(|| panic!("no SMS in {report:?}"));
+    assert_eq!(sms.status, "sent");
+    // what the carrier got is the stored body, cut at a word within two segments
+    let sent = h.sent().await;
+    let messages = sent.sms_to(phone);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].message, sms.body);
+    assert_eq!(herald_core::sms::segments(&sms.body), 2);
+    assert!(sms.body.ends_with("..."), "{}", sms.body);
+
+    let api = h.api();
+    let org = h.org.as_str();
+    let (code, detail) = h
+        .call(
+            &api,
+            "GET",
+            &format!("/notifications/{}", sms.id),
+            As::Operator(org),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{detail}");
+    assert_eq!(detail["notification"]["sms_segments"].as_u64(), Some(2));
+
+    // the day the projector counted it in, whichever side of midnight the test ran
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    let (code, stats) = h
+        .call(
+            &api,
+            "GET",
+            &format!("/stats?from={from}&to={to}"),
+            As::Operator(org),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{stats}");
+    let sms_sent: Vec<(u64, u64)> = stats["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["counts"].as_array().unwrap().iter())
+        .filter(|c| c["channel"] == "sms" && c["outcome"] == "sent")
+        .map(|c| {
+            (
+                c["count"].as_u64().unwrap(),
+                c["sms_segments"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sms_sent, vec![(1, 2)], "{stats}");
 }

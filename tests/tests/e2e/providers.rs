@@ -340,3 +340,130 @@ async fn a_refused_credential_is_read_again_and_retried_never_dead_lettered() {
     assert_eq!(fake.sendgrid_requests().len(), 1);
     assert_eq!(fake.twilio_requests().len(), 1);
 }
+
+/// A high reminder for `cus_p` whose title and body are markup.
+fn reminder_with_markup(h: &Harness) -> serde_json::Value {
+    h.event(
+        "ReminderDue",
+        "reminders",
+        json!({"customer_id": "cus_p", "reminder_id": "rem_markup", "severity": "high",
+               "title": "<script>alert(1)</script>", "body": "Pay <b>now</b> & thanks"}),
+    )
+}
+
+#[tokio::test]
+async fn an_html_email_goes_through_sendgrid_as_text_then_html_escaped_only_in_the_html() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider(
+        "sendgrid",
+        json!({"api_key": SENDGRID_KEY, "from": "billing@herald.example"}),
+    )
+    .await;
+    customer(&h, &h.email("p"), "+14155550143").await;
+    let report = h.run_one(reminder_with_markup(&h)).await;
+    let email = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "email")
+        .unwrap_or_else(|| panic!("no email in {report:?}"));
+    assert_eq!(email.status, "sent", "{report:?}");
+    let mails = fake.sendgrid_requests();
+    assert_eq!(mails.len(), 1);
+    let content = mails[0]["content"].as_array().unwrap();
+    let types: Vec<&str> = content
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["text/plain", "text/html"]);
+    let text = content[0]["value"].as_str().unwrap();
+    let html = content[1]["value"].as_str().unwrap();
+    assert!(text.contains("<script>alert(1)</script>"), "{text}");
+    assert!(text.contains("Pay <b>now</b> & thanks"), "{text}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Pay &lt;b&gt;now&lt;&#x2f;b&gt; &amp; thanks"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains("<b>"),
+        "{html}"
+    );
+
+    // an email type without an HTML template is text only
+    h.run_one(refund(&h, "ref_text")).await;
+    let mails = fake.sendgrid_requests();
+    assert_eq!(mails.len(), 2);
+    let types: Vec<&str> = mails[1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["text/plain"]);
+}
+
+#[tokio::test]
+async fn the_sendgrid_stand_in_refuses_html_before_text_as_sendgrid_does() {
+    let (fake, url) = herald_e2e::fake_providers::FakeProviders::start().await;
+    let mail = |content: serde_json::Value| {
+        json!({"personalizations": [{"to": [{"email": "a@example.com"}]}],
+               "from": {"email": "b@example.com"}, "subject": "s", "content": content})
+    };
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        client
+            .post(format!("{url}/v3/mail/send"))
+            .bearer_auth(SENDGRID_KEY)
+            .json(&body)
+            .send()
+    };
+    let html_first =
+        json!([{"type": "text/html", "value": "<p>x</p>"}, {"type": "text/plain", "value": "x"}]);
+    let answer = post(mail(html_first)).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "content");
+    let twice = json!([{"type": "text/plain", "value": "x"}, {"type": "text/plain", "value": "y"}]);
+    assert_eq!(post(mail(twice)).await.unwrap().status().as_u16(), 400);
+    let html_only = json!([{"type": "text/html", "value": "<p>x</p>"}]);
+    assert_eq!(post(mail(html_only)).await.unwrap().status().as_u16(), 202);
+    let both =
+        json!([{"type": "text/plain", "value": "x"}, {"type": "text/html", "value": "<p>x</p>"}]);
+    assert_eq!(post(mail(both)).await.unwrap().status().as_u16(), 202);
+    assert_eq!(fake.sendgrid_requests().len(), 2);
+}
+
+#[tokio::test]
+async fn an_html_email_through_ses_reaches_the_emulator_escaped() {
+    let h = Harness::new().await;
+    let email = h.email("p");
+    customer(&h, &email, "+14155550144").await;
+    let report = h.run_one(reminder_with_markup(&h)).await;
+    let reported = report
+        .notifications
+        .iter()
+        .find(|n| n.channel == "email" && n.status == "sent")
+        .unwrap_or_else(|| panic!("no email sent in {report:?}"));
+    // the local stack's report shows the text part that was sent beside the HTML
+    assert!(
+        reported.body.starts_with("<script>alert(1)</script>"),
+        "{}",
+        reported.body
+    );
+    // the emulator keeps only the HTML part of an email that has both (the text part is
+    // checked against the SDK's mock in herald-adapters)
+    let sent = h.sent().await;
+    let emails = sent.emails_to(&email);
+    assert_eq!(emails.len(), 1);
+    assert!(
+        emails[0]
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{}",
+        emails[0].body
+    );
+    assert!(!emails[0].body.contains("<script>"));
+}

@@ -218,6 +218,12 @@ pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport 
         .as_deref()
         .and_then(|id| sent.content_of(id))
         .unwrap_or_else(|| (n.subject.clone(), n.body.clone()));
+    // the emulator keeps only the HTML part of an email that has both: show the text part sent
+    let body = if n.html_body.is_some() {
+        n.body.clone()
+    } else {
+        body
+    };
     NotificationReport {
         id: n.id.to_string(),
         recipient: match &n.recipient {

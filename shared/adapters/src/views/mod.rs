@@ -4,7 +4,7 @@
 //! Keys (`pk`, `sk`):
 //! - log entry: `LOG#org#notification`, `revision#event`
 //! - feed entry: `FEED#org#customer`, `created_at#notification`; unread count: `FEEDCOUNT#org#customer`, `unread`
-//! - daily counter: `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
+//! - daily counter (`count`, `sms_segments`): `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
 //! - dead letter: `DL#org`, `failed_at#notification`
 
 use std::collections::{BTreeMap, HashMap};
@@ -358,17 +358,23 @@ impl Views for DynamoViews {
         items
             .into_iter()
             .map(|mut i| {
-                let count = i
-                    .get("count")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let number = |name: &str| {
+                    i.get(name)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                let (count, sms_segments) = (number("count"), number("sms_segments"));
                 let key = i
                     .remove("key")
                     .ok_or_else(|| PortError::new("deserialize stats", "key missing"))?;
                 let key = serde_dynamo::from_attribute_value(key)
                     .map_err(|e| PortError::new("deserialize stats", e))?;
-                Ok(StatCount { key, count })
+                Ok(StatCount {
+                    key,
+                    count,
+                    sms_segments,
+                })
             })
             .collect()
     }

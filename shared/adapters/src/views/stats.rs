@@ -1,5 +1,5 @@
-//! The daily statistics: each notification's outcome counted once, its marker and its counter
-//! written in one transaction.
+//! The daily statistics: each notification's outcome counted once (with an SMS's segments),
+//! its marker and its counter written in one transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -64,18 +64,23 @@ impl DynamoViews {
                 .map_err(|e| PortError::new(OP, e))?;
             actions.push(TransactWriteItem::builder().put(put).build());
         }
-        let mut counts: BTreeMap<&StatKey, u64> = BTreeMap::new();
+        // per counter: the notifications and their SMS segments
+        let mut counts: BTreeMap<&StatKey, (u64, u64)> = BTreeMap::new();
         for e in &pending {
-            *counts.entry(&e.key).or_default() += 1;
+            let (count, segments) = counts.entry(&e.key).or_default();
+            *count += 1;
+            *segments += u64::from(e.sms_segments);
         }
-        for (k, count) in counts {
+        for (k, (count, segments)) in counts {
             let update = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
-                .update_expression("ADD #count :n SET #key = :key")
+                .update_expression("ADD #count :n, #segments :segments SET #key = :key")
                 .expression_attribute_names("#count", "count")
+                .expression_attribute_names("#segments", "sms_segments")
                 .expression_attribute_names("#key", "key")
                 .expression_attribute_values(":n", n(count))
+                .expression_attribute_values(":segments", n(segments))
                 .expression_attribute_values(
                     ":key",
                     serde_dynamo::to_attribute_value(k).map_err(|e| PortError::new(OP, e))?,

@@ -6,6 +6,7 @@
 mod common;
 mod directory;
 mod eventbridge;
+mod ses;
 mod sqs;
 mod store;
 mod views;

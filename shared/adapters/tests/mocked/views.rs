@@ -72,6 +72,7 @@ fn sent(notification: &str) -> ViewWrite {
             outcome: StatOutcome::Sent,
         },
         notification_id: id(notification),
+        sms_segments: 0,
     })
 }
 

@@ -11,6 +11,7 @@ use super::{EventError, EventKind};
 use crate::directory::{CustomerUpdate, OrgSettingsUpdate, QuietHours, TimeZone};
 use crate::ids::{CustomerId, EmailAddress, Locale, NotificationType, PhoneNumber};
 use crate::model::{Channel, Device, Platform};
+use crate::sms::SegmentCap;
 
 // Each event's detail as the contract defines it. Unknown fields are allowed so that producers
 // can add fields without breaking Herald; known fields must have the right type.
@@ -44,6 +45,7 @@ struct OrganizationSettingsChanged {
     operations_email: Option<EmailAddress>,
     default_locale: Option<Locale>,
     sender_email: Option<EmailAddress>,
+    sms_max_segments: Option<SegmentCap>,
 }
 
 /// A directory event's change, or `None` when the detail-type is not a directory event's.
@@ -91,6 +93,7 @@ pub(super) fn directory_event(r: &Reader, raw: &Value) -> Result<Option<EventKin
                 operations_email: d.operations_email,
                 default_locale: d.default_locale,
                 sender_email: d.sender_email,
+                sms_max_segments: d.sms_max_segments,
             })
         }
         _ => return Ok(None),

@@ -229,6 +229,28 @@ mod tests {
     }
 
     #[test]
+    fn the_sms_segment_cap_is_a_whole_number_from_1_to_10() {
+        let settings = |cap: Value| {
+            parse(&envelope(
+                "OrganizationSettingsChanged",
+                json!({"organization_id": "o", "sms_max_segments": cap}),
+            ))
+        };
+        let EventKind::OrgSettings(update) = settings(json!(4)).unwrap().kind else {
+            panic!("not an organization's settings")
+        };
+        assert_eq!(update.sms_max_segments.map(|c| c.get()), Some(4));
+        for bad in [json!(0), json!(11), json!(2.5), json!("3"), json!(-1)] {
+            let err = settings(bad.clone()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "detail.sms_max_segments: expected a whole number from 1 to 10",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_organization_and_unknown_types_are_refused() {
         let mut d = order_created();
         d.as_object_mut().unwrap().remove("organization_id");
