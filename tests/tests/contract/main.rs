@@ -3,6 +3,7 @@
 //! function receives it, the OpenAPI document against the routers, the SAM template against
 //! the local stack and the handlers. `cargo test -p herald-e2e --test contract` runs them alone.
 
+mod catalog;
 mod openapi;
 mod samples;
 mod template;

@@ -14,3 +14,4 @@ mod providers;
 mod schedule;
 mod stack_template;
 mod webhooks;
+mod whatsapp;
