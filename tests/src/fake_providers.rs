@@ -294,8 +294,11 @@ async fn twilio_send(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    if let Some(refusal) = whatsapp_refusal(&form) {
+        return refusal;
+    }
     match field("To") {
-        Some(to) if is_e164(to) => {}
+        Some(to) if is_e164(to) || is_whatsapp_address(to) => {}
         Some(to) => {
             return twilio_error(
                 StatusCode::BAD_REQUEST,
@@ -311,14 +314,14 @@ async fn twilio_send(
             );
         }
     }
-    if !field("From").is_some_and(is_e164) {
+    if !field("From").is_some_and(|from| is_e164(from) || is_whatsapp_address(from)) {
         return twilio_error(
             StatusCode::BAD_REQUEST,
             21212,
             "Invalid 'From' Phone Number",
         );
     }
-    if field("Body").is_none_or(str::is_empty) {
+    if field("ContentSid").is_none() && field("Body").is_none_or(str::is_empty) {
         return twilio_error(StatusCode::BAD_REQUEST, 21602, "Message body is required.");
     }
     if let Some(answer) = fake.scripted() {
@@ -333,6 +336,71 @@ async fn twilio_send(
     });
     fake.inner.lock().unwrap().twilio.push(form);
     (StatusCode::CREATED, axum::Json(reply)).into_response()
+}
+
+/// A `whatsapp:` address: the prefix, then an E.164 number.
+fn is_whatsapp_address(s: &str) -> bool {
+    s.strip_prefix("whatsapp:").is_some_and(is_e164)
+}
+
+/// The checks of a message with a content template, or between `whatsapp:` addresses, as
+/// https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder
+/// and the error pages (21654, 21655, 21656, 21910) describe them: `ContentVariables` only
+/// with a `ContentSid`, a `ContentSid` of `HX` and 32 hex digits, `ContentVariables` a JSON
+/// object of non-empty strings, `From` and `To` on the same channel (`whatsapp:` then E.164
+/// is checked with the numbers).
+fn whatsapp_refusal(form: &[(String, String)]) -> Option<Response> {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let on_whatsapp = |name: &str| field(name).is_some_and(|a| a.starts_with("whatsapp:"));
+    let content = field("ContentSid");
+    let variables = field("ContentVariables");
+    if variables.is_some() && content.is_none() {
+        return Some(twilio_error(
+            StatusCode::BAD_REQUEST,
+            21654,
+            "ContentSid Required",
+        ));
+    }
+    if let Some(sid) = content {
+        let ok = sid.len() == 34
+            && sid.starts_with("HX")
+            && sid[2..].chars().all(|c| c.is_ascii_hexdigit());
+        if !ok {
+            return Some(twilio_error(
+                StatusCode::BAD_REQUEST,
+                21655,
+                "The ContentSid is Invalid",
+            ));
+        }
+    }
+    if let Some(raw) = variables {
+        let valid = serde_json::from_str::<Value>(raw).ok().is_some_and(|v| {
+            v.as_object().is_some_and(|o| {
+                o.values()
+                    .all(|x| x.as_str().is_some_and(|s| !s.is_empty()))
+            })
+        });
+        if !valid {
+            return Some(twilio_error(
+                StatusCode::BAD_REQUEST,
+                21656,
+                "The ContentVariables Parameter is invalid",
+            ));
+        }
+    }
+    if field("From").is_some() && field("To").is_some() && on_whatsapp("From") != on_whatsapp("To")
+    {
+        return Some(twilio_error(
+            StatusCode::BAD_REQUEST,
+            21910,
+            "Invalid From and To pair. From and To should be of the same channel",
+        ));
+    }
+    None
 }
 
 /// SendGrid's and Twilio's error answers, for scripting.

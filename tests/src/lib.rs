@@ -398,6 +398,36 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Posts a Twilio status callback for this organization, signed with the test auth token
+    /// over the public URL, as Twilio signs it.
+    pub async fn post_twilio_status(
+        &self,
+        w: &herald_webhooks::Webhooks,
+        params: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let path = format!("/webhooks/twilio/{}", self.org);
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let signature = herald_core::provider_events::twilio::signature(
+            &format!("{PUBLIC_BASE}{path}"),
+            &params,
+            fake_providers::TWILIO_TOKEN,
+        );
+        let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
+        let headers = [
+            ("X-Twilio-Signature", signature),
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ];
+        self.post_webhook(w, &path, &headers, body).await
+    }
+}
+
 /// An ECDSA P-256 key like SendGrid's webhook signing key, made for the test.
 pub struct SendGridSigner {
     key: ring::signature::EcdsaKeyPair,

@@ -31,6 +31,7 @@ pub struct PreferencesBody {
 pub struct ContactBody {
     email: Option<EmailAddress>,
     phone: Option<PhoneNumber>,
+    whatsapp: Option<PhoneNumber>,
     locale: Option<Locale>,
     timezone: Option<TimeZone>,
 }
@@ -128,12 +129,16 @@ async fn read_contact(api: &Api, org: &OrgId, customer: &CustomerId) -> Result<V
         });
     }
     if let Some(p) = &r.phone {
-        for channel in [Channel::Sms, Channel::Whatsapp] {
-            keys.push(SuppressionKey {
-                channel,
-                address: p.value.as_str().to_string(),
-            });
-        }
+        keys.push(SuppressionKey {
+            channel: Channel::Sms,
+            address: p.value.as_str().to_string(),
+        });
+    }
+    if let Some(w) = &r.whatsapp {
+        keys.push(SuppressionKey {
+            channel: Channel::Whatsapp,
+            address: w.value.as_str().to_string(),
+        });
     }
     let suppressed: Vec<Channel> = if keys.is_empty() {
         Vec::new()
@@ -148,6 +153,7 @@ async fn read_contact(api: &Api, org: &OrgId, customer: &CustomerId) -> Result<V
     Ok(json!({
         "email": r.email.map(|s| s.value),
         "phone": r.phone.map(|s| s.value),
+        "whatsapp": r.whatsapp.map(|s| s.value),
         "locale": r.locale.map(|s| s.value),
         "timezone": r.timezone.map(|s| s.value),
         "suppressed": suppressed,
@@ -163,6 +169,7 @@ pub async fn put_contact(
     let update = CustomerUpdate::Contact {
         email: body.email,
         phone: body.phone,
+        whatsapp: body.whatsapp,
         locale: body.locale,
         timezone: body.timezone,
     };

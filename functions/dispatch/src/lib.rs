@@ -10,7 +10,7 @@ use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, EmailRouter, SecretsManagerSettings, SendGridSender,
-    SesEmailSender, SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender,
+    SesEmailSender, SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender, WhatsappRouter,
 };
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
 use herald_core::model::Channel;
@@ -130,14 +130,21 @@ pub fn service(
             sms: Arc::new(SmsRouter {
                 sns: SnsSmsSender::new(aws_sdk_sns::Client::new(aws), config.sms_sender_id.clone()),
                 twilio: TwilioSender::new(
+                    http.clone(),
+                    &config.providers.twilio_base_url,
+                    config.providers.public_base_url.clone(),
+                ),
+                settings: settings.clone(),
+            }),
+            push: Arc::new(NotConfigured(Channel::Push)),
+            whatsapp: Arc::new(WhatsappRouter {
+                twilio: TwilioSender::new(
                     http,
                     &config.providers.twilio_base_url,
                     config.providers.public_base_url.clone(),
                 ),
                 settings,
             }),
-            push: Arc::new(NotConfigured(Channel::Push)),
-            whatsapp: Arc::new(NotConfigured(Channel::Whatsapp)),
         },
         clock,
         chance: Arc::new(herald_core::ports::SystemChance),

@@ -22,7 +22,7 @@ pub use backoff::Backoff;
 pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
 pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
-pub use routing::{EmailRouter, SmsRouter};
+pub use routing::{EmailRouter, SmsRouter, WhatsappRouter};
 pub use secrets::SecretsManagerSettings;
 pub use sendgrid::SendGridSender;
 pub use ses::{SesEmailSender, SesIdentities};

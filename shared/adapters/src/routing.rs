@@ -1,5 +1,5 @@
 //! Picks each organization's provider for a channel: SendGrid or SES for email, Twilio or SNS
-//! for SMS, by the settings the organization has.
+//! for SMS, Twilio for WhatsApp, by the settings the organization has.
 //!
 //! Settings are cached; when a provider refuses the credentials of the cached copy (a key
 //! rotated meanwhile), the settings are read again and, if they changed, the send is tried once
@@ -96,6 +96,33 @@ impl ChannelSender for SmsRouter {
             match &providers.twilio {
                 Some(twilio) => through(DeliveryService::Twilio, self.twilio.send(n, twilio).await),
                 None => through(DeliveryService::Sns, self.sns.send(n).await),
+            }
+        })
+        .await
+    }
+}
+
+/// WhatsApp goes through Twilio, from the organization's WhatsApp sender; an organization
+/// without one has not configured the channel.
+pub struct WhatsappRouter {
+    pub twilio: TwilioSender,
+    pub settings: Arc<dyn ProviderSettings>,
+}
+
+#[async_trait]
+impl ChannelSender for WhatsappRouter {
+    async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
+        with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
+            let sender = providers
+                .twilio
+                .as_ref()
+                .and_then(|t| t.whatsapp_from.as_ref().map(|from| (t, from)));
+            match sender {
+                Some((twilio, from)) => self.twilio.send_whatsapp(n, twilio, from).await,
+                None => Err(SendError::hard(format!(
+                    "channel {} is not configured",
+                    n.channel
+                ))),
             }
         })
         .await

@@ -1,5 +1,6 @@
-//! SMS through Twilio's Programmable Messaging API.
+//! SMS and WhatsApp through Twilio's Programmable Messaging API.
 
+use herald_core::ids::PhoneNumber;
 use herald_core::model::{Address, Notification};
 use herald_core::ports::{Receipt, SendError};
 use herald_core::provider_events::twilio::status_callback_url;
@@ -51,11 +52,52 @@ impl TwilioSender {
         let Address::Phone(to) = &n.address else {
             return Err(SendError::hard("SMS notification without a phone number"));
         };
-        let mut form = vec![
+        let form = vec![
             ("To", to.as_str().to_string()),
             ("From", settings.from.as_str().to_string()),
             ("Body", n.body.clone()),
         ];
+        self.post(n, settings, form).await
+    }
+
+    /// A WhatsApp message: the approved template (`ContentSid`) and its variables
+    /// (`ContentVariables`, a JSON object of strings), between `whatsapp:` addresses. No `Body`:
+    /// a message a business starts can only be a template.
+    pub async fn send_whatsapp(
+        &self,
+        n: &Notification,
+        settings: &TwilioSettings,
+        from: &PhoneNumber,
+    ) -> Result<Receipt, SendError> {
+        let Address::Phone(to) = &n.address else {
+            return Err(SendError::hard(
+                "WhatsApp notification without a WhatsApp number",
+            ));
+        };
+        let Some(content) = &n.whatsapp else {
+            return Err(SendError::hard(
+                "WhatsApp notification without an approved template",
+            ));
+        };
+        let variables = serde_json::to_string(&content.variables)
+            .map_err(|_| SendError::hard("WhatsApp template variables could not be written"))?;
+        let form = vec![
+            ("To", format!("whatsapp:{}", to.as_str())),
+            ("From", format!("whatsapp:{}", from.as_str())),
+            ("ContentSid", content.content_sid.as_str().to_string()),
+            ("ContentVariables", variables),
+        ];
+        self.post(n, settings, form).await
+    }
+
+    /// Posts a message and reads Twilio's answer; the status callback is added here, for every
+    /// channel alike.
+    async fn post(
+        &self,
+        n: &Notification,
+        settings: &TwilioSettings,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<Receipt, SendError> {
         if let Some(base) = &self.public_base_url {
             // names the notification, so a status that comes before the send is recorded
             // still finds it

@@ -86,11 +86,17 @@ pub fn address(channel: Channel, audience: Audience<'_>) -> Result<Address, &'st
             .as_ref()
             .map(|s| Address::Email(s.value.clone()))
             .ok_or("no email address"),
-        (Channel::Sms | Channel::Whatsapp, _) => customer
+        (Channel::Sms, _) => customer
             .phone
             .as_ref()
             .map(|s| Address::Phone(s.value.clone()))
             .ok_or("no phone number"),
+        // the customer's WhatsApp number is their opt-in: never their phone by default
+        (Channel::Whatsapp, _) => customer
+            .whatsapp
+            .as_ref()
+            .map(|s| Address::Phone(s.value.clone()))
+            .ok_or("no WhatsApp number"),
         (Channel::Push, _) => {
             let devices = customer.registered_devices();
             if devices.is_empty() {
@@ -212,6 +218,52 @@ mod tests {
         );
         assert_eq!(decide(&none, &[Channel::Email]), Ok(vec![Channel::Email]));
         assert!(decide(&none, &[Channel::Sms, Channel::Push]).is_err());
+    }
+
+    #[test]
+    fn whatsapp_goes_to_the_whatsapp_number_and_never_to_the_phone() {
+        let recipient = Recipient::Customer(CustomerId::parse("cus_1").unwrap());
+        let org = OrgSettings::default();
+        let number = |p: &str| crate::ids::PhoneNumber::parse(p).unwrap();
+        let mut customer = CustomerRecord::default();
+        let now = "2026-11-20T10:00:00Z".parse().unwrap();
+        let contact = |phone: Option<&str>, whatsapp: Option<&str>| CustomerUpdate::Contact {
+            email: None,
+            phone: phone.map(number),
+            whatsapp: whatsapp.map(number),
+            locale: None,
+            timezone: None,
+        };
+        customer.apply(
+            contact(Some("+14155550101"), None),
+            crate::directory::Origin::Owner { now },
+        );
+        let address_of = |channel, customer: &CustomerRecord| {
+            address(
+                channel,
+                Audience {
+                    recipient: &recipient,
+                    customer,
+                    org: &org,
+                },
+            )
+        };
+        assert_eq!(
+            address_of(Channel::Whatsapp, &customer),
+            Err("no WhatsApp number")
+        );
+        customer.apply(
+            contact(None, Some("+14155550199")),
+            crate::directory::Origin::Owner { now },
+        );
+        assert_eq!(
+            address_of(Channel::Whatsapp, &customer),
+            Ok(Address::Phone(number("+14155550199")))
+        );
+        assert_eq!(
+            address_of(Channel::Sms, &customer),
+            Ok(Address::Phone(number("+14155550101")))
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ pub struct CustomerRecord {
     pub email: Option<Stamped<EmailAddress>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<Stamped<PhoneNumber>>,
+    /// The number the customer takes WhatsApp messages on (their opt-in to the channel, with
+    /// the channel enabled in their preferences); may differ from `phone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<Stamped<PhoneNumber>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<Stamped<Locale>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +225,7 @@ pub enum CustomerUpdate {
     Contact {
         email: Option<EmailAddress>,
         phone: Option<PhoneNumber>,
+        whatsapp: Option<PhoneNumber>,
         locale: Option<Locale>,
         timezone: Option<TimeZone>,
     },
@@ -242,6 +247,7 @@ impl CustomerRecord {
             CustomerUpdate::Contact {
                 email,
                 phone,
+                whatsapp,
                 locale,
                 timezone,
             } => {
@@ -251,6 +257,9 @@ impl CustomerRecord {
                 }
                 if let Some(v) = phone {
                     changed |= apply(&mut self.phone, v, origin);
+                }
+                if let Some(v) = whatsapp {
+                    changed |= apply(&mut self.whatsapp, v, origin);
                 }
                 if let Some(v) = locale {
                     changed |= apply(&mut self.locale, v, origin);
@@ -383,6 +392,7 @@ mod tests {
         CustomerUpdate::Contact {
             email: e.map(email),
             phone: p.map(|p| PhoneNumber::parse(p).unwrap()),
+            whatsapp: None,
             locale: None,
             timezone: None,
         }
@@ -398,6 +408,27 @@ mod tests {
         assert!(rec.apply(contact(Some("b@x.com"), None), ev("2026-01-02T00:00:00Z")));
         assert_eq!(rec.email.as_ref().unwrap().value, email("b@x.com"));
         assert_eq!(rec.phone.as_ref().unwrap().value.as_str(), "+14155550101");
+    }
+
+    #[test]
+    fn the_whatsapp_number_is_a_field_of_its_own_merged_by_time() {
+        let number = |p: &str| PhoneNumber::parse(p).unwrap();
+        let whatsapp = |p: &str| CustomerUpdate::Contact {
+            email: None,
+            phone: None,
+            whatsapp: Some(number(p)),
+            locale: None,
+            timezone: None,
+        };
+        let mut rec = CustomerRecord::default();
+        rec.apply(
+            contact(None, Some("+14155550101")),
+            ev("2026-01-01T00:00:00Z"),
+        );
+        assert!(rec.apply(whatsapp("+14155550102"), ev("2026-01-03T00:00:00Z")));
+        assert!(!rec.apply(whatsapp("+14155550103"), ev("2026-01-02T00:00:00Z")));
+        assert_eq!(rec.whatsapp.as_ref().unwrap().value, number("+14155550102"));
+        assert_eq!(rec.phone.as_ref().unwrap().value, number("+14155550101"));
     }
 
     #[test]

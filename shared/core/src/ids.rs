@@ -276,9 +276,54 @@ impl<'de> Deserialize<'de> for Locale {
     }
 }
 
+/// A Twilio Content SID, the id of a pre-approved message template: `HX` and 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ContentSid(String);
+
+impl ContentSid {
+    pub fn parse(value: impl Into<String>) -> Result<Self, InvalidValue> {
+        let value = value.into();
+        let ok = value.len() == 34
+            && value.starts_with("HX")
+            && value[2..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(InvalidValue(
+                "content_sid must be HX followed by 32 hex digits".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentSid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_sids_are_hx_and_32_hex_digits() {
+        assert!(ContentSid::parse("HX0123456789abcdef0123456789ABCDEF").is_ok());
+        for bad in [
+            "",
+            "HX0123",
+            "AC0123456789abcdef0123456789abcdef",
+            "HX0123456789abcdef0123456789abcdeg",
+            "HX0123456789abcdef0123456789abcdef0",
+        ] {
+            assert!(ContentSid::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn identifiers_refuse_key_separators_and_empty_values() {

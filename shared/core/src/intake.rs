@@ -331,6 +331,7 @@ impl IntakeService {
                 },
                 now,
             );
+            n.whatsapp = rendered.whatsapp;
             // beyond the queue's reach, the scheduler's sweep enqueues it when due
             n.sweep_at = scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY);
             notifications.push(n);

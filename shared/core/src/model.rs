@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{
-    BusinessKey, CustomerId, EmailAddress, InvalidValue, Locale, NotificationId, NotificationType,
-    OrgId, PhoneNumber,
+    BusinessKey, ContentSid, CustomerId, EmailAddress, InvalidValue, Locale, NotificationId,
+    NotificationType, OrgId, PhoneNumber,
 };
 
 /// A way to reach a recipient.
@@ -343,6 +343,15 @@ pub enum Address {
     Feed,
 }
 
+/// A WhatsApp message as the provider sends it: a pre-approved template and the values of its
+/// numbered variables (`"1"`, `"2"`, …), rendered at intake. Business-initiated WhatsApp
+/// messages can only be templates; the body is Herald's copy of the template's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsappContent {
+    pub content_sid: ContentSid,
+    pub variables: std::collections::BTreeMap<String, String>,
+}
+
 /// One message to one recipient on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -355,6 +364,9 @@ pub struct Notification {
     /// Email only: the `From` address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<EmailAddress>,
+    /// WhatsApp only: the approved template and its variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappContent>,
     pub locale: Locale,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -509,6 +521,7 @@ impl Notification {
             channel: draft.channel,
             address: draft.address,
             sender: draft.sender,
+            whatsapp: None,
             locale: draft.locale,
             subject: draft.subject,
             body: draft.body,

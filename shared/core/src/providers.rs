@@ -1,6 +1,6 @@
 //! An organization's delivery providers and their credentials. Organizations with SendGrid
-//! settings send email through SendGrid, those with Twilio settings send SMS through Twilio;
-//! the others use SES and SNS.
+//! settings send email through SendGrid, those with Twilio settings send SMS through Twilio
+//! (and WhatsApp, when they name a WhatsApp sender); the others use SES and SNS.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -61,6 +61,24 @@ pub struct TwilioSettings {
     /// Signs Twilio's status callbacks too.
     pub auth_token: Secret,
     pub from: PhoneNumber,
+    /// The organization's WhatsApp sender (its number registered with WhatsApp through
+    /// Twilio); without it the WhatsApp channel is not configured.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whatsapp_sender"
+    )]
+    pub whatsapp_from: Option<PhoneNumber>,
+}
+
+/// `whatsapp_from`, with the field named when it is not a number.
+fn whatsapp_sender<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PhoneNumber>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|v| {
+            PhoneNumber::parse(v)
+                .map_err(|e| serde::de::Error::custom(format!("whatsapp_from: {}", e.0)))
+        })
+        .transpose()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,8 +182,11 @@ impl OrgProviders {
                 }
             }
             Provider::Twilio => {
-                if self.twilio.is_some() {
+                if let Some(t) = &self.twilio {
                     out.extend(["account_sid", "auth_token", "from"]);
+                    if t.whatsapp_from.is_some() {
+                        out.push("whatsapp_from");
+                    }
                 }
             }
             Provider::Ses => {
@@ -433,6 +454,37 @@ mod tests {
                 .is_err()
         );
         assert!(Provider::parse("mailgun").is_err());
+    }
+
+    #[test]
+    fn a_whatsapp_sender_is_optional_and_an_e164_number() {
+        let mut p = OrgProviders::default();
+        let twilio = |whatsapp_from: serde_json::Value| {
+            json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "t",
+                "from": "+14155550100", "whatsapp_from": whatsapp_from})
+        };
+        let err = p
+            .set(Provider::Twilio, twilio(json!("whatsapp:+14155550111")))
+            .unwrap_err();
+        assert!(
+            err.0.contains("whatsapp_from: phone must be in E.164"),
+            "{}",
+            err.0
+        );
+        assert_eq!(p, OrgProviders::default(), "nothing was set");
+        p.set(Provider::Twilio, twilio(json!("+14155550111")))
+            .unwrap();
+        assert_eq!(
+            p.fields_set(Provider::Twilio),
+            vec!["account_sid", "auth_token", "from", "whatsapp_from"]
+        );
+        assert_eq!(
+            p.twilio.as_ref().and_then(|t| t.whatsapp_from.as_ref()),
+            Some(&PhoneNumber::parse("+14155550111").unwrap())
+        );
+        p.set(Provider::Twilio, twilio(serde_json::Value::Null))
+            .unwrap();
+        assert_eq!(p.twilio.as_ref().unwrap().whatsapp_from, None);
     }
 
     #[test]

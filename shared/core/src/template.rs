@@ -5,6 +5,11 @@
 //! (email, push, in-app), `<type>/<locale>/<channel>.body.j2` (text) and, for email only,
 //! `<type>/<locale>/email.html.j2` (an HTML alternative, rendered with autoescape on: a value
 //! from an event never becomes markup). A missing variable is an error naming it, never a blank.
+//!
+//! WhatsApp messages a business starts must be templates WhatsApp approved: a type with the
+//! `whatsapp` channel names, in its `template.json`, the Twilio Content SID of its approved
+//! template per locale and what each of the template's numbered variables shows
+//! ([`WhatsappSpec`]); its `whatsapp.body.j2` is Herald's copy of the approved text.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::ids::{Locale, NotificationType};
-use crate::model::Channel;
+use crate::ids::{ContentSid, Locale, NotificationType};
+use crate::model::{Channel, WhatsappContent};
 use crate::sms::{self, SegmentCap};
 
 mod embedded {
@@ -34,7 +39,30 @@ pub struct TemplateSpec {
     pub internal: bool,
     #[serde(default)]
     pub description: String,
+    /// The approved WhatsApp templates, for a type with the `whatsapp` channel.
+    #[serde(default)]
+    pub whatsapp: Option<WhatsappSpec>,
 }
+
+/// A type's approved WhatsApp templates (`"whatsapp"` in its `template.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappSpec {
+    /// Catalog locale → the Twilio Content SID of the template approved in that language; one
+    /// for every locale with a `whatsapp.body.j2`, and no other.
+    pub content_sid: BTreeMap<String, ContentSid>,
+    /// The template's numbered variables, `"1"` to `"n"`, each an expression over the event's
+    /// variables (`order_id`, `grand_total | money(currency)`), rendered as the templates are.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// The most numbered variables a WhatsApp template may have in the catalog.
+pub const MAX_WHATSAPP_VARIABLES: usize = 10;
+
+/// The most characters a WhatsApp template variable's value may have: a longer value is cut at
+/// a word, with an ellipsis (WhatsApp refuses a template whose text and values pass 1024).
+pub const MAX_WHATSAPP_VARIABLE_CHARS: usize = 256;
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -70,6 +98,9 @@ pub enum RenderError {
     },
     #[error("template {template} failed to render: {message}")]
     Failed { template: String, message: String },
+    /// WhatsApp refuses a template variable without a value.
+    #[error("template {template} renders WhatsApp variable {variable} empty")]
+    EmptyWhatsappVariable { template: String, variable: String },
 }
 
 /// The most a WhatsApp body may hold: Twilio refuses longer bodies. (An SMS is cut to its
@@ -101,6 +132,8 @@ pub struct Rendered {
     pub sms_segments: Option<u32>,
     /// The catalog locale actually used after fallback (`fr` for `fr-CA`).
     pub locale: String,
+    /// WhatsApp only: the approved template in that locale and its variables' values.
+    pub whatsapp: Option<WhatsappContent>,
 }
 
 /// The catalog with its compiled templates. Build it once per cold start.
@@ -211,6 +244,7 @@ impl Catalog {
             }
         }
         for (t, spec) in &specs {
+            check_whatsapp(&mut env, t, spec, &locales)?;
             for channel in &spec.channels {
                 let has_english = locales
                     .get(&(t.clone(), *channel))
@@ -303,12 +337,64 @@ impl Catalog {
             }
             _ => None,
         };
+        let whatsapp = match (channel, &spec.whatsapp) {
+            (Channel::Whatsapp, Some(w)) => {
+                Some(self.whatsapp_content(notification_type, w, &chosen, &ctx, context)?)
+            }
+            // the catalog refuses the channel without its templates
+            (Channel::Whatsapp, None) => return Err(unsupported()),
+            _ => None,
+        };
         Ok(Rendered {
             sms_segments: (channel == Channel::Sms).then(|| sms::segments(&body)),
             subject,
             body,
             html,
             locale: chosen,
+            whatsapp,
+        })
+    }
+
+    /// The approved template for the chosen locale and its variables rendered: runs of ASCII
+    /// whitespace made one space (WhatsApp refuses new lines and tabs in a value; the no-break
+    /// spaces of French amounts stay), each cut to [`MAX_WHATSAPP_VARIABLE_CHARS`], none empty.
+    fn whatsapp_content(
+        &self,
+        notification_type: &NotificationType,
+        spec: &WhatsappSpec,
+        locale: &str,
+        ctx: &JinjaValue,
+        context: &Map<String, Value>,
+    ) -> Result<WhatsappContent, RenderError> {
+        let content_sid = spec.content_sid.get(locale).cloned().ok_or_else(|| {
+            RenderError::UnsupportedChannel {
+                notification_type: notification_type.to_string(),
+                channel: Channel::Whatsapp,
+            }
+        })?;
+        let mut variables = BTreeMap::new();
+        for number in spec.variables.keys() {
+            let name = whatsapp_variable_template(notification_type, number);
+            let template = self
+                .env
+                .get_template(&name)
+                .map_err(|e| RenderError::Failed {
+                    template: name.clone(),
+                    message: e.to_string(),
+                })?;
+            let raw = self.render_one(&name, &template, ctx, context)?;
+            let value = raw.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+            if value.is_empty() {
+                return Err(RenderError::EmptyWhatsappVariable {
+                    template: name,
+                    variable: number.clone(),
+                });
+            }
+            variables.insert(number.clone(), fit(&value, MAX_WHATSAPP_VARIABLE_CHARS));
+        }
+        Ok(WhatsappContent {
+            content_sid,
+            variables,
         })
     }
 
@@ -360,6 +446,90 @@ impl Catalog {
             }
         })
     }
+}
+
+/// The name under which a WhatsApp variable's expression is compiled.
+fn whatsapp_variable_template(notification_type: &NotificationType, number: &str) -> String {
+    format!("{notification_type}/template.json#whatsapp.variables.{number}")
+}
+
+/// A type's WhatsApp section agrees with its channels and its bodies: present exactly when the
+/// type has the channel, a Content SID for each locale with a WhatsApp body (and no other), the
+/// variables numbered 1 to n (at most [`MAX_WHATSAPP_VARIABLES`]), each a bare expression that
+/// compiles.
+fn check_whatsapp(
+    env: &mut Environment<'static>,
+    notification_type: &NotificationType,
+    spec: &TemplateSpec,
+    locales: &BTreeMap<(NotificationType, Channel), BTreeSet<String>>,
+) -> Result<(), CatalogError> {
+    let file = format!("{notification_type}/template.json");
+    let wanted = spec.channels.contains(&Channel::Whatsapp);
+    let whatsapp = match (&spec.whatsapp, wanted) {
+        (None, false) => return Ok(()),
+        (None, true) => {
+            return Err(invalid(
+                &file,
+                "the whatsapp channel needs a \"whatsapp\" section: content_sid per locale and variables",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(invalid(
+                &file,
+                "a \"whatsapp\" section without the whatsapp channel in channels",
+            ));
+        }
+        (Some(w), true) => w,
+    };
+    let bodies = locales
+        .get(&(notification_type.clone(), Channel::Whatsapp))
+        .cloned()
+        .unwrap_or_default();
+    let sids: BTreeSet<String> = whatsapp.content_sid.keys().cloned().collect();
+    if let Some(locale) = bodies.difference(&sids).next() {
+        return Err(invalid(
+            &file,
+            format!(
+                "whatsapp.content_sid has no template for locale {locale}, which has a whatsapp body"
+            ),
+        ));
+    }
+    if let Some(locale) = sids.difference(&bodies).next() {
+        return Err(invalid(
+            &file,
+            format!("whatsapp.content_sid.{locale}: no whatsapp body for this locale"),
+        ));
+    }
+    if whatsapp.variables.len() > MAX_WHATSAPP_VARIABLES {
+        return Err(invalid(
+            &file,
+            format!("whatsapp.variables: at most {MAX_WHATSAPP_VARIABLES}"),
+        ));
+    }
+    let numbered =
+        (1..=whatsapp.variables.len()).all(|i| whatsapp.variables.contains_key(&i.to_string()));
+    if !numbered {
+        return Err(invalid(
+            &file,
+            "whatsapp.variables must be numbered \"1\" to \"n\", as the template's placeholders are",
+        ));
+    }
+    for (number, expression) in &whatsapp.variables {
+        let bare = !expression.trim().is_empty()
+            && !["{{", "}}", "{%", "%}", "{#", "#}"]
+                .iter()
+                .any(|m| expression.contains(m));
+        if !bare {
+            return Err(invalid(
+                &file,
+                format!("whatsapp.variables.{number}: must be an expression such as order_id"),
+            ));
+        }
+        let name = whatsapp_variable_template(notification_type, number);
+        env.add_template_owned(name, format!("{{{{ {expression} }}}}"))
+            .map_err(|e| invalid(&file, format!("whatsapp.variables.{number}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn filter_error(message: String) -> minijinja::Error {
@@ -835,6 +1005,178 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, RenderError::UnsupportedChannel { .. }));
+    }
+
+    /// A one-type catalog with a WhatsApp channel: `template.json`'s whatsapp section as given,
+    /// English (and maybe French) bodies.
+    fn whatsapp_catalog(whatsapp: Value, locales: &[&str]) -> Result<Catalog, CatalogError> {
+        let mut files = vec![(
+            "x/template.json".to_string(),
+            json!({"channels": ["whatsapp"], "whatsapp": whatsapp}).to_string(),
+        )];
+        for locale in locales {
+            files.push((
+                format!("x/{locale}/whatsapp.body.j2"),
+                "Hello {{ name }}".to_string(),
+            ));
+        }
+        Catalog::from_files(files)
+    }
+
+    const SID_EN: &str = "HX0123456789abcdef0123456789abcdef";
+    const SID_FR: &str = "HXfedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn whatsapp_renders_the_locales_template_and_its_variables() {
+        let c = catalog();
+        let r = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Whatsapp,
+                &Locale::parse("fr-CA").unwrap(),
+                None,
+                &order(),
+                SegmentCap::DEFAULT,
+            )
+            .unwrap();
+        let spec = c.spec(&t("order_confirmation")).unwrap();
+        let content = r.whatsapp.unwrap();
+        assert_eq!(
+            Some(&content.content_sid),
+            spec.whatsapp.as_ref().unwrap().content_sid.get("fr")
+        );
+        assert_eq!(
+            content.variables,
+            BTreeMap::from([
+                ("1".to_string(), "ord_1001".to_string()),
+                ("2".to_string(), "59,90\u{a0}$".to_string()),
+            ])
+        );
+        let email = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Email,
+                &Locale::english(),
+                None,
+                &order(),
+                SegmentCap::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(email.whatsapp, None);
+    }
+
+    #[test]
+    fn whatsapp_values_are_one_line_bounded_and_never_empty() {
+        let c = catalog();
+        let reminder = |title: &str, body: String| {
+            ctx(json!({"reminder_id": "r", "severity": "critical", "title": title, "body": body}))
+        };
+        let r = c
+            .render(
+                &t("reminder"),
+                Channel::Whatsapp,
+                &Locale::english(),
+                None,
+                &reminder("Pay\n\tnow", "please pay ".repeat(100)),
+                SegmentCap::DEFAULT,
+            )
+            .unwrap();
+        let variables = r.whatsapp.unwrap().variables;
+        assert_eq!(variables["1"], "Pay now");
+        assert!(variables["2"].chars().count() <= MAX_WHATSAPP_VARIABLE_CHARS);
+        assert!(variables["2"].ends_with("pay…"), "{}", variables["2"]);
+        let err = c
+            .render(
+                &t("reminder"),
+                Channel::Whatsapp,
+                &Locale::english(),
+                None,
+                &reminder(" \n ", "b".into()),
+                SegmentCap::DEFAULT,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, RenderError::EmptyWhatsappVariable { variable, .. } if variable == "1"),
+            "{err:?}"
+        );
+        let mut missing = order();
+        missing.remove("currency");
+        let err = c
+            .render(
+                &t("order_confirmation"),
+                Channel::Whatsapp,
+                &Locale::english(),
+                None,
+                &missing,
+                SegmentCap::DEFAULT,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("currency"), "{err}");
+    }
+
+    #[test]
+    fn the_catalog_refuses_whatsapp_templates_it_could_not_send() {
+        let good =
+            || json!({"content_sid": {"en": SID_EN, "fr": SID_FR}, "variables": {"1": "name"}});
+        whatsapp_catalog(good(), &["en", "fr"]).unwrap();
+        let cases = [
+            (
+                json!({"content_sid": {"en": "HX123"}, "variables": {}}),
+                "content_sid",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN}, "variables": {}}),
+                "locale fr",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN, "fr": SID_FR, "de": SID_FR}, "variables": {}}),
+                "content_sid.de",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN, "fr": SID_FR}, "variables": {"2": "name"}}),
+                "numbered",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN, "fr": SID_FR}, "variables": {"1": "name }}{{ x"}}),
+                "variables.1",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN, "fr": SID_FR}, "variables": {"1": "name |"}}),
+                "variables.1",
+            ),
+            (
+                json!({"content_sid": {"en": SID_EN, "fr": SID_FR}, "sid": SID_EN}),
+                "unknown field",
+            ),
+            (Value::Null, "needs a \"whatsapp\" section"),
+        ];
+        for (whatsapp, expected) in cases {
+            let err = whatsapp_catalog(whatsapp.clone(), &["en", "fr"]).unwrap_err();
+            assert!(err.to_string().contains(expected), "{whatsapp}: {err}");
+        }
+        let many: Map<String, Value> = (1..=MAX_WHATSAPP_VARIABLES + 1)
+            .map(|i| (i.to_string(), json!("name")))
+            .collect();
+        let err = whatsapp_catalog(
+            json!({"content_sid": {"en": SID_EN}, "variables": many}),
+            &["en"],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+        let without_channel = Catalog::from_files([
+            (
+                "x/template.json".to_string(),
+                json!({"channels": ["sms"], "whatsapp": good()}).to_string(),
+            ),
+            ("x/en/sms.body.j2".to_string(), "Hi".to_string()),
+        ])
+        .unwrap_err();
+        assert!(
+            without_channel
+                .to_string()
+                .contains("without the whatsapp channel"),
+            "{without_channel}"
+        );
     }
 
     #[test]

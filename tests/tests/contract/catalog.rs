@@ -1,6 +1,8 @@
 //! Every template renders with its sample context, in every locale of the catalog: each
 //! notification type's context comes from the intake samples in `events/intake/`, so a
 //! template that reads a variable its event does not carry fails here, HTML bodies included.
+//! A type with the WhatsApp channel renders its approved template's Content SID and variables in
+//! each language, and Herald's copy of the text (`whatsapp.body.j2`) shows every value sent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use herald_core::event::{EventKind, IncomingEvent, NotifyRequest};
 use herald_core::ids::{Locale, NotificationType};
 use herald_core::model::Channel;
 use herald_core::sms::{self, SegmentCap};
-use herald_core::template::Catalog;
+use herald_core::template::{Catalog, MAX_WHATSAPP_VARIABLE_CHARS};
 use serde_json::Value;
 
 fn root(folder: &str) -> PathBuf {
@@ -110,4 +112,45 @@ fn every_template_renders_with_its_sample_context_in_every_locale() {
     }
     // reminder and order_confirmation, in English and French
     assert!(html_rendered >= 4, "{html_rendered} HTML bodies rendered");
+}
+
+#[test]
+fn whatsapp_templates_render_their_content_sid_and_the_values_their_text_shows() {
+    let catalog = Catalog::embedded().unwrap();
+    let mut checked = BTreeSet::new();
+    for (notification_type, req) in sample_requests() {
+        let path = &notification_type;
+        let spec = catalog.spec(&req.notification_type).unwrap();
+        if !spec.channels.contains(&Channel::Whatsapp) {
+            continue;
+        }
+        let sids = &spec.whatsapp.as_ref().unwrap().content_sid;
+        for language in ["en", "fr"] {
+            let rendered = catalog
+                .render(
+                    &req.notification_type,
+                    Channel::Whatsapp,
+                    &Locale::parse(language).unwrap(),
+                    None,
+                    &req.context,
+                    SegmentCap::DEFAULT,
+                )
+                .unwrap();
+            let content = rendered.whatsapp.unwrap();
+            assert_eq!(Some(&content.content_sid), sids.get(language), "{path:?}");
+            assert!(!content.variables.is_empty(), "{path:?}");
+            for (number, value) in &content.variables {
+                assert!(
+                    rendered.body.contains(value.as_str()),
+                    "{path:?} {language}: variable {number} is not in the text"
+                );
+                assert!(value.chars().count() <= MAX_WHATSAPP_VARIABLE_CHARS);
+            }
+        }
+        checked.insert(req.notification_type.to_string());
+    }
+    assert_eq!(
+        checked.into_iter().collect::<Vec<_>>(),
+        ["order_confirmation", "reminder"]
+    );
 }

@@ -137,6 +137,7 @@ async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_
         CustomerUpdate::Contact {
             email: Some(EmailAddress::parse("v@example.com").unwrap()),
             phone: None,
+            whatsapp: None,
             locale: None,
             timezone: None,
         },

@@ -107,6 +107,7 @@ async fn a_far_future_directory_time_is_refused_and_never_locks_the_customer() {
         herald_core::directory::CustomerUpdate::Contact {
             email: Some(herald_core::ids::EmailAddress::parse(h.email("old")).unwrap()),
             phone: None,
+            whatsapp: None,
             locale: None,
             timezone: None,
         },

@@ -15,3 +15,4 @@ mod published;
 mod schedule;
 mod stack_template;
 mod webhooks;
+mod whatsapp;

@@ -21,6 +21,7 @@ struct CustomerContactChanged {
     customer_id: CustomerId,
     email: Option<EmailAddress>,
     phone: Option<PhoneNumber>,
+    whatsapp: Option<PhoneNumber>,
     locale: Option<Locale>,
     timezone: Option<TimeZone>,
 }
@@ -58,6 +59,7 @@ pub(super) fn directory_event(r: &Reader, raw: &Value) -> Result<Option<EventKin
                 update: CustomerUpdate::Contact {
                     email: d.email,
                     phone: d.phone,
+                    whatsapp: d.whatsapp,
                     locale: d.locale,
                     timezone: d.timezone,
                 },

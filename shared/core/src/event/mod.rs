@@ -307,7 +307,12 @@ mod tests {
         assert_eq!(
             plan("critical"),
             (
-                ChannelPlan::Only(vec![Channel::InApp, Channel::Email, Channel::Sms]),
+                ChannelPlan::Only(vec![
+                    Channel::InApp,
+                    Channel::Email,
+                    Channel::Sms,
+                    Channel::Whatsapp
+                ]),
                 true
             )
         );
@@ -324,6 +329,14 @@ mod tests {
                 .contains("detail.phone: phone must be in E.164"),
             "{err}"
         );
+        let d = json!({"organization_id": "o", "customer_id": "c", "whatsapp": "+44 20 7946 0958"});
+        let err = parse(&envelope("CustomerContactChanged", d)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("detail.whatsapp: phone must be in E.164"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("7946"), "{err}");
     }
 
     #[test]

@@ -254,8 +254,8 @@ pub(super) fn notifying_event(r: &Reader, raw: &Value) -> Result<NotifyRequest, 
     })
 }
 
-/// A reminder goes in-app, and by email and SMS as its severity rises; a critical one ignores
-/// quiet hours.
+/// A reminder goes in-app, and by email, then SMS and WhatsApp, as its severity rises; a
+/// critical one ignores quiet hours.
 fn reminder(mut req: NotifyRequest, d: &Reminder) -> NotifyRequest {
     let mut channels = vec![Channel::InApp];
     if matches!(d.severity, Severity::High | Severity::Critical) {
@@ -263,6 +263,7 @@ fn reminder(mut req: NotifyRequest, d: &Reminder) -> NotifyRequest {
     }
     if d.severity == Severity::Critical {
         channels.push(Channel::Sms);
+        channels.push(Channel::Whatsapp);
     }
     req.channels = ChannelPlan::Only(channels);
     req.critical = d.severity == Severity::Critical;

@@ -94,10 +94,44 @@ const TWILIO_PERMANENT: &[u32] = &[
     30007, // message filtered as spam by the carrier
 ];
 
+/// Twilio's WhatsApp error codes that say the number cannot be written to on WhatsApp: final
+/// whoever is asked, and the number is suppressed for WhatsApp.
+const TWILIO_WHATSAPP_RECIPIENT: &[u32] = &[
+    63003, // the channel could not find the 'To' address: no WhatsApp user, or inactive
+    63024, // invalid message recipient
+];
+
+/// Twilio's WhatsApp error codes after which sending the same message again is pointless: the
+/// sender, the template or its variables are wrong until someone changes them.
+const TWILIO_WHATSAPP_PERMANENT: &[u32] = &[
+    63001, // the channel could not authenticate the request (sender not set up with WhatsApp)
+    63005, // the channel did not accept the content
+    63007, // no WhatsApp sender with the 'From' address (or one still pending approval)
+    63013, // the message breaks WhatsApp's business policy
+    63015, // a sandbox sender writes only to numbers that joined the sandbox
+    63016, // outside the 24-hour window a message must be an approved template
+    63020, // the Business Manager account has not accepted Twilio's invitation
+    63021, // content the channel refuses (text and values over 1024 characters, …)
+    63027, // no approved template for this language
+    63028, // the variables do not match the template's placeholders
+    63030, // a parameter this channel's messages do not take
+];
+// Transient, like every code not listed: 63010 and 63012 (Twilio's or WhatsApp's internal
+// errors), 63018 (the sender's rate or daily messaging limit), 63032 (a WhatsApp limitation
+// for this user at the moment).
+
 /// Whether a Twilio error code is permanent (dead-letter) rather than transient (retry):
-/// 30001 queue overflow, 30003 unreachable handset, 20429 too many requests, … are transient.
+/// 30001 queue overflow, 30003 unreachable handset, 20429 too many requests, 63018 WhatsApp
+/// rate limit, … are transient.
 pub fn twilio_error_is_permanent(code: u32) -> bool {
-    TWILIO_PERMANENT.contains(&code) || TWILIO_RECIPIENT.contains(&code)
+    twilio_failure(code) != TwilioFailure::Transient
+}
+
+/// Whether a Twilio error code reported after the send puts the number on the suppression
+/// list: a STOP, or WhatsApp saying there is no such recipient. (An SMS number Twilio calls
+/// invalid in a callback is failed, not suppressed: it was valid when it was sent.)
+pub fn twilio_error_suppresses(code: u32) -> bool {
+    code == TWILIO_STOP || TWILIO_WHATSAPP_RECIPIENT.contains(&code)
 }
 
 /// What a Twilio error code means for a message.
@@ -113,9 +147,9 @@ pub enum TwilioFailure {
 
 /// What a Twilio error code means for the message.
 pub fn twilio_failure(code: u32) -> TwilioFailure {
-    if TWILIO_RECIPIENT.contains(&code) {
+    if TWILIO_RECIPIENT.contains(&code) || TWILIO_WHATSAPP_RECIPIENT.contains(&code) {
         TwilioFailure::Recipient
-    } else if TWILIO_PERMANENT.contains(&code) {
+    } else if TWILIO_PERMANENT.contains(&code) || TWILIO_WHATSAPP_PERMANENT.contains(&code) {
         TwilioFailure::Permanent
     } else {
         TwilioFailure::Transient
@@ -239,7 +273,10 @@ pub fn effect(n: &Notification, e: &ProviderEvent) -> DeliveryChange {
                 ));
             }
             if *suppress {
-                change.suppress = Some("the recipient opted out (STOP)".into());
+                change.suppress = Some(format!(
+                    "the provider refused the recipient: {}",
+                    reason.as_deref().unwrap_or("opted out")
+                ));
             }
         }
         DeliveryKind::Opened => change.opened = n.opened_at.is_none(),
@@ -279,5 +316,26 @@ mod tests {
             assert_eq!(twilio_failure(code), TwilioFailure::Recipient, "{code}");
         }
         assert_eq!(twilio_failure(30003), TwilioFailure::Transient);
+    }
+
+    #[test]
+    fn whatsapp_codes_are_classified() {
+        // outside the 24-hour window without a template, a sender or template set up wrong
+        for code in [63016, 63001, 63007, 63021, 63027, 63028] {
+            assert_eq!(twilio_failure(code), TwilioFailure::Permanent, "{code}");
+            assert!(!twilio_error_suppresses(code), "{code}");
+        }
+        // no WhatsApp user at this number
+        for code in [63003, 63024] {
+            assert_eq!(twilio_failure(code), TwilioFailure::Recipient, "{code}");
+            assert!(twilio_error_suppresses(code), "{code}");
+        }
+        // rate limits and the provider's own errors pass
+        for code in [63018, 63010, 63012, 63032] {
+            assert_eq!(twilio_failure(code), TwilioFailure::Transient, "{code}");
+            assert!(!twilio_error_is_permanent(code), "{code}");
+        }
+        assert!(twilio_error_suppresses(TWILIO_STOP));
+        assert!(!twilio_error_suppresses(21211));
     }
 }

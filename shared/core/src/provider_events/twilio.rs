@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use ring::hmac;
 
 use super::{
-    AuthError, DeliveryKind, ParseError, ProviderEvent, TWILIO_STOP, twilio_error_is_permanent,
+    AuthError, DeliveryKind, ParseError, ProviderEvent, twilio_error_is_permanent,
+    twilio_error_suppresses,
 };
 use crate::ids::{NotificationId, OrgId};
 use crate::model::{ErrorCode, Provider};
@@ -122,7 +123,7 @@ pub fn parse(params: &[(String, String)], now: DateTime<Utc>) -> Result<Provider
         "read" => DeliveryKind::Opened,
         "undelivered" | "failed" => DeliveryKind::Undelivered {
             permanent: code.map_or(status == "failed", twilio_error_is_permanent),
-            suppress: code == Some(TWILIO_STOP),
+            suppress: code.is_some_and(twilio_error_suppresses),
         },
         "canceled" => DeliveryKind::Dropped { suppress: false },
         // some segments arrived, some did not: nothing Herald's statuses can say
@@ -248,6 +249,35 @@ mod tests {
             }
         );
         assert_eq!(parse(&p("sent", ""), now).unwrap().event_id, "SM1:sent");
+        // WhatsApp: read is opened; outside the window without a template fails, no WhatsApp
+        // user at the number is suppressed, a rate limit changes nothing
+        assert_eq!(
+            parse(&p("read", ""), now).unwrap().kind,
+            DeliveryKind::Opened
+        );
+        let window = parse(&p("failed", "63016"), now).unwrap();
+        assert_eq!(
+            window.kind,
+            DeliveryKind::Undelivered {
+                permanent: true,
+                suppress: false
+            }
+        );
+        assert_eq!(window.reason.as_deref(), Some("Twilio error 63016"));
+        assert_eq!(
+            parse(&p("undelivered", "63024"), now).unwrap().kind,
+            DeliveryKind::Undelivered {
+                permanent: true,
+                suppress: true
+            }
+        );
+        assert_eq!(
+            parse(&p("undelivered", "63018"), now).unwrap().kind,
+            DeliveryKind::Undelivered {
+                permanent: false,
+                suppress: false
+            }
+        );
         assert!(parse(&[], now).is_err());
     }
 
