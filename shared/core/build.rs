@@ -26,7 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     collect(&root, &mut files)?;
     files.sort();
-    let mut code = String::from("pub static FILES: &[(&str, &str)] = &[\n");
+    // the lib checks this against its own location (see template.rs)
+    let mut code = format!(
+        "pub const LISTED_FROM: &str = {:?};\n",
+        manifest.join("../../templates").display().to_string()
+    );
+    code.push_str("pub static FILES: &[(&str, &str)] = &[\n");
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path

@@ -29,6 +29,32 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 }
 
+// Cargo shares a build script's output between checkouts of the workspace at different paths
+// that use one target directory, and reruns it only when the files it listed change: a catalog
+// listed in another checkout would embed that checkout's templates. Refuse to build with it.
+const _: () = assert!(
+    same_text(
+        embedded::LISTED_FROM,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates")
+    ),
+    "the template catalog was listed in another checkout: run `cargo clean -p herald-core`"
+);
+
+const fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// What the catalog says of a notification type.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TemplateSpec {
