@@ -45,9 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
     code.push_str("];\n");
-    fs::write(
-        PathBuf::from(env::var("OUT_DIR")?).join("catalog_files.rs"),
-        code,
-    )?;
+    // Cargo shares this script's output between checkouts at different paths that use one
+    // target directory: rerun when built from elsewhere (the checkout is the working directory
+    // of make, CI and the README's commands), and write only what changed so a rerun in the
+    // same checkout recompiles nothing.
+    println!("cargo:rerun-if-env-changed=PWD");
+    let out = PathBuf::from(env::var("OUT_DIR")?).join("catalog_files.rs");
+    if fs::read_to_string(&out).ok().as_deref() != Some(code.as_str()) {
+        fs::write(out, code)?;
+    }
     Ok(())
 }

@@ -30,8 +30,8 @@ mod embedded {
 }
 
 // Cargo shares a build script's output between checkouts of the workspace at different paths
-// that use one target directory, and reruns it only when the files it listed change: a catalog
-// listed in another checkout would embed that checkout's templates. Refuse to build with it.
+// that use one target directory; the script reruns when built from another working directory
+// (build.rs), and this refuses a catalog listed in another checkout should it not have.
 const _: () = assert!(
     same_text(
         embedded::LISTED_FROM,

@@ -44,33 +44,6 @@ fn sendgrid_events(message_id: &str, events: &[(&str, &str)]) -> Vec<u8> {
     serde_json::to_vec(&list).unwrap()
 }
 
-/// Posts a Twilio status callback, signed as Twilio signs it (over the public URL).
-async fn post_twilio(
-    h: &Harness,
-    w: &herald_webhooks::Webhooks,
-    params: &[(&str, &str)],
-) -> (u16, Value) {
-    let path = format!("/webhooks/twilio/{}", h.org);
-    let params: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let signature = herald_core::provider_events::twilio::signature(
-        &format!("{PUBLIC_BASE}{path}"),
-        &params,
-        TWILIO_TOKEN,
-    );
-    let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
-    let headers = [
-        ("X-Twilio-Signature", signature),
-        (
-            "Content-Type",
-            "application/x-www-form-urlencoded".to_string(),
-        ),
-    ];
-    h.post_webhook(w, &path, &headers, body).await
-}
-
 async fn status(h: &Harness, id: &str) -> Status {
     h.local
         .store
@@ -276,7 +249,7 @@ async fn the_same_webhook_twice_changes_once_and_delivered_before_sent_ends_deli
             ("MessageSid", &sid),
             ("MessageStatus", status_name),
         ];
-        let (code, answer) = post_twilio(&h, &w, &params).await;
+        let (code, answer) = h.post_twilio_status(&w, &params).await;
         assert_eq!(code, 200, "{answer}");
     }
     assert_eq!(status(&h, &sms.id).await, Status::Delivered);
@@ -327,7 +300,7 @@ async fn a_hard_bounce_and_a_twilio_stop_suppress_the_address_for_next_time() {
         ("MessageStatus", "undelivered"),
         ("ErrorCode", "21610"),
     ];
-    let (code, _) = post_twilio(&h, &w, &params).await;
+    let (code, _) = h.post_twilio_status(&w, &params).await;
     assert_eq!(code, 200);
     assert_eq!(status(&h, &sms.id).await, Status::Failed);
 
@@ -493,9 +466,9 @@ async fn a_twilio_status_herald_does_not_know_is_accepted_and_recorded() {
     let (w, _) = h.webhooks();
     for status_name in ["partially_delivered", "teleported"] {
         let params = [("MessageSid", sid.as_str()), ("MessageStatus", status_name)];
-        let (code, answer) = post_twilio(&h, &w, &params).await;
+        let (code, answer) = h.post_twilio_status(&w, &params).await;
         assert_eq!(code, 200, "{status_name}: {answer}");
-        let (_, again) = post_twilio(&h, &w, &params).await;
+        let (_, again) = h.post_twilio_status(&w, &params).await;
         assert_eq!(
             again["duplicates"].as_u64(),
             Some(1),
@@ -573,7 +546,7 @@ async fn webhooks_read_the_settings_again_before_refusing_a_signature() {
     assert_eq!(code, 200, "the settings are now cached");
     // a Twilio callback before Twilio is configured: refused, and "not configured" is cached
     let params = [("MessageSid", "SM1"), ("MessageStatus", "delivered")];
-    let (code, _) = post_twilio(&h, &w, &params).await;
+    let (code, _) = h.post_twilio_status(&w, &params).await;
     assert_eq!(code, 401);
 
     // the key is rotated and Twilio is set up, elsewhere
@@ -595,7 +568,7 @@ async fn webhooks_read_the_settings_again_before_refusing_a_signature() {
         .post_webhook(&w, &path, &new.headers(&body, now), body.clone())
         .await;
     assert_eq!(code, 200, "signed with the new key: {answer}");
-    let (code, answer) = post_twilio(&h, &w, &params).await;
+    let (code, answer) = h.post_twilio_status(&w, &params).await;
     assert_eq!(code, 200, "Twilio, configured since: {answer}");
     let (code, _) = h
         .post_webhook(&w, &path, &old.headers(&body, now), body)
