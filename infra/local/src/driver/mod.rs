@@ -64,6 +64,8 @@ pub struct Options {
     pub public_base_url: Option<String>,
     /// How long dispatch trusts the provider settings it read.
     pub settings_ttl: std::time::Duration,
+    /// The deployment's push platform applications, for organizations without their own.
+    pub push_defaults: herald_core::providers::PushApplications,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
                 .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
             public_base_url: env("HERALD_PUBLIC_BASE_URL"),
             settings_ttl: herald_adapters::secrets::CACHE_TTL,
+            push_defaults: herald_core::providers::PushApplications::default(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
             public_base_url: options.public_base_url.clone(),
             settings_ttl: options.settings_ttl,
         },
+        views_table: stack.names.views_table(),
+        push_defaults: options.push_defaults.clone(),
     }
 }
 
