@@ -418,6 +418,119 @@ impl ChannelSender for PushSender {
     }
 }
 
+/// Keeps devices' platform endpoints in step with their registration: made when a device is
+/// registered (if its organization, or the deployment, has a platform application for its
+/// platform), deleted when it is unregistered. A failure here loses nothing: a device without
+/// an endpoint gets one at its next push, and a leftover endpoint is never published to.
+pub struct DeviceEndpoints {
+    pub endpoints: Arc<dyn PushEndpoints>,
+    pub settings: Arc<dyn ProviderSettings>,
+    pub defaults: PushApplications,
+}
+
+impl DeviceEndpoints {
+    /// After a registration was applied: makes the device's endpoint and keeps it with the
+    /// device, unless it has one or is no longer registered.
+    pub async fn registered(
+        &self,
+        directory: &dyn Directory,
+        org: &OrgId,
+        customer: &CustomerId,
+        device: &Device,
+    ) {
+        if let Err(e) = self.make_endpoint(directory, org, customer, device).await {
+            warn!(error = %e, "the device's endpoint was not made; it is made at its next push");
+        }
+    }
+
+    async fn make_endpoint(
+        &self,
+        directory: &dyn Directory,
+        org: &OrgId,
+        customer: &CustomerId,
+        device: &Device,
+    ) -> Result<(), PortError> {
+        let stored = directory.get_customer(org, customer).await?;
+        let needs_endpoint = stored.as_ref().is_some_and(|s| {
+            s.value
+                .devices
+                .get(&device.key())
+                .is_some_and(|d| d.value.registered && d.value.device.endpoint_arn.is_none())
+        });
+        if !needs_endpoint {
+            return Ok(());
+        }
+        let apps = self.settings.get(org).await?.push.or(&self.defaults);
+        let Some(application) = PushSender::application(&apps, device.platform) else {
+            return Ok(());
+        };
+        let arn = self
+            .endpoints
+            .create_endpoint(application, &device.token)
+            .await
+            .map_err(|e| PortError::new("sns CreatePlatformEndpoint", e))?;
+        for _ in 0..3 {
+            let Some(stored) = directory.get_customer(org, customer).await? else {
+                return Ok(());
+            };
+            let mut record = stored.value;
+            if !record.set_endpoint(device, &arn) {
+                return Ok(());
+            }
+            if directory
+                .put_customer(org, customer, &record, Some(stored.version))
+                .await?
+                == Write::Done
+            {
+                info!(endpoint_id = %endpoint_id(&arn), "device endpoint made");
+                return Ok(());
+            }
+        }
+        Err(PortError::new(
+            "keep the device's endpoint",
+            "the record kept changing",
+        ))
+    }
+
+    /// The endpoint of a device as stored, if it has one.
+    pub async fn endpoint_of(
+        &self,
+        directory: &dyn Directory,
+        org: &OrgId,
+        customer: &CustomerId,
+        device: &Device,
+    ) -> Result<Option<String>, PortError> {
+        Ok(directory
+            .get_customer(org, customer)
+            .await?
+            .and_then(|s| s.value.devices.get(&device.key()).cloned())
+            .and_then(|d| d.value.device.endpoint_arn))
+    }
+
+    /// After an unregistration was applied: deletes the endpoint the device had, if the
+    /// device is now unregistered (a later registration may have won).
+    pub async fn unregistered(
+        &self,
+        directory: &dyn Directory,
+        org: &OrgId,
+        customer: &CustomerId,
+        device: &Device,
+        endpoint_arn: &str,
+    ) -> Result<(), PortError> {
+        let still_registered = directory
+            .get_customer(org, customer)
+            .await?
+            .and_then(|s| s.value.devices.get(&device.key()).cloned())
+            .is_some_and(|d| d.value.registered);
+        if still_registered {
+            return Ok(());
+        }
+        self.endpoints.delete_endpoint(endpoint_arn).await?;
+        info!(endpoint_id = %endpoint_id(endpoint_arn), "device endpoint deleted");
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use herald_core::ids::{CustomerId, OrgId};
 use herald_core::model::{Channel, Notification, Status};
 use herald_core::ports::PushRefusal;
 use herald_core::providers::{OrgProviders, PushApplications};
-use herald_core::push::PushSender;
+use herald_core::push::{DeviceEndpoints, PushSender};
 use herald_core::testing::{MemoryProviderSettings, MemoryPushEndpoints, MemoryUnread};
 
 const FCM_APP: &str = "arn:aws:sns:eu-west-1:123456789012:app/GCM/acme";
@@ -34,6 +34,16 @@ fn alice() -> CustomerId {
 }
 
 async fn push_world(org_apps: PushApplications, defaults: PushApplications) -> Push {
+    push_world_with(org_apps, defaults, false).await
+}
+
+/// `at_registration`: intake makes and deletes endpoints as devices come and go (else they
+/// are made at the first push).
+async fn push_world_with(
+    org_apps: PushApplications,
+    defaults: PushApplications,
+    at_registration: bool,
+) -> Push {
     let mut world = World::new();
     let endpoints = MemoryPushEndpoints::new();
     let settings = Arc::new(MemoryProviderSettings::default());
@@ -44,6 +54,13 @@ async fn push_world(org_apps: PushApplications, defaults: PushApplications) -> P
             ..OrgProviders::default()
         },
     );
+    if at_registration {
+        world.intake.device_endpoints = Some(Arc::new(DeviceEndpoints {
+            endpoints: endpoints.clone(),
+            settings: settings.clone(),
+            defaults: defaults.clone(),
+        }));
+    }
     let views = Arc::new(MemoryUnread::default());
     views.unread.lock().unwrap().insert((org(), alice()), 4);
     world.push = Arc::new(PushSender {
@@ -286,4 +303,57 @@ async fn an_unregistered_device_gets_no_further_push() {
         let expected = if arn.contains("/GCM/") { 1 } else { 2 };
         assert_eq!(messages.len(), expected, "{arn}");
     }
+}
+
+fn stored_devices(world: &World) -> Vec<herald_core::model::Device> {
+    world.directory.customers.lock().unwrap()[&(org(), alice())]
+        .value
+        .registered_devices()
+}
+
+#[tokio::test]
+async fn registering_a_device_makes_its_endpoint_and_unregistering_deletes_it() {
+    let mut p = push_world_with(both_apps(), PushApplications::default(), true).await;
+    let devices = stored_devices(&p.world);
+    assert_eq!(devices.len(), 2);
+    assert!(devices.iter().all(|d| d.endpoint_arn.is_some()));
+    assert_eq!(p.endpoints.published().len(), 2);
+    let fcm = devices.iter().find(|d| d.token == "fcm-token-1").unwrap();
+    let fcm_endpoint = fcm.endpoint_arn.clone().unwrap();
+
+    let unregister = json!({"customer_id": "cus_alice", "platform": "fcm", "token": "fcm-token-1"});
+    p.world
+        .event_with_id("unreg-1", "DeviceUnregistered", unregister.clone())
+        .await;
+    assert_eq!(
+        *p.endpoints.deleted.lock().unwrap(),
+        vec![fcm_endpoint.clone()]
+    );
+    assert_eq!(stored_devices(&p.world).len(), 1);
+    // the same event again deletes nothing more
+    p.world
+        .event_with_id("unreg-1", "DeviceUnregistered", unregister)
+        .await;
+    assert_eq!(p.endpoints.deleted.lock().unwrap().len(), 1);
+
+    ticket(&mut p.world).await;
+    let published = p.endpoints.published();
+    assert!(!published.contains_key(&fcm_endpoint));
+    assert_eq!(published.values().map(Vec::len).sum::<usize>(), 1);
+}
+
+#[tokio::test]
+async fn a_device_registered_without_an_application_gets_none_until_its_first_push() {
+    let p = push_world_with(
+        PushApplications::default(),
+        PushApplications::default(),
+        true,
+    )
+    .await;
+    assert!(
+        stored_devices(&p.world)
+            .iter()
+            .all(|d| d.endpoint_arn.is_none())
+    );
+    assert!(p.endpoints.published().is_empty());
 }

@@ -203,3 +203,45 @@ async fn an_organization_without_platform_applications_has_push_not_configured()
     .await;
     assert_eq!(push_status(&h, "tkt_1").await, "failed");
 }
+
+#[tokio::test]
+async fn devices_get_their_endpoints_when_registered_and_lose_them_when_unregistered() {
+    let p = setup().await;
+    let customer = CustomerId::parse("cus_p").unwrap();
+    let (record, _) =
+        p.h.local_directory()
+            .load(&p.h.org_id(), Some(&customer))
+            .await
+            .unwrap();
+    let devices = record.unwrap().registered_devices();
+    assert_eq!(devices.len(), 2);
+    let fcm_endpoint = devices
+        .iter()
+        .find(|d| d.token == p.fcm_token)
+        .and_then(|d| d.endpoint_arn.clone())
+        .expect("the endpoint made at registration");
+    let sns = aws_sdk_sns::Client::new(&p.h.local.aws);
+    let attributes = sns
+        .get_endpoint_attributes()
+        .endpoint_arn(&fcm_endpoint)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes.attributes().and_then(|a| a.get("Token")),
+        Some(&p.fcm_token)
+    );
+
+    p.h.run(&[p.h.event(
+        "DeviceUnregistered",
+        "customers",
+        json!({"customer_id": "cus_p", "platform": "fcm", "token": p.fcm_token}),
+    )])
+    .await;
+    let gone = sns
+        .get_endpoint_attributes()
+        .endpoint_arn(&fcm_endpoint)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the endpoint is deleted");
+}

@@ -126,6 +126,9 @@ impl LocalStack {
             directory_table: stack.names.directory_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),
             default_sender,
+            provider_secrets_prefix: stack.names.provider_secrets_prefix(),
+            settings_ttl: options.settings_ttl,
+            push_defaults: options.push_defaults.clone(),
         };
         let intake = herald_intake::service(&intake_config, &aws, clock.clone())
             .map_err(|e| LocalError::handler("intake", e))?;

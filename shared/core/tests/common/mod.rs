@@ -55,6 +55,7 @@ impl World {
             config: IntakeConfig {
                 default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
             },
+            device_endpoints: None,
         };
         World {
             store,
