@@ -29,7 +29,7 @@ pub use sendgrid::SendGridSender;
 pub use ses::{SesEmailSender, SesIdentities};
 pub use sns::SnsSmsSender;
 pub use sns_https::SnsHttpEndpoints;
-pub use sns_push::SnsPushEndpoints;
+pub use sns_push::{SnsPlatformApplications, SnsPushEndpoints};
 pub use sqs::SqsDispatchQueue;
 pub use twilio::TwilioSender;
 pub use views::DynamoViews;

@@ -1,12 +1,15 @@
 //! Mobile push through SNS platform applications: a platform endpoint per device, one publish
 //! per endpoint (`MessageStructure=json`, the payloads of `herald_core::push`).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use herald_core::ports::{FailureKind, PortError, PushEndpoints, PushRefusal};
+use herald_core::push::SnsPlatform;
 
 use crate::classify::classify;
 
@@ -101,5 +104,54 @@ impl PushEndpoints for SnsPushEndpoints {
             Err(SdkError::ResponseError(r)) if r.raw().status().is_success() => Ok(None),
             Err(e) => Err(refusal(&e)),
         }
+    }
+}
+
+/// Organizations' platform applications in SNS.
+#[derive(Clone, Debug)]
+pub struct SnsPlatformApplications {
+    client: Client,
+}
+
+impl SnsPlatformApplications {
+    pub fn new(client: Client) -> Self {
+        SnsPlatformApplications { client }
+    }
+}
+
+#[async_trait]
+impl herald_core::ports::PlatformApplications for SnsPlatformApplications {
+    async fn put(
+        &self,
+        existing: Option<&str>,
+        name: &str,
+        platform: SnsPlatform,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, PortError> {
+        if let Some(arn) = existing.filter(|a| SnsPlatform::of_application(a) == Some(platform)) {
+            self.client
+                .set_platform_application_attributes()
+                .platform_application_arn(arn)
+                .set_attributes(Some(attributes.clone().into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| PortError::new("sns SetPlatformApplicationAttributes", e))?;
+            return Ok(arn.to_string());
+        }
+        let out = self
+            .client
+            .create_platform_application()
+            .name(name)
+            .platform(platform.key())
+            .set_attributes(Some(attributes.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| PortError::new("sns CreatePlatformApplication", e))?;
+        out.platform_application_arn.ok_or_else(|| {
+            PortError::new(
+                "sns CreatePlatformApplication",
+                "answered without an application ARN",
+            )
+        })
     }
 }

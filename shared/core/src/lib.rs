@@ -19,6 +19,7 @@ pub mod projection;
 pub mod provider_events;
 pub mod providers;
 pub mod push;
+pub mod push_apps;
 pub mod record;
 pub mod retry;
 pub mod scheduler;

@@ -544,6 +544,21 @@ pub trait PushEndpoints: Send + Sync {
     ) -> Result<Option<String>, PushRefusal>;
 }
 
+/// SNS platform applications: an organization's FCM or APNS credentials, held by SNS.
+#[async_trait]
+pub trait PlatformApplications: Send + Sync {
+    /// Sets the credentials of the platform application `existing` (SNS
+    /// `SetPlatformApplicationAttributes`) when it is one of `platform`, or else creates one
+    /// named `name` (`CreatePlatformApplication`); answers its ARN.
+    async fn put(
+        &self,
+        existing: Option<&str>,
+        name: &str,
+        platform: crate::push::SnsPlatform,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, PortError>;
+}
+
 /// Why a page of the feed could not be read: the caller's cursor, or the infrastructure.
 #[derive(Debug, Error)]
 pub enum PageError {

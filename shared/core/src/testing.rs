@@ -990,3 +990,32 @@ impl crate::ports::Views for MemoryUnread {
         Ok(Vec::new())
     }
 }
+
+/// Platform applications in memory: by ARN, the platform's name and its attributes.
+#[derive(Default)]
+pub struct MemoryPlatformApplications {
+    pub applications: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+#[async_trait]
+impl crate::ports::PlatformApplications for MemoryPlatformApplications {
+    async fn put(
+        &self,
+        existing: Option<&str>,
+        name: &str,
+        platform: crate::push::SnsPlatform,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, PortError> {
+        let arn = match existing
+            .filter(|a| crate::push::SnsPlatform::of_application(a) == Some(platform))
+        {
+            Some(arn) => arn.to_string(),
+            None => format!(
+                "arn:aws:sns:eu-west-1:123456789012:app/{}/{name}",
+                platform.key()
+            ),
+        };
+        lock(&self.applications).insert(arn.clone(), attributes.clone());
+        Ok(arn)
+    }
+}

@@ -245,3 +245,126 @@ async fn devices_get_their_endpoints_when_registered_and_lose_them_when_unregist
         .await;
     assert!(gone.is_err(), "the endpoint is deleted");
 }
+
+const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg\n-----END PRIVATE KEY-----";
+
+#[tokio::test]
+async fn administrators_set_fcm_and_apns_platform_applications_and_pushes_go_through_them() {
+    use herald_e2e::As;
+    let h = Harness::with(herald_local::Options {
+        settings_ttl: std::time::Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let api = h.api();
+    let org = h.org.as_str();
+    let account = json!({"type": "service_account", "project_id": "acme", "private_key": PEM,
+                         "client_email": "push@acme.iam.gserviceaccount.com"});
+    let fcm = json!({"service_account_json": account.to_string()});
+    let apns = json!({"signing_key": PEM, "key_id": "ABCDE12345", "team_id": "TEAM123456",
+                      "bundle_id": "com.acme.app", "sandbox": true});
+
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/fcm",
+            As::Operator(org),
+            Some(fcm.clone()),
+        )
+        .await;
+    assert_eq!(code, 403);
+    let mut bad = apns.clone();
+    bad["team_id"] = json!("short");
+    let (code, answer) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/apns",
+            As::Admin(org),
+            Some(bad),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(answer.to_string().contains("team_id"), "{answer}");
+    let (_, got) = h
+        .call(&api, "GET", "/admin/providers/apns", As::Admin(org), None)
+        .await;
+    assert_eq!(got["configured"], false);
+
+    let (code, put_fcm) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/fcm",
+            As::Admin(org),
+            Some(fcm.clone()),
+        )
+        .await;
+    assert_eq!(code, 200, "{put_fcm}");
+    assert_eq!(put_fcm["platform"], "GCM");
+    let (code, put_apns) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/apns",
+            As::Admin(org),
+            Some(apns),
+        )
+        .await;
+    assert_eq!(code, 200, "{put_apns}");
+    assert_eq!(put_apns["platform"], "APNS_SANDBOX");
+    // a second PUT updates the same application
+    let (_, again) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/fcm",
+            As::Admin(org),
+            Some(fcm),
+        )
+        .await;
+    assert_eq!(again["application_arn"], put_fcm["application_arn"]);
+
+    let (code, got) = h
+        .call(&api, "GET", "/admin/providers/apns", As::Admin(org), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(got["configured"], true);
+    assert!(!got.to_string().contains("PRIVATE KEY"), "{got}");
+
+    let sns = aws_sdk_sns::Client::new(&h.local.aws);
+    let attributes = sns
+        .get_platform_application_attributes()
+        .platform_application_arn(put_apns["application_arn"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let attributes = attributes.attributes().unwrap();
+    assert_eq!(
+        attributes.get("PlatformPrincipal").map(String::as_str),
+        Some("ABCDE12345")
+    );
+    assert_eq!(
+        attributes.get("ApplePlatformTeamID").map(String::as_str),
+        Some("TEAM123456")
+    );
+    assert_eq!(
+        attributes.get("ApplePlatformBundleID").map(String::as_str),
+        Some("com.acme.app")
+    );
+
+    let token = format!("apns-{}", h.tag);
+    h.run(&[
+        h.contact("cus_p", &h.email("p"), None, "en-US").await,
+        h.preferences("cus_p", json!({"email": true, "push": true}), json!([])),
+        h.event(
+            "DeviceRegistered",
+            "customers",
+            json!({"customer_id": "cus_p", "platform": "apns", "token": token}),
+        ),
+    ])
+    .await;
+    assert_eq!(push_status(&h, "tkt_1").await, "sent");
+    assert_eq!(h.sent().await.pushes_to(&token).len(), 1);
+}
