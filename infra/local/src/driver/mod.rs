@@ -383,3 +383,36 @@ impl LocalStack {
         Ok(())
     }
 }
+
+/// The sample organization's push credentials: well-formed, never valid anywhere (the emulator
+/// takes them as they are).
+const SAMPLE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQgc2FtcGxl\n-----END PRIVATE KEY-----";
+
+impl LocalStack {
+    /// Gives an organization FCM and APNS (sandbox) platform applications on the emulator,
+    /// through the same path as `PUT /admin/providers/fcm` and `…/apns`, so that its customers'
+    /// devices get pushes.
+    pub async fn give_push_applications(
+        &self,
+        org: &herald_core::ids::OrgId,
+    ) -> Result<(), LocalError> {
+        use herald_core::model::Platform;
+        let settings = herald_adapters::SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(&self.aws),
+            self.stack.names.provider_secrets_prefix(),
+        );
+        let applications =
+            herald_adapters::SnsPlatformApplications::new(aws_sdk_sns::Client::new(&self.aws));
+        let account = serde_json::json!({"type": "service_account", "project_id": "herald-sample",
+            "private_key": SAMPLE_PEM, "client_email": "push@herald-sample.iam.gserviceaccount.com"});
+        let fcm = serde_json::json!({"service_account_json": account.to_string()});
+        let apns = serde_json::json!({"signing_key": SAMPLE_PEM, "key_id": "SAMPLE1234",
+            "team_id": "TEAM123456", "bundle_id": "com.herald.sample", "sandbox": true});
+        for (platform, value) in [(Platform::Fcm, fcm), (Platform::Apns, apns)] {
+            herald_core::push_apps::set_application(&settings, &applications, org, platform, value)
+                .await
+                .map_err(|e| LocalError::handler("push applications", e))?;
+        }
+        Ok(())
+    }
+}
