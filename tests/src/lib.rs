@@ -315,6 +315,31 @@ impl Harness {
         (Self::with(options).await, fake)
     }
 
+    /// The stage's directory.
+    pub fn local_directory(&self) -> herald_adapters::DynamoDirectory {
+        herald_adapters::DynamoDirectory::new(
+            aws_sdk_dynamodb::Client::new(&self.local.aws),
+            self.local.stack.names.directory_table(),
+        )
+    }
+
+    /// Gives this organization these push platform applications.
+    pub async fn set_push_applications(&self, apps: herald_core::providers::PushApplications) {
+        use herald_core::ports::{ProviderSettings, Write};
+        let store = herald_adapters::SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(&self.local.aws),
+            self.local.stack.names.provider_secrets_prefix(),
+        );
+        let stored = store.read(&self.org_id()).await.unwrap();
+        let mut providers = stored.providers.clone();
+        providers.push = apps;
+        let written = store
+            .write(&self.org_id(), &providers, stored.version.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(written, Write::Done);
+    }
+
     /// Stores this organization's settings for a provider, as the admin API does.
     pub async fn set_provider(&self, provider: &str, settings: Value) {
         let store = herald_adapters::SecretsManagerSettings::new(

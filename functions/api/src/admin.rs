@@ -5,8 +5,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use herald_core::identity::{self, SenderIdentity};
 use herald_core::ids::{EmailAddress, OrgId};
-use herald_core::model::Provider;
+use herald_core::model::{Platform, Provider};
 use herald_core::providers::OrgProviders;
+use herald_core::push_apps;
 use herald_core::settings;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,6 +25,15 @@ fn provider_of(name: &str) -> Result<Provider, ApiError> {
     Provider::parse(name).map_err(|_| ApiError::NotFound("provider"))
 }
 
+/// The push platforms, set up under the providers' routes (`fcm`, `apns`).
+fn push_platform_of(name: &str) -> Option<Platform> {
+    match name {
+        "fcm" => Some(Platform::Fcm),
+        "apns" => Some(Platform::Apns),
+        _ => None,
+    }
+}
+
 /// Which fields are set; credentials are never returned.
 fn settings_answer(providers: &OrgProviders, provider: Provider) -> Json<Value> {
     let fields = providers.fields_set(provider);
@@ -38,6 +48,10 @@ pub async fn provider(
     Admin(org): Admin,
     Path(ProviderName { provider }): Path<ProviderName>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(platform) = push_platform_of(&provider) {
+        let providers = api.settings.read(&org).await?.providers;
+        return Ok(Json(push_apps::application_answer(&providers, platform)));
+    }
     let provider = provider_of(&provider)?;
     let providers = api.settings.read(&org).await?.providers;
     Ok(settings_answer(&providers, provider))
@@ -51,6 +65,18 @@ pub async fn put_provider(
     Path(ProviderName { provider }): Path<ProviderName>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(platform) = push_platform_of(&provider) {
+        let settings: Value = json(&body)?;
+        let providers = push_apps::set_application(
+            api.settings.as_ref(),
+            api.push_applications.as_ref(),
+            &org,
+            platform,
+            settings,
+        )
+        .await?;
+        return Ok(Json(push_apps::application_answer(&providers, platform)));
+    }
     let provider = provider_of(&provider)?;
     let settings: Value = json(&body)?;
     if provider == Provider::Ses {

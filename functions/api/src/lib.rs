@@ -77,6 +77,8 @@ pub struct Api {
     pub queue: Arc<dyn DispatchQueue>,
     pub settings: Arc<dyn ProviderSettings>,
     pub identities: Arc<dyn SendingIdentities>,
+    /// Organizations' push platform applications (SNS).
+    pub push_applications: Arc<dyn herald_core::ports::PlatformApplications>,
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub default_sender: EmailAddress,
@@ -108,6 +110,9 @@ pub fn api(
             &config.provider_secrets_prefix,
         )),
         identities: Arc::new(SesIdentities::new(aws_sdk_sesv2::Client::new(aws))),
+        push_applications: Arc::new(herald_adapters::SnsPlatformApplications::new(
+            aws_sdk_sns::Client::new(aws),
+        )),
         catalog: Arc::new(Catalog::embedded()?),
         clock,
         default_sender: config.default_sender.clone(),

@@ -9,13 +9,14 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoDirectory, DynamoNotificationStore, EmailRouter, SecretsManagerSettings, SendGridSender,
-    SesEmailSender, SmsRouter, SnsSmsSender, SqsDispatchQueue, TwilioSender, WhatsappRouter,
+    DynamoDirectory, DynamoNotificationStore, DynamoViews, EmailRouter, SecretsManagerSettings,
+    SendGridSender, SesEmailSender, SmsRouter, SnsPushEndpoints, SnsSmsSender, SqsDispatchQueue,
+    TwilioSender, WhatsappRouter,
 };
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
-use herald_core::model::Channel;
-use herald_core::ports::ProviderSettings;
-use herald_core::ports::{Clock, DispatchMessage, NotConfigured, SystemClock};
+use herald_core::ports::{Clock, Directory, DispatchMessage, ProviderSettings, SystemClock};
+use herald_core::providers::PushApplications;
+use herald_core::push::PushSender;
 use herald_core::retry::RetryPolicy;
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{error, warn};
@@ -30,6 +31,11 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     pub sms_sender_id: Option<String>,
     pub providers: ProvidersConfig,
+    /// A push's badge is the customer's unread count in the feed.
+    pub views_table: String,
+    /// The deployment's SNS platform applications for organizations without their own
+    /// (`HERALD_DEFAULT_FCM_APP_ARN`, `HERALD_DEFAULT_APNS_APP_ARN`).
+    pub push_defaults: PushApplications,
 }
 
 /// Where organizations' provider settings live and where the HTTP providers are.
@@ -89,6 +95,11 @@ impl Config {
             ses_configuration_set: config::optional("HERALD_SES_CONFIGURATION_SET"),
             sms_sender_id: config::optional("HERALD_SMS_SENDER_ID"),
             providers: ProvidersConfig::from_env()?,
+            views_table: config::required("HERALD_VIEWS_TABLE")?,
+            push_defaults: PushApplications {
+                fcm: config::optional("HERALD_DEFAULT_FCM_APP_ARN"),
+                apns: config::optional("HERALD_DEFAULT_APNS_APP_ARN"),
+            },
         })
     }
 }
@@ -108,12 +119,16 @@ pub fn service(
     );
     let http = herald_adapters::http_client();
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let directory: Arc<dyn Directory> = Arc::new(DynamoDirectory::new(
+        dynamo.clone(),
+        &config.directory_table,
+    ));
     DispatchService {
         store: Arc::new(DynamoNotificationStore::new(
             dynamo.clone(),
             &config.notifications_table,
         )),
-        directory: Arc::new(DynamoDirectory::new(dynamo, &config.directory_table)),
+        directory: directory.clone(),
         queue: Arc::new(SqsDispatchQueue::new(
             aws_sdk_sqs::Client::new(aws),
             &config.dispatch_queue_url,
@@ -136,7 +151,14 @@ pub fn service(
                 ),
                 settings: settings.clone(),
             }),
-            push: Arc::new(NotConfigured(Channel::Push)),
+            push: Arc::new(PushSender {
+                endpoints: Arc::new(SnsPushEndpoints::new(aws_sdk_sns::Client::new(aws))),
+                directory,
+                views: Arc::new(DynamoViews::new(dynamo, &config.views_table)),
+                settings: settings.clone(),
+                defaults: config.push_defaults.clone(),
+                clock: clock.clone(),
+            }),
             whatsapp: Arc::new(WhatsappRouter {
                 twilio: TwilioSender::new(
                     http,

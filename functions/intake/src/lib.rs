@@ -7,11 +7,16 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use herald_adapters::config::{self, ConfigError};
-use herald_adapters::{DynamoDirectory, DynamoNotificationStore, SqsDispatchQueue};
+use herald_adapters::{
+    DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsPushEndpoints,
+    SqsDispatchQueue,
+};
 use herald_core::event::EventEnvelope;
 use herald_core::ids::EmailAddress;
 use herald_core::intake::{IntakeConfig, IntakeService};
 use herald_core::ports::{Clock, SystemClock};
+use herald_core::providers::PushApplications;
+use herald_core::push::DeviceEndpoints;
 use herald_core::record::IntakeRecord;
 use herald_core::template::Catalog;
 use lambda_runtime::{Error, LambdaEvent};
@@ -24,6 +29,12 @@ pub struct Config {
     pub directory_table: String,
     pub dispatch_queue_url: String,
     pub default_sender: EmailAddress,
+    /// Organizations' provider settings (their push platform applications): `<prefix>/<org>`.
+    pub provider_secrets_prefix: String,
+    /// How long an organization's settings are trusted before they are read again.
+    pub settings_ttl: std::time::Duration,
+    /// The deployment's push platform applications, for organizations without their own.
+    pub push_defaults: PushApplications,
 }
 
 impl Config {
@@ -37,6 +48,12 @@ impl Config {
                     name: "HERALD_DEFAULT_SENDER",
                     message: e.0,
                 })?,
+            provider_secrets_prefix: config::required("HERALD_PROVIDER_SECRETS_PREFIX")?,
+            settings_ttl: herald_adapters::secrets::CACHE_TTL,
+            push_defaults: PushApplications {
+                fcm: config::optional("HERALD_DEFAULT_FCM_APP_ARN"),
+                apns: config::optional("HERALD_DEFAULT_APNS_APP_ARN"),
+            },
         })
     }
 }
@@ -61,6 +78,17 @@ pub fn service(
         config: IntakeConfig {
             default_sender: config.default_sender.clone(),
         },
+        device_endpoints: Some(Arc::new(DeviceEndpoints {
+            endpoints: Arc::new(SnsPushEndpoints::new(aws_sdk_sns::Client::new(aws))),
+            settings: Arc::new(
+                SecretsManagerSettings::new(
+                    aws_sdk_secretsmanager::Client::new(aws),
+                    &config.provider_secrets_prefix,
+                )
+                .with_ttl(config.settings_ttl),
+            ),
+            defaults: config.push_defaults.clone(),
+        })),
     })
 }
 

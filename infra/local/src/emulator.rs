@@ -159,6 +159,7 @@ impl Emulator {
         Ok(Sent {
             emails: data.ses.message,
             sms: data.sns.sms,
+            push: data.sns.platform_endpoints,
         })
     }
 }
@@ -181,6 +182,18 @@ struct MotoSes {
 struct MotoSns {
     #[serde(default, rename = "SMS")]
     sms: Vec<SentSms>,
+    #[serde(default, rename = "PlatformEndpoint")]
+    platform_endpoints: Vec<PushEndpoint>,
+}
+
+/// A mobile push endpoint as the emulator kept it, with the messages published to it (by
+/// message id, in order).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PushEndpoint {
+    pub arn: String,
+    pub token: String,
+    #[serde(default)]
+    pub messages: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An email as the emulator kept it.
@@ -214,9 +227,20 @@ pub struct SentSms {
 pub struct Sent {
     pub emails: Vec<SentEmail>,
     pub sms: Vec<SentSms>,
+    pub push: Vec<PushEndpoint>,
 }
 
 impl Sent {
+    /// The messages published to the endpoints of this device token, in order.
+    pub fn pushes_to(&self, token: &str) -> Vec<String> {
+        self.push
+            .iter()
+            .filter(|e| e.token == token)
+            .flat_map(|e| e.messages.values())
+            .filter_map(|m| m.as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub fn emails_to(&self, address: &str) -> Vec<&SentEmail> {
         self.emails
             .iter()

@@ -184,6 +184,18 @@ fn print_human(file: &str, report: &EventReport) {
     }
 }
 
+/// The samples' organization has FCM and APNS platform applications, so its pushes go out.
+async fn sample_push(stack: &LocalStack) -> Result<(), LocalError> {
+    let org = herald_core::ids::OrgId::parse(SAMPLE_ORG).map_err(|e| LocalError::Handler {
+        function: "push applications",
+        source: e.0.into(),
+    })?;
+    stack.give_push_applications(&org).await
+}
+
+/// The organization of the samples in `events/`.
+const SAMPLE_ORG: &str = "org_acme";
+
 async fn up(stack: &LocalStack, dir: &Path) -> Result<(), LocalError> {
     let (events, labels) = read_samples(dir)?;
     println!(
@@ -311,10 +323,12 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
     match command {
         Command::Up { events } => {
             let _lock = pumping().await?;
+            sample_push(&stack).await?;
             up(&stack, &events).await
         }
         Command::Send { files } => {
             let _lock = pumping().await?;
+            sample_push(&stack).await?;
             send(&stack, &files).await
         }
         Command::Tick { at } => {

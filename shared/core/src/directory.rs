@@ -284,14 +284,7 @@ impl CustomerRecord {
                 changed
             }
             CustomerUpdate::Device { device, registered } => {
-                let key = format!(
-                    "{}:{}",
-                    serde_json::to_value(device.platform)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    device.token
-                );
+                let key = device.key();
                 apply_in_map(
                     &mut self.devices,
                     key,
@@ -299,6 +292,35 @@ impl CustomerRecord {
                     origin,
                 )
             }
+        }
+    }
+
+    /// Keeps the push endpoint made for a registered device; `false` when the device is no
+    /// longer registered (or has that endpoint already). The stamp stays: this is no event.
+    pub fn set_endpoint(&mut self, device: &Device, endpoint_arn: &str) -> bool {
+        match self.devices.get_mut(&device.key()) {
+            Some(state)
+                if state.value.registered
+                    && state.value.device.endpoint_arn.as_deref() != Some(endpoint_arn) =>
+            {
+                state.value.device.endpoint_arn = Some(endpoint_arn.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Unregisters a device whose endpoint the platform disabled (the app was removed, the
+    /// token expired): as of `now`, so only a later registration brings it back.
+    pub fn drop_device(&mut self, device: &Device, now: DateTime<Utc>) -> bool {
+        match self.devices.get_mut(&device.key()) {
+            Some(state) if state.value.registered => {
+                state.value.registered = false;
+                state.value.device.endpoint_arn = None;
+                state.at = now;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -461,6 +483,7 @@ mod tests {
         let device = Device {
             platform: Platform::Fcm,
             token: "t1".into(),
+            endpoint_arn: None,
         };
         rec.apply(
             CustomerUpdate::Device {

@@ -375,10 +375,15 @@ impl DispatchService {
             Ok(receipt) => {
                 n.provider = receipt.as_ref().and_then(|r| r.provider);
                 n.error_code = None;
+                if let Some(r) = receipt {
+                    n.push_accepted.extend(r.push_accepted.clone());
+                }
             }
             Err(e) => {
                 n.provider = e.provider.or(n.provider);
                 n.error_code = e.code.clone();
+                // the devices that accepted it are not sent it again
+                n.push_accepted.extend(e.push_accepted.clone());
             }
         }
         let outcome = match result {

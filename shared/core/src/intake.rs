@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::consent::SuppressionKey;
 use crate::consent::{self, Audience};
-use crate::directory::{CustomerRecord, OrgSettings, OrgSettingsUpdate, Origin};
+use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate, Origin};
 use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::identity::{self, SenderIdentity};
@@ -49,6 +49,9 @@ pub struct IntakeService {
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub config: IntakeConfig,
+    /// Devices' push endpoints, made and deleted as devices come and go (none: devices get
+    /// their endpoints at their first push).
+    pub device_endpoints: Option<Arc<crate::push::DeviceEndpoints>>,
 }
 
 /// How a recipient is written to.
@@ -115,7 +118,39 @@ impl IntakeService {
                 update,
             } => {
                 let directory = self.directory.as_ref();
-                update_customer(directory, &event.org_id, &customer_id, update, origin).await?;
+                let org = &event.org_id;
+                let device = match (&update, &self.device_endpoints) {
+                    (CustomerUpdate::Device { device, registered }, Some(endpoints)) => {
+                        let before = match registered {
+                            true => None,
+                            false => {
+                                endpoints
+                                    .endpoint_of(directory, org, &customer_id, device)
+                                    .await?
+                            }
+                        };
+                        Some((endpoints, device.clone(), *registered, before))
+                    }
+                    _ => None,
+                };
+                update_customer(directory, org, &customer_id, update, origin).await?;
+                match device {
+                    Some((endpoints, device, true, _)) => {
+                        endpoints
+                            .registered(directory, org, &customer_id, &device)
+                            .await;
+                    }
+                    Some((endpoints, device, false, Some(arn))) => {
+                        // a leftover endpoint is never published to: logged, not retried
+                        if let Err(e) = endpoints
+                            .unregistered(directory, org, &customer_id, &device, &arn)
+                            .await
+                        {
+                            warn!(error = %e, "the unregistered device's endpoint was not deleted");
+                        }
+                    }
+                    _ => {}
+                }
                 record.outcome = Outcome::DirectoryUpdated;
             }
             EventKind::OrgSettings(update) => {

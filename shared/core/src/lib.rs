@@ -18,6 +18,8 @@ pub mod ports;
 pub mod projection;
 pub mod provider_events;
 pub mod providers;
+pub mod push;
+pub mod push_apps;
 pub mod record;
 pub mod retry;
 pub mod scheduler;

@@ -1,5 +1,6 @@
 //! The notification and its life cycle.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -209,11 +210,25 @@ pub enum Platform {
     Apns,
 }
 
-/// A registered device: its platform and push token.
+/// A registered device: its platform and push token, and the push endpoint made for it once its
+/// organization has a platform application for the platform.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Device {
     pub platform: Platform,
     pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_arn: Option<String>,
+}
+
+impl Device {
+    /// Its key in the customer's record: the platform and the token (not the endpoint).
+    pub fn key(&self) -> String {
+        let platform = match self.platform {
+            Platform::Fcm => "fcm",
+            Platform::Apns => "apns",
+        };
+        format!("{platform}:{}", self.token)
+    }
 }
 
 /// Tokens are secrets of a kind: debug output shows the platform only.
@@ -378,6 +393,10 @@ pub struct Notification {
     /// SMS only: the segments the body is billed as (see [`crate::sms`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_segments: Option<u32>,
+    /// Push only: the devices that accepted it, by endpoint id (the last part of the endpoint
+    /// ARN) → the provider's message id; a retry goes only to the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub push_accepted: BTreeMap<String, String>,
     /// Internal notifications (to the organization) never appear in a customer feed.
     pub internal: bool,
     /// Critical notifications ignore quiet hours.
@@ -527,6 +546,7 @@ impl Notification {
             body: draft.body,
             html_body: draft.html_body,
             sms_segments: draft.sms_segments,
+            push_accepted: BTreeMap::new(),
             internal: draft.internal,
             critical: draft.critical,
             status: Status::Pending,

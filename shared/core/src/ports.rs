@@ -398,6 +398,9 @@ pub struct SendError {
     pub code: Option<ErrorCode>,
     /// The service that refused (none when no service was reached).
     pub provider: Option<DeliveryService>,
+    /// Push only: the devices that accepted it all the same (endpoint id → message id), so
+    /// that a retry leaves them out.
+    pub push_accepted: BTreeMap<String, String>,
 }
 
 impl SendError {
@@ -407,6 +410,7 @@ impl SendError {
             reason: reason.into(),
             code: None,
             provider: None,
+            push_accepted: BTreeMap::new(),
         }
     }
 
@@ -448,6 +452,8 @@ pub struct Receipt {
     pub provider_message_id: Option<String>,
     /// The service that accepted it.
     pub provider: Option<DeliveryService>,
+    /// Push only: the devices that accepted it (endpoint id → message id).
+    pub push_accepted: BTreeMap<String, String>,
 }
 
 impl Receipt {
@@ -455,6 +461,7 @@ impl Receipt {
         Receipt {
             provider_message_id: Some(id.into()),
             provider: None,
+            push_accepted: BTreeMap::new(),
         }
     }
 
@@ -462,6 +469,7 @@ impl Receipt {
         Receipt {
             provider_message_id: None,
             provider: None,
+            push_accepted: BTreeMap::new(),
         }
     }
 
@@ -490,6 +498,65 @@ impl ChannelSender for NotConfigured {
             self.0
         )))
     }
+}
+
+/// Why a platform refused a push request.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PushRefusal {
+    /// The platform disabled the endpoint (the app was removed, the token expired): the device
+    /// is gone, whatever is tried.
+    #[error("the endpoint is disabled")]
+    EndpointDisabled,
+    /// Throttling, a timeout, a 5xx: try again later.
+    #[error("{reason}")]
+    Soft {
+        reason: String,
+        code: Option<String>,
+    },
+    /// A request the platform cannot take: trying again would fail again.
+    #[error("{reason}")]
+    Hard {
+        reason: String,
+        code: Option<String>,
+    },
+}
+
+/// Mobile push platform endpoints (SNS): one per device and platform application.
+#[async_trait]
+pub trait PushEndpoints: Send + Sync {
+    /// Creates the device's endpoint in the platform application, or finds the one made
+    /// before for the same token; answers its ARN.
+    async fn create_endpoint(
+        &self,
+        application_arn: &str,
+        token: &str,
+    ) -> Result<String, PushRefusal>;
+
+    /// Deletes an endpoint; deleting one that is gone already succeeds.
+    async fn delete_endpoint(&self, endpoint_arn: &str) -> Result<(), PortError>;
+
+    /// Publishes one message (SNS `MessageStructure=json`) to one endpoint; answers the
+    /// message id when the answer could be read.
+    async fn publish(
+        &self,
+        endpoint_arn: &str,
+        message: &str,
+    ) -> Result<Option<String>, PushRefusal>;
+}
+
+/// SNS platform applications: an organization's FCM or APNS credentials, held by SNS.
+#[async_trait]
+pub trait PlatformApplications: Send + Sync {
+    /// Sets the credentials of the platform application `existing` (SNS
+    /// `SetPlatformApplicationAttributes`) when it is one of `platform`, or else creates one
+    /// named `name` (`CreatePlatformApplication`); answers its ARN.
+    async fn put(
+        &self,
+        existing: Option<&str>,
+        name: &str,
+        platform: crate::push::SnsPlatform,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, PortError>;
 }
 
 /// Why a page of the feed could not be read: the caller's cursor, or the infrastructure.

@@ -133,6 +133,34 @@ pub struct OrgProviders {
     pub twilio: Option<TwilioSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ses: Option<SesSettings>,
+    /// The organization's SNS platform applications for mobile push.
+    #[serde(default, skip_serializing_if = "PushApplications::is_empty")]
+    pub push: PushApplications,
+}
+
+/// SNS platform applications by push platform, as ARNs (`arn:aws:sns:…:app/GCM/name`, the
+/// SNS platform is part of the ARN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushApplications {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns: Option<String>,
+}
+
+impl PushApplications {
+    pub fn is_empty(&self) -> bool {
+        self.fcm.is_none() && self.apns.is_none()
+    }
+
+    /// Each platform's application: these, or else the deployment's default.
+    pub fn or(&self, defaults: &PushApplications) -> PushApplications {
+        PushApplications {
+            fcm: self.fcm.clone().or_else(|| defaults.fcm.clone()),
+            apns: self.apns.clone().or_else(|| defaults.apns.clone()),
+        }
+    }
 }
 
 impl OrgProviders {

@@ -12,6 +12,7 @@ mod projection;
 mod provider_settings;
 mod providers;
 mod published;
+mod push;
 mod schedule;
 mod stack_template;
 mod webhooks;

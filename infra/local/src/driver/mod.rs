@@ -64,6 +64,8 @@ pub struct Options {
     pub public_base_url: Option<String>,
     /// How long dispatch trusts the provider settings it read.
     pub settings_ttl: std::time::Duration,
+    /// The deployment's push platform applications, for organizations without their own.
+    pub push_defaults: herald_core::providers::PushApplications,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
                 .unwrap_or_else(|| herald_adapters::twilio::DEFAULT_BASE_URL.into()),
             public_base_url: env("HERALD_PUBLIC_BASE_URL"),
             settings_ttl: herald_adapters::secrets::CACHE_TTL,
+            push_defaults: herald_core::providers::PushApplications::default(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
             public_base_url: options.public_base_url.clone(),
             settings_ttl: options.settings_ttl,
         },
+        views_table: stack.names.views_table(),
+        push_defaults: options.push_defaults.clone(),
     }
 }
 
@@ -121,6 +126,9 @@ impl LocalStack {
             directory_table: stack.names.directory_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),
             default_sender,
+            provider_secrets_prefix: stack.names.provider_secrets_prefix(),
+            settings_ttl: options.settings_ttl,
+            push_defaults: options.push_defaults.clone(),
         };
         let intake = herald_intake::service(&intake_config, &aws, clock.clone())
             .map_err(|e| LocalError::handler("intake", e))?;
@@ -371,6 +379,39 @@ impl LocalStack {
                 .send()
                 .await
                 .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The sample organization's push credentials: well-formed, never valid anywhere (the emulator
+/// takes them as they are).
+const SAMPLE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQgc2FtcGxl\n-----END PRIVATE KEY-----";
+
+impl LocalStack {
+    /// Gives an organization FCM and APNS (sandbox) platform applications on the emulator,
+    /// through the same path as `PUT /admin/providers/fcm` and `…/apns`, so that its customers'
+    /// devices get pushes.
+    pub async fn give_push_applications(
+        &self,
+        org: &herald_core::ids::OrgId,
+    ) -> Result<(), LocalError> {
+        use herald_core::model::Platform;
+        let settings = herald_adapters::SecretsManagerSettings::new(
+            aws_sdk_secretsmanager::Client::new(&self.aws),
+            self.stack.names.provider_secrets_prefix(),
+        );
+        let applications =
+            herald_adapters::SnsPlatformApplications::new(aws_sdk_sns::Client::new(&self.aws));
+        let account = serde_json::json!({"type": "service_account", "project_id": "herald-sample",
+            "private_key": SAMPLE_PEM, "client_email": "push@herald-sample.iam.gserviceaccount.com"});
+        let fcm = serde_json::json!({"service_account_json": account.to_string()});
+        let apns = serde_json::json!({"signing_key": SAMPLE_PEM, "key_id": "SAMPLE1234",
+            "team_id": "TEAM123456", "bundle_id": "com.herald.sample", "sandbox": true});
+        for (platform, value) in [(Platform::Fcm, fcm), (Platform::Apns, apns)] {
+            herald_core::push_apps::set_application(&settings, &applications, org, platform, value)
+                .await
+                .map_err(|e| LocalError::handler("push applications", e))?;
         }
         Ok(())
     }

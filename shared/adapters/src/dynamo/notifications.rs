@@ -510,6 +510,14 @@ fn settled(n: &Notification) -> Result<Update, serde_dynamo::Error> {
     // so is the sweep's: only notifications waiting for a time carry due_shard
     update.set_or_remove("sweep_at", instant(&n.sweep_at));
     update.set_or_remove("due_shard", n.sweep_at.map(|_| due_shard(&n.id)));
+    if n.push_accepted.is_empty() {
+        update.remove("push_accepted");
+    } else {
+        update.set(
+            "push_accepted",
+            serde_dynamo::to_attribute_value(&n.push_accepted)?,
+        );
+    }
     // dispatch sends to the recipient's address as it stands then: keep the one it used
     update.set("address", serde_dynamo::to_attribute_value(&n.address)?);
     Ok(update)

@@ -7,6 +7,7 @@ mod common;
 mod directory;
 mod eventbridge;
 mod ses;
+mod sns_push;
 mod sqs;
 mod store;
 mod views;

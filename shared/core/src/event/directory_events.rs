@@ -84,6 +84,7 @@ pub(super) fn directory_event(r: &Reader, raw: &Value) -> Result<Option<EventKin
                     device: Device {
                         platform: d.platform,
                         token: d.token.0,
+                        endpoint_arn: None,
                     },
                     registered: r.detail_type == "DeviceRegistered",
                 },

@@ -32,6 +32,7 @@ pub struct World {
     pub intake: IntakeService,
     pub email: Arc<ScriptedSender>,
     pub sms: Arc<ScriptedSender>,
+    pub push: Arc<dyn herald_core::ports::ChannelSender>,
     pub seq: u32,
 }
 
@@ -54,6 +55,7 @@ impl World {
             config: IntakeConfig {
                 default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
             },
+            device_endpoints: None,
         };
         World {
             store,
@@ -63,6 +65,7 @@ impl World {
             intake,
             email,
             sms: ScriptedSender::accepting(),
+            push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
             seq: 0,
         }
     }
@@ -75,7 +78,7 @@ impl World {
             senders: Senders {
                 email: self.email.clone(),
                 sms: self.sms.clone(),
-                push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
+                push: self.push.clone(),
                 whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
             },
             clock: self.clock.clone(),
