@@ -193,60 +193,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use async_trait::async_trait;
-    use chrono::{DateTime, NaiveDate, Utc};
-    use herald_core::ids::{CustomerId, NotificationId, OrgId};
     use herald_core::lifecycle_events::LifecycleEventKind;
-    use herald_core::ports::{PageError, PortError};
-    use herald_core::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
-    use herald_core::testing::MemoryEventPublisher;
+    use herald_core::testing::{MemoryEventPublisher, MemoryUnread};
 
     /// Views that take every write and show nothing: these tests look at the bus.
-    struct NoViews;
-
-    #[async_trait]
-    impl Views for NoViews {
-        async fn apply(&self, _: &[ViewWrite]) -> Result<(), PortError> {
-            Ok(())
-        }
-        async fn log(&self, _: &OrgId, _: &NotificationId) -> Result<Vec<LogEntry>, PortError> {
-            Ok(Vec::new())
-        }
-        async fn feed(
-            &self,
-            _: &OrgId,
-            _: &CustomerId,
-            _: usize,
-        ) -> Result<Vec<FeedEntry>, PortError> {
-            Ok(Vec::new())
-        }
-        async fn unread(&self, _: &OrgId, _: &CustomerId) -> Result<u64, PortError> {
-            Ok(0)
-        }
-        async fn feed_page(
-            &self,
-            _: &OrgId,
-            _: &CustomerId,
-            _: usize,
-            _: Option<&str>,
-        ) -> Result<(Vec<FeedEntry>, Option<String>), PageError> {
-            Ok((Vec::new(), None))
-        }
-        async fn mark_read(
-            &self,
-            _: &OrgId,
-            _: &CustomerId,
-            _: DateTime<Utc>,
-            _: &NotificationId,
-        ) -> Result<bool, PortError> {
-            Ok(false)
-        }
-        async fn stats(&self, _: &OrgId, _: NaiveDate) -> Result<Vec<StatCount>, PortError> {
-            Ok(Vec::new())
-        }
-        async fn dead_letters(&self, _: &OrgId, _: usize) -> Result<Vec<DeadLetter>, PortError> {
-            Ok(Vec::new())
-        }
+    fn no_views() -> MemoryUnread {
+        MemoryUnread::default()
     }
 
     fn sample() -> LambdaEvent<Event> {
@@ -259,7 +211,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_publishes_each_changes_events_and_a_replay_the_same_ids() {
         let bus = MemoryEventPublisher::new();
-        let response = handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        let response = handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         let first = bus.published();
         let kinds: Vec<_> = first.iter().map(|e| e.kind).collect();
@@ -270,7 +222,7 @@ mod tests {
                 LifecycleEventKind::NotificationSent
             ]
         );
-        handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
         let again = &bus.published()[2..];
         assert_eq!(again, &first[..]);
     }
@@ -278,11 +230,11 @@ mod tests {
     #[tokio::test]
     async fn events_the_bus_refuses_fail_only_their_record() {
         let bus = MemoryEventPublisher::new();
-        handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
         let sent = bus.published()[1].detail.event_id.clone();
         let bus = MemoryEventPublisher::new();
         bus.refuse(&sent);
-        let response = handle(&NoViews, bus.as_ref(), sample()).await.unwrap();
+        let response = handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
         let failed: Vec<_> = response
             .batch_item_failures
             .iter()

@@ -19,7 +19,9 @@ use serde::de::DeserializeOwned;
 use crate::backoff::Backoff;
 use crate::errors::aws;
 
-use super::{Item, batch_get_pks, customer_key, identity_key, org_key, pk_of, s, suppression_key};
+use super::{
+    Item, batch_get_pks, customer_key, get_one, identity_key, org_key, pk_of, s, suppression_key,
+};
 
 /// The directory table: customers, organization settings, the suppression list.
 #[derive(Clone, Debug)]
@@ -73,16 +75,10 @@ impl DynamoDirectory {
         &self,
         key: String,
     ) -> Result<Option<Versioned<T>>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb GetItem directory", e))?;
-        out.item.map(parse_versioned).transpose()
+        get_one(&self.client, &self.table, key, "dynamodb GetItem directory")
+            .await?
+            .map(parse_versioned)
+            .transpose()
     }
 
     async fn put_versioned<T: Serialize>(

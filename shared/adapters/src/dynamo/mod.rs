@@ -162,6 +162,24 @@ pub(super) fn status_in(
     (format!("#status IN ({})", names.join(", ")), values)
 }
 
+/// A consistent read of the item with this key.
+pub(super) async fn get_one(
+    client: &Client,
+    table: &str,
+    pk: String,
+    operation: &'static str,
+) -> Result<Option<Item>, PortError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| aws(operation, e))?;
+    Ok(out.item)
+}
+
 /// An update expression, built a clause at a time: `SET a = :a, … REMOVE b, …` and its values.
 #[derive(Debug, Default)]
 pub(super) struct Update {

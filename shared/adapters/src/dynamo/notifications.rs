@@ -22,8 +22,9 @@ use crate::backoff::Backoff;
 use crate::errors::aws;
 
 use super::{
-    DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, due_shard, from_item, guarded, intake_key,
-    notification_key, parse_notification_key, pk_of, s, status_in, to_item, waiting_statuses,
+    DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, due_shard, from_item, get_one, guarded,
+    intake_key, notification_key, parse_notification_key, pk_of, s, status_in, to_item,
+    waiting_statuses,
 };
 
 /// The notifications table.
@@ -209,16 +210,16 @@ impl NotificationStore for DynamoNotificationStore {
         org: &OrgId,
         id: &NotificationId,
     ) -> Result<Option<Notification>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(notification_key(org, id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb GetItem notification", e))?;
-        out.item.map(Self::parse_notification).transpose()
+        let key = notification_key(org, id);
+        get_one(
+            &self.client,
+            &self.table,
+            key,
+            "dynamodb GetItem notification",
+        )
+        .await?
+        .map(Self::parse_notification)
+        .transpose()
     }
 
     async fn claim(
@@ -383,16 +384,9 @@ impl NotificationStore for DynamoNotificationStore {
         org: Option<&OrgId>,
         event_id: &str,
     ) -> Result<Option<IntakeRecord>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(intake_key(org, event_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb GetItem intake", e))?;
-        out.item
+        let key = intake_key(org, event_id);
+        get_one(&self.client, &self.table, key, "dynamodb GetItem intake")
+            .await?
             .map(|i| from_item("deserialize intake record", i))
             .transpose()
     }
