@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-pub mod fake_providers;
+pub use herald_local::stand_ins::SendGridSigner;
+use herald_local::stand_ins::StandIns;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use herald_core::retry::RetryPolicy;
@@ -302,8 +303,9 @@ impl Harness {
 
 impl Harness {
     /// A harness whose SendGrid and Twilio are the local fake.
-    pub async fn with_fake_providers() -> (Harness, fake_providers::FakeProviders) {
-        let (fake, url) = fake_providers::FakeProviders::start().await;
+    pub async fn with_fake_providers() -> (Harness, StandIns) {
+        let fake = StandIns::start().await.unwrap();
+        let url = fake.url().to_string();
         let options = herald_local::Options {
             sendgrid_base_url: url.clone(),
             twilio_base_url: url,
@@ -439,7 +441,7 @@ impl Harness {
         let signature = herald_core::provider_events::twilio::signature(
             &format!("{PUBLIC_BASE}{path}"),
             &params,
-            fake_providers::TWILIO_TOKEN,
+            herald_local::stand_ins::TWILIO_TOKEN,
         );
         let body = serde_urlencoded::to_string(&params).unwrap().into_bytes();
         let headers = [
@@ -450,58 +452,6 @@ impl Harness {
             ),
         ];
         self.post_webhook(w, &path, &headers, body).await
-    }
-}
-
-/// An ECDSA P-256 key like SendGrid's webhook signing key, made for the test.
-pub struct SendGridSigner {
-    key: ring::signature::EcdsaKeyPair,
-    rng: ring::rand::SystemRandom,
-}
-
-impl SendGridSigner {
-    pub fn new() -> Self {
-        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        SendGridSigner { key, rng }
-    }
-
-    /// The verification key as SendGrid shows it: base64 DER SubjectPublicKeyInfo.
-    pub fn public_key(&self) -> String {
-        use base64::Engine;
-        use ring::signature::KeyPair;
-        let mut der = vec![
-            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
-            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-        ];
-        der.extend_from_slice(self.key.public_key().as_ref());
-        base64::engine::general_purpose::STANDARD.encode(der)
-    }
-
-    /// The signature and timestamp headers for a body.
-    pub fn headers(&self, body: &[u8], timestamp: i64) -> Vec<(&'static str, String)> {
-        use base64::Engine;
-        let ts = timestamp.to_string();
-        let mut signed = ts.as_bytes().to_vec();
-        signed.extend_from_slice(body);
-        let sig = self.key.sign(&self.rng, &signed).unwrap();
-        vec![
-            (
-                "X-Twilio-Email-Event-Webhook-Signature",
-                base64::engine::general_purpose::STANDARD.encode(sig.as_ref()),
-            ),
-            ("X-Twilio-Email-Event-Webhook-Timestamp", ts),
-            ("Content-Type", "application/json".into()),
-        ]
-    }
-}
-
-impl Default for SendGridSigner {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -57,6 +57,8 @@ pub enum LocalError {
     },
     #[error("{path}: {why}")]
     NotEvents { path: PathBuf, why: String },
+    #[error("{path}: {why}")]
+    NotProviderSettings { path: PathBuf, why: String },
     #[error("unknown webhook event {0:?}: delivery, bounce, complaint, open or click")]
     UnknownWebhookEvent(String),
     #[error("signing as SNS: {0}")]

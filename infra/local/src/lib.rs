@@ -8,6 +8,7 @@ pub mod error;
 pub mod pump;
 pub mod serve;
 pub mod stack;
+pub mod stand_ins;
 pub mod stream;
 
 pub use driver::{EventReport, LocalStack, NotificationReport, Options};

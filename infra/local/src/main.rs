@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use herald_local::pump::PumpLock;
-use herald_local::serve::Served;
+use herald_local::serve::Serving;
 use herald_local::{Emulator, EventReport, LocalError, LocalStack};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
@@ -184,18 +184,6 @@ fn print_human(file: &str, report: &EventReport) {
     }
 }
 
-/// The samples' organization has FCM and APNS platform applications, so its pushes go out.
-async fn sample_push(stack: &LocalStack) -> Result<(), LocalError> {
-    let org = herald_core::ids::OrgId::parse(SAMPLE_ORG).map_err(|e| LocalError::Handler {
-        function: "push applications",
-        source: e.0.into(),
-    })?;
-    stack.give_push_applications(&org).await
-}
-
-/// The organization of the samples in `events/`.
-const SAMPLE_ORG: &str = "org_acme";
-
 async fn up(stack: &LocalStack, dir: &Path) -> Result<(), LocalError> {
     let (events, labels) = read_samples(dir)?;
     println!(
@@ -251,29 +239,13 @@ async fn tick(stack: &LocalStack, at: Option<DateTime<Utc>>) -> Result<(), Local
     Ok(())
 }
 
-async fn serve(stack: LocalStack, port: u16) -> Result<(), LocalError> {
-    // Port 0: any free port, chosen now so the served URL is known before serving.
-    let port = match port {
-        0 => std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
-        p => p,
-    };
-    // Twilio signatures are checked against the served URL unless a public one is configured.
-    let base = stack
-        .options
-        .public_base_url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let stack = Arc::new(stack);
-    let served = Served::new(stack.clone(), base)?;
-    let (addr, _server) = herald_local::serve::serve(served, port).await?;
+async fn serve(serving: Serving) -> Result<(), LocalError> {
     println!(
-        "Herald is served at http://{addr} (emulator {}, stage {}); Ctrl-C stops it.",
-        stack.emulator.endpoint, stack.stack.names.stage
+        "Herald is served at http://{} (emulator {}, stage {}); Ctrl-C stops it.",
+        serving.addr, serving.local.emulator.endpoint, serving.local.stack.names.stage
     );
-    print_exports(&stack);
-    keep_running(stack).await
+    print_exports(&serving.local);
+    keep_running(serving.local).await
 }
 
 /// The environment for the functions and for other programs (the bus to put events on).
@@ -295,22 +267,36 @@ async fn keep_running(stack: Arc<LocalStack>) -> Result<(), LocalError> {
     }
 }
 
-async fn start(stack: LocalStack) -> Result<(), LocalError> {
+async fn start(serving: Serving) -> Result<(), LocalError> {
     println!(
         "# Herald's resources are up on the emulator, and what reaches the bus is processed. For cargo lambda watch / invoke:"
     );
-    print_exports(&stack);
-    keep_running(Arc::new(stack)).await
+    print_exports(&serving.local);
+    keep_running(serving.local).await
 }
 
 /// How long `send`, `up` and `tick` wait for a running `serve` or `start` to let them pump.
 const PUMP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// The sample organizations' provider settings.
+const SAMPLE_PROVIDERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/providers");
+
 /// The commands that work on the stage's resources: the emulator started (or reached), the
-/// stack created, and for those that pump, the stage's pump lock held.
+/// stack created and served (the stand-ins for SendGrid and Twilio call back to its webhooks),
+/// the sample organizations' providers set, and for those that pump, the stage's pump lock
+/// held.
 async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
     let emulator = Emulator::start_or_connect().await?;
-    let stack = LocalStack::start(emulator, stage).await?;
+    let port = match &command {
+        Command::Serve { port } => *port,
+        _ => 0,
+    };
+    let serving = Serving::start(emulator, stage, port).await?;
+    serving
+        .served
+        .put_sample_providers(Path::new(SAMPLE_PROVIDERS))
+        .await?;
+    let stack = serving.local.as_ref();
     // One process pumps a stage at a time: a running `serve` or `start` pauses while these
     // run (herald_local::pump).
     let pumping = || {
@@ -323,20 +309,18 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
     match command {
         Command::Up { events } => {
             let _lock = pumping().await?;
-            sample_push(&stack).await?;
-            up(&stack, &events).await
+            up(stack, &events).await
         }
         Command::Send { files } => {
             let _lock = pumping().await?;
-            sample_push(&stack).await?;
-            send(&stack, &files).await
+            send(stack, &files).await
         }
         Command::Tick { at } => {
             let _lock = pumping().await?;
-            tick(&stack, at).await
+            tick(stack, at).await
         }
-        Command::Start => start(stack).await,
-        Command::Serve { port } => serve(stack, port).await,
+        Command::Start => start(serving).await,
+        Command::Serve { .. } => serve(serving).await,
         Command::Token { .. } | Command::Webhook { .. } => Ok(()),
     }
 }

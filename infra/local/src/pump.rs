@@ -132,6 +132,7 @@ pub async fn keep_running(local: std::sync::Arc<crate::driver::LocalStack>) {
                 local.tick(None).await.map(|_| ())
             } else {
                 local.drain_dispatch().await?;
+                local.hear_from_providers().await;
                 local.project().await.map(|_| ())
             }
         }

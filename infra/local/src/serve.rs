@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{
@@ -22,8 +23,10 @@ use lambda_http::request::RequestContext;
 use ring::hmac;
 use serde_json::{Value, json};
 
-use crate::driver::LocalStack;
+use crate::driver::{LocalStack, Options, setting};
+use crate::emulator::Emulator;
 use crate::error::LocalError;
+use crate::stand_ins::StandIns;
 
 /// The development tokens' signing secret (`HERALD_LOCAL_TOKEN_SECRET` overrides it). Local
 /// only: in AWS the HTTP API's JWT authorizer verifies tokens from the real identity provider.
@@ -107,6 +110,8 @@ pub struct Served {
     pub local: Arc<LocalStack>,
     pub webhooks: herald_webhooks::Webhooks,
     pub api: herald_api::Api,
+    /// Where the webhooks are reached.
+    pub public_base_url: String,
 }
 
 impl Served {
@@ -120,7 +125,7 @@ impl Served {
                 notifications_table: names.notifications_table(),
                 directory_table: names.directory_table(),
                 provider_secrets_prefix: names.provider_secrets_prefix(),
-                public_base_url,
+                public_base_url: public_base_url.clone(),
                 sendgrid_window: chrono::Duration::minutes(5),
                 ses_topic_arns: vec![LOCAL_SES_TOPIC.into()],
             },
@@ -148,9 +153,110 @@ impl Served {
             local,
             webhooks,
             api,
+            public_base_url,
         })
     }
+
+    /// Gives each sample organization the provider settings in `dir` (`<org>.json`: a body of
+    /// `PUT /admin/providers/{provider}` per provider), through that route with an
+    /// administrator's token. When the stand-ins play SendGrid, an organization's SendGrid
+    /// account is theirs: its events go to the organization's served webhook, signed with
+    /// the stand-ins' key, which its settings name.
+    pub async fn put_sample_providers(&self, dir: &Path) -> Result<(), LocalError> {
+        for (path, org, providers) in sample_providers(dir)? {
+            for (provider, mut body) in providers {
+                if let (Some(stand_ins), "sendgrid") = (&self.local.providers, provider.as_str()) {
+                    if let Some(key) = body.get("api_key").and_then(Value::as_str) {
+                        stand_ins.sendgrid_account(
+                            key,
+                            format!("{}/webhooks/sendgrid/{org}", self.public_base_url),
+                        );
+                    }
+                    body["webhook_public_key"] = json!(stand_ins.sendgrid_public_key());
+                }
+                let (status, answer) = self
+                    .admin_put(&org, &format!("/admin/providers/{provider}"), &body)
+                    .await?;
+                if status >= 300 {
+                    return Err(LocalError::NotProviderSettings {
+                        path: path.clone(),
+                        why: format!("PUT /admin/providers/{provider} answered {status}: {answer}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A `PUT` to the api as an administrator of `org`: the status and the body.
+    async fn admin_put(
+        &self,
+        org: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, String), LocalError> {
+        let claims = HashMap::from([
+            ("org_id".to_string(), org.to_string()),
+            ("role".to_string(), "admin".to_string()),
+        ]);
+        let request = lambda_http::http::Request::builder()
+            .method("PUT")
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(lambda_http::Body::from(body.to_string()))
+            .map_err(|e| LocalError::handler("api", e))?
+            .with_request_context(request_context("PUT", path, Some(claims)));
+        let response =
+            herald_api::handle(&self.api, request)
+                .await
+                .map_err(|e| LocalError::Handler {
+                    function: "api",
+                    source: e,
+                })?;
+        let status = response.status().as_u16();
+        let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+        Ok((status, body))
+    }
 }
+
+/// The sample organizations' provider settings: each file `<org>.json` in `dir`, an object of
+/// provider names and the body of their `PUT /admin/providers/{provider}`.
+pub fn sample_providers(dir: &Path) -> Result<Vec<SampleProviders>, LocalError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| LocalError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut samples = Vec::new();
+    for path in files {
+        let not_settings = |why: String| LocalError::NotProviderSettings {
+            path: path.clone(),
+            why,
+        };
+        let org = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|source| LocalError::File {
+            path: path.clone(),
+            source,
+        })?;
+        let providers = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(providers)) => providers.into_iter().collect(),
+            Ok(_) => return Err(not_settings("expected an object of providers".into())),
+            Err(e) => return Err(not_settings(format!("not JSON: {e}"))),
+        };
+        samples.push((path.clone(), org, providers));
+    }
+    Ok(samples)
+}
+
+/// A sample file, its organization, and each provider's settings.
+pub type SampleProviders = (PathBuf, String, Vec<(String, Value)>);
 
 async fn gateway(
     State(served): State<Arc<Served>>,
@@ -199,21 +305,61 @@ async fn gateway(
     }
 }
 
-/// Serves in the background; returns the bound address once listening. Pair it with
-/// [`crate::pump::keep_running`].
-pub async fn serve(
-    served: Served,
-    port: u16,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    let addr = listener.local_addr()?;
-    let app = axum::Router::new()
-        .fallback(gateway)
-        .with_state(Arc::new(served));
-    let handle = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((addr, handle))
+/// The local stack as the command line runs it, served: SendGrid and Twilio played by the
+/// stand-ins (unless `HERALD_SENDGRID_BASE_URL` or `HERALD_TWILIO_BASE_URL` name others),
+/// calling back to the webhooks, which are served with the api on 127.0.0.1:`port` (0: any
+/// free port). The stage runs only when something pumps it ([`crate::pump`]).
+pub struct Serving {
+    pub local: Arc<LocalStack>,
+    pub served: Arc<Served>,
+    pub addr: SocketAddr,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Where the stand-ins keep SendGrid's signing key, so every process of the local stack signs
+/// with the key the sample organizations' settings hold.
+fn stand_in_key_file() -> PathBuf {
+    std::env::temp_dir()
+        .join("herald-local")
+        .join("sendgrid-event-webhook.pk8")
+}
+
+impl Serving {
+    pub async fn start(emulator: Emulator, stage: &str, port: u16) -> Result<Serving, LocalError> {
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        let addr = listener.local_addr()?;
+        let stand_ins = StandIns::start_keeping_key(&stand_in_key_file()).await?;
+        stand_ins.call_back();
+        let mut options = Options {
+            sendgrid_base_url: setting("HERALD_SENDGRID_BASE_URL")
+                .unwrap_or_else(|| stand_ins.url().to_string()),
+            twilio_base_url: setting("HERALD_TWILIO_BASE_URL")
+                .unwrap_or_else(|| stand_ins.url().to_string()),
+            ..Options::default()
+        };
+        // Twilio signatures are checked against the served URL unless a public one is set
+        let base = options
+            .public_base_url
+            .get_or_insert_with(|| format!("http://{addr}"))
+            .clone();
+        let mut local = LocalStack::start_with(emulator, stage, options).await?;
+        local.providers = Some(stand_ins);
+        let local = Arc::new(local);
+        let served = Arc::new(Served::new(local.clone(), base)?);
+        let app = axum::Router::new()
+            .fallback(gateway)
+            .with_state(served.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Serving {
+            local,
+            served,
+            addr,
+            server,
+        })
+    }
 }
 
 /// The SNS topic the local stack accepts SES events from.

@@ -75,10 +75,10 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
             .iter()
             .filter(|o| **o == "directory_updated")
             .count(),
-        8
+        11
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "rejected").count(), 3);
-    assert_eq!(outcomes.iter().filter(|o| **o == "notified").count(), 8);
+    assert_eq!(outcomes.iter().filter(|o| **o == "notified").count(), 10);
     assert_eq!(outcomes.iter().filter(|o| **o == "skipped").count(), 1);
     // every notification of the sample set ends as it always has (the republished order last
     // adds nothing)
@@ -97,6 +97,9 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
     assert_eq!(
         endings,
         [
+            // org_globex's SendGrid and Twilio (the stand-ins) called back: delivered
+            "email:delivered",
+            "email:delivered",
             "email:pending",
             "email:sent",
             "email:sent",
@@ -107,8 +110,10 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
             "in_app:delivered",
             // the sample organization has platform applications: alice's devices get it
             "push:sent",
+            "sms:delivered",
             "sms:sent",
             "sms:sent",
+            "whatsapp:delivered",
         ]
     );
     assert!(
@@ -166,6 +171,39 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
         "French for fr-CA: {}",
         refund[0]["body"]
     );
+
+    // org_globex's order: SendGrid and WhatsApp, each from sent to delivered by the providers'
+    // own callbacks, each announced on the bus
+    let globex = &orders[1];
+    for n in globex["notifications"].as_array().unwrap() {
+        let history: Vec<&str> = n["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            history,
+            vec!["created", "sending", "sent", "delivered"],
+            "{n}"
+        );
+        assert!(
+            globex["published"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["detail_type"] == "NotificationDelivered"
+                    && p["notification_id"] == n["id"]),
+            "{globex}"
+        );
+    }
+    let channels: Vec<&str> = globex["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, vec!["email", "whatsapp"]);
 
     let review = &by_type("OrderDelivered")[0]["notifications"][0];
     assert_eq!(review["status"], "pending");
@@ -461,13 +499,14 @@ async fn intake_record(
     stage: &str,
     event_id: &str,
 ) -> Option<herald_core::record::IntakeRecord> {
-    intake_record_within(aws, stage, event_id, 80).await
+    intake_record_within(aws, stage, "org_acme", event_id, 80).await
 }
 
 /// Intake's record of this event, looked for this many times, a quarter second apart.
 async fn intake_record_within(
     aws: &aws_config::SdkConfig,
     stage: &str,
+    org: &str,
     event_id: &str,
     tries: usize,
 ) -> Option<herald_core::record::IntakeRecord> {
@@ -476,7 +515,7 @@ async fn intake_record_within(
         aws_sdk_dynamodb::Client::new(aws),
         herald_local::Names::new(stage).notifications_table(),
     );
-    let org = herald_core::ids::OrgId::parse("org_acme").unwrap();
+    let org = herald_core::ids::OrgId::parse(org).unwrap();
     for _ in 0..tries {
         if let Some(record) = store.get_intake(Some(&org), event_id).await.unwrap() {
             return Some(record);
@@ -490,6 +529,7 @@ async fn intake_record_within(
 async fn status_of(
     aws: &aws_config::SdkConfig,
     stage: &str,
+    org: &str,
     id: &herald_core::ids::NotificationId,
     wanted: &str,
 ) -> String {
@@ -498,7 +538,7 @@ async fn status_of(
         aws_sdk_dynamodb::Client::new(aws),
         herald_local::Names::new(stage).notifications_table(),
     );
-    let org = herald_core::ids::OrgId::parse("org_acme").unwrap();
+    let org = herald_core::ids::OrgId::parse(org).unwrap();
     let mut status = String::new();
     for _ in 0..80 {
         if let Some(n) = store.get(&org, id).await.unwrap() {
@@ -536,7 +576,7 @@ async fn events_put_by_another_program_are_processed(running: &Running, stage: &
         .expect("the order reached intake");
     assert_eq!(record.outcome.as_str(), "notified", "{record:?}");
     assert_eq!(
-        status_of(&aws, stage, &record.notifications[0], "sent").await,
+        status_of(&aws, stage, "org_acme", &record.notifications[0], "sent").await,
         "sent"
     );
 }
@@ -566,12 +606,64 @@ fn serve_processes_what_another_program_puts_on_the_bus_and_exports_as_start_doe
         "servedbus",
     ));
     let started = Running::new(&["--stage", "servedbus", "start"], &emulator.endpoint);
+    // each process has its own stand-ins and webhooks; everything else is the stage's
+    let per_process = [
+        "HERALD_PUBLIC_BASE_URL",
+        "HERALD_SENDGRID_BASE_URL",
+        "HERALD_TWILIO_BASE_URL",
+    ];
+    let (mut served_exports, mut started_exports) = (served.exports(), started.exports());
+    for name in per_process {
+        for exports in [&mut served_exports, &mut started_exports] {
+            let url = exports.remove(name).unwrap_or_default();
+            assert!(url.starts_with("http://127.0.0.1:"), "{name}={url}");
+        }
+    }
     assert_eq!(
-        served.exports(),
-        started.exports(),
+        served_exports, started_exports,
         "serve exports what start does"
     );
     drop((served, started));
+    drop(emulator);
+}
+
+/// `serve` on its own: the sample organization that uses SendGrid and Twilio (played by the
+/// stand-ins) gets an order on the bus, and its email and WhatsApp message go from sent to
+/// delivered through the providers' signed callbacks to the served webhooks.
+#[test]
+fn serve_takes_the_providers_callbacks_without_a_hand_made_webhook() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let served = Running::new(
+        &["--stage", "callbacks", "serve", "--port", "0"],
+        &emulator.endpoint,
+    );
+    let bus = served.exports()["HERALD_EVENT_BUS_NAME"].clone();
+    runtime.block_on(async {
+        let aws = emulator.aws_config().await;
+        for sample in [
+            "20-organization-settings-changed-globex.json",
+            "21-customer-contact-changed-dana.json",
+            "22-preferences-changed-dana.json",
+        ] {
+            let id = put_on_bus(&aws, &bus, sample).await;
+            intake_record_within(&aws, "callbacks", "org_globex", &id, 80)
+                .await
+                .unwrap_or_else(|| panic!("{sample} reached intake"));
+        }
+        let order = put_on_bus(&aws, &bus, "23-order-created-globex.json").await;
+        let record = intake_record_within(&aws, "callbacks", "org_globex", &order, 80)
+            .await
+            .expect("the order reached intake");
+        assert_eq!(record.notifications.len(), 2, "{record:?}");
+        for id in &record.notifications {
+            assert_eq!(
+                status_of(&aws, "callbacks", "org_globex", id, "delivered").await,
+                "delivered"
+            );
+        }
+    });
+    drop(served);
     drop(emulator);
 }
 
@@ -656,7 +748,7 @@ fn a_running_start_pauses_while_another_process_pumps_its_stage() {
         .unwrap();
         let contact = put_on_bus(&aws, &bus, "04-customer-contact-changed-carol.json").await;
         assert!(
-            intake_record_within(&aws, "paused", &contact, 12)
+            intake_record_within(&aws, "paused", "org_acme", &contact, 12)
                 .await
                 .is_none(),
             "start left the stage to the lock's holder"

@@ -41,8 +41,51 @@ fn every_folder_of_samples_is_read_here() {
     folders.sort();
     assert_eq!(
         folders,
-        ["dispatch", "intake", "projector", "scheduler", "webhooks"]
+        [
+            "dispatch",
+            "intake",
+            "projector",
+            "providers",
+            "scheduler",
+            "webhooks"
+        ]
     );
+}
+
+/// Each file is an organization's provider settings, one `PUT /admin/providers/{provider}`
+/// body per provider, and each body passes the checks that route makes.
+#[test]
+fn provider_samples_are_valid_settings_of_an_organization_with_intake_samples() {
+    use herald_core::model::{Platform, Provider};
+    use herald_core::providers::OrgProviders;
+    let intake: Vec<String> = samples("intake").iter().map(|p| read(p)).collect();
+    for path in samples("providers") {
+        let org = path.file_stem().unwrap().to_string_lossy().into_owned();
+        herald_core::ids::OrgId::parse(&org).unwrap();
+        assert!(
+            intake
+                .iter()
+                .any(|e| e.contains(&format!("\"organization_id\": \"{org}\""))),
+            "{org} has no intake samples"
+        );
+        let providers: serde_json::Map<String, Value> = serde_json::from_str(&read(&path)).unwrap();
+        assert!(!providers.is_empty(), "{}", path.display());
+        for (name, body) in providers {
+            let checked = match name.as_str() {
+                "fcm" => {
+                    herald_core::push_apps::application_attributes(Platform::Fcm, body).map(|_| ())
+                }
+                "apns" => {
+                    herald_core::push_apps::application_attributes(Platform::Apns, body).map(|_| ())
+                }
+                other => OrgProviders::default().set(
+                    Provider::parse(other).unwrap_or_else(|_| panic!("{other}: not a provider")),
+                    body,
+                ),
+            };
+            checked.unwrap_or_else(|e| panic!("{}: {name}: {}", path.display(), e.0));
+        }
+    }
 }
 
 #[test]

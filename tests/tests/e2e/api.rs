@@ -213,13 +213,13 @@ async fn retry_sends_a_failed_notification_once_and_refuses_a_sent_one() {
             "PUT",
             "/admin/providers/sendgrid",
             As::Admin(org),
-            Some(json!({"api_key": herald_e2e::fake_providers::SENDGRID_KEY})),
+            Some(json!({"api_key": herald_local::stand_ins::SENDGRID_KEY})),
         )
         .await;
     assert_eq!(code, 200);
     h.run(&[h.contact("cus_r", &h.email("r"), None, "en").await])
         .await;
-    fake.script([herald_e2e::fake_providers::sendgrid_answer(
+    fake.script([herald_local::stand_ins::sendgrid_answer(
         400,
         "The from address does not match a verified Sender Identity.",
     )]);
@@ -361,7 +361,9 @@ async fn provider_settings_are_admin_only_validated_and_never_returned() {
     let h = Harness::new().await;
     let api = h.api();
     let org = h.org.as_str();
-    let key = herald_e2e::SendGridSigner::new().public_key();
+    let key = herald_local::stand_ins::SendGridSigner::new()
+        .unwrap()
+        .public_key();
     let settings = json!({"api_key": "SG.secret-value", "webhook_public_key": key, "from": "billing@herald.example"});
     let (code, _) = h
         .call(

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, NotificationType};
 use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::ports::NotificationStore;
-use herald_e2e::fake_providers::SENDGRID_KEY;
 use herald_e2e::{Harness, SendGridSigner};
+use herald_local::stand_ins::SENDGRID_KEY;
 use serde_json::{Value, json};
 
 /// Counts the requests a client sends.
@@ -82,7 +82,7 @@ async fn bench_a_large_sendgrid_batch() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let (h, _fake) = Harness::with_fake_providers().await;
-    let signer = SendGridSigner::new();
+    let signer = SendGridSigner::new().unwrap();
     h.set_provider(
         "sendgrid",
         json!({"api_key": SENDGRID_KEY, "webhook_public_key": signer.public_key()}),

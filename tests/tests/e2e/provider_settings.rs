@@ -100,7 +100,7 @@ async fn provider_settings_are_validated_field_by_field() {
     assert_eq!(get(&h, &api, "sendgrid").await["configured"], json!(false));
     assert_eq!(get(&h, &api, "ses").await["configured"], json!(false));
 
-    let key = SendGridSigner::new().public_key();
+    let key = SendGridSigner::new().unwrap().public_key();
     let (code, answer) = put(
         &h,
         &api,

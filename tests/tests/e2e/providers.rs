@@ -4,7 +4,7 @@
 use herald_core::model::Status;
 use herald_core::ports::NotificationStore;
 use herald_e2e::Harness;
-use herald_e2e::fake_providers::{
+use herald_local::stand_ins::{
     SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN, sendgrid_answer, twilio_answer,
 };
 use serde_json::json;
@@ -224,7 +224,7 @@ async fn an_address_sendgrid_refuses_is_suppressed() {
         .await;
     let email = h.email("gone");
     h.run(&[h.contact("cus_g", &email, None, "en").await]).await;
-    fake.script([herald_e2e::fake_providers::Answer {
+    fake.script([herald_local::stand_ins::Answer {
         status: axum::http::StatusCode::BAD_REQUEST,
         body: json!({"errors": [{"message": "Does not contain a valid address.", "field": "personalizations.0.to.0.email", "help": null}]}),
     }]);
@@ -251,11 +251,11 @@ async fn an_accepted_send_with_an_unreadable_answer_is_recorded_as_sent_once() {
     customer(&h, &h.email("u"), "+14155550145").await;
     // a 202 without X-Message-Id, and a 201 whose body is not the message resource
     fake.script([
-        herald_e2e::fake_providers::Answer {
+        herald_local::stand_ins::Answer {
             status: axum::http::StatusCode::ACCEPTED,
             body: json!(null),
         },
-        herald_e2e::fake_providers::Answer {
+        herald_local::stand_ins::Answer {
             status: axum::http::StatusCode::CREATED,
             body: json!("<html>proxy</html>"),
         },
@@ -283,7 +283,8 @@ async fn an_accepted_send_with_an_unreadable_answer_is_recorded_as_sent_once() {
 
 #[tokio::test]
 async fn a_refused_credential_is_read_again_and_retried_never_dead_lettered() {
-    let (fake, url) = herald_e2e::fake_providers::FakeProviders::start().await;
+    let fake = herald_local::stand_ins::StandIns::start().await.unwrap();
+    let url = fake.url().to_string();
     // dispatch trusts the settings it read for five minutes, as deployed
     let h = Harness::with(herald_local::Options {
         sendgrid_base_url: url.clone(),
@@ -407,7 +408,8 @@ async fn an_html_email_goes_through_sendgrid_as_text_then_html_escaped_only_in_t
 
 #[tokio::test]
 async fn the_sendgrid_stand_in_refuses_html_before_text_as_sendgrid_does() {
-    let (fake, url) = herald_e2e::fake_providers::FakeProviders::start().await;
+    let fake = herald_local::stand_ins::StandIns::start().await.unwrap();
+    let url = fake.url().to_string();
     let mail = |content: serde_json::Value| {
         json!({"personalizations": [{"to": [{"email": "a@example.com"}]}],
                "from": {"email": "b@example.com"}, "subject": "s", "content": content})

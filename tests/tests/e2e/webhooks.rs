@@ -5,14 +5,14 @@ use herald_core::ids::NotificationId;
 use herald_core::model::Status;
 use herald_core::ports::NotificationStore;
 use herald_core::ports::Views;
-use herald_e2e::fake_providers::{SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN};
 use herald_e2e::{Harness, PUBLIC_BASE, SES_TOPIC, SendGridSigner, sign_sns};
+use herald_local::stand_ins::{SENDGRID_KEY, TWILIO_SID, TWILIO_TOKEN};
 use serde_json::{Value, json};
 
 /// A harness with SendGrid and Twilio set up for its organization, and a customer.
 async fn setup() -> (Harness, SendGridSigner, String) {
     let (h, _fake) = Harness::with_fake_providers().await;
-    let signer = SendGridSigner::new();
+    let signer = SendGridSigner::new().unwrap();
     h.set_provider(
         "sendgrid",
         json!({"api_key": SENDGRID_KEY, "webhook_public_key": signer.public_key()}),
@@ -171,7 +171,7 @@ async fn forged_stale_or_changed_webhooks_are_refused_and_change_nothing() {
     let body = sendgrid_events(&message_id, &[("delivered", "f1")]);
     let now = Utc::now().timestamp();
 
-    let forger = SendGridSigner::new();
+    let forger = SendGridSigner::new().unwrap();
     let (code, answer) = h
         .post_webhook(&w, &path, &forger.headers(&body, now), body.clone())
         .await;
@@ -530,7 +530,7 @@ async fn a_twilio_status_before_the_send_is_recorded_is_answered_503_and_kept() 
 #[tokio::test]
 async fn webhooks_read_the_settings_again_before_refusing_a_signature() {
     let (h, _fake) = Harness::with_fake_providers().await;
-    let old = SendGridSigner::new();
+    let old = SendGridSigner::new().unwrap();
     h.set_provider(
         "sendgrid",
         json!({"api_key": SENDGRID_KEY, "webhook_public_key": old.public_key()}),
@@ -550,7 +550,7 @@ async fn webhooks_read_the_settings_again_before_refusing_a_signature() {
     assert_eq!(code, 401);
 
     // the key is rotated and Twilio is set up, elsewhere
-    let new = SendGridSigner::new();
+    let new = SendGridSigner::new().unwrap();
     h.set_provider(
         "sendgrid",
         json!({"api_key": SENDGRID_KEY, "webhook_public_key": new.public_key()}),

@@ -6,9 +6,9 @@ use herald_core::model::{Channel, Notification, Status};
 use herald_core::ports::{NotificationStore, Views};
 use herald_core::record::ChannelSkip;
 use herald_core::template::Catalog;
-use herald_e2e::fake_providers::{FakeProviders, TWILIO_SID, TWILIO_TOKEN, twilio_answer};
 use herald_e2e::{As, Harness};
 use herald_local::NotificationReport;
+use herald_local::stand_ins::{StandIns, TWILIO_SID, TWILIO_TOKEN, twilio_answer};
 use serde_json::{Value, json};
 
 const WHATSAPP_SENDER: &str = "+14155550188";
@@ -16,7 +16,7 @@ const WHATSAPP_NUMBER: &str = "+14155550123";
 
 /// A harness whose organization has Twilio with a WhatsApp sender (unless `sender` is `None`),
 /// and a customer who opted in to WhatsApp with their number.
-async fn setup(sender: Option<&str>) -> (Harness, FakeProviders) {
+async fn setup(sender: Option<&str>) -> (Harness, StandIns) {
     let (h, fake) = Harness::with_fake_providers().await;
     let mut twilio =
         json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"});

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::emulator::{Emulator, REGION};
 use crate::error::LocalError;
 use crate::stack::{DEFAULT_SENDER, Stack};
+use crate::stand_ins::StandIns;
 
 mod bus;
 mod report;
@@ -47,6 +48,9 @@ pub struct LocalStack {
     pub store: DynamoNotificationStore,
     /// The handlers' clock: the system's, or the time a `tick --at` runs at.
     pub clock: Arc<ManualClock>,
+    /// SendGrid and Twilio as the local stack plays them, when it does: their callbacks are
+    /// delivered after each dispatch.
+    pub providers: Option<StandIns>,
     stream: StreamReader,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
@@ -68,9 +72,14 @@ pub struct Options {
     pub push_defaults: herald_core::providers::PushApplications,
 }
 
+/// A setting from the environment, when set and not empty.
+pub fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 impl Default for Options {
     fn default() -> Self {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let env = setting;
         Options {
             retry: RetryPolicy::default(),
             sendgrid_base_url: env("HERALD_SENDGRID_BASE_URL")
@@ -148,6 +157,7 @@ impl LocalStack {
         let bus = herald_projector::publisher(&projector_config, &aws);
         Ok(LocalStack {
             options,
+            providers: None,
             stream: StreamReader::new(&aws, stack.names.notifications_table()),
             scheduler,
             views,
@@ -169,7 +179,7 @@ impl LocalStack {
 
     /// The environment that points a function (`cargo lambda watch`) at this stack.
     pub fn function_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("AWS_ENDPOINT_URL", self.emulator.endpoint.clone()),
             ("AWS_REGION", REGION.to_string()),
             ("AWS_ACCESS_KEY_ID", "local".to_string()),
@@ -192,7 +202,19 @@ impl LocalStack {
                 "HERALD_PROVIDER_SECRETS_PREFIX",
                 self.stack.names.provider_secrets_prefix(),
             ),
-        ]
+            (
+                "HERALD_SENDGRID_BASE_URL",
+                self.options.sendgrid_base_url.clone(),
+            ),
+            (
+                "HERALD_TWILIO_BASE_URL",
+                self.options.twilio_base_url.clone(),
+            ),
+        ];
+        if let Some(base) = &self.options.public_base_url {
+            env.push(("HERALD_PUBLIC_BASE_URL", base.clone()));
+        }
+        env
     }
 
     /// Puts the events on the bus, runs them through intake and dispatch to the end, and
@@ -201,6 +223,7 @@ impl LocalStack {
         let puts = self.put_events(events).await?;
         let records = self.pump_intake(&puts).await?;
         self.drain_dispatch().await?;
+        self.hear_from_providers().await;
         self.tick(None).await?;
         let mut reports = self.report(&puts, &records).await?;
         let published = self.drain_published().await?;
@@ -251,6 +274,7 @@ impl LocalStack {
         let result = async {
             let sweep = self.scheduler.sweep().await?;
             let handled = self.drain_dispatch().await?;
+            self.hear_from_providers().await;
             self.project().await?;
             let sent = self.emulator.sent().await?;
             let mut notifications = Vec::new();
@@ -267,6 +291,17 @@ impl LocalStack {
         .await;
         self.clock.set(None);
         result
+    }
+
+    /// The providers' callbacks about what dispatch just sent, when the stand-ins play the
+    /// providers: posted to the webhooks now that the sends are recorded.
+    pub async fn hear_from_providers(&self) {
+        if let Some(providers) = &self.providers {
+            let delivery = providers.deliver_callbacks().await;
+            if delivery.pending + delivery.abandoned > 0 {
+                warn!(?delivery, "provider callbacks the webhooks did not take");
+            }
+        }
     }
 
     /// Hands the stream records written since the last call to the projector.
@@ -379,39 +414,6 @@ impl LocalStack {
                 .send()
                 .await
                 .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-        }
-        Ok(())
-    }
-}
-
-/// The sample organization's push credentials: well-formed, never valid anywhere (the emulator
-/// takes them as they are).
-const SAMPLE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQgc2FtcGxl\n-----END PRIVATE KEY-----";
-
-impl LocalStack {
-    /// Gives an organization FCM and APNS (sandbox) platform applications on the emulator,
-    /// through the same path as `PUT /admin/providers/fcm` and `…/apns`, so that its customers'
-    /// devices get pushes.
-    pub async fn give_push_applications(
-        &self,
-        org: &herald_core::ids::OrgId,
-    ) -> Result<(), LocalError> {
-        use herald_core::model::Platform;
-        let settings = herald_adapters::SecretsManagerSettings::new(
-            aws_sdk_secretsmanager::Client::new(&self.aws),
-            self.stack.names.provider_secrets_prefix(),
-        );
-        let applications =
-            herald_adapters::SnsPlatformApplications::new(aws_sdk_sns::Client::new(&self.aws));
-        let account = serde_json::json!({"type": "service_account", "project_id": "herald-sample",
-            "private_key": SAMPLE_PEM, "client_email": "push@herald-sample.iam.gserviceaccount.com"});
-        let fcm = serde_json::json!({"service_account_json": account.to_string()});
-        let apns = serde_json::json!({"signing_key": SAMPLE_PEM, "key_id": "SAMPLE1234",
-            "team_id": "TEAM123456", "bundle_id": "com.herald.sample", "sandbox": true});
-        for (platform, value) in [(Platform::Fcm, fcm), (Platform::Apns, apns)] {
-            herald_core::push_apps::set_application(&settings, &applications, org, platform, value)
-                .await
-                .map_err(|e| LocalError::handler("push applications", e))?;
         }
         Ok(())
     }
