@@ -6,6 +6,7 @@ pub mod driver;
 pub mod emulator;
 pub mod error;
 pub mod pump;
+pub mod samples;
 pub mod serve;
 pub mod stack;
 pub mod stand_ins;

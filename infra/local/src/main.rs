@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use herald_local::pump::PumpLock;
+use herald_local::samples::{read_events, read_samples};
 use herald_local::serve::Serving;
 use herald_local::{Emulator, EventReport, LocalError, LocalStack};
-use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -90,51 +90,6 @@ enum Command {
     /// `cargo lambda watch` (and the bus's name), and processes what reaches the bus as the
     /// deployed stack does; runs until interrupted.
     Start,
-}
-
-fn read_events(path: &Path) -> Result<Vec<Value>, LocalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LocalError::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let not_events = |why: String| LocalError::NotEvents {
-        path: path.to_path_buf(),
-        why,
-    };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Array(events)) => Ok(events),
-        Ok(event @ Value::Object(_)) => Ok(vec![event]),
-        Ok(_) => Err(not_events(
-            "expected an event object or an array of events".into(),
-        )),
-        Err(e) => Err(not_events(format!("not JSON: {e}"))),
-    }
-}
-
-/// The samples in a folder, in file-name order, each event labelled with its file's name.
-fn read_samples(dir: &Path) -> Result<(Vec<Value>, Vec<String>), LocalError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| LocalError::File {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut events = Vec::new();
-    let mut labels = Vec::new();
-    for f in &files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for e in read_events(f)? {
-            events.push(e);
-            labels.push(name.clone());
-        }
-    }
-    Ok((events, labels))
 }
 
 fn print_human(file: &str, report: &EventReport) {

@@ -163,8 +163,9 @@ impl Served {
     /// account is theirs: its events go to the organization's served webhook, signed with
     /// the stand-ins' key, which its settings name.
     pub async fn put_sample_providers(&self, dir: &Path) -> Result<(), LocalError> {
-        for (path, org, providers) in sample_providers(dir)? {
-            for (provider, mut body) in providers {
+        for sample in crate::samples::providers(dir)? {
+            let org = &sample.org;
+            for (provider, mut body) in sample.providers {
                 if let (Some(stand_ins), "sendgrid") = (&self.local.providers, provider.as_str()) {
                     if let Some(key) = body.get("api_key").and_then(Value::as_str) {
                         stand_ins.sendgrid_account(
@@ -175,11 +176,11 @@ impl Served {
                     body["webhook_public_key"] = json!(stand_ins.sendgrid_public_key());
                 }
                 let (status, answer) = self
-                    .admin_put(&org, &format!("/admin/providers/{provider}"), &body)
+                    .admin_put(org, &format!("/admin/providers/{provider}"), &body)
                     .await?;
                 if status >= 300 {
                     return Err(LocalError::NotProviderSettings {
-                        path: path.clone(),
+                        path: sample.path.clone(),
                         why: format!("PUT /admin/providers/{provider} answered {status}: {answer}"),
                     });
                 }
@@ -218,45 +219,6 @@ impl Served {
         Ok((status, body))
     }
 }
-
-/// The sample organizations' provider settings: each file `<org>.json` in `dir`, an object of
-/// provider names and the body of their `PUT /admin/providers/{provider}`.
-pub fn sample_providers(dir: &Path) -> Result<Vec<SampleProviders>, LocalError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| LocalError::File {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut samples = Vec::new();
-    for path in files {
-        let not_settings = |why: String| LocalError::NotProviderSettings {
-            path: path.clone(),
-            why,
-        };
-        let org = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(&path).map_err(|source| LocalError::File {
-            path: path.clone(),
-            source,
-        })?;
-        let providers = match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(providers)) => providers.into_iter().collect(),
-            Ok(_) => return Err(not_settings("expected an object of providers".into())),
-            Err(e) => return Err(not_settings(format!("not JSON: {e}"))),
-        };
-        samples.push((path.clone(), org, providers));
-    }
-    Ok(samples)
-}
-
-/// A sample file, its organization, and each provider's settings.
-pub type SampleProviders = (PathBuf, String, Vec<(String, Value)>);
 
 async fn gateway(
     State(served): State<Arc<Served>>,

@@ -47,6 +47,16 @@ fn run(args: &[&str], endpoint: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
+/// The events of a reported notification's log, in order.
+fn log_of(n: &Value) -> Vec<&str> {
+    n["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn send_reports_every_sample_event_in_order_with_its_outcome() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(events(""))
@@ -141,12 +151,7 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
     assert!(n["subject"].as_str().unwrap().contains("ord_1001"));
     assert!(n["body"].as_str().unwrap().contains("$59.90"));
     assert!(n["provider_message_id"].as_str().is_some());
-    let history: Vec<&str> = n["log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["event"].as_str().unwrap())
-        .collect();
+    let history = log_of(n);
     assert_eq!(history, vec!["created", "sending", "sent"]);
     assert_eq!(n["in_feed"], true);
     let chargeback = &by_type("ChargebackOpened")[0]["notifications"][0];
@@ -176,12 +181,7 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
     // own callbacks, each announced on the bus
     let globex = &orders[1];
     for n in globex["notifications"].as_array().unwrap() {
-        let history: Vec<&str> = n["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["event"].as_str().unwrap())
-            .collect();
+        let history = log_of(n);
         assert_eq!(
             history,
             vec!["created", "sending", "sent", "delivered"],
@@ -281,12 +281,7 @@ fn tick_at_a_later_time_sends_what_was_scheduled_for_it() {
         (n["type"].as_str(), n["status"].as_str()),
         (Some("review_prompt"), Some("sent"))
     );
-    let history: Vec<&str> = n["log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["event"].as_str().unwrap())
-        .collect();
+    let history = log_of(n);
     assert_eq!(history, vec!["scheduled", "sending", "sent"]);
     let again = run(
         &["--stage", "ticked", "tick", "--at", "2026-11-27T10:06:00Z"],
@@ -687,12 +682,7 @@ fn send_against_a_served_stack_runs_alone_and_the_feed_counts_each_item_once() {
         );
         assert_eq!(sent.len(), 3);
         let order = &sent[1]["notifications"][0];
-        let history: Vec<&str> = order["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["event"].as_str().unwrap())
-            .collect();
+        let history = log_of(order);
         assert_eq!(
             (
                 order["status"].as_str(),
