@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve
+.PHONY: run test tools fmt lint validate unit e2e start send serve cost
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -48,3 +48,7 @@ send: tools
 ## serve: the webhooks and the api on http://127.0.0.1:8787, processing what reaches the bus as start does
 serve: tools
 	cargo run --quiet -p herald-local -- serve
+
+## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000)
+cost: tools
+	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200)

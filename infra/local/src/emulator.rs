@@ -134,6 +134,22 @@ impl Emulator {
 
     /// The SDK configuration that talks to this emulator.
     pub async fn aws_config(&self) -> SdkConfig {
+        self.loader().load().await
+    }
+
+    /// The SDK configuration for one part of Herald, whose requests are counted in `log`.
+    pub async fn counted_config(
+        &self,
+        component: crate::requests::Component,
+        log: &crate::requests::RequestLog,
+    ) -> SdkConfig {
+        self.loader()
+            .http_client(log.http_client(component))
+            .load()
+            .await
+    }
+
+    fn loader(&self) -> aws_config::ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new(REGION))
@@ -144,8 +160,6 @@ impl Emulator {
                 None,
                 "herald-local",
             ))
-            .load()
-            .await
     }
 
     /// What the emulator "sent": emails through SES and SMS through SNS.

@@ -72,6 +72,13 @@ enum Command {
         #[arg(long, default_value = "delivery")]
         event: String,
     },
+    /// Measures what email notifications cost on AWS: runs N orders (one email each) through
+    /// the stage, counts every AWS request each function makes and the units AWS bills, and
+    /// prints a table per notification at list prices, then one JSON line.
+    Cost {
+        #[arg(long, default_value_t = 200)]
+        notifications: usize,
+    },
     /// Prints a development token for `serve`.
     Token {
         #[arg(long)]
@@ -273,6 +280,17 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
         Command::Tick { at } => {
             let _lock = pumping().await?;
             tick(stack, at).await
+        }
+        Command::Cost { notifications } => {
+            let _lock = pumping().await?;
+            let report = herald_local::cost::email_notifications(stack, notifications).await?;
+            println!(
+                "{} email notifications, per notification (list prices of {}):\n",
+                report.notifications, report.prices_date
+            );
+            println!("{}", report.table());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
         }
         Command::Start => start(serving).await,
         Command::Serve { .. } => serve(serving).await,

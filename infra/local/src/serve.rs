@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::driver::{LocalStack, Options, setting};
 use crate::emulator::Emulator;
 use crate::error::LocalError;
+use crate::requests::Component;
 use crate::stand_ins::StandIns;
 
 /// The development tokens' signing secret (`HERALD_LOCAL_TOKEN_SECRET` overrides it). Local
@@ -118,8 +119,14 @@ impl Served {
     /// The webhooks and the api on the stack's resources, configured as the SAM template
     /// configures them; `public_base_url` is where the webhooks are reached (Twilio's
     /// signatures are checked against it).
-    pub fn new(local: Arc<LocalStack>, public_base_url: String) -> Result<Served, LocalError> {
+    pub async fn new(
+        local: Arc<LocalStack>,
+        public_base_url: String,
+    ) -> Result<Served, LocalError> {
         let names = &local.stack.names;
+        let counted = |component| local.emulator.counted_config(component, &local.requests);
+        let webhooks_aws = counted(Component::Webhooks).await;
+        let api_aws = counted(Component::Api).await;
         let mut webhooks = herald_webhooks::webhooks(
             herald_webhooks::Config {
                 notifications_table: names.notifications_table(),
@@ -129,7 +136,7 @@ impl Served {
                 sendgrid_window: chrono::Duration::minutes(5),
                 ses_topic_arns: vec![LOCAL_SES_TOPIC.into()],
             },
-            &local.aws,
+            &webhooks_aws,
             local.clock.clone(),
         );
         // SNS's certificate host is out of reach locally: the local stack signs as SNS itself
@@ -145,7 +152,7 @@ impl Served {
                 provider_secrets_prefix: names.provider_secrets_prefix(),
                 default_sender,
             },
-            &local.aws,
+            &api_aws,
             local.clock.clone(),
         )
         .map_err(|e| LocalError::handler("api", e))?;
@@ -308,7 +315,7 @@ impl Serving {
         let mut local = LocalStack::start_with(emulator, stage, options).await?;
         local.providers = Some(stand_ins);
         let local = Arc::new(local);
-        let served = Arc::new(Served::new(local.clone(), base)?);
+        let served = Arc::new(Served::new(local.clone(), base).await?);
         let app = axum::Router::new()
             .fallback(gateway)
             .with_state(served.clone());

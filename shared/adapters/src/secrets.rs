@@ -2,6 +2,8 @@
 //! cached for a few minutes per warm Lambda, read again on demand (at most once every few
 //! seconds per organization), and written conditionally.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,6 +30,9 @@ pub struct SecretsManagerSettings {
     client: Client,
     prefix: String,
     cache: Mutex<SettingsCache>,
+    /// One read at a time per organization: the messages of a batch that all miss the cache
+    /// wait for the first one's read instead of each making its own.
+    reading: Mutex<HashMap<OrgId, Arc<Mutex<()>>>>,
 }
 
 impl SecretsManagerSettings {
@@ -41,6 +46,7 @@ impl SecretsManagerSettings {
                 REFRESH_INTERVAL,
                 CACHE_CAPACITY,
             )),
+            reading: Mutex::default(),
         }
     }
 
@@ -93,22 +99,49 @@ impl SecretsManagerSettings {
             .insert(org, stored.providers.clone(), Instant::now());
         Ok(stored)
     }
+
+    /// The settings the cache holds if `usable` accepts them, else read: once for every caller
+    /// waiting on the same organization (those who waited take what the first one read).
+    async fn cached_or_read(
+        &self,
+        org: &OrgId,
+        usable: fn(&SettingsCache, &OrgId, Instant) -> Option<OrgProviders>,
+    ) -> Result<OrgProviders, PortError> {
+        if let Some(cached) = usable(&*self.cache.lock().await, org, Instant::now()) {
+            return Ok(cached);
+        }
+        let gate = self
+            .reading
+            .lock()
+            .await
+            .entry(org.clone())
+            .or_default()
+            .clone();
+        let read = async {
+            let _turn = gate.lock().await;
+            if let Some(cached) = usable(&*self.cache.lock().await, org, Instant::now()) {
+                return Ok(cached);
+            }
+            Ok(self.read_secret(org).await?.providers)
+        }
+        .await;
+        let mut reading = self.reading.lock().await;
+        // the map holds one, this caller another: nobody else is waiting
+        if Arc::strong_count(&gate) <= 2 {
+            reading.remove(org);
+        }
+        read
+    }
 }
 
 #[async_trait]
 impl ProviderSettings for SecretsManagerSettings {
     async fn get(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
-        if let Some(cached) = self.cache.lock().await.fresh(org, Instant::now()) {
-            return Ok(cached);
-        }
-        Ok(self.read_secret(org).await?.providers)
+        self.cached_or_read(org, SettingsCache::fresh).await
     }
 
     async fn refresh(&self, org: &OrgId) -> Result<OrgProviders, PortError> {
-        if let Some(recent) = self.cache.lock().await.recent(org, Instant::now()) {
-            return Ok(recent);
-        }
-        Ok(self.read_secret(org).await?.providers)
+        self.cached_or_read(org, SettingsCache::recent).await
     }
 
     async fn read(&self, org: &OrgId) -> Result<StoredProviders, PortError> {

@@ -5,6 +5,7 @@
 mod adapters;
 mod api;
 mod bench;
+mod budget;
 mod dispatch;
 mod hostile;
 mod intake;

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use super::LocalStack;
 use crate::error::LocalError;
+use crate::requests::Component;
 
 /// An event put on the bus, or refused by it.
 pub(super) enum Put {
@@ -185,6 +186,7 @@ impl LocalStack {
         let mut done = Vec::new();
         for Delivered { event, receipt } in delivered {
             let id = event.id.clone().unwrap_or_default();
+            self.requests.invoked(Component::Intake);
             match herald_intake::handle(&self.intake, LambdaEvent::new(event, Context::default()))
                 .await
             {

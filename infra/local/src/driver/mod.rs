@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::emulator::{Emulator, REGION};
 use crate::error::LocalError;
+use crate::requests::{Component, RequestLog};
 use crate::stack::{DEFAULT_SENDER, Stack};
 use crate::stand_ins::StandIns;
 
@@ -34,6 +35,9 @@ pub use report::{
     EventReport, LogReport, NotificationReport, PublishedEvent, TickReport, notification_report,
 };
 
+/// The most stream records one projector invocation gets (template.yaml's BatchSize).
+const STREAM_BATCH: usize = 100;
+
 pub struct LocalStack {
     pub emulator: Emulator,
     pub aws: SdkConfig,
@@ -41,7 +45,10 @@ pub struct LocalStack {
     pub intake: IntakeService,
     pub dispatch: DispatchService,
     pub scheduler: SchedulerService,
+    /// The projector's views (the projector writes through them).
     pub views: DynamoViews,
+    /// The same views read by the local stack's reports (its requests are not the projector's).
+    report_views: DynamoViews,
     /// Where the projector puts Herald's life-cycle events: the stage's bus.
     pub bus: EventBridgePublisher,
     pub options: Options,
@@ -51,6 +58,10 @@ pub struct LocalStack {
     /// SendGrid and Twilio as the local stack plays them, when it does: their callbacks are
     /// delivered after each dispatch.
     pub providers: Option<StandIns>,
+    /// Every AWS request the functions (and the local plumbing) made, by who made it.
+    pub requests: RequestLog,
+    /// The dispatch queue as its event source mapping reads it (its requests are billed).
+    dispatch_queue: aws_sdk_sqs::Client,
     stream: StreamReader,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
@@ -139,36 +150,58 @@ impl LocalStack {
             settings_ttl: options.settings_ttl,
             push_defaults: options.push_defaults.clone(),
         };
-        let intake = herald_intake::service(&intake_config, &aws, clock.clone())
-            .map_err(|e| LocalError::handler("intake", e))?;
+        // each function's requests are counted apart (crate::requests)
+        let requests = RequestLog::default();
+        let counted = |component| emulator.counted_config(component, &requests);
+        let intake = herald_intake::service(
+            &intake_config,
+            &counted(Component::Intake).await,
+            clock.clone(),
+        )
+        .map_err(|e| LocalError::handler("intake", e))?;
         let dispatch_config = dispatch_config(&stack, &options);
-        let dispatch = herald_dispatch::service(&dispatch_config, &aws, clock.clone());
+        let dispatch = herald_dispatch::service(
+            &dispatch_config,
+            &counted(Component::Dispatch).await,
+            clock.clone(),
+        );
         let scheduler_config = herald_scheduler::Config {
             notifications_table: stack.names.notifications_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),
             sweep: SweepConfig::default(),
         };
-        let scheduler = herald_scheduler::service(&scheduler_config, &aws, clock.clone());
+        let scheduler = herald_scheduler::service(
+            &scheduler_config,
+            &counted(Component::Scheduler).await,
+            clock.clone(),
+        );
         let projector_config = herald_projector::Config {
             views_table: stack.names.views_table(),
             event_bus: stack.names.bus(),
         };
-        let views = herald_projector::views(&projector_config, &aws);
-        let bus = herald_projector::publisher(&projector_config, &aws);
+        let projector_aws = counted(Component::Projector).await;
+        let views = herald_projector::views(&projector_config, &projector_aws);
+        let bus = herald_projector::publisher(&projector_config, &projector_aws);
+        let dispatch_queue = aws_sdk_sqs::Client::new(&counted(Component::DispatchQueue).await);
+        let local = counted(Component::Local).await;
+        let report_views = herald_projector::views(&projector_config, &local);
         Ok(LocalStack {
+            report_views,
             options,
+            requests,
+            dispatch_queue,
             providers: None,
-            stream: StreamReader::new(&aws, stack.names.notifications_table()),
+            stream: StreamReader::new(&local, stack.names.notifications_table()),
             scheduler,
             views,
             bus,
             clock,
             store: DynamoNotificationStore::new(
-                aws_sdk_dynamodb::Client::new(&aws),
+                aws_sdk_dynamodb::Client::new(&local),
                 stack.names.notifications_table(),
             ),
-            sqs: aws_sdk_sqs::Client::new(&aws),
-            events: aws_sdk_eventbridge::Client::new(&aws),
+            sqs: aws_sdk_sqs::Client::new(&local),
+            events: aws_sdk_eventbridge::Client::new(&local),
             emulator,
             aws,
             stack,
@@ -272,6 +305,7 @@ impl LocalStack {
     pub async fn tick(&self, at: Option<DateTime<Utc>>) -> Result<TickReport, LocalError> {
         self.clock.set(at);
         let result = async {
+            self.requests.invoked(Component::Scheduler);
             let sweep = self.scheduler.sweep().await?;
             let handled = self.drain_dispatch().await?;
             self.hear_from_providers().await;
@@ -306,13 +340,18 @@ impl LocalStack {
 
     /// Hands the stream records written since the last call to the projector.
     pub async fn project(&self) -> Result<usize, LocalError> {
-        let event = self.stream.read().await?;
-        let count = event.records.len();
-        if count > 0 {
+        let mut event = self.stream.read().await?;
+        let records = std::mem::take(&mut event.records);
+        let count = records.len();
+        // the event source mapping's batches (template.yaml: BatchSize 100)
+        for chunk in records.chunks(STREAM_BATCH) {
+            let mut batch = event.clone();
+            batch.records = chunk.to_vec();
+            self.requests.invoked(Component::Projector);
             let response = herald_projector::handle(
                 &self.views,
                 &self.bus,
-                LambdaEvent::new(event, Context::default()),
+                LambdaEvent::new(batch, Context::default()),
             )
             .await
             .map_err(|e| LocalError::handler("projector", e))?;
@@ -346,6 +385,7 @@ impl LocalStack {
                 record.aws_region = Some(REGION.into());
                 event.records.push(record);
             }
+            self.requests.invoked(Component::Dispatch);
             let response = herald_dispatch::handle(
                 &self.dispatch,
                 LambdaEvent::new(event, Context::default()),
@@ -377,6 +417,15 @@ impl LocalStack {
         }
     }
 
+    /// The client that reads a queue: the dispatch queue's event source, or the local stack's.
+    fn queue_client(&self, queue_url: &str) -> &aws_sdk_sqs::Client {
+        if queue_url == self.stack.dispatch_queue_url {
+            &self.dispatch_queue
+        } else {
+            &self.sqs
+        }
+    }
+
     /// Up to ten visible messages, without waiting (the emulator serves one request at a
     /// time, so a long poll would hold it).
     async fn receive(
@@ -384,7 +433,7 @@ impl LocalStack {
         queue_url: &str,
     ) -> Result<Vec<aws_sdk_sqs::types::Message>, LocalError> {
         let out = self
-            .sqs
+            .queue_client(queue_url)
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
@@ -407,7 +456,7 @@ impl LocalStack {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-            self.sqs
+            self.queue_client(queue_url)
                 .delete_message_batch()
                 .queue_url(queue_url)
                 .set_entries(Some(entries))

@@ -183,10 +183,10 @@ impl LocalStack {
         n: &Notification,
         sent: &Sent,
     ) -> Result<NotificationReport, LocalError> {
-        let log = self.views.log(&n.org_id, &n.id).await?;
+        let log = self.report_views.log(&n.org_id, &n.id).await?;
         let in_feed = match &n.recipient {
             Recipient::Customer(c) => self
-                .views
+                .report_views
                 .feed(&n.org_id, c, FEED_LOOKUP)
                 .await?
                 .iter()

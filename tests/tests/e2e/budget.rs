@@ -1,0 +1,62 @@
+//! The AWS request budget of an email notification: every request each function makes on the
+//! happy path (an order on the bus → one email sent and projected), counted as it leaves. A
+//! change that adds a request per notification fails here; one that removes one updates the
+//! table. Counts, not timings: they are the same on every run.
+
+use std::collections::BTreeMap;
+
+use herald_e2e::Harness;
+use herald_local::requests::Component;
+
+/// Twenty orders, twenty email notifications.
+const NOTIFICATIONS: usize = 20;
+
+#[tokio::test]
+async fn an_email_notification_makes_the_requests_of_the_budget_and_no_more() {
+    let h = Harness::new().await;
+    let report = herald_local::cost::email_notifications(&h.local, NOTIFICATIONS)
+        .await
+        .unwrap();
+    assert_eq!(report.notifications, NOTIFICATIONS, "every order sent");
+    let counts: BTreeMap<(Component, String, String), u64> = h
+        .local
+        .requests
+        .counts()
+        .into_iter()
+        .filter(|((component, _, _), _)| component.is_billed())
+        .collect();
+    println!("{}", report.table());
+    let expected: BTreeMap<(Component, String, String), u64> = BUDGET
+        .iter()
+        .map(|(c, s, o, n)| ((*c, s.to_string(), o.to_string()), *n))
+        .collect();
+    assert_eq!(
+        counts, expected,
+        "requests for {NOTIFICATIONS} email notifications"
+    );
+}
+
+/// (who, service, operation, requests for twenty email notifications)
+const BUDGET: &[(Component, &str, &str, u64)] = &[
+    // the contact and the organization's settings, then the intake record and the notification
+    (Component::Intake, "dynamodb", "BatchGetItem", 40),
+    (Component::Intake, "dynamodb", "PutItem", 40),
+    (Component::Intake, "sqs", "SendMessageBatch", 20),
+    // per batch of ten: the notifications; per notification: claim and settle
+    (Component::Dispatch, "dynamodb", "BatchGetItem", 2),
+    (Component::Dispatch, "dynamodb", "UpdateItem", 40),
+    // the organization's provider settings: once per warm function (then cached five minutes)
+    (Component::Dispatch, "secretsmanager", "GetSecretValue", 1),
+    (Component::Dispatch, "ses", "SendEmail", 20),
+    // the event source mapping: a receive per batch and one that finds the queue empty
+    (Component::DispatchQueue, "sqs", "DeleteMessageBatch", 2),
+    (Component::DispatchQueue, "sqs", "ReceiveMessage", 4),
+    // one sweep: a query per shard of the due index, whatever is sent
+    (Component::Scheduler, "dynamodb", "Query", 32),
+    // per stream batch: the audit log's entries, the life-cycle events; per notification: its
+    // feed entry with the unread count, then its status; the day's counters
+    (Component::Projector, "dynamodb", "BatchWriteItem", 3),
+    (Component::Projector, "dynamodb", "TransactWriteItems", 21),
+    (Component::Projector, "dynamodb", "UpdateItem", 20),
+    (Component::Projector, "eventbridge", "PutEvents", 4),
+];
