@@ -121,7 +121,8 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ViewWrite {
     Log(LogEntry),
-    /// A new feed entry (and one more unread).
+    /// A new feed entry (and one more unread, unless it was withheld: `Skipped`). An entry
+    /// that exists already takes its status instead, if that is newer.
     FeedCreate(FeedEntry),
     /// The entry's status, if this change is newer than what the entry shows.
     FeedStatus {
@@ -280,7 +281,9 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
 /// The writes for a batch of changes. Log entries, feed creations and counted outcomes come
 /// from every change; the state-like views (feed status, dead letters) take, per notification,
 /// the write of its latest change that has one, so a batch delivered out of order still leaves
-/// the latest state.
+/// the latest state. A notification created in the batch gets its feed entry with its latest
+/// status at once, not a creation and then a status change (the views apply that status
+/// instead when the entry exists already: a replay).
 pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
     type Latest = BTreeMap<(OrgId, NotificationId), (DateTime<Utc>, ViewWrite)>;
     fn keep(latest: &mut Latest, n: &Notification, w: ViewWrite) {
@@ -301,6 +304,24 @@ pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
                     keep(&mut dead_letters, n, w)
                 }
                 other => writes.push(other),
+            }
+        }
+    }
+    for w in &mut writes {
+        let ViewWrite::FeedCreate(entry) = w else {
+            continue;
+        };
+        let key = (entry.org_id.clone(), entry.notification_id.clone());
+        if let Some((
+            _,
+            ViewWrite::FeedStatus {
+                status, updated_at, ..
+            },
+        )) = feed_status.remove(&key)
+        {
+            if updated_at >= entry.updated_at {
+                entry.status = status;
+                entry.updated_at = updated_at;
             }
         }
     }

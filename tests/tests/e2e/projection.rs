@@ -234,3 +234,52 @@ async fn a_malformed_stream_record_fails_alone() {
     let log = h.local.views.log(&n.org_id, &n.id).await.unwrap();
     assert!(!log.is_empty());
 }
+
+/// Many orders for one customer in one run: the projector's batches move the customer's unread
+/// count once per batch, not in one transaction per entry colliding on the same counter; every
+/// batch goes through and the count is exact.
+#[tokio::test]
+async fn a_burst_of_notifications_for_one_customer_is_projected_without_collisions() {
+    const ORDERS: usize = 100;
+    let h = Harness::new().await;
+    let email = h.email("burst");
+    h.run(&[h.contact("cus_burst", &email, None, "en").await])
+        .await;
+    let orders: Vec<_> = (0..ORDERS)
+        .map(|i| h.order_created("cus_burst", &format!("ord_burst_{i}")))
+        .collect();
+    let reports = h.run(&orders).await;
+    assert!(reports.iter().all(|r| r.outcome == "notified"));
+    let customer = CustomerId::parse("cus_burst").unwrap();
+    assert_eq!(
+        h.local.views.unread(&h.org_id(), &customer).await.unwrap(),
+        ORDERS as u64,
+        "one unread per order"
+    );
+    let feed = h
+        .local
+        .views
+        .feed(&h.org_id(), &customer, 1000)
+        .await
+        .unwrap();
+    assert_eq!(feed.len(), ORDERS);
+    assert!(feed.iter().all(|e| e.status == Status::Sent), "{feed:?}");
+    // each stream batch of 100 records: one feed transaction for the customer's new entries
+    let feed_transactions = h
+        .local
+        .requests
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.component == herald_local::requests::Component::Projector
+                && r.operation == "TransactWriteItems"
+                && r.writes
+                    .iter()
+                    .any(|w| w.key.get("pk").is_some_and(|pk| pk.contains("FEED#")))
+        })
+        .count();
+    assert!(
+        feed_transactions <= ORDERS * 4 / 100 + 1,
+        "{feed_transactions} feed transactions for {ORDERS} entries"
+    );
+}

@@ -1,6 +1,8 @@
 //! The customer feeds: an entry per in-app notification, its read and withdrawn states, and
 //! the unread count kept with them in one transaction.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
@@ -9,45 +11,148 @@ use herald_core::ports::PortError;
 use herald_core::projection::{FeedEntry, ViewWrite};
 use herald_core::time;
 
-use super::{DynamoViews, conditional_failed, feed_pk, feed_sk, key, keyed, n, s, unread_key};
+use super::{
+    DynamoViews, FEED_PER_TRANSACTION, cancelled_for_another_try, conditional_failed, feed_pk,
+    feed_sk, key, keyed, n, s, unread_key,
+};
+use crate::backoff::Round;
 use crate::errors::aws;
 
+/// A feed entry's key.
+fn entry_key(e: &FeedEntry) -> (String, String) {
+    (
+        feed_pk(&e.org_id, &e.customer_id),
+        feed_sk(&e.created_at, &e.notification_id),
+    )
+}
+
+/// The status change an entry carries, for an entry that exists already.
+fn status_of(e: &FeedEntry) -> ViewWrite {
+    ViewWrite::FeedStatus {
+        org_id: e.org_id.clone(),
+        customer_id: e.customer_id.clone(),
+        notification_id: e.notification_id.clone(),
+        created_at: e.created_at,
+        status: e.status,
+        updated_at: e.updated_at,
+    }
+}
+
 impl DynamoViews {
-    /// A new feed entry and one more unread, together or not at all; an entry that exists
-    /// (the same record seen again) changes nothing.
-    pub(super) async fn create_feed_entry(&self, entry: &FeedEntry) -> Result<(), PortError> {
+    /// A batch's new feed entries and, per customer, that many more unread, together or not
+    /// at all: one transaction for up to [`FEED_PER_TRANSACTION`] entries, so a customer who
+    /// gets many notifications at once moves their count once per batch instead of once per
+    /// entry in transactions that collide. An entry withheld (`Skipped`) is created withdrawn
+    /// and counts for nothing. An entry that exists already (a replay) takes its status
+    /// instead, if newer.
+    pub(super) async fn create_feed_entries(
+        &self,
+        entries: Vec<&FeedEntry>,
+    ) -> Result<(), PortError> {
         const OP: &str = "dynamodb TransactWriteItems feed";
-        let item = keyed(
-            entry,
-            feed_pk(&entry.org_id, &entry.customer_id),
-            feed_sk(&entry.created_at, &entry.notification_id),
-        )?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let (pk, sk) = unread_key(&entry.org_id, &entry.customer_id);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("ADD unread :one")
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let result = self
+        let mut unique: BTreeMap<(String, String), &FeedEntry> = BTreeMap::new();
+        for e in entries {
+            unique.insert(entry_key(e), e);
+        }
+        let entries: Vec<&FeedEntry> = unique.into_values().collect();
+        for chunk in entries.chunks(FEED_PER_TRANSACTION) {
+            let existing = self
+                .backoff
+                .until_done(OP, chunk.to_vec(), |pending| self.create_once(pending))
+                .await?;
+            for entry in existing {
+                self.update_feed_status(&status_of(entry)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction of entries and counts: the entries it found made before, and what it
+    /// left undone.
+    async fn create_once<'a>(
+        &self,
+        pending: Vec<&'a FeedEntry>,
+    ) -> Result<Round<&'a FeedEntry, &'a FeedEntry>, PortError> {
+        const OP: &str = "dynamodb TransactWriteItems feed";
+        let mut actions = Vec::new();
+        let mut unread: BTreeMap<(&OrgId, &CustomerId), u64> = BTreeMap::new();
+        for entry in &pending {
+            let (pk, sk) = entry_key(entry);
+            let mut item = keyed(entry, pk, sk)?;
+            if entry.status == Status::Skipped {
+                // never sent: not the customer's to see, and not unread
+                item.insert("withdrawn".into(), AttributeValue::Bool(true));
+                item.insert("read".into(), AttributeValue::Bool(true));
+            } else {
+                *unread
+                    .entry((&entry.org_id, &entry.customer_id))
+                    .or_default() += 1;
+            }
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| PortError::new(OP, e))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        for ((org, customer), count) in unread {
+            let (pk, sk) = unread_key(org, customer);
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .update_expression("ADD unread :count")
+                .expression_attribute_values(":count", n(count))
+                .build()
+                .map_err(|e| PortError::new(OP, e))?;
+            actions.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
+            .set_transact_items(Some(actions))
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
-            Err(e) => Err(aws(OP, e)),
+            .await
+        {
+            Ok(_) => Ok(Round::new(Vec::new(), Vec::new())),
+            Err(e) if conditional_failed(&e) => {
+                // made before: those take their status; the rest go again without them
+                let (existing, left) = self.split_existing(pending).await?;
+                Ok(Round::new(existing, left).because("entries written meanwhile"))
+            }
+            Err(e) => match cancelled_for_another_try(&e) {
+                Some(why) => Ok(Round::new(Vec::new(), pending).because(why)),
+                None => Err(aws(OP, e)),
+            },
         }
+    }
+
+    /// The entries that exist already, and those that do not.
+    async fn split_existing<'a>(
+        &self,
+        entries: Vec<&'a FeedEntry>,
+    ) -> Result<(Vec<&'a FeedEntry>, Vec<&'a FeedEntry>), PortError> {
+        let keys = entries
+            .iter()
+            .map(|e| {
+                let (pk, sk) = entry_key(e);
+                key(pk, sk)
+            })
+            .collect();
+        let found: BTreeSet<(String, String)> =
+            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
+                .await?
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("pk")?.as_s().ok()?.clone(),
+                        i.get("sk")?.as_s().ok()?.clone(),
+                    ))
+                })
+                .collect();
+        Ok(entries
+            .into_iter()
+            .partition(|e| found.contains(&entry_key(e))))
     }
 
     pub(super) async fn update_feed_status(&self, write: &ViewWrite) -> Result<(), PortError> {

@@ -35,6 +35,8 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Stat markers per transaction: each may add a counter too, and a transaction takes 100 actions.
 const STATS_PER_TRANSACTION: usize = 40;
+/// Feed entries per transaction: each may add its customer's unread count too.
+const FEED_PER_TRANSACTION: usize = 49;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -245,9 +247,8 @@ impl Views for DynamoViews {
             }
         }
         self.batch_write(batch).await?;
-        // creations before status changes: a batch may hold both for one notification
-        // at most one stream batch of each: no need to bound the concurrency
-        try_join_all(creates.into_iter().map(|e| self.create_feed_entry(e))).await?;
+        self.create_feed_entries(creates).await?;
+        // at most one status per notification in a stream batch: no need to bound them
         try_join_all(statuses.into_iter().map(|w| self.update_feed_status(w))).await?;
         self.count(stats).await
     }

@@ -303,3 +303,139 @@ async fn markers_a_read_left_unprocessed_are_asked_for_again_before_counting() {
         .unwrap();
     assert_eq!(found.num_calls(), 1);
 }
+
+/// A feed entry for carol, created at `minute` past five.
+fn feed_entry(notification: &str, minute: u32, status: Status) -> FeedEntry {
+    let at = Utc.with_ymd_and_hms(2026, 11, 23, 17, minute, 0).unwrap();
+    FeedEntry {
+        org_id: org(),
+        customer_id: CustomerId::parse("cus_carol").unwrap(),
+        notification_id: id(notification),
+        notification_type: "order_confirmation".into(),
+        channel: Channel::Email,
+        title: None,
+        body: "Your order".into(),
+        status,
+        read: false,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// The transaction's puts (their notification ids) and the unread counts it adds.
+fn feed_transaction(
+    r: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput,
+) -> (Vec<String>, Vec<String>) {
+    let mut puts = Vec::new();
+    let mut counts = Vec::new();
+    for item in r.transact_items() {
+        if let Some(put) = item.put() {
+            let sk = put.item().get("sk").and_then(|v| v.as_s().ok()).cloned();
+            puts.push(sk.unwrap_or_default());
+        }
+        if let Some(update) = item.update() {
+            let count = update
+                .expression_attribute_values()
+                .and_then(|v| v.get(":count"))
+                .and_then(|v| v.as_n().ok())
+                .cloned();
+            counts.push(count.unwrap_or_default());
+        }
+    }
+    (puts, counts)
+}
+
+#[tokio::test]
+async fn a_customers_new_feed_entries_of_a_batch_are_one_transaction_moving_the_count_once() {
+    let created = mock!(Client::transact_write_items)
+        .match_requests(|r| {
+            let (puts, counts) = feed_transaction(r);
+            puts.len() == 3 && counts == ["3"]
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    views(dynamo(&[&created]), TABLE)
+        .apply(&[
+            ViewWrite::FeedCreate(feed_entry("ntf_1", 1, Status::Sent)),
+            ViewWrite::FeedCreate(feed_entry("ntf_2", 2, Status::Sent)),
+            ViewWrite::FeedCreate(feed_entry("ntf_3", 3, Status::Pending)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(created.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_withheld_entry_is_created_withdrawn_and_counts_for_nothing() {
+    let created = mock!(Client::transact_write_items)
+        .match_requests(|r| {
+            let withdrawn = r.transact_items().iter().filter_map(|i| i.put()).all(|p| {
+                p.item().get("withdrawn") == Some(&AttributeValue::Bool(true))
+                    && p.item().get("read") == Some(&AttributeValue::Bool(true))
+            });
+            let (puts, counts) = feed_transaction(r);
+            withdrawn && puts.len() == 1 && counts.is_empty()
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    views(dynamo(&[&created]), TABLE)
+        .apply(&[ViewWrite::FeedCreate(feed_entry(
+            "ntf_1",
+            1,
+            Status::Skipped,
+        ))])
+        .await
+        .unwrap();
+    assert_eq!(created.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn an_entry_made_before_takes_its_status_and_the_others_are_created_and_counted() {
+    // a replay: ntf_1's entry exists, so the first transaction is cancelled
+    let cancelled_once =
+        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
+    let existing = mock!(Client::batch_get_item).then_output(|| {
+        BatchGetItemOutput::builder()
+            .responses(
+                TABLE,
+                vec![
+                    [
+                        ("pk", "FEED#org_acme#cus_carol"),
+                        ("sk", "2026-11-23T17:01:00.000Z#ntf_1"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), AttributeValue::S(v.into())))
+                    .collect(),
+                ],
+            )
+            .build()
+    });
+    let rest = mock!(Client::transact_write_items)
+        .match_requests(|r| {
+            let (puts, counts) = feed_transaction(r);
+            puts == ["2026-11-23T17:02:00.000Z#ntf_2"] && counts == ["1"]
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let status = mock!(Client::update_item)
+        .match_requests(|r| {
+            r.key().and_then(|k| k.get("sk"))
+                == Some(&AttributeValue::S("2026-11-23T17:01:00.000Z#ntf_1".into()))
+        })
+        .then_output(|| {
+            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+        });
+    views(dynamo(&[&cancelled_once, &existing, &rest, &status]), TABLE)
+        .apply(&[
+            ViewWrite::FeedCreate(feed_entry("ntf_1", 1, Status::Sent)),
+            ViewWrite::FeedCreate(feed_entry("ntf_2", 2, Status::Sent)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            cancelled_once.num_calls(),
+            existing.num_calls(),
+            rest.num_calls(),
+            status.num_calls()
+        ),
+        (1, 1, 1, 1)
+    );
+}
