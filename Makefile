@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve
+.PHONY: run test tools fmt lint validate unit e2e start send serve bench
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -48,3 +48,7 @@ send: tools
 ## serve: the webhooks and the api on http://127.0.0.1:8787, processing what reaches the bus as start does
 serve: tools
 	cargo run --quiet -p herald-local -- serve
+
+## bench: the criterion benchmarks (release, memory ports), then a table of µs per operation and notifications per second per core
+bench:
+	infra/bench.sh
