@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve cost
+.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -52,3 +52,7 @@ serve: tools
 ## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000)
 cost: tools
 	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200)
+
+## bench: the criterion benchmarks (release, memory ports), then a table of µs per operation and notifications per second per core
+bench:
+	infra/bench.sh
