@@ -93,7 +93,10 @@ impl TimeZone {
         value
             .parse::<Tz>()
             .map(TimeZone)
-            .map_err(|_| InvalidValue(format!("timezone {value:?} is not an IANA time zone name")))
+            // never the value: a refusal is recorded and answered
+            .map_err(|_| {
+                InvalidValue("timezone is not an IANA time zone name (such as Europe/Paris)".into())
+            })
     }
 }
 
