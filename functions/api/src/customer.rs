@@ -78,7 +78,7 @@ pub async fn put_preferences(
         .find(|t| api.catalog.spec(t).is_none())
     {
         return Err(ApiError::BadRequest(format!(
-            "unknown notification type {:?}",
+            "unsubscribed: unknown notification type {:?}",
             unknown.as_str()
         )));
     }

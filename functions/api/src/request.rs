@@ -166,12 +166,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// Parses a JSON body; the error names the field that was wrong (`whatsapp: phone must be…`).
+/// Parses a JSON body; the error names the field that was wrong (`whatsapp: phone must be…`)
+/// and never quotes a value.
 pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let invalid = |e: &dyn std::fmt::Display| ApiError::BadRequest(format!("invalid body: {e}"));
-    let mut reader = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| invalid(&e))?;
-    // nothing but whitespace after the value, as serde_json::from_slice requires
-    reader.end().map_err(|e| invalid(&e))?;
-    Ok(value)
+    herald_core::json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
 }

@@ -93,7 +93,10 @@ impl TimeZone {
         value
             .parse::<Tz>()
             .map(TimeZone)
-            .map_err(|_| InvalidValue(format!("timezone {value:?} is not an IANA time zone name")))
+            // never the value: a refusal is recorded and answered
+            .map_err(|_| {
+                InvalidValue("timezone is not an IANA time zone name (such as Europe/Paris)".into())
+            })
     }
 }
 
@@ -159,7 +162,8 @@ mod hhmm {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
         let raw = String::deserialize(d)?;
         NaiveTime::parse_from_str(&raw, "%H:%M")
-            .map_err(|_| serde::de::Error::custom(format!("{raw:?} is not a time as HH:MM")))
+            // never the value: a refusal is recorded and answered
+            .map_err(|_| serde::de::Error::custom("expected a time as HH:MM"))
     }
 }
 

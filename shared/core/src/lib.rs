@@ -12,6 +12,7 @@ pub mod event;
 pub mod identity;
 pub mod ids;
 pub mod intake;
+pub mod json;
 pub mod lifecycle_events;
 pub mod model;
 pub mod ports;

@@ -14,7 +14,7 @@ use crate::ids::{
 };
 
 /// A way to reach a recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,
@@ -46,6 +46,29 @@ impl Channel {
     /// Whether the channel interrupts the recipient, and so waits out their quiet hours.
     pub fn interrupts(self) -> bool {
         !matches!(self, Channel::InApp)
+    }
+}
+
+/// Read from its name as a string rather than as an enum: a map keyed by channel (a customer's
+/// `channels`) then names the key in a refusal's path (`channels.email`), which an enum's
+/// variant never does.
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Channel;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a channel name")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Channel, E> {
+                const NAMES: &[&str] = &["email", "sms", "push", "whatsapp", "in_app"];
+                Channel::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == s)
+                    .ok_or_else(|| E::unknown_variant(s, NAMES))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 

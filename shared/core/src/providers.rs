@@ -172,21 +172,21 @@ impl OrgProviders {
         settings: serde_json::Value,
     ) -> Result<(), InvalidValue> {
         let name = provider.as_str();
-        let invalid = |e: serde_json::Error| InvalidValue(format!("{name} settings: {e}"));
+        let invalid = |e: crate::json::Refusal| InvalidValue(format!("{name} settings: {e}"));
         let field = |e: InvalidValue| InvalidValue(format!("{name} settings: {}", e.0));
         match provider {
             Provider::Sendgrid => {
-                let s: SendGridSettings = serde_json::from_value(settings).map_err(invalid)?;
+                let s: SendGridSettings = crate::json::from_value(&settings).map_err(invalid)?;
                 s.validate().map_err(field)?;
                 self.sendgrid = Some(s);
             }
             Provider::Twilio => {
-                let s: TwilioSettings = serde_json::from_value(settings).map_err(invalid)?;
+                let s: TwilioSettings = crate::json::from_value(&settings).map_err(invalid)?;
                 s.validate().map_err(field)?;
                 self.twilio = Some(s);
             }
             Provider::Ses => {
-                let s: SesSettings = serde_json::from_value(settings).map_err(invalid)?;
+                let s: SesSettings = crate::json::from_value(&settings).map_err(invalid)?;
                 s.validate().map_err(field)?;
                 self.ses = Some(s);
             }

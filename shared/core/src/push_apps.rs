@@ -130,12 +130,12 @@ pub fn application_attributes(
         Platform::Fcm => "fcm",
         Platform::Apns => "apns",
     };
-    let parse_error = |e: serde_json::Error| InvalidValue(format!("{name} settings: {e}"));
+    let parse_error = |e: crate::json::Refusal| InvalidValue(format!("{name} settings: {e}"));
     let field = |e: InvalidValue| InvalidValue(format!("{name} settings: {}", e.0));
     let mut attributes = BTreeMap::new();
     match platform {
         Platform::Fcm => {
-            let s: FcmSettings = serde_json::from_value(settings).map_err(parse_error)?;
+            let s: FcmSettings = crate::json::from_value(&settings).map_err(parse_error)?;
             s.validate().map_err(field)?;
             attributes.insert(
                 "PlatformCredential".into(),
@@ -144,7 +144,7 @@ pub fn application_attributes(
             Ok((SnsPlatform::Gcm, attributes))
         }
         Platform::Apns => {
-            let s: ApnsSettings = serde_json::from_value(settings).map_err(parse_error)?;
+            let s: ApnsSettings = crate::json::from_value(&settings).map_err(parse_error)?;
             s.validate().map_err(field)?;
             attributes.insert(
                 "PlatformCredential".into(),

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{EventError, FUTURE_LIMIT, PAST_LIMIT, SHOWN_LIMIT};
+use crate::json::without_value;
 
 /// Reads one event's detail as seen at `now` (Herald's clock bounds the instants it carries).
 pub(super) struct Reader<'a> {
@@ -80,32 +81,6 @@ impl Reader<'_> {
         }
         Ok(t)
     }
-}
-
-/// serde's own messages quote the value they refused; keep what was expected and the kind of
-/// what was found, never the value itself.
-fn without_value(message: &str) -> String {
-    let kind = |found: &str| {
-        found
-            .split(['`', '"'])
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
-        if let Some((found, expected)) = message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split_once(", expected "))
-        {
-            return if prefix == "invalid type: " {
-                format!("expected {expected}, found {}", kind(found))
-            } else {
-                format!("expected {expected}")
-            };
-        }
-    }
-    message.to_string()
 }
 
 /// Where in the detail a field sits: `detail.items[0].unit_price`.

@@ -52,6 +52,24 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// A body serde could not read: a required field that is missing is named as `required`
+    /// writes it (`mail.messageId`: serde says only `messageId`), anything else is a shape.
+    fn json(what: &'static str, required: &[&'static str], e: serde_json::Error) -> Self {
+        let message = e.to_string();
+        // serde's own message for a field of ours; a value from the body never starts it
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name);
+        match required
+            .iter()
+            .find(|field| field.rsplit('.').next() == missing)
+        {
+            Some(field) => ParseError::Missing(field),
+            None => ParseError::shape(what, e),
+        }
+    }
+
     fn shape(what: &'static str, e: serde_json::Error) -> Self {
         // serde's message can quote the body ("invalid type: string \"…\""): keep its category
         // and position only

@@ -39,8 +39,21 @@ pub struct SnsMessage {
 }
 
 impl SnsMessage {
+    /// The fields every SNS message has.
+    const REQUIRED: &[&str] = &[
+        "Type",
+        "MessageId",
+        "TopicArn",
+        "Message",
+        "Timestamp",
+        "SignatureVersion",
+        "Signature",
+        "SigningCertURL",
+    ];
+
     pub fn parse(body: &[u8]) -> Result<SnsMessage, ParseError> {
-        serde_json::from_slice(body).map_err(|e| ParseError::shape("an SNS message", e))
+        serde_json::from_slice(body)
+            .map_err(|e| ParseError::json("an SNS message", SnsMessage::REQUIRED, e))
     }
 
     /// The string SNS signs: the message's fields in their documented order, each as its name,
@@ -185,8 +198,9 @@ pub struct SesDelivery {
 
 /// Parses the SES event inside an SNS notification.
 pub fn parse(message: &SnsMessage, now: DateTime<Utc>) -> Result<SesDelivery, ParseError> {
-    let e: SesEvent =
-        serde_json::from_str(&message.message).map_err(|e| ParseError::shape("an SES event", e))?;
+    const REQUIRED: &[&str] = &["mail", "mail.messageId", "bounce.bounceType"];
+    let e: SesEvent = serde_json::from_str(&message.message)
+        .map_err(|e| ParseError::json("an SES event", REQUIRED, e))?;
     let kind_name = e
         .event_type
         .or(e.notification_type)
