@@ -53,9 +53,9 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::DispatchQueue, "sqs", "ReceiveMessage", 4),
     // one sweep: a query per shard of the due index, whatever is sent
     (Component::Scheduler, "dynamodb", "Query", 32),
-    // per stream batch: the audit log's entries; the feed entries with their customers' unread
+    // per stream batch: the audit log (an item per notification); the feed entries with their customers' unread
     // counts; the day's counters; the life-cycle events
-    (Component::Projector, "dynamodb", "BatchWriteItem", 3),
+    (Component::Projector, "dynamodb", "BatchWriteItem", 1),
     (Component::Projector, "dynamodb", "TransactWriteItems", 2),
     (Component::Projector, "eventbridge", "PutEvents", 4),
 ];

@@ -240,7 +240,7 @@ async fn a_malformed_stream_record_fails_alone() {
 /// batch goes through and the count is exact.
 #[tokio::test]
 async fn a_burst_of_notifications_for_one_customer_is_projected_without_collisions() {
-    const ORDERS: usize = 100;
+    const ORDERS: usize = 60;
     let h = Harness::new().await;
     let email = h.email("burst");
     h.run(&[h.contact("cus_burst", &email, None, "en").await])
@@ -282,4 +282,46 @@ async fn a_burst_of_notifications_for_one_customer_is_projected_without_collisio
         feed_transactions <= ORDERS * 4 / 100 + 1,
         "{feed_transactions} feed transactions for {ORDERS} entries"
     );
+}
+
+/// The audit log keeps one item per notification and stream batch; a batch retried with other
+/// bounds repeats entries in a second item, and the log shows each entry once, in order.
+#[tokio::test]
+async fn log_entries_written_again_by_a_batch_with_other_bounds_show_once() {
+    use herald_core::projection::{LogEntry, ViewWrite};
+    let h = Harness::new().await;
+    let id = NotificationId::parse("ntf_0123456789abcdef0123456789abcdef").unwrap();
+    let entry = |revision: u32, event: &str| {
+        ViewWrite::Log(LogEntry {
+            org_id: h.org_id(),
+            notification_id: id.clone(),
+            at: chrono::Utc::now(),
+            event: event.to_string(),
+            revision,
+            attempt: 1,
+            reason: None,
+            next_attempt_at: None,
+        })
+    };
+    h.local
+        .views
+        .apply(&[entry(1, "created"), entry(2, "sending")])
+        .await
+        .unwrap();
+    // the retry starts at the second record and reaches further
+    h.local
+        .views
+        .apply(&[entry(2, "sending"), entry(3, "sent")])
+        .await
+        .unwrap();
+    let events: Vec<String> = h
+        .local
+        .views
+        .log(&h.org_id(), &id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["created", "sending", "sent"]);
 }

@@ -2,7 +2,7 @@
 //! statistics and dead letters, written idempotently from the projector's batches.
 //!
 //! Keys (`pk`, `sk`):
-//! - log entry: `LOG#org#notification`, `revision#event`
+//! - log entries of one batch: `LOG#org#notification`, `revision#event` of the first (`entries`: the list)
 //! - feed entry: `FEED#org#customer`, `created_at#notification`; unread count: `FEEDCOUNT#org#customer`, `unread`
 //! - daily counter (`count`, `sms_segments`): `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
 //! - dead letter: `DL#org`, `failed_at#notification`
@@ -63,6 +63,34 @@ fn log_key(e: &LogEntry) -> (String, String) {
         format!("LOG#{}#{}", e.org_id, e.notification_id),
         format!("{:06}#{}", e.revision, e.event),
     )
+}
+
+/// The attribute of a log item holding its entries.
+const LOG_ENTRIES: &str = "entries";
+
+/// Where an entry stands in its notification's log, and what makes two entries the same.
+fn log_order(e: &LogEntry) -> (u32, String) {
+    (e.revision, e.event.clone())
+}
+
+/// One item for a notification's log entries of one batch, keyed by the first: a batch
+/// replayed whole writes the same item again; one retried with other bounds may repeat an
+/// entry in a second item, which the log shows once.
+fn log_item(entries: &[&LogEntry]) -> Result<((String, String), Option<Item>), PortError> {
+    let Some(first) = entries.first() else {
+        return Err(PortError::new(
+            "serialize view",
+            std::io::Error::other("a log item without entries"),
+        ));
+    };
+    let (pk, sk) = log_key(first);
+    let mut item = key(pk.clone(), sk.clone());
+    item.insert(
+        LOG_ENTRIES.into(),
+        serde_dynamo::to_attribute_value(entries)
+            .map_err(|e| PortError::new("serialize view", e))?,
+    );
+    Ok(((pk, sk), Some(item)))
 }
 
 fn feed_pk(org: &OrgId, customer: &CustomerId) -> String {
@@ -226,12 +254,14 @@ impl Views for DynamoViews {
         let mut creates = Vec::new();
         let mut statuses = Vec::new();
         let mut stats = Vec::new();
+        // a notification's log entries of the batch, in order: one item for them all
+        let mut logs: BTreeMap<(&OrgId, &NotificationId), Vec<&LogEntry>> = BTreeMap::new();
         for w in writes {
             match w {
-                ViewWrite::Log(e) => {
-                    let (pk, sk) = log_key(e);
-                    batch.push(((pk.clone(), sk.clone()), Some(keyed(e, pk, sk)?)));
-                }
+                ViewWrite::Log(e) => logs
+                    .entry((&e.org_id, &e.notification_id))
+                    .or_default()
+                    .push(e),
                 ViewWrite::DeadLetterPut(d) => {
                     let (pk, sk) = dead_letter_key(&d.org_id, &d.notification_id, &d.failed_at);
                     batch.push(((pk.clone(), sk.clone()), Some(keyed(d, pk, sk)?)));
@@ -246,6 +276,9 @@ impl Views for DynamoViews {
                 ViewWrite::Stat(e) => stats.push(e),
             }
         }
+        for entries in logs.into_values() {
+            batch.push(log_item(&entries)?);
+        }
         self.batch_write(batch).await?;
         self.create_feed_entries(creates).await?;
         // at most one status per notification in a stream batch: no need to bound them
@@ -254,11 +287,20 @@ impl Views for DynamoViews {
     }
 
     async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError> {
-        self.query(format!("LOG#{org}#{id}"), true, None)
-            .await?
-            .into_iter()
-            .map(parse)
-            .collect()
+        let mut entries: Vec<LogEntry> = Vec::new();
+        for item in self.query(format!("LOG#{org}#{id}"), true, None).await? {
+            match item.get(LOG_ENTRIES) {
+                Some(list) => entries.extend(
+                    serde_dynamo::from_attribute_value::<_, Vec<LogEntry>>(list.clone())
+                        .map_err(|e| PortError::new("deserialize view", e))?,
+                ),
+                None => entries.push(parse(item)?),
+            }
+        }
+        // a batch retried with other bounds wrote some entries into two items: each once
+        entries.sort_by_key(log_order);
+        entries.dedup_by(|a, b| log_order(a) == log_order(b));
+        Ok(entries)
     }
 
     async fn feed(
