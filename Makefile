@@ -49,9 +49,9 @@ send: tools
 serve: tools
 	cargo run --quiet -p herald-local -- serve
 
-## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000)
+## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000 [CUSTOMERS=1])
 cost: tools
-	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200)
+	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200) $(if $(CUSTOMERS),--customers $(CUSTOMERS))
 
 ## bench: the criterion benchmarks (release, memory ports), then a table of µs per operation and notifications per second per core
 bench:

@@ -3,8 +3,8 @@
 //! billed units (DynamoDB's read and write units from the items' sizes, EventBridge's
 //! entries, Lambda's invocations) and priced at list prices.
 //!
-//! The scenario: one organization, `n` customers with an email address only, and one order
-//! each, so each order is one email notification. The customers are written first; only the
+//! The scenario: one organization, customers with an email address only, and `n` orders
+//! among them, so each order is one email notification. The customers are written first; only the
 //! orders are counted, from the event on the bus to the notification sent and projected.
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,10 +71,16 @@ pub struct CostReport {
     pub prices_date: &'static str,
 }
 
-/// Runs the scenario on the stack and counts what it cost.
-pub async fn email_notifications(stack: &LocalStack, n: usize) -> Result<CostReport, LocalError> {
+/// Runs the scenario on the stack and counts what it cost: `n` orders spread over `customers`
+/// customers (one each when `customers` is `n`; all for one when it is 1, a burst).
+pub async fn email_notifications(
+    stack: &LocalStack,
+    n: usize,
+    customers: usize,
+) -> Result<CostReport, LocalError> {
     let org = "org_cost";
-    let contacts: Vec<Value> = (0..n)
+    let customers = customers.clamp(1, n.max(1));
+    let contacts: Vec<Value> = (0..customers)
         .map(|i| {
             envelope(
                 "CustomerContactChanged",
@@ -91,7 +97,7 @@ pub async fn email_notifications(stack: &LocalStack, n: usize) -> Result<CostRep
             envelope(
                 "OrderCreated",
                 "ordering",
-                json!({"organization_id": org, "customer_id": format!("cus_cost_{i}"),
+                json!({"organization_id": org, "customer_id": format!("cus_cost_{}", i % customers),
                        "order_id": format!("ord_cost_{i}"), "grand_total": "10.00", "currency": "USD",
                        "items": [{"sku": "S1", "name": "Thing", "quantity": 1, "unit_price": "10.00"}],
                        "created_at": herald_core::time::format(&chrono::Utc::now())}),

@@ -78,6 +78,10 @@ enum Command {
     Cost {
         #[arg(long, default_value_t = 200)]
         notifications: usize,
+        /// The customers the orders are for (one per order by default; 1 for a burst to one
+        /// customer).
+        #[arg(long)]
+        customers: Option<usize>,
     },
     /// Prints a development token for `serve`.
     Token {
@@ -281,9 +285,14 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
             let _lock = pumping().await?;
             tick(stack, at).await
         }
-        Command::Cost { notifications } => {
+        Command::Cost {
+            notifications,
+            customers,
+        } => {
             let _lock = pumping().await?;
-            let report = herald_local::cost::email_notifications(stack, notifications).await?;
+            let customers = customers.unwrap_or(notifications);
+            let report =
+                herald_local::cost::email_notifications(stack, notifications, customers).await?;
             println!(
                 "{} email notifications, per notification (list prices of {}):\n",
                 report.notifications, report.prices_date

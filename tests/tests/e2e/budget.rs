@@ -14,7 +14,7 @@ const NOTIFICATIONS: usize = 20;
 #[tokio::test]
 async fn an_email_notification_makes_the_requests_of_the_budget_and_no_more() {
     let h = Harness::new().await;
-    let report = herald_local::cost::email_notifications(&h.local, NOTIFICATIONS)
+    let report = herald_local::cost::email_notifications(&h.local, NOTIFICATIONS, NOTIFICATIONS)
         .await
         .unwrap();
     assert_eq!(report.notifications, NOTIFICATIONS, "every order sent");
