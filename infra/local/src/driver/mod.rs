@@ -32,7 +32,8 @@ mod report;
 
 pub use bus::EnvelopeError;
 pub use report::{
-    EventReport, LogReport, NotificationReport, PublishedEvent, TickReport, notification_report,
+    EventReport, FeedsRead, LogReport, NotificationReport, PublishedEvent, TickReport,
+    notification_report,
 };
 
 /// The most stream records one projector invocation gets (template.yaml's BatchSize).
@@ -311,10 +312,11 @@ impl LocalStack {
             self.hear_from_providers().await;
             self.project().await?;
             let sent = self.emulator.sent().await?;
+            let feeds = FeedsRead::default();
             let mut notifications = Vec::new();
             for m in handled {
                 if let Some(n) = self.store.get(&m.org_id, &m.notification_id).await? {
-                    notifications.push(self.notification_report(&n, &sent).await?);
+                    notifications.push(self.notification_report(&n, &sent, &feeds).await?);
                 }
             }
             Ok(TickReport {

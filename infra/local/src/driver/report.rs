@@ -1,8 +1,9 @@
 //! What the local stack reports: each event's outcome, and each notification as its recipient
 //! got it, with its log and its place in the feed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::{Notification, Recipient};
 use herald_core::ports::NotificationStore;
 use herald_core::ports::Views;
@@ -111,6 +112,7 @@ impl LocalStack {
         records: &HashMap<String, IntakeRecord>,
     ) -> Result<Vec<EventReport>, LocalError> {
         let sent = self.emulator.sent().await?;
+        let feeds = FeedsRead::default();
         let mut reports = Vec::with_capacity(puts.len());
         for put in puts {
             let report = match put {
@@ -145,7 +147,7 @@ impl LocalStack {
                             skipped: Vec::new(),
                             published: Vec::new(),
                         },
-                        Some(record) => self.event_report(&record, &sent).await?,
+                        Some(record) => self.event_report(&record, &sent, &feeds).await?,
                     }
                 }
             };
@@ -158,12 +160,13 @@ impl LocalStack {
         &self,
         record: &IntakeRecord,
         sent: &Sent,
+        feeds: &FeedsRead,
     ) -> Result<EventReport, LocalError> {
         let mut notifications = Vec::new();
         if let Some(org) = &record.org_id {
             for id in &record.notifications {
                 if let Some(n) = self.store.get(org, id).await? {
-                    notifications.push(self.notification_report(&n, sent).await?);
+                    notifications.push(self.notification_report(&n, sent, feeds).await?);
                 }
             }
         }
@@ -177,20 +180,31 @@ impl LocalStack {
             published: Vec::new(),
         })
     }
-    /// A notification with its log and whether its customer's feed shows it.
+    /// A notification with its log and whether its customer's feed shows it (each customer's
+    /// feed read once per report, in `feeds`).
     pub async fn notification_report(
         &self,
         n: &Notification,
         sent: &Sent,
+        feeds: &FeedsRead,
     ) -> Result<NotificationReport, LocalError> {
         let log = self.report_views.log(&n.org_id, &n.id).await?;
         let in_feed = match &n.recipient {
-            Recipient::Customer(c) => self
-                .report_views
-                .feed(&n.org_id, c, FEED_LOOKUP)
-                .await?
-                .iter()
-                .any(|e| e.notification_id == n.id),
+            Recipient::Customer(c) => {
+                let mut feeds = feeds.0.lock().await;
+                let key = (n.org_id.clone(), c.clone());
+                if !feeds.contains_key(&key) {
+                    let ids = self
+                        .report_views
+                        .feed(&n.org_id, c, FEED_LOOKUP)
+                        .await?
+                        .into_iter()
+                        .map(|e| e.notification_id)
+                        .collect();
+                    feeds.insert(key.clone(), ids);
+                }
+                feeds.get(&key).is_some_and(|ids| ids.contains(&n.id))
+            }
             Recipient::Operations => false,
         };
         let mut report = notification_report(n, sent);
@@ -207,6 +221,10 @@ impl LocalStack {
         Ok(report)
     }
 }
+
+/// The customers' feeds one report has read: the notifications each shows.
+#[derive(Default)]
+pub struct FeedsRead(tokio::sync::Mutex<HashMap<(OrgId, CustomerId), HashSet<NotificationId>>>);
 
 /// How far back a customer's feed is searched for a notification in a report.
 const FEED_LOOKUP: usize = 500;
