@@ -1,7 +1,7 @@
 //! The bus's part: events put on it with PutEvents, and what its rule delivered to the intake
 //! feed handed to intake as EventBridge events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -114,11 +114,14 @@ impl LocalStack {
                 Put::Refused { .. } => None,
             })
             .collect();
-        let mut delivered: Vec<(usize, Delivered)> = Vec::new();
+        // each expected event once, in the order it was put; anything else in the order seen
+        let mut expected: BTreeMap<usize, Delivered> = BTreeMap::new();
+        let mut others: Vec<Delivered> = Vec::new();
+        // copies of an event received again (its message became visible again while the
+        // rest were still being received): taken off the feed, not handed over twice
+        let mut copies: Vec<String> = Vec::new();
         let mut empty = 0;
-        let expected =
-            |d: &[(usize, Delivered)]| d.iter().filter(|(i, _)| *i != usize::MAX).count();
-        while expected(&delivered) < order.len() && empty < EMPTY_RECEIVES {
+        while expected.len() < order.len() && empty < EMPTY_RECEIVES {
             let messages = self.receive_feed().await?;
             if messages.is_empty() {
                 empty += 1;
@@ -126,19 +129,18 @@ impl LocalStack {
                 continue;
             }
             for d in messages {
-                let index = d
-                    .event
-                    .id
-                    .as_deref()
-                    .and_then(|id| order.get(id))
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                delivered.push((index, d));
+                match d.event.id.as_deref().and_then(|id| order.get(id)).copied() {
+                    Some(i) if expected.contains_key(&i) => copies.push(d.receipt),
+                    Some(i) => {
+                        expected.insert(i, d);
+                    }
+                    None => others.push(d),
+                }
             }
         }
-        delivered.sort_by_key(|(i, _)| *i);
-        self.hand_to_intake(delivered.into_iter().map(|(_, d)| d).collect())
-            .await
+        self.delete(&self.stack.intake_feed_url, copies).await?;
+        let delivered = expected.into_values().chain(others).collect();
+        self.hand_to_intake(delivered).await
     }
 
     /// Hands whatever the bus rule delivered to intake, as the rule's target does in AWS:
