@@ -36,6 +36,9 @@ pub use report::{
     notification_report,
 };
 
+/// How long a received intake feed message stays hidden from the next receive.
+const FEED_HIDDEN_SECONDS: i32 = 300;
+
 /// The most stream records one projector invocation gets (template.yaml's BatchSize).
 const STREAM_BATCH: usize = 100;
 
@@ -434,11 +437,15 @@ impl LocalStack {
         &self,
         queue_url: &str,
     ) -> Result<Vec<aws_sdk_sqs::types::Message>, LocalError> {
+        // the intake feed's messages stay hidden while a long run gathers the rest before
+        // handing them over in order (the queue's own 30 seconds would bring them back)
+        let hidden_for = (queue_url == self.stack.intake_feed_url).then_some(FEED_HIDDEN_SECONDS);
         let out = self
             .queue_client(queue_url)
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
+            .set_visibility_timeout(hidden_for)
             .send()
             .await
             .map_err(|e| LocalError::aws("ReceiveMessage", e))?;
