@@ -1,7 +1,7 @@
 //! The customer feeds: an entry per in-app notification, its read and withdrawn states, and
 //! the unread count kept with them in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -139,17 +139,7 @@ impl DynamoViews {
                 key(pk, sk)
             })
             .collect();
-        let found: BTreeSet<(String, String)> =
-            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
-                .await?
-                .iter()
-                .filter_map(|i| {
-                    Some((
-                        i.get("pk")?.as_s().ok()?.clone(),
-                        i.get("sk")?.as_s().ok()?.clone(),
-                    ))
-                })
-                .collect();
+        let found = self.existing_keys(keys).await?;
         Ok(entries
             .into_iter()
             .partition(|e| found.contains(&entry_key(e))))

@@ -7,7 +7,7 @@
 //! - daily counter (`count`, `sms_segments`): `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
 //! - dead letter: `DL#org`, `failed_at#notification`
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -188,6 +188,25 @@ impl DynamoViews {
     /// How batch calls and the counters' transaction try again what did not go through.
     pub fn with_backoff(self, backoff: Backoff) -> Self {
         DynamoViews { backoff, ..self }
+    }
+
+    /// Which of these keys hold an item (a consistent read), as (`pk`, `sk`).
+    async fn existing_keys(
+        &self,
+        keys: Vec<Item>,
+    ) -> Result<BTreeSet<(String, String)>, PortError> {
+        Ok(
+            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
+                .await?
+                .iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("pk")?.as_s().ok()?.clone(),
+                        i.get("sk")?.as_s().ok()?.clone(),
+                    ))
+                })
+                .collect(),
+        )
     }
 
     /// Puts and deletes, batched; a key written twice in one batch keeps its last write.

@@ -1,7 +1,7 @@
 //! The daily statistics: each notification's outcome counted once (with an SMS's segments),
 //! its marker and its counter written in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use herald_core::ports::PortError;
@@ -114,17 +114,7 @@ impl DynamoViews {
         events: &[&'a StatEvent],
     ) -> Result<Vec<&'a StatEvent>, PortError> {
         let keys: Vec<Item> = events.iter().map(|e| marker_key(e)).collect();
-        let found: BTreeSet<(String, String)> =
-            crate::dynamo::batch_get(&self.client, &self.backoff, &self.table, keys, true)
-                .await?
-                .iter()
-                .filter_map(|i| {
-                    Some((
-                        i.get("pk")?.as_s().ok()?.clone(),
-                        i.get("sk")?.as_s().ok()?.clone(),
-                    ))
-                })
-                .collect();
+        let found = self.existing_keys(keys).await?;
         Ok(events
             .iter()
             .filter(|e| {
