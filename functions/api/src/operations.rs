@@ -56,7 +56,7 @@ fn view(n: &Notification) -> NotificationView<'_> {
         subject: &n.subject,
         body: &n.body,
         sms_segments: n.sms_segments,
-        has_html: n.html_body.is_some(),
+        has_html: n.has_html || n.html_body.is_some(),
         attempts: n.attempts,
         created_at: format(&n.created_at),
         scheduled_for: t(&n.scheduled_for),

@@ -421,7 +421,11 @@ fn value_size(value: &Value) -> usize {
         return 0;
     };
     match (kind.as_str(), inner) {
-        ("S", Value::String(s)) | ("B", Value::String(s)) => s.len(),
+        ("S", Value::String(s)) => s.len(),
+        // base64 on the wire: the bytes stored are three for every four characters
+        ("B", Value::String(s)) => {
+            s.len() / 4 * 3 - s.chars().rev().take_while(|c| *c == '=').count()
+        }
         ("N", Value::String(n)) => n.trim_start_matches('-').len().div_ceil(2) + 1,
         ("BOOL", _) | ("NULL", _) => 1,
         ("SS", Value::Array(v)) | ("BS", Value::Array(v)) => {
@@ -453,6 +457,8 @@ mod tests {
         // AWS's example: a string attribute "name" of "abc" is 4 + 3 bytes
         assert_eq!(item_size(&json!({"name": {"S": "abc"}})), 7);
         assert_eq!(item_size(&json!({"n": {"N": "12345"}})), 1 + 4);
+        assert_eq!(item_size(&json!({"b": {"B": "AAEC"}})), 1 + 3);
+        assert_eq!(item_size(&json!({"b": {"B": "AAE="}})), 1 + 2);
         assert_eq!(
             item_size(&json!({"m": {"M": {"a": {"BOOL": true}}}})),
             1 + 3 + 1 + 1 + 1

@@ -1,5 +1,6 @@
 //! Dispatch: claim a notification, send it through its channel's provider, record the result.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,12 @@ use uuid::Uuid;
 
 use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
+use crate::ids::NotificationId;
 use crate::model::{Channel, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
-    FailureKind, MAX_QUEUE_DELAY, NotificationStore, PortError, Receipt, SendError, Snapshot,
-    SnapshotRequest,
+    FailureKind, HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, Receipt, SendError,
+    Snapshot, SnapshotRequest,
 };
 use crate::retry::RetryPolicy;
 
@@ -112,6 +114,32 @@ pub struct DispatchService {
 /// The default claim lease: four Lambda timeouts of 30 s.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
+/// Puts a held email's HTML back in place. Without it the email is not sent: its event's
+/// record is written before the notification is enqueued, so a missing one is a read to try
+/// again (the claim's lease hands the notification out again), never a reason to send less.
+fn with_html(
+    n: &mut Notification,
+    html: &Result<BTreeMap<NotificationId, String>, PortError>,
+) -> Result<(), DispatchError> {
+    if !n.has_html || n.html_body.is_some() {
+        return Ok(());
+    }
+    const OP: &str = "read the email's HTML from its event's record";
+    match html {
+        Ok(bodies) => match bodies.get(&n.id) {
+            Some(body) => {
+                n.html_body = Some(body.clone());
+                Ok(())
+            }
+            None => Err(DispatchError::Port(PortError::new(
+                OP,
+                "the event's record holds none",
+            ))),
+        },
+        Err(e) => Err(DispatchError::Port(PortError::new(OP, e.to_string()))),
+    }
+}
+
 fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -156,9 +184,13 @@ impl DispatchService {
         } else {
             self.consent_snapshot(&held).await
         };
+        let html = self.html_of(&held).await;
         join_all(claims.into_iter().map(|claim| async {
             match (claim, &snapshot) {
-                (Ok(Ok(held)), Ok(snapshot)) => self.deliver(held, snapshot, now).await,
+                (Ok(Ok(mut held)), Ok(snapshot)) => {
+                    with_html(&mut held.notification, &html)?;
+                    self.deliver(held, snapshot, now).await
+                }
                 (Ok(Ok(_)), Err(e)) => Err(DispatchError::Port(PortError::new(
                     "read the directory for consent",
                     e.to_string(),
@@ -168,6 +200,26 @@ impl DispatchService {
             }
         }))
         .await
+    }
+
+    /// The HTML of the held emails that have one, read from their events' records at once.
+    async fn html_of(
+        &self,
+        held: &[&Notification],
+    ) -> Result<BTreeMap<NotificationId, String>, PortError> {
+        let wanted: Vec<HtmlOf> = held
+            .iter()
+            .filter(|n| n.has_html && n.html_body.is_none())
+            .map(|n| HtmlOf {
+                org_id: n.org_id.clone(),
+                event_id: n.source_event_id.clone(),
+                notification_id: n.id.clone(),
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.store.html_bodies(&wanted).await
     }
 
     /// Claims the message's notification, or says why there is nothing to send.

@@ -89,25 +89,34 @@ impl IntakeService {
             notifications: Vec::new(),
             skipped: Vec::new(),
             received_at: now,
+            html_bodies: Default::default(),
         };
-        match IncomingEvent::parse(envelope, now) {
+        let due = match IncomingEvent::parse(envelope, now) {
             Ok(event) => self.apply(event, now, &mut record).await?,
             Err(e) => {
                 warn!(reason = %e, "event rejected");
                 record.reason = Some(e.to_string());
+                Vec::new()
             }
-        }
+        };
+        // The record before the enqueue: it keeps the emails' HTML that dispatch reads.
+        // Enqueueing again on redelivery is what makes a crash between the writes and the
+        // enqueue harmless; dispatch's claim makes it send once.
         self.store.record_intake(&record).await?;
+        if !due.is_empty() {
+            self.queue.enqueue(&due).await?;
+        }
         Ok(record)
     }
 
-    /// Does what a valid event asks, and writes how it ended into `record`.
+    /// Does what a valid event asks, and writes how it ended into `record`; returns the
+    /// notifications to enqueue once the record is written.
     async fn apply(
         &self,
         event: IncomingEvent,
         now: DateTime<Utc>,
         record: &mut IntakeRecord,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<Vec<Enqueue>, IntakeError> {
         let origin = Origin::Event {
             at: event.time,
             now,
@@ -157,7 +166,7 @@ impl IntakeService {
                 if let Some(reason) = self.refused_sender(&event.org_id, &update).await? {
                     warn!(%reason, "event rejected");
                     record.reason = Some(reason);
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 update_org(self.directory.as_ref(), &event.org_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
@@ -166,10 +175,10 @@ impl IntakeService {
                 let plan = self
                     .plan(&event.org_id, &event.event_id, &request, now)
                     .await?;
-                self.carry_out(plan, now, record).await?;
+                return self.carry_out(plan, now, record).await;
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Why an organization may not send from the sender its settings name, if it may not (an
@@ -190,13 +199,14 @@ impl IntakeService {
         Ok((!allowed).then(|| format!("detail.sender_email {}", identity::NOT_OWNED)))
     }
 
-    /// Writes and enqueues a plan's notifications, or records why there are none.
+    /// Writes a plan's notifications and returns those to enqueue, or records why there are
+    /// none.
     async fn carry_out(
         &self,
         plan: Plan,
         now: DateTime<Utc>,
         record: &mut IntakeRecord,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<Vec<Enqueue>, IntakeError> {
         match plan {
             Plan::Reject(reason) => {
                 warn!(%reason, "event rejected");
@@ -212,14 +222,19 @@ impl IntakeService {
                 notifications,
                 skipped,
             } => {
-                self.store_and_enqueue(&notifications, now).await?;
+                let due = self.store(&notifications, now).await?;
                 record.outcome = Outcome::Notified;
                 record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
+                record.html_bodies = notifications
+                    .into_iter()
+                    .filter_map(|n| Some((n.id, n.html_body?)))
+                    .collect();
                 record.skipped = skipped;
-                info!(count = notifications.len(), "notifications created");
+                info!(count = record.notifications.len(), "notifications created");
+                return Ok(due);
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Decides channels, addresses and content; renders everything before anything is written.
@@ -439,14 +454,12 @@ impl IntakeService {
 
     /// Creates the event's notifications, all or none, so no channel is shown or sent while
     /// another of the same fact could not be stored (an existing one is the same fact seen
-    /// again), and enqueues those due now that still wait. Enqueueing again on redelivery is
-    /// what makes a crash between the write and the enqueue harmless; dispatch's claim makes
-    /// it send once.
-    async fn store_and_enqueue(
+    /// again), and returns those due now that still wait, to enqueue.
+    async fn store(
         &self,
         notifications: &[Notification],
         now: DateTime<Utc>,
-    ) -> Result<(), IntakeError> {
+    ) -> Result<Vec<Enqueue>, IntakeError> {
         let created = self.store.create_all(notifications).await?;
         let due: Vec<Enqueue> = notifications
             .iter()
@@ -467,10 +480,7 @@ impl IntakeService {
                 })
             })
             .collect();
-        if !due.is_empty() {
-            self.queue.enqueue(&due).await?;
-        }
-        Ok(())
+        Ok(due)
     }
 }
 

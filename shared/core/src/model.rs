@@ -410,9 +410,16 @@ pub struct Notification {
     pub subject: Option<String>,
     /// The text body (the only body of every channel but email).
     pub body: String,
-    /// Email only: an HTML alternative to `body`, sent beside it, when the type has one.
+    /// Email only: an HTML alternative to `body`, sent beside it, when the type has one. The
+    /// store keeps it with the event's intake record rather than here (see `has_html`), so a
+    /// notification read back carries it only once dispatch has fetched it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html_body: Option<String>,
+    /// Whether the email has an HTML alternative, kept in its event's intake record: the
+    /// notification is rewritten at every change of status, the record only once, so the
+    /// bulk of an email is written once and every status change stays within one write unit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_html: bool,
     /// SMS only: the segments the body is billed as (see [`crate::sms`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_segments: Option<u32>,
@@ -567,6 +574,7 @@ impl Notification {
             locale: draft.locale,
             subject: draft.subject,
             body: draft.body,
+            has_html: draft.html_body.is_some(),
             html_body: draft.html_body,
             sms_segments: draft.sms_segments,
             push_accepted: BTreeMap::new(),

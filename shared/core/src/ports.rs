@@ -171,14 +171,34 @@ pub trait NotificationStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
 
-    /// Records what became of an event (notified, skipped, rejected, directory updated).
+    /// Records what became of an event (notified, skipped, rejected, directory updated), with
+    /// the HTML of its email notifications.
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError>;
+
+    /// The HTML alternatives of these email notifications, from their events' intake records
+    /// (one read for them all); a notification whose record holds none is left out.
+    async fn html_bodies(
+        &self,
+        wanted: &[HtmlOf],
+    ) -> Result<BTreeMap<NotificationId, String>, PortError>;
 
     async fn get_intake(
         &self,
         org: Option<&OrgId>,
         event_id: &str,
     ) -> Result<Option<IntakeRecord>, PortError>;
+}
+
+/// How many of a customer's newest feed entries the unread count looks at: an inbox's badge,
+/// counted when asked rather than kept in a counter every new entry would write.
+pub const UNREAD_WINDOW: usize = 1000;
+
+/// Which notification's HTML to read, and the event whose record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HtmlOf {
+    pub org_id: OrgId,
+    pub event_id: String,
+    pub notification_id: NotificationId,
 }
 
 /// A notification waiting in the sweep's index.
@@ -584,6 +604,8 @@ pub trait Views: Send + Sync {
         limit: usize,
     ) -> Result<Vec<FeedEntry>, PortError>;
 
+    /// The unread entries among the customer's newest [`UNREAD_WINDOW`] (withdrawn ones are
+    /// neither shown nor counted).
     async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError>;
 
     /// A page of the feed, newest first, from an opaque cursor; and the next page's cursor.
@@ -595,7 +617,7 @@ pub trait Views: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<(Vec<FeedEntry>, Option<String>), PageError>;
 
-    /// Marks an entry read (one less unread); `false` when it was read already or is not there.
+    /// Marks an entry read; `false` when it was read already or is not there.
     async fn mark_read(
         &self,
         org: &OrgId,

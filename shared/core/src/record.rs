@@ -1,5 +1,7 @@
 //! What became of an event: the account that nothing entered Herald and vanished.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,4 +52,8 @@ pub struct IntakeRecord {
     pub skipped: Vec<ChannelSkip>,
     #[serde(with = "crate::time")]
     pub received_at: DateTime<Utc>,
+    /// The HTML alternative of each email notification of the event that has one (see
+    /// [`crate::model::Notification::has_html`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub html_bodies: BTreeMap<NotificationId, String>,
 }

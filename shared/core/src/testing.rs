@@ -57,7 +57,12 @@ impl NotificationStore for MemoryStore {
         }
         for (n, created) in notifications.iter().zip(&out) {
             if *created == Created::New {
-                map.insert((n.org_id.clone(), n.id.clone()), n.clone());
+                // as the table does: the HTML is the intake record's to keep
+                let stored = Notification {
+                    html_body: None,
+                    ..n.clone()
+                };
+                map.insert((n.org_id.clone(), n.id.clone()), stored);
             }
         }
         Ok(out)
@@ -168,6 +173,23 @@ impl NotificationStore for MemoryStore {
         event_id: &str,
     ) -> Result<Option<IntakeRecord>, PortError> {
         Ok(lock(&self.intake).get(event_id).cloned())
+    }
+
+    async fn html_bodies(
+        &self,
+        wanted: &[crate::ports::HtmlOf],
+    ) -> Result<BTreeMap<NotificationId, String>, PortError> {
+        let records = lock(&self.intake);
+        Ok(wanted
+            .iter()
+            .filter_map(|w| {
+                let html = records
+                    .get(&w.event_id)?
+                    .html_bodies
+                    .get(&w.notification_id)?;
+                Some((w.notification_id.clone(), html.clone()))
+            })
+            .collect())
     }
 }
 

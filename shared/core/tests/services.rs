@@ -320,6 +320,50 @@ async fn one_queued_email(w: &mut World) -> DispatchMessage {
 }
 
 #[tokio::test]
+async fn an_emails_html_is_kept_once_with_its_events_record_and_sent_with_it() {
+    let mut w = World::new();
+    let m = one_queued_email(&mut w).await;
+    let stored = &w.notifications()[0];
+    assert!(stored.has_html, "the notification knows it has one");
+    assert_eq!(stored.html_body, None, "but does not carry it");
+    let record = w
+        .store
+        .intake
+        .lock()
+        .unwrap()
+        .values()
+        .find(|r| r.outcome == Outcome::Notified)
+        .cloned()
+        .unwrap();
+    let kept = record
+        .html_bodies
+        .get(&stored.id)
+        .expect("the record keeps it");
+    assert!(kept.contains("<html"), "{kept}");
+
+    w.dispatcher().dispatch(&m).await.unwrap();
+    let sent = w.email.sent.lock().unwrap()[0].clone();
+    assert_eq!(sent.html_body.as_deref(), Some(kept.as_str()));
+    assert_eq!(w.notifications()[0].status, Status::Sent);
+}
+
+#[tokio::test]
+async fn an_email_whose_html_cannot_be_read_is_not_sent_without_it() {
+    let mut w = World::new();
+    let m = one_queued_email(&mut w).await;
+    // as if the intake had died between the notification's write and the record's
+    w.store.intake.lock().unwrap().clear();
+    let result = w.dispatcher().dispatch(&m).await;
+    assert!(matches!(result, Err(DispatchError::Port(_))), "{result:?}");
+    assert_eq!(w.email.calls(), 0, "nothing sent");
+    assert_eq!(
+        w.notifications()[0].status,
+        Status::Sending,
+        "left to its lease"
+    );
+}
+
+#[tokio::test]
 async fn hard_failures_dead_letter_at_once_with_the_reason() {
     let mut w = World::with_email(ScriptedSender::new(vec![Script::Fail(SendError::hard(
         "address rejected",
@@ -690,7 +734,7 @@ async fn an_sms_is_cut_to_the_organizations_segment_cap_and_its_segments_recorde
         .expect("an email");
     assert_eq!(email.sms_segments, None);
     assert!(email.body.len() > 900);
-    assert!(email.html_body.is_some());
+    assert!(email.has_html);
 
     let r = w
         .event(

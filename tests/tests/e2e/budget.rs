@@ -42,8 +42,9 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::Intake, "dynamodb", "BatchGetItem", 40),
     (Component::Intake, "dynamodb", "PutItem", 40),
     (Component::Intake, "sqs", "SendMessageBatch", 20),
-    // per batch of ten: the notifications; per notification: claim and settle
-    (Component::Dispatch, "dynamodb", "BatchGetItem", 2),
+    // per batch of ten: consent (customers, suppression) and the emails' HTML from the intake
+    // records; per notification: claim and settle
+    (Component::Dispatch, "dynamodb", "BatchGetItem", 4),
     (Component::Dispatch, "dynamodb", "UpdateItem", 40),
     // the organization's provider settings: once per warm function (then cached five minutes)
     (Component::Dispatch, "secretsmanager", "GetSecretValue", 1),
@@ -53,9 +54,11 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::DispatchQueue, "sqs", "ReceiveMessage", 4),
     // one sweep: a query per shard of the due index, whatever is sent
     (Component::Scheduler, "dynamodb", "Query", 32),
-    // per stream batch: the audit log (an item per notification); the feed entries with their customers' unread
-    // counts; the day's counters; the life-cycle events
-    (Component::Projector, "dynamodb", "BatchWriteItem", 1),
-    (Component::Projector, "dynamodb", "TransactWriteItems", 2),
+    // per stream batch: which feed entries exist already (a replay); the audit log (an item per
+    // notification) and the new feed entries, 25 puts a request; the day's counters; the
+    // life-cycle events
+    (Component::Projector, "dynamodb", "BatchGetItem", 1),
+    (Component::Projector, "dynamodb", "BatchWriteItem", 2),
+    (Component::Projector, "dynamodb", "TransactWriteItems", 1),
     (Component::Projector, "eventbridge", "PutEvents", 4),
 ];

@@ -237,7 +237,7 @@ pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport 
         .and_then(|id| sent.content_of(id))
         .unwrap_or_else(|| (n.subject.clone(), n.body.clone()));
     // the emulator keeps only the HTML part of an email that has both: show the text part sent
-    let body = if n.html_body.is_some() {
+    let body = if n.has_html || n.html_body.is_some() {
         n.body.clone()
     } else {
         body

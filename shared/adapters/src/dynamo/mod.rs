@@ -4,6 +4,7 @@
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
 //! created once, claimed by one dispatcher at a time, and settled only by its claimer.
 
+mod compressed;
 mod deliveries;
 mod directory;
 mod notifications;

@@ -1,7 +1,7 @@
 //! The notifications table: notifications (created once, claimed by one dispatcher, settled
 //! by their claimer), intake records, and the sweep's index.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use herald_core::ids::{NotificationId, OrgId};
 use herald_core::model::{Cause, Notification, Status};
 use herald_core::ports::{
-    ClaimOutcome, Created, DueEntry, DueIndex, DuePage, NotificationStore, PortError, RetryOutcome,
-    UnreadableEntry,
+    ClaimOutcome, Created, DueEntry, DueIndex, DuePage, HtmlOf, NotificationStore, PortError,
+    RetryOutcome, UnreadableEntry,
 };
 use herald_core::record::IntakeRecord;
 use herald_core::time;
@@ -21,6 +21,7 @@ use herald_core::time;
 use crate::backoff::Backoff;
 use crate::errors::aws;
 
+use super::compressed::{deflated, inflated};
 use super::{
     DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, due_shard, from_item, get_one, guarded,
     intake_key, notification_key, parse_notification_key, pk_of, s, status_in, to_item,
@@ -51,6 +52,8 @@ impl DynamoNotificationStore {
 
     fn notification_item(n: &Notification) -> Result<Item, PortError> {
         let mut item = to_item("serialize notification", n)?;
+        // the intake record keeps it (see `Notification::has_html`)
+        item.remove(HTML_BODY);
         item.insert("pk".into(), s(notification_key(&n.org_id, &n.id)));
         item.insert("kind".into(), s("notification"));
         if n.sweep_at.is_some() {
@@ -364,6 +367,14 @@ impl NotificationStore for DynamoNotificationStore {
 
     async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
         let mut item = to_item("serialize intake record", record)?;
+        if !record.html_bodies.is_empty() {
+            let html = record
+                .html_bodies
+                .iter()
+                .map(|(id, body)| (id.to_string(), deflated(body)))
+                .collect();
+            item.insert(HTML_BODIES.into(), AttributeValue::M(html));
+        }
         item.insert(
             "pk".into(),
             s(intake_key(record.org_id.as_ref(), &record.event_id)),
@@ -387,9 +398,60 @@ impl NotificationStore for DynamoNotificationStore {
         let key = intake_key(org, event_id);
         get_one(&self.client, &self.table, key, "dynamodb GetItem intake")
             .await?
-            .map(|i| from_item("deserialize intake record", i))
+            .map(parse_intake_record)
             .transpose()
     }
+
+    async fn html_bodies(
+        &self,
+        wanted: &[HtmlOf],
+    ) -> Result<BTreeMap<NotificationId, String>, PortError> {
+        const OP: &str = "dynamodb BatchGetItem html";
+        let keys: BTreeSet<String> = wanted
+            .iter()
+            .map(|w| intake_key(Some(&w.org_id), &w.event_id))
+            .collect();
+        // consistent: the record was written just before the notification was enqueued
+        let records = batch_get_pks(
+            &self.client,
+            &self.backoff,
+            &self.table,
+            keys.into_iter().collect(),
+            true,
+        )
+        .await?;
+        let mut kept: HashMap<&str, &AttributeValue> = HashMap::new();
+        for record in &records {
+            if let Some(AttributeValue::M(bodies)) = record.get(HTML_BODIES) {
+                kept.extend(bodies.iter().map(|(id, body)| (id.as_str(), body)));
+            }
+        }
+        let mut found = BTreeMap::new();
+        for w in wanted {
+            if let Some(body) = kept.get(w.notification_id.as_str()) {
+                found.insert(w.notification_id.clone(), inflated(OP, body)?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The notification's attribute the table does not keep, and the record's that keeps it.
+const HTML_BODY: &str = "html_body";
+const HTML_BODIES: &str = "html_bodies";
+
+fn parse_intake_record(mut item: Item) -> Result<IntakeRecord, PortError> {
+    const OP: &str = "deserialize intake record";
+    let html = match item.remove(HTML_BODIES) {
+        Some(AttributeValue::M(bodies)) => bodies,
+        _ => HashMap::new(),
+    };
+    let mut record: IntakeRecord = from_item(OP, item)?;
+    for (id, body) in html {
+        let id = NotificationId::parse(&id).map_err(|e| PortError::new(OP, e))?;
+        record.html_bodies.insert(id, inflated(OP, &body)?);
+    }
+    Ok(record)
 }
 
 #[async_trait]

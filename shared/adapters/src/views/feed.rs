@@ -1,21 +1,19 @@
-//! The customer feeds: an entry per in-app notification, its read and withdrawn states, and
-//! the unread count kept with them in one transaction.
+//! The customer feeds: an entry per notification, its read and withdrawn states. The unread
+//! count is counted when asked, over the newest entries, rather than kept in a counter: a
+//! counter would make every new entry a transaction (twice the write units) and put every
+//! notification for a customer on one item.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use chrono::{DateTime, Utc};
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::Status;
-use herald_core::ports::PortError;
+use herald_core::ports::{PortError, UNREAD_WINDOW};
 use herald_core::projection::{FeedEntry, ViewWrite};
 use herald_core::time;
 
-use super::{
-    DynamoViews, FEED_PER_TRANSACTION, cancelled_for_another_try, conditional_failed, feed_pk,
-    feed_sk, key, keyed, n, s, unread_key,
-};
-use crate::backoff::Round;
+use super::{DynamoViews, Write, feed_pk, feed_sk, key, keyed, s};
 use crate::errors::aws;
 
 /// A feed entry's key.
@@ -39,110 +37,44 @@ fn status_of(e: &FeedEntry) -> ViewWrite {
 }
 
 impl DynamoViews {
-    /// A batch's new feed entries and, per customer, that many more unread, together or not
-    /// at all: one transaction for up to [`FEED_PER_TRANSACTION`] entries, so a customer who
-    /// gets many notifications at once moves their count once per batch instead of once per
-    /// entry in transactions that collide. An entry withheld (`Skipped`) is created withdrawn
-    /// and counts for nothing. An entry that exists already (a replay) takes its status
-    /// instead, if newer.
-    pub(super) async fn create_feed_entries(
+    /// The puts of a batch's new feed entries, to write with the batch's other puts, and the
+    /// status of each entry that exists already (a replay): putting it again would make a
+    /// read entry unread, so it takes its status instead, if newer. An entry withheld
+    /// (`Skipped`) is created withdrawn and read.
+    pub(super) async fn feed_entries(
         &self,
         entries: Vec<&FeedEntry>,
-    ) -> Result<(), PortError> {
-        const OP: &str = "dynamodb TransactWriteItems feed";
+    ) -> Result<(Vec<Write>, Vec<ViewWrite>), PortError> {
         let mut unique: BTreeMap<(String, String), &FeedEntry> = BTreeMap::new();
         for e in entries {
             unique.insert(entry_key(e), e);
         }
-        let entries: Vec<&FeedEntry> = unique.into_values().collect();
-        for chunk in entries.chunks(FEED_PER_TRANSACTION) {
-            let existing = self
-                .backoff
-                .until_done(OP, chunk.to_vec(), |pending| self.create_once(pending))
-                .await?;
-            for entry in existing {
-                self.update_feed_status(&status_of(entry)).await?;
-            }
+        if unique.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
-        Ok(())
-    }
-
-    /// One transaction of entries and counts: the entries it found made before, and what it
-    /// left undone.
-    async fn create_once<'a>(
-        &self,
-        pending: Vec<&'a FeedEntry>,
-    ) -> Result<Round<&'a FeedEntry, &'a FeedEntry>, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems feed";
-        let mut actions = Vec::new();
-        let mut unread: BTreeMap<(&OrgId, &CustomerId), u64> = BTreeMap::new();
-        for entry in &pending {
-            let (pk, sk) = entry_key(entry);
-            let mut item = keyed(entry, pk, sk)?;
+        let keys = unique
+            .keys()
+            .map(|(pk, sk)| key(pk.clone(), sk.clone()))
+            .collect();
+        // a stream shard's batches are handled one at a time: nothing else creates these
+        // entries between this read and the puts
+        let found = self.existing_keys(keys).await?;
+        let mut puts = Vec::new();
+        let mut statuses = Vec::new();
+        for ((pk, sk), entry) in unique {
+            if found.contains(&(pk.clone(), sk.clone())) {
+                statuses.push(status_of(entry));
+                continue;
+            }
+            let mut item = keyed(entry, pk.clone(), sk.clone())?;
             if entry.status == Status::Skipped {
                 // never sent: not the customer's to see, and not unread
                 item.insert("withdrawn".into(), AttributeValue::Bool(true));
                 item.insert("read".into(), AttributeValue::Bool(true));
-            } else {
-                *unread
-                    .entry((&entry.org_id, &entry.customer_id))
-                    .or_default() += 1;
             }
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().put(put).build());
+            puts.push(((pk, sk), Some(item)));
         }
-        for ((org, customer), count) in unread {
-            let (pk, sk) = unread_key(org, customer);
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(pk, sk)))
-                .update_expression("ADD unread :count")
-                .expression_attribute_values(":count", n(count))
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().update(update).build());
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Round::new(Vec::new(), Vec::new())),
-            Err(e) if conditional_failed(&e) => {
-                // made before: those take their status; the rest go again without them
-                let (existing, left) = self.split_existing(pending).await?;
-                Ok(Round::new(existing, left).because("entries written meanwhile"))
-            }
-            Err(e) => match cancelled_for_another_try(&e) {
-                Some(why) => Ok(Round::new(Vec::new(), pending).because(why)),
-                None => Err(aws(OP, e)),
-            },
-        }
-    }
-
-    /// The entries that exist already, and those that do not.
-    async fn split_existing<'a>(
-        &self,
-        entries: Vec<&'a FeedEntry>,
-    ) -> Result<(Vec<&'a FeedEntry>, Vec<&'a FeedEntry>), PortError> {
-        let keys = entries
-            .iter()
-            .map(|e| {
-                let (pk, sk) = entry_key(e);
-                key(pk, sk)
-            })
-            .collect();
-        let found = self.existing_keys(keys).await?;
-        Ok(entries
-            .into_iter()
-            .partition(|e| found.contains(&entry_key(e))))
+        Ok((puts, statuses))
     }
 
     pub(super) async fn update_feed_status(&self, write: &ViewWrite) -> Result<(), PortError> {
@@ -157,7 +89,7 @@ impl DynamoViews {
         else {
             return Ok(());
         };
-        let request = self
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -165,94 +97,83 @@ impl DynamoViews {
                 feed_pk(org_id, customer_id),
                 feed_sk(created_at, notification_id),
             )))
-            .update_expression("SET #status = :status, updated_at = :at")
             // only forward in time: an older change arriving late leaves the newer state
             .condition_expression("attribute_exists(pk) AND updated_at <= :at")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":at", s(time::format(updated_at)));
+        request = if *status == Status::Skipped {
+            // withheld at send time, never sent: it leaves the feed and counts as unread no more
+            request
+                .update_expression(
+                    "SET #status = :status, updated_at = :at, withdrawn = :true, #read = :true",
+                )
+                .expression_attribute_names("#read", "read")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+        } else {
+            request.update_expression("SET #status = :status, updated_at = :at")
+        };
         crate::dynamo::guarded("dynamodb UpdateItem feed status", request).await?;
-        if *status == Status::Skipped {
-            self.withdraw_feed_entry(org_id, customer_id, created_at, notification_id)
-                .await?;
-        }
         Ok(())
     }
 
-    /// Applies `update` (which sets `#read` true) to an unread feed entry and takes one off the
-    /// unread count, together or not at all; `false` when the entry is read already or absent.
-    pub(super) async fn read_and_uncount(
+    /// Marks an unread entry read; `false` when it is read already or absent.
+    pub(super) async fn read_entry(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         created_at: &DateTime<Utc>,
         id: &NotificationId,
-        update: &str,
     ) -> Result<bool, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems read";
-        let entry = Update::builder()
+        let request = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
-            .update_expression(update)
+            .update_expression("SET #read = :true")
             .condition_expression("attribute_exists(pk) AND #read = :false")
             .expression_attribute_names("#read", "read")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let (pk, sk) = unread_key(org, customer);
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("ADD unread :minus")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .build()
-            .map_err(|e| PortError::new(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(entry).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(aws(OP, e)),
-        }
+            .expression_attribute_values(":false", AttributeValue::Bool(false));
+        crate::dynamo::guarded("dynamodb UpdateItem feed read", request).await
     }
 
-    /// A notification withheld at send time was never sent: its entry leaves the customer's
-    /// feed, and counts as unread no more. The entry is marked, not deleted, so a replay of
-    /// its creation finds it and changes nothing; the unread count moves once, with the mark.
-    pub(super) async fn withdraw_feed_entry(
+    /// The unread entries among the customer's newest [`UNREAD_WINDOW`], counted by the
+    /// table (a consistent query that returns no items, only the count).
+    pub(super) async fn count_unread(
         &self,
         org: &OrgId,
         customer: &CustomerId,
-        created_at: &DateTime<Utc>,
-        id: &NotificationId,
-    ) -> Result<(), PortError> {
-        let uncounted = self
-            .read_and_uncount(
-                org,
-                customer,
-                created_at,
-                id,
-                "SET withdrawn = :true, #read = :true",
-            )
-            .await?;
-        if !uncounted {
-            // read already (or withdrawn before): mark it, the count stays
-            let request = self
+    ) -> Result<u64, PortError> {
+        const OP: &str = "dynamodb Query unread";
+        let mut unread = 0u64;
+        let mut looked_at = 0usize;
+        let mut start = None;
+        loop {
+            let left = UNREAD_WINDOW - looked_at;
+            let out = self
                 .client
-                .update_item()
+                .query()
                 .table_name(&self.table)
-                .set_key(Some(key(feed_pk(org, customer), feed_sk(created_at, id))))
-                .update_expression("SET withdrawn = :true")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":true", AttributeValue::Bool(true));
-            crate::dynamo::guarded("dynamodb UpdateItem feed withdraw", request).await?;
+                .key_condition_expression("pk = :pk")
+                .filter_expression("#read = :false AND attribute_not_exists(withdrawn)")
+                .expression_attribute_names("#read", "read")
+                .expression_attribute_values(":pk", s(feed_pk(org, customer)))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .select(Select::Count)
+                .limit(i32::try_from(left).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws(OP, e))?;
+            unread += u64::try_from(out.count).unwrap_or(0);
+            looked_at += usize::try_from(out.scanned_count).unwrap_or(left);
+            start = out.last_evaluated_key;
+            if start.is_none() || looked_at >= UNREAD_WINDOW {
+                return Ok(unread);
+            }
         }
-        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Keys (`pk`, `sk`):
 //! - log entries of one batch: `LOG#org#notification`, `revision#event` of the first (`entries`: the list)
-//! - feed entry: `FEED#org#customer`, `created_at#notification`; unread count: `FEEDCOUNT#org#customer`, `unread`
+//! - feed entry: `FEED#org#customer`, `created_at#notification` (the unread ones counted when asked)
 //! - daily counter (`count`, `sms_segments`): `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
 //! - dead letter: `DL#org`, `failed_at#notification`
 
@@ -32,11 +32,11 @@ mod feed;
 mod stats;
 
 type Item = HashMap<String, AttributeValue>;
+/// A put (or, without an item, a delete) of the item with this key.
+type Write = ((String, String), Option<Item>);
 
 /// Stat markers per transaction: each may add a counter too, and a transaction takes 100 actions.
 const STATS_PER_TRANSACTION: usize = 40;
-/// Feed entries per transaction: each may add its customer's unread count too.
-const FEED_PER_TRANSACTION: usize = 49;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -76,7 +76,7 @@ fn log_order(e: &LogEntry) -> (u32, String) {
 /// One item for a notification's log entries of one batch, keyed by the first: a batch
 /// replayed whole writes the same item again; one retried with other bounds may repeat an
 /// entry in a second item, which the log shows once.
-fn log_item(entries: &[&LogEntry]) -> Result<((String, String), Option<Item>), PortError> {
+fn log_item(entries: &[&LogEntry]) -> Result<Write, PortError> {
     let Some(first) = entries.first() else {
         return Err(PortError::new(
             "serialize view",
@@ -99,10 +99,6 @@ fn feed_pk(org: &OrgId, customer: &CustomerId) -> String {
 
 fn feed_sk(created_at: &DateTime<Utc>, id: &NotificationId) -> String {
     format!("{}#{id}", time::format(created_at))
-}
-
-fn unread_key(org: &OrgId, customer: &CustomerId) -> (String, String) {
-    (format!("FEEDCOUNT#{org}#{customer}"), "unread".into())
 }
 
 fn stats_pk(org: &OrgId, day: NaiveDate) -> String {
@@ -210,10 +206,7 @@ impl DynamoViews {
     }
 
     /// Puts and deletes, batched; a key written twice in one batch keeps its last write.
-    async fn batch_write(
-        &self,
-        writes: Vec<((String, String), Option<Item>)>,
-    ) -> Result<(), PortError> {
+    async fn batch_write(&self, writes: Vec<Write>) -> Result<(), PortError> {
         const OP: &str = "dynamodb BatchWriteItem views";
         let mut by_key: BTreeMap<(String, String), Option<Item>> = BTreeMap::new();
         for (k, item) in writes {
@@ -298,10 +291,17 @@ impl Views for DynamoViews {
         for entries in logs.into_values() {
             batch.push(log_item(&entries)?);
         }
+        let (feed_puts, replayed) = self.feed_entries(creates).await?;
+        batch.extend(feed_puts);
         self.batch_write(batch).await?;
-        self.create_feed_entries(creates).await?;
         // at most one status per notification in a stream batch: no need to bound them
-        try_join_all(statuses.into_iter().map(|w| self.update_feed_status(w))).await?;
+        try_join_all(
+            statuses
+                .into_iter()
+                .chain(&replayed)
+                .map(|w| self.update_feed_status(w)),
+        )
+        .await?;
         self.count(stats).await
     }
 
@@ -337,24 +337,7 @@ impl Views for DynamoViews {
     }
 
     async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError> {
-        let (pk, sk) = unread_key(org, customer);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb GetItem unread", e))?;
-        Ok(out
-            .item
-            .and_then(|i| {
-                i.get("unread")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0))
+        self.count_unread(org, customer).await
     }
 
     async fn feed_page(
@@ -411,8 +394,7 @@ impl Views for DynamoViews {
         created_at: DateTime<Utc>,
         id: &NotificationId,
     ) -> Result<bool, PortError> {
-        self.read_and_uncount(org, customer, &created_at, id, "SET #read = :true")
-            .await
+        self.read_entry(org, customer, &created_at, id).await
     }
 
     async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError> {

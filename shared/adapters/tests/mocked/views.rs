@@ -181,8 +181,14 @@ async fn a_counted_batch_is_one_transaction() {
 
 #[tokio::test]
 async fn a_feed_entry_over_400_kb_is_refused_with_the_services_reason() {
-    let transact = mock!(Client::transact_write_items)
-        .then_error(|| TransactWriteItemsError::generic(meta("ValidationException", TOO_LARGE)));
+    let none_yet =
+        mock!(Client::batch_get_item).then_output(|| BatchGetItemOutput::builder().build());
+    let put = mock!(Client::batch_write_item).then_error(|| {
+        aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError::generic(meta(
+            "ValidationException",
+            TOO_LARGE,
+        ))
+    });
     let at = Utc.with_ymd_and_hms(2026, 11, 23, 17, 0, 0).unwrap();
     let entry = FeedEntry {
         org_id: org(),
@@ -197,7 +203,7 @@ async fn a_feed_entry_over_400_kb_is_refused_with_the_services_reason() {
         created_at: at,
         updated_at: at,
     };
-    let err = views(dynamo(&[&transact]), TABLE)
+    let err = views(dynamo(&[&none_yet, &put]), TABLE)
         .apply(&[ViewWrite::FeedCreate(entry)])
         .await
         .unwrap_err()
@@ -322,61 +328,57 @@ fn feed_entry(notification: &str, minute: u32, status: Status) -> FeedEntry {
     }
 }
 
-/// The transaction's puts (their notification ids) and the unread counts it adds.
-fn feed_transaction(
-    r: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput,
-) -> (Vec<String>, Vec<String>) {
-    let mut puts = Vec::new();
-    let mut counts = Vec::new();
-    for item in r.transact_items() {
-        if let Some(put) = item.put() {
-            let sk = put.item().get("sk").and_then(|v| v.as_s().ok()).cloned();
-            puts.push(sk.unwrap_or_default());
-        }
-        if let Some(update) = item.update() {
-            let count = update
-                .expression_attribute_values()
-                .and_then(|v| v.get(":count"))
-                .and_then(|v| v.as_n().ok())
-                .cloned();
-            counts.push(count.unwrap_or_default());
-        }
-    }
-    (puts, counts)
+/// The feed entries a batch write puts (their sort keys), and whether each is withdrawn.
+fn feed_puts(r: &BatchWriteItemInput) -> Vec<(String, bool)> {
+    r.request_items()
+        .and_then(|i| i.get(TABLE))
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.put_request())
+        .filter(|p| {
+            p.item()
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|pk| pk.starts_with("FEED#"))
+        })
+        .map(|p| {
+            let sk = p.item().get("sk").and_then(|v| v.as_s().ok()).cloned();
+            let withdrawn = p.item().get("withdrawn") == Some(&AttributeValue::Bool(true))
+                && p.item().get("read") == Some(&AttributeValue::Bool(true));
+            (sk.unwrap_or_default(), withdrawn)
+        })
+        .collect()
+}
+
+fn none_exist() -> aws_smithy_mocks::Rule {
+    mock!(Client::batch_get_item).then_output(|| BatchGetItemOutput::builder().build())
 }
 
 #[tokio::test]
-async fn a_customers_new_feed_entries_of_a_batch_are_one_transaction_moving_the_count_once() {
-    let created = mock!(Client::transact_write_items)
-        .match_requests(|r| {
-            let (puts, counts) = feed_transaction(r);
-            puts.len() == 3 && counts == ["3"]
-        })
-        .then_output(|| TransactWriteItemsOutput::builder().build());
-    views(dynamo(&[&created]), TABLE)
+async fn a_batchs_new_feed_entries_are_plain_puts_beside_its_other_writes_no_transaction() {
+    let existing = none_exist();
+    let written = mock!(Client::batch_write_item)
+        .match_requests(|r| feed_puts(r).len() == 3 && writes(r) == 4)
+        .then_output(|| BatchWriteItemOutput::builder().build());
+    views(dynamo(&[&existing, &written]), TABLE)
         .apply(&[
             ViewWrite::FeedCreate(feed_entry("ntf_1", 1, Status::Sent)),
             ViewWrite::FeedCreate(feed_entry("ntf_2", 2, Status::Sent)),
             ViewWrite::FeedCreate(feed_entry("ntf_3", 3, Status::Pending)),
+            forget("ntf_9"),
         ])
         .await
         .unwrap();
-    assert_eq!(created.num_calls(), 1);
+    assert_eq!((existing.num_calls(), written.num_calls()), (1, 1));
 }
 
 #[tokio::test]
-async fn a_withheld_entry_is_created_withdrawn_and_counts_for_nothing() {
-    let created = mock!(Client::transact_write_items)
-        .match_requests(|r| {
-            let withdrawn = r.transact_items().iter().filter_map(|i| i.put()).all(|p| {
-                p.item().get("withdrawn") == Some(&AttributeValue::Bool(true))
-                    && p.item().get("read") == Some(&AttributeValue::Bool(true))
-            });
-            let (puts, counts) = feed_transaction(r);
-            withdrawn && puts.len() == 1 && counts.is_empty()
-        })
-        .then_output(|| TransactWriteItemsOutput::builder().build());
-    views(dynamo(&[&created]), TABLE)
+async fn a_withheld_entry_is_created_withdrawn_and_read() {
+    let existing = none_exist();
+    let written = mock!(Client::batch_write_item)
+        .match_requests(|r| feed_puts(r) == [("2026-11-23T17:01:00.000Z#ntf_1".to_string(), true)])
+        .then_output(|| BatchWriteItemOutput::builder().build());
+    views(dynamo(&[&existing, &written]), TABLE)
         .apply(&[ViewWrite::FeedCreate(feed_entry(
             "ntf_1",
             1,
@@ -384,14 +386,12 @@ async fn a_withheld_entry_is_created_withdrawn_and_counts_for_nothing() {
         ))])
         .await
         .unwrap();
-    assert_eq!(created.num_calls(), 1);
+    assert_eq!(written.num_calls(), 1);
 }
 
 #[tokio::test]
-async fn an_entry_made_before_takes_its_status_and_the_others_are_created_and_counted() {
-    // a replay: ntf_1's entry exists, so the first transaction is cancelled
-    let cancelled_once =
-        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
+async fn an_entry_made_before_is_not_put_again_but_takes_its_status() {
+    // a replay: ntf_1's entry exists (and may have been read since): only its status moves
     let existing = mock!(Client::batch_get_item).then_output(|| {
         BatchGetItemOutput::builder()
             .responses(
@@ -408,21 +408,19 @@ async fn an_entry_made_before_takes_its_status_and_the_others_are_created_and_co
             )
             .build()
     });
-    let rest = mock!(Client::transact_write_items)
-        .match_requests(|r| {
-            let (puts, counts) = feed_transaction(r);
-            puts == ["2026-11-23T17:02:00.000Z#ntf_2"] && counts == ["1"]
-        })
-        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let rest = mock!(Client::batch_write_item)
+        .match_requests(|r| feed_puts(r) == [("2026-11-23T17:02:00.000Z#ntf_2".to_string(), false)])
+        .then_output(|| BatchWriteItemOutput::builder().build());
     let status = mock!(Client::update_item)
         .match_requests(|r| {
             r.key().and_then(|k| k.get("sk"))
                 == Some(&AttributeValue::S("2026-11-23T17:01:00.000Z#ntf_1".into()))
+                && !r.update_expression().unwrap_or_default().contains("#read")
         })
         .then_output(|| {
             aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
         });
-    views(dynamo(&[&cancelled_once, &existing, &rest, &status]), TABLE)
+    views(dynamo(&[&existing, &rest, &status]), TABLE)
         .apply(&[
             ViewWrite::FeedCreate(feed_entry("ntf_1", 1, Status::Sent)),
             ViewWrite::FeedCreate(feed_entry("ntf_2", 2, Status::Sent)),
@@ -430,12 +428,7 @@ async fn an_entry_made_before_takes_its_status_and_the_others_are_created_and_co
         .await
         .unwrap();
     assert_eq!(
-        (
-            cancelled_once.num_calls(),
-            existing.num_calls(),
-            rest.num_calls(),
-            status.num_calls()
-        ),
-        (1, 1, 1, 1)
+        (existing.num_calls(), rest.num_calls(), status.num_calls()),
+        (1, 1, 1)
     );
 }
