@@ -4,14 +4,13 @@
 //! Keys (`pk`, `sk`):
 //! - log entries of one batch: `LOG#org#notification`, `revision#event` of the first (`entries`: the list)
 //! - feed entry: `FEED#org#customer`, `created_at#notification` (the unread ones counted when asked)
-//! - daily counter (`count`, `sms_segments`): `STATS#org#day`, `type#channel#outcome`; counted marker: `STATMARK#org#notification`, `outcome`
+//! - a day's outcome (`segments`): `STATS#org#day#shard`, `type#channel#outcome#notification`, counted when asked
 //! - dead letter: `DL#org`, `failed_at#notification`
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +19,7 @@ use futures::future::try_join_all;
 use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::ports::PortError;
 use herald_core::ports::{PageError, Views};
-use herald_core::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, StatKey, ViewWrite};
+use herald_core::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
 use herald_core::time;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,9 +33,6 @@ mod stats;
 type Item = HashMap<String, AttributeValue>;
 /// A put (or, without an item, a delete) of the item with this key.
 type Write = ((String, String), Option<Item>);
-
-/// Stat markers per transaction: each may add a counter too, and a transaction takes 100 actions.
-const STATS_PER_TRANSACTION: usize = 40;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -101,19 +97,6 @@ fn feed_sk(created_at: &DateTime<Utc>, id: &NotificationId) -> String {
     format!("{}#{id}", time::format(created_at))
 }
 
-fn stats_pk(org: &OrgId, day: NaiveDate) -> String {
-    format!("STATS#{org}#{day}")
-}
-
-fn stats_sk(k: &StatKey) -> String {
-    format!(
-        "{}#{}#{}",
-        k.notification_type,
-        k.channel,
-        k.outcome.as_str()
-    )
-}
-
 fn dead_letter_key(
     org: &OrgId,
     id: &NotificationId,
@@ -127,42 +110,6 @@ fn dead_letter_key(
 
 fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
-}
-
-/// Whether a transaction was cancelled because a condition failed (rather than, say, a
-/// conflict with another transaction, which is worth another try).
-fn conditional_failed(e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
-    match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
-    }
-}
-
-/// Why a transaction was cancelled when another try may go through (it conflicted with
-/// another transaction on the same item, or was throttled); `None` for any other failure.
-fn cancelled_for_another_try(
-    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
-) -> Option<String> {
-    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = e.as_service_error()
-    else {
-        return None;
-    };
-    let codes: Vec<&str> = c
-        .cancellation_reasons()
-        .iter()
-        .filter_map(|r| r.code())
-        .filter(|code| *code != "None")
-        .collect();
-    let transient = |code: &&str| {
-        matches!(
-            *code,
-            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-        )
-    };
-    (!codes.is_empty() && codes.iter().all(transient)).then(|| codes.join(", "))
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +212,6 @@ impl Views for DynamoViews {
         let mut batch = Vec::new();
         let mut creates = Vec::new();
         let mut statuses = Vec::new();
-        let mut stats = Vec::new();
         // a notification's log entries of the batch, in order: one item for them all
         let mut logs: BTreeMap<(&OrgId, &NotificationId), Vec<&LogEntry>> = BTreeMap::new();
         for w in writes {
@@ -285,7 +231,7 @@ impl Views for DynamoViews {
                 } => batch.push((dead_letter_key(org_id, notification_id, failed_at), None)),
                 ViewWrite::FeedCreate(entry) => creates.push(entry),
                 ViewWrite::FeedStatus { .. } => statuses.push(w),
-                ViewWrite::Stat(e) => stats.push(e),
+                ViewWrite::Stat(e) => batch.extend(Self::stat_writes(vec![e])),
             }
         }
         for entries in logs.into_values() {
@@ -302,7 +248,7 @@ impl Views for DynamoViews {
                 .map(|w| self.update_feed_status(w)),
         )
         .await?;
-        self.count(stats).await
+        Ok(())
     }
 
     async fn log(&self, org: &OrgId, id: &NotificationId) -> Result<Vec<LogEntry>, PortError> {
@@ -398,29 +344,7 @@ impl Views for DynamoViews {
     }
 
     async fn stats(&self, org: &OrgId, day: NaiveDate) -> Result<Vec<StatCount>, PortError> {
-        let items = self.query(stats_pk(org, day), true, None).await?;
-        items
-            .into_iter()
-            .map(|mut i| {
-                let number = |name: &str| {
-                    i.get(name)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0)
-                };
-                let (count, sms_segments) = (number("count"), number("sms_segments"));
-                let key = i
-                    .remove("key")
-                    .ok_or_else(|| PortError::new("deserialize stats", "key missing"))?;
-                let key = serde_dynamo::from_attribute_value(key)
-                    .map_err(|e| PortError::new("deserialize stats", e))?;
-                Ok(StatCount {
-                    key,
-                    count,
-                    sms_segments,
-                })
-            })
-            .collect()
+        self.count_stats(org, day).await
     }
 
     async fn dead_letters(&self, org: &OrgId, limit: usize) -> Result<Vec<DeadLetter>, PortError> {

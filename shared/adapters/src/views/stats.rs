@@ -1,129 +1,159 @@
-//! The daily statistics: each notification's outcome counted once (with an SMS's segments),
-//! its marker and its counter written in one transaction.
+//! The daily statistics: an item per notification and outcome (with an SMS's segments), put
+//! with the batch's other writes, and counted when asked. Counters would need a marker per
+//! outcome written in a transaction with them (four write units where this takes one) and
+//! would put a whole organization's day on a few items.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use chrono::NaiveDate;
+use futures::future::try_join_all;
+use herald_core::ids::{NotificationId, OrgId};
+use herald_core::model::Channel;
 use herald_core::ports::PortError;
-use herald_core::projection::{StatEvent, StatKey};
+use herald_core::projection::{StatCount, StatEvent, StatKey, StatOutcome};
 
-use super::{
-    DynamoViews, Item, STATS_PER_TRANSACTION, cancelled_for_another_try, conditional_failed, key,
-    n, stats_pk, stats_sk,
-};
-use crate::backoff::Round;
+use super::{DynamoViews, Item, Write, key, n};
 use crate::errors::aws;
 
-/// The marker that says a notification's outcome was counted.
-fn marker_key(e: &StatEvent) -> Item {
-    key(
-        format!("STATMARK#{}#{}", e.key.org_id, e.notification_id),
-        e.key.outcome.as_str().to_string(),
+/// A day's outcomes are spread over this many partitions, so a busy organization's writes
+/// are not held to one partition's throughput; counting reads them all.
+const STAT_SHARDS: u32 = 16;
+
+fn stats_pk(org: &OrgId, day: NaiveDate, shard: u32) -> String {
+    format!("STATS#{org}#{day}#{shard}")
+}
+
+fn shard_of(id: &NotificationId) -> u32 {
+    id.as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % STAT_SHARDS
+}
+
+/// `type#channel#outcome#notification`: the counter an outcome goes to, then whose it is.
+fn outcome_sk(k: &StatKey, id: &NotificationId) -> String {
+    format!(
+        "{}#{}#{}#{id}",
+        k.notification_type,
+        k.channel,
+        k.outcome.as_str()
     )
 }
 
+/// The counter an outcome item's sort key names.
+fn counter_of(org: &OrgId, day: NaiveDate, sk: &str) -> Option<StatKey> {
+    let mut parts = sk.rsplitn(4, '#');
+    let _notification = parts.next()?;
+    let outcome: StatOutcome =
+        serde_json::from_value(serde_json::Value::String(parts.next()?.to_string())).ok()?;
+    let channel: Channel = parts.next()?.parse().ok()?;
+    let notification_type = parts.next()?.to_string();
+    Some(StatKey {
+        org_id: org.clone(),
+        day,
+        notification_type,
+        channel,
+        outcome,
+    })
+}
+
 impl DynamoViews {
-    /// Counts each notification's outcome once: a marker per (notification, outcome) and the
-    /// day's counters move in one transaction; markers that exist already (a replay) drop out,
-    /// a transaction cancelled by a conflict or throttling is tried again with backoff, and
-    /// increments still not counted after the last attempt are reported.
-    pub(super) async fn count(&self, events: Vec<&StatEvent>) -> Result<(), PortError> {
-        const OP: &str = "dynamodb TransactWriteItems stats";
-        let mut unique: BTreeMap<(String, String), &StatEvent> = BTreeMap::new();
-        for e in events {
-            unique.insert(
-                (
-                    e.notification_id.to_string(),
-                    e.key.outcome.as_str().to_string(),
-                ),
-                e,
-            );
-        }
-        let events: Vec<&StatEvent> = unique.into_values().collect();
-        for chunk in events.chunks(STATS_PER_TRANSACTION) {
-            self.backoff
-                .until_done(OP, chunk.to_vec(), |pending| self.count_once(pending))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// One transaction of markers and counters: what it left uncounted.
-    async fn count_once<'a>(
-        &self,
-        pending: Vec<&'a StatEvent>,
-    ) -> Result<Round<&'a StatEvent, ()>, PortError> {
-        const OP: &str = "dynamodb TransactWriteItems stats";
-        let mut actions = Vec::new();
-        for e in &pending {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(marker_key(e)))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-        }
-        // per counter: the notifications and their SMS segments
-        let mut counts: BTreeMap<&StatKey, (u64, u64)> = BTreeMap::new();
-        for e in &pending {
-            let (count, segments) = counts.entry(&e.key).or_default();
-            *count += 1;
-            *segments += u64::from(e.sms_segments);
-        }
-        for (k, (count, segments)) in counts {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(stats_pk(&k.org_id, k.day), stats_sk(k))))
-                .update_expression("ADD #count :n, #segments :segments SET #key = :key")
-                .expression_attribute_names("#count", "count")
-                .expression_attribute_names("#segments", "sms_segments")
-                .expression_attribute_names("#key", "key")
-                .expression_attribute_values(":n", n(count))
-                .expression_attribute_values(":segments", n(segments))
-                .expression_attribute_values(
-                    ":key",
-                    serde_dynamo::to_attribute_value(k).map_err(|e| PortError::new(OP, e))?,
-                )
-                .build()
-                .map_err(|e| PortError::new(OP, e))?;
-            actions.push(TransactWriteItem::builder().update(update).build());
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Round::new(Vec::new(), Vec::new())),
-            Err(e) if conditional_failed(&e) => {
-                // drop the events already counted, and try the rest again
-                let left = self.not_yet_counted(&pending).await?;
-                Ok(Round::new(Vec::new(), left).because("markers written meanwhile"))
-            }
-            Err(e) => match cancelled_for_another_try(&e) {
-                Some(why) => Ok(Round::new(Vec::new(), pending).because(why)),
-                None => Err(aws(OP, e)),
-            },
-        }
-    }
-
-    async fn not_yet_counted<'a>(
-        &self,
-        events: &[&'a StatEvent],
-    ) -> Result<Vec<&'a StatEvent>, PortError> {
-        let keys: Vec<Item> = events.iter().map(|e| marker_key(e)).collect();
-        let found = self.existing_keys(keys).await?;
-        Ok(events
-            .iter()
-            .filter(|e| {
-                let k = marker_key(e);
-                let pk = k.get("pk").and_then(|v| v.as_s().ok());
-                let sk = k.get("sk").and_then(|v| v.as_s().ok());
-                !matches!((pk, sk), (Some(pk), Some(sk)) if found.contains(&(pk.clone(), sk.clone())))
+    /// The puts of a batch's outcomes: a replayed one is the same item again, so nothing is
+    /// counted twice.
+    pub(super) fn stat_writes(events: Vec<&StatEvent>) -> Vec<Write> {
+        events
+            .into_iter()
+            .map(|e| {
+                let pk = stats_pk(&e.key.org_id, e.key.day, shard_of(&e.notification_id));
+                let sk = outcome_sk(&e.key, &e.notification_id);
+                let mut item = key(pk.clone(), sk.clone());
+                if e.sms_segments > 0 {
+                    item.insert("segments".into(), n(u64::from(e.sms_segments)));
+                }
+                ((pk, sk), Some(item))
             })
-            .copied()
+            .collect()
+    }
+
+    /// The day's counters: every shard read (keys and segments only), its outcomes counted.
+    pub(super) async fn count_stats(
+        &self,
+        org: &OrgId,
+        day: NaiveDate,
+    ) -> Result<Vec<StatCount>, PortError> {
+        let shards =
+            try_join_all((0..STAT_SHARDS).map(|s| self.outcomes(stats_pk(org, day, s)))).await?;
+        let mut counts: BTreeMap<StatKey, (u64, u64)> = BTreeMap::new();
+        for item in shards.into_iter().flatten() {
+            let counter = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| counter_of(org, day, sk))
+                .ok_or_else(|| PortError::new("deserialize stats", "an outcome's key"))?;
+            let segments = item
+                .get("segments")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let (count, sms_segments) = counts.entry(counter).or_default();
+            *count += 1;
+            *sms_segments += segments;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(key, (count, sms_segments))| StatCount {
+                key,
+                count,
+                sms_segments,
+            })
             .collect())
+    }
+
+    /// One shard's outcome items, every page.
+    async fn outcomes(&self, pk: String) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", super::s(pk.clone()))
+                // SEGMENTS is one of DynamoDB's reserved words
+                .projection_expression("sk, #segments")
+                .expression_attribute_names("#segments", "segments")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws("dynamodb Query stats", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcomes_key_names_its_counter_back() {
+        let org = OrgId::parse("org_acme").unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let key = StatKey {
+            org_id: org.clone(),
+            day,
+            notification_type: "order_confirmation".into(),
+            channel: Channel::Sms,
+            outcome: StatOutcome::Delivered,
+        };
+        let id = NotificationId::parse("ntf_0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(counter_of(&org, day, &outcome_sk(&key, &id)), Some(key));
+        assert_eq!(counter_of(&org, day, "nonsense"), None);
+        assert!(shard_of(&id) < STAT_SHARDS);
     }
 }

@@ -67,13 +67,6 @@ pub fn meta(code: &str, message: &str) -> ErrorMetadata {
 
 pub const TOO_LARGE: &str = "Item size has exceeded the maximum allowed size";
 
-/// A DynamoDB client that answers each call with the first rule that matches it, for calls
-/// of several operations interleaved.
-pub fn dynamo_any(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
-    mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules, |c| c
-        .retry_config(RetryConfig::disabled()))
-}
-
 /// Retries that wait at most a few milliseconds, drawn from a fixed seed.
 pub fn quick() -> Backoff {
     Backoff::new(

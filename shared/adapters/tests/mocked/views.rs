@@ -1,14 +1,10 @@
-//! The views table: batch writes left partly unprocessed, the stats counters' transaction when
-//! it keeps failing, a feed entry too large to store.
+//! The views table: batch writes left partly unprocessed, feed entries and outcomes as plain
+//! puts, the day's counters counted over every shard, a feed entry too large to store.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemInput, BatchWriteItemOutput};
-use aws_sdk_dynamodb::operation::transact_write_items::{
-    TransactWriteItemsError, TransactWriteItemsOutput,
-};
-use aws_sdk_dynamodb::types::error::TransactionCanceledException;
-use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_smithy_mocks::mock;
 use chrono::{NaiveDate, TimeZone, Utc};
 use herald_adapters::DynamoViews;
@@ -17,7 +13,7 @@ use herald_core::model::{Channel, Status};
 use herald_core::ports::Views;
 use herald_core::projection::{FeedEntry, StatEvent, StatKey, StatOutcome, ViewWrite};
 
-use crate::common::{TABLE, TOO_LARGE, dynamo, dynamo_any, meta, quick};
+use crate::common::{TABLE, TOO_LARGE, dynamo, meta, quick};
 
 fn views(client: Client, table: &str) -> DynamoViews {
     DynamoViews::new(client, table).with_backoff(quick())
@@ -76,17 +72,6 @@ fn sent(notification: &str) -> ViewWrite {
     })
 }
 
-fn cancelled(reason: &'static str) -> TransactWriteItemsError {
-    TransactWriteItemsError::TransactionCanceledException(
-        TransactionCanceledException::builder()
-            .message(format!("Transaction cancelled, please refer cancellation reasons for specific reasons [{reason}, None]"))
-            .cancellation_reasons(CancellationReason::builder().code(reason).build())
-            .cancellation_reasons(CancellationReason::builder().code("None").build())
-            .meta(meta("TransactionCanceledException", "Transaction cancelled"))
-            .build(),
-    )
-}
-
 #[tokio::test]
 async fn writes_a_batch_left_unprocessed_are_sent_again() {
     let partly = mock!(Client::batch_write_item)
@@ -130,53 +115,80 @@ async fn writes_that_stay_unprocessed_fail_the_batch() {
 }
 
 #[tokio::test]
-async fn counts_the_service_refuses_are_reported() {
-    let refused = mock!(Client::transact_write_items)
-        .then_error(|| TransactWriteItemsError::generic(meta("ValidationException", "bad")));
-    let err = views(dynamo(&[&refused]), TABLE)
-        .apply(&[sent("ntf_1")])
+async fn a_batchs_outcomes_are_puts_beside_its_other_writes_and_a_repeat_is_the_same_item() {
+    let written = mock!(Client::batch_write_item)
+        .match_requests(|r| {
+            let stats: Vec<&str> = r
+                .request_items()
+                .and_then(|i| i.get(TABLE))
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.put_request())
+                .filter_map(|p| p.item().get("sk").and_then(|v| v.as_s().ok()))
+                .map(String::as_str)
+                .collect();
+            // ntf_1 twice is one item; the dead letter's delete goes in the same request
+            writes(r) == 3
+                && stats
+                    == [
+                        "order_confirmation#email#sent#ntf_1",
+                        "order_confirmation#email#sent#ntf_2",
+                    ]
+                    .iter()
+                    .copied()
+                    .filter(|sk| stats.contains(sk))
+                    .collect::<Vec<_>>()
+                && stats.len() == 2
+        })
+        .then_output(|| BatchWriteItemOutput::builder().build());
+    views(dynamo(&[&written]), TABLE)
+        .apply(&[sent("ntf_1"), sent("ntf_2"), sent("ntf_1"), forget("ntf_9")])
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("ValidationException"), "{err}");
+        .unwrap();
+    assert_eq!(written.num_calls(), 1);
 }
 
 #[tokio::test]
-async fn a_count_whose_marker_exists_is_not_counted_again() {
-    let replayed =
-        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
-    let marker = mock!(Client::batch_get_item).then_output(|| {
-        BatchGetItemOutput::builder()
-            .responses(
-                TABLE,
-                vec![std::collections::HashMap::from([
+async fn the_days_counters_count_the_outcomes_of_every_shard() {
+    let shard = mock!(Client::query)
+        .match_requests(|r| r.projection_expression() == Some("sk, #segments"))
+        .sequence()
+        .output(|| {
+            aws_sdk_dynamodb::operation::query::QueryOutput::builder()
+                .items(std::collections::HashMap::from([
                     (
-                        "pk".to_string(),
-                        AttributeValue::S("STATMARK#org_acme#ntf_1".into()),
+                        "sk".to_string(),
+                        AttributeValue::S("reminder#sms#sent#ntf_1".into()),
                     ),
-                    ("sk".to_string(), AttributeValue::S("sent".into())),
-                ])],
-            )
-            .build()
-    });
-    views(dynamo(&[&replayed, &marker]), TABLE)
-        .apply(&[sent("ntf_1")])
+                    ("segments".to_string(), AttributeValue::N("2".into())),
+                ]))
+                .items(std::collections::HashMap::from([(
+                    "sk".to_string(),
+                    AttributeValue::S("reminder#email#sent#ntf_2".into()),
+                )]))
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let mut counts = views(dynamo(&[&shard]), TABLE)
+        .stats(&org(), day)
         .await
         .unwrap();
-    assert_eq!(marker.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn a_counted_batch_is_one_transaction() {
-    let counted = mock!(Client::transact_write_items)
-        // two markers and one counter
-        .match_requests(|r| r.transact_items().len() == 3)
-        .then_output(|| TransactWriteItemsOutput::builder().build());
-    views(dynamo(&[&counted]), TABLE)
-        .apply(&[sent("ntf_1"), sent("ntf_2"), sent("ntf_1")])
-        .await
-        .unwrap();
-    assert_eq!(counted.num_calls(), 1);
+    counts.sort_by_key(|c| c.key.channel.to_string());
+    let shards = shard.num_calls() as u64;
+    assert!(shards > 1, "a day is spread over shards");
+    let summary: Vec<(Channel, u64, u64)> = counts
+        .iter()
+        .map(|c| (c.key.channel, c.count, c.sms_segments))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Channel::Email, shards, 0),
+            (Channel::Sms, shards, 2 * shards)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -210,104 +222,6 @@ async fn a_feed_entry_over_400_kb_is_refused_with_the_services_reason() {
         .to_string();
     assert!(err.contains("ValidationException"), "{err}");
     assert!(err.contains(TOO_LARGE), "{err}");
-}
-
-#[tokio::test]
-async fn counts_that_keep_failing_are_reported_not_dropped() {
-    // each transaction is cancelled by a marker, yet no marker is there when read
-    let cancelled_each_time = mock!(Client::transact_write_items)
-        .sequence()
-        .error(|| cancelled("ConditionalCheckFailed"))
-        .repeatedly()
-        .build();
-    let no_marker = mock!(Client::batch_get_item)
-        .sequence()
-        .output(|| {
-            BatchGetItemOutput::builder()
-                .responses(TABLE, vec![])
-                .build()
-        })
-        .repeatedly()
-        .build();
-    let err = views(dynamo_any(&[&cancelled_each_time, &no_marker]), TABLE)
-        .apply(&[sent("ntf_1")])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("TransactWriteItems stats"), "{err}");
-    assert!(
-        err.contains("1 of 1 stayed unprocessed after 5 attempts"),
-        "{err}"
-    );
-    assert_eq!(cancelled_each_time.num_calls(), 5);
-}
-
-#[tokio::test]
-async fn a_count_that_conflicts_with_another_transaction_is_tried_again() {
-    let conflict =
-        mock!(Client::transact_write_items).then_error(|| cancelled("TransactionConflict"));
-    let counted = mock!(Client::transact_write_items)
-        .then_output(|| TransactWriteItemsOutput::builder().build());
-    views(dynamo(&[&conflict, &counted]), TABLE)
-        .apply(&[sent("ntf_1")])
-        .await
-        .unwrap();
-    assert_eq!((conflict.num_calls(), counted.num_calls()), (1, 1));
-}
-
-#[tokio::test]
-async fn a_count_that_keeps_conflicting_is_reported_with_the_reason() {
-    let conflict = mock!(Client::transact_write_items)
-        .sequence()
-        .error(|| cancelled("TransactionConflict"))
-        .repeatedly()
-        .build();
-    let err = views(dynamo(&[&conflict]), TABLE)
-        .apply(&[sent("ntf_1"), sent("ntf_2")])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("2 of 2 stayed unprocessed after 5 attempts (TransactionConflict)"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn markers_a_read_left_unprocessed_are_asked_for_again_before_counting() {
-    let marker = std::collections::HashMap::from([
-        (
-            "pk".to_string(),
-            AttributeValue::S("STATMARK#org_acme#ntf_1".into()),
-        ),
-        ("sk".to_string(), AttributeValue::S("sent".into())),
-    ]);
-    let replayed =
-        mock!(Client::transact_write_items).then_error(|| cancelled("ConditionalCheckFailed"));
-    let left = marker.clone();
-    let unprocessed = mock!(Client::batch_get_item).then_output(move || {
-        BatchGetItemOutput::builder()
-            .responses(TABLE, vec![])
-            .unprocessed_keys(
-                TABLE,
-                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .keys(left.clone())
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    });
-    let found = mock!(Client::batch_get_item).then_output(move || {
-        BatchGetItemOutput::builder()
-            .responses(TABLE, vec![marker.clone()])
-            .build()
-    });
-    // counted already: no second transaction
-    views(dynamo(&[&replayed, &unprocessed, &found]), TABLE)
-        .apply(&[sent("ntf_1")])
-        .await
-        .unwrap();
-    assert_eq!(found.num_calls(), 1);
 }
 
 /// A feed entry for carol, created at `minute` past five.
