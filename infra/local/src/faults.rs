@@ -557,6 +557,107 @@ mod tests {
         assert!(faults.injected().is_empty());
     }
 
+    /// An SDK configuration whose requests all go through the fault layer, one attempt each.
+    async fn faulty(provider_faults: f64) -> (aws_config::SdkConfig, Faults) {
+        let faults = Faults::new(FaultPlan {
+            seed: 3,
+            provider_faults,
+            crash_after_send: 0.0,
+        });
+        let log = crate::requests::RequestLog::default();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            // nothing listens there: only the injected answers come back
+            .endpoint_url("http://127.0.0.1:9")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(
+                log.http_client_with(crate::requests::Component::Dispatch, Some(faults.clone())),
+            )
+            .load()
+            .await;
+        (config, faults)
+    }
+
+    /// The code the SDK read from an injected answer, or `timeout`.
+    fn code_of<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        match err {
+            SdkError::ServiceError(e) => e.err().code().unwrap_or("unreadable").to_string(),
+            SdkError::TimeoutError(_) => "timeout".into(),
+            SdkError::DispatchFailure(f) if f.is_timeout() => "timeout".into(),
+            SdkError::DispatchFailure(_) => "dispatch failure".into(),
+            SdkError::ResponseError(_) => "unreadable response".into(),
+            _ => "other".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sdks_read_the_injected_answers_as_the_services_documented_errors() {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+        let (config, faults) = faulty(1.0).await;
+        let ses = aws_sdk_sesv2::Client::new(&config);
+        let sns = aws_sdk_sns::Client::new(&config);
+        let mut codes = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            let text = Content::builder()
+                .data(format!("message {i}"))
+                .build()
+                .unwrap_or_else(|_| unreachable!());
+            let email = ses
+                .send_email()
+                .from_email_address("n@herald.example")
+                .destination(Destination::builder().to_addresses("a@example.com").build())
+                .content(
+                    EmailContent::builder()
+                        .simple(
+                            Message::builder()
+                                .subject(text.clone())
+                                .body(Body::builder().text(text).build())
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await;
+            match email {
+                Err(e) => codes.insert(format!("ses {}", code_of(&e))),
+                Ok(_) => panic!("every call is answered with a fault"),
+            };
+            let sms = sns
+                .publish()
+                .phone_number("+14155550100")
+                .message(format!("message {i}"))
+                .send()
+                .await;
+            match sms {
+                Err(e) => codes.insert(format!("sns {}", code_of(&e))),
+                Ok(_) => panic!("every call is answered with a fault"),
+            };
+        }
+        let expected: std::collections::BTreeSet<String> = [
+            "ses ServiceUnavailable",
+            "ses TooManyRequestsException",
+            "ses MessageRejected",
+            "ses timeout",
+            "sns InternalError",
+            "sns Throttling",
+            "sns InvalidParameter",
+            "sns timeout",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert_eq!(codes, expected);
+        assert_eq!(faults.injected().len(), 80);
+        assert!(faults.accepted().is_empty());
+    }
+
     #[test]
     fn a_settle_to_sent_names_its_notification() {
         let key = json!({"pk": {"S": "org_a#ntf_0123abcd"}, "sk": {"S": "n"}});
