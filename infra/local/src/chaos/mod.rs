@@ -188,7 +188,10 @@ pub async fn run(config: ChaosConfig, stage: &str) -> Result<ChaosReport, LocalE
         copied: HashSet::new(),
         injections: Injections::default(),
     };
-    run.put_and_take(&plan.directory).await?;
+    // in steps: the emulator's queues slow down with the messages they hold
+    for chunk in plan.directory.chunks(CHUNK) {
+        run.put_and_take(chunk).await?;
+    }
     info!(elapsed = ?started.elapsed(), "directory events taken");
     for chunk in plan.events.chunks(CHUNK) {
         run.put_and_take(chunk).await?;
