@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench
+.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench chaos
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -52,6 +52,12 @@ serve: tools
 ## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000 [CUSTOMERS=1])
 cost: tools
 	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200) $(if $(CUSTOMERS),--customers $(CUSTOMERS))
+
+## chaos: N events through a fresh stage with provider faults, duplicates and crashes; counts lost and doubled sends from the providers' records (make chaos N=1000 [FAULTS=0.1 DUPLICATES=0.05 CRASHES=0.01 ORGS=4 SEED=1])
+chaos: tools
+	cargo run --quiet -p herald-local -- chaos --events $(or $(N),300) --orgs $(or $(ORGS),4) --seed $(or $(SEED),1) \
+		--provider-faults $(or $(FAULTS),0.1) --duplicate-events $(or $(DUPLICATES),0.05) \
+		--duplicate-messages $(or $(DUPLICATES),0.05) --crash-after-send $(or $(CRASHES),0.01)
 
 ## bench: the criterion benchmarks (release, memory ports), then a table of µs per operation and notifications per second per core
 bench:

@@ -143,8 +143,19 @@ impl Emulator {
         component: crate::requests::Component,
         log: &crate::requests::RequestLog,
     ) -> SdkConfig {
+        self.counted_config_with(component, log, None).await
+    }
+
+    /// As [`Emulator::counted_config`], with faults injected into the requests
+    /// ([`crate::faults`]).
+    pub async fn counted_config_with(
+        &self,
+        component: crate::requests::Component,
+        log: &crate::requests::RequestLog,
+        faults: Option<crate::faults::Faults>,
+    ) -> SdkConfig {
         self.loader()
-            .http_client(log.http_client(component))
+            .http_client(log.http_client_with(component, faults))
             .load()
             .await
     }

@@ -64,6 +64,10 @@ pub enum LocalError {
     #[error("signing as SNS: {0}")]
     Signing(&'static str),
     #[error(transparent)]
+    ChaosConfig(#[from] crate::chaos::ChaosConfigError),
+    #[error("the bus refused {0} of the events put on it")]
+    BusRefused(i32),
+    #[error(transparent)]
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -2,10 +2,12 @@
 //! `infra/template.yaml` on moto's server and drives the real handlers from the real event
 //! sources, so a run shows what a deployment would do.
 
+pub mod chaos;
 pub mod cost;
 pub mod driver;
 pub mod emulator;
 pub mod error;
+pub mod faults;
 pub mod pump;
 pub mod requests;
 pub mod samples;

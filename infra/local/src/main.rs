@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use herald_local::chaos::ChaosConfig;
 use herald_local::pump::PumpLock;
 use herald_local::samples::{read_events, read_samples};
 use herald_local::serve::Serving;
@@ -82,6 +83,32 @@ enum Command {
         /// customer).
         #[arg(long)]
         customers: Option<usize>,
+    },
+    /// Runs N notifying events through a fresh stage while things go wrong (provider faults,
+    /// events and dispatch messages delivered twice, dispatches killed after the provider
+    /// accepted), counts what the providers recorded against what was expected, and prints
+    /// one JSON line last; exits non-zero when a notification was lost or doubled. Always on
+    /// an emulator of its own.
+    Chaos {
+        #[arg(long, default_value_t = 300)]
+        events: usize,
+        #[arg(long, default_value_t = 4)]
+        orgs: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The share of provider calls answered with an error (5xx, throttling, a timeout, a
+        /// rejection).
+        #[arg(long, default_value_t = 0.1)]
+        provider_faults: f64,
+        /// The share of events put on the bus twice.
+        #[arg(long, default_value_t = 0.05)]
+        duplicate_events: f64,
+        /// The share of dispatch messages delivered twice.
+        #[arg(long, default_value_t = 0.05)]
+        duplicate_messages: f64,
+        /// The share of sends whose dispatch is killed before it records them.
+        #[arg(long, default_value_t = 0.01)]
+        crash_after_send: f64,
     },
     /// Prints a development token for `serve`.
     Token {
@@ -303,7 +330,7 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
         }
         Command::Start => start(serving).await,
         Command::Serve { .. } => serve(serving).await,
-        Command::Token { .. } | Command::Webhook { .. } => Ok(()),
+        Command::Token { .. } | Command::Webhook { .. } | Command::Chaos { .. } => Ok(()),
     }
 }
 
@@ -343,6 +370,33 @@ async fn post_webhook(
     Ok(format!("{} {body}", status.as_u16()))
 }
 
+/// Runs the chaos and prints its summary, then its JSON line; whether it came out clean.
+async fn chaos(stage: &str, config: ChaosConfig) -> Result<bool, LocalError> {
+    let config = config.check()?;
+    let r = herald_local::chaos::run(config, stage).await?;
+    println!(
+        "{} events, {} notifications: {} sent, {} failed, {} skipped, {} pending; {} lost, {} doubled, {} resent after a crash, {} unexpected ({:.1} s{})",
+        r.events,
+        r.notifications,
+        r.sent,
+        r.failed,
+        r.skipped,
+        r.pending,
+        r.lost,
+        r.doubled,
+        r.resent_after_crash,
+        r.unexpected,
+        r.duration_s,
+        if r.gave_up {
+            ", gave up with work pending"
+        } else {
+            ""
+        }
+    );
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(r.is_clean())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
@@ -369,6 +423,30 @@ async fn main() -> ExitCode {
         } => post_webhook(&url, &org, &message_id, &event)
             .await
             .map(|answer| println!("{answer}")),
+        Command::Chaos {
+            events,
+            orgs,
+            seed,
+            provider_faults,
+            duplicate_events,
+            duplicate_messages,
+            crash_after_send,
+        } => {
+            let config = ChaosConfig {
+                events,
+                orgs,
+                seed,
+                provider_faults,
+                duplicate_events,
+                duplicate_messages,
+                crash_after_send,
+            };
+            match chaos(&cli.stage, config).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         command => on_stack(&cli.stage, command).await,
     };
     match result {

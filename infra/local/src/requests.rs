@@ -115,6 +115,16 @@ pub struct RequestLog {
 impl RequestLog {
     /// An HTTP client that counts `component`'s requests here and sends them on.
     pub fn http_client(&self, component: Component) -> SharedHttpClient {
+        self.http_client_with(component, None)
+    }
+
+    /// As [`RequestLog::http_client`], with `faults` deciding, after each request is counted,
+    /// whether it is sent on or answered otherwise (`herald-local chaos`).
+    pub fn http_client_with(
+        &self,
+        component: Component,
+        faults: Option<crate::faults::Faults>,
+    ) -> SharedHttpClient {
         let inner = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
             .build_https();
@@ -122,6 +132,7 @@ impl RequestLog {
             component,
             log: self.clone(),
             inner,
+            faults,
         })
     }
 
@@ -177,6 +188,7 @@ struct Counting {
     component: Component,
     log: RequestLog,
     inner: SharedHttpClient,
+    faults: Option<crate::faults::Faults>,
 }
 
 impl HttpClient for Counting {
@@ -189,6 +201,7 @@ impl HttpClient for Counting {
             component: self.component,
             log: self.log.clone(),
             inner: self.inner.http_connector(settings, components),
+            faults: self.faults.clone(),
         })
     }
 }
@@ -198,12 +211,28 @@ struct CountingConnector {
     component: Component,
     log: RequestLog,
     inner: SharedHttpConnector,
+    faults: Option<crate::faults::Faults>,
 }
 
 impl HttpConnector for CountingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        self.log.record(describe(self.component, &request));
-        self.inner.call(request)
+        let described = describe(self.component, &request);
+        let answer = match &self.faults {
+            Some(faults) => {
+                match faults.intercept(&described.service, &described.operation, &request) {
+                    Some(answer) => answer,
+                    None => faults.send_on(
+                        &described.service,
+                        &described.operation,
+                        request,
+                        &self.inner,
+                    ),
+                }
+            }
+            None => self.inner.call(request),
+        };
+        self.log.record(described);
+        answer
     }
 }
 

@@ -295,12 +295,29 @@ fn stand_in_key_file() -> PathBuf {
 
 impl Serving {
     pub async fn start(emulator: Emulator, stage: &str, port: u16) -> Result<Serving, LocalError> {
+        Self::start_with_faults(emulator, stage, port, None).await
+    }
+
+    /// As [`Serving::start`], with `faults` injected into dispatch's AWS requests and the
+    /// stand-ins' answers (`herald-local chaos`).
+    pub async fn start_with_faults(
+        emulator: Emulator,
+        stage: &str,
+        port: u16,
+        faults: Option<crate::faults::Faults>,
+    ) -> Result<Serving, LocalError> {
         let listener =
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
         let addr = listener.local_addr()?;
         let stand_ins = StandIns::start_keeping_key(&stand_in_key_file()).await?;
         stand_ins.call_back();
+        if let Some(faults) = faults.clone() {
+            stand_ins.inject_faults(Arc::new(move |provider, body: &[u8]| {
+                faults.stand_in_answer(provider, body)
+            }));
+        }
         let mut options = Options {
+            dispatch_faults: faults,
             sendgrid_base_url: setting("HERALD_SENDGRID_BASE_URL")
                 .unwrap_or_else(|| stand_ins.url().to_string()),
             twilio_base_url: setting("HERALD_TWILIO_BASE_URL")

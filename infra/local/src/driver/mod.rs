@@ -85,6 +85,8 @@ pub struct Options {
     pub settings_ttl: std::time::Duration,
     /// The deployment's push platform applications, for organizations without their own.
     pub push_defaults: herald_core::providers::PushApplications,
+    /// Faults injected into dispatch's AWS requests (`herald-local chaos`); none by default.
+    pub dispatch_faults: Option<crate::faults::Faults>,
 }
 
 /// A setting from the environment, when set and not empty.
@@ -104,6 +106,7 @@ impl Default for Options {
             public_base_url: env("HERALD_PUBLIC_BASE_URL"),
             settings_ttl: herald_adapters::secrets::CACHE_TTL,
             push_defaults: herald_core::providers::PushApplications::default(),
+            dispatch_faults: None,
         }
     }
 }
@@ -164,11 +167,14 @@ impl LocalStack {
         )
         .map_err(|e| LocalError::handler("intake", e))?;
         let dispatch_config = dispatch_config(&stack, &options);
-        let dispatch = herald_dispatch::service(
-            &dispatch_config,
-            &counted(Component::Dispatch).await,
-            clock.clone(),
-        );
+        let dispatch_aws = emulator
+            .counted_config_with(
+                Component::Dispatch,
+                &requests,
+                options.dispatch_faults.clone(),
+            )
+            .await;
+        let dispatch = herald_dispatch::service(&dispatch_config, &dispatch_aws, clock.clone());
         let scheduler_config = herald_scheduler::Config {
             notifications_table: stack.names.notifications_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),

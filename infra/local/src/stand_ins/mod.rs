@@ -50,6 +50,18 @@ pub fn twilio_answer(status: u16, code: u32, message: &str) -> Answer {
     }
 }
 
+/// The provider a stand-in request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    SendGrid,
+    Twilio,
+}
+
+/// Decides, for a request that passed the provider's checks, whether it gets an error answer
+/// instead of being accepted (`herald-local chaos` injects faults through it). It is given
+/// the provider and the request's body as sent.
+pub type Faults = Arc<dyn Fn(Provider, &[u8]) -> Option<Answer> + Send + Sync>;
+
 /// How often a provider calls back before giving up on a webhook that keeps refusing (SendGrid
 /// retries for a day; here a call is retried at the next few deliveries).
 const CALLBACK_ATTEMPTS: u32 = 5;
@@ -88,6 +100,7 @@ struct Inner {
     sendgrid: Vec<Value>,
     twilio: Vec<Vec<(String, String)>>,
     script: VecDeque<Answer>,
+    faults: Option<Faults>,
     next_id: u64,
     /// Whether accepted messages call back.
     calls_back: bool,
@@ -170,6 +183,12 @@ impl StandIns {
         self.lock().script.extend(answers);
     }
 
+    /// From now on, a request the script does not answer is put to `faults`, which may answer
+    /// it with an error instead of accepting it.
+    pub fn inject_faults(&self, faults: Faults) {
+        self.lock().faults = Some(faults);
+    }
+
     /// The JSON bodies SendGrid accepted.
     pub fn sendgrid_requests(&self) -> Vec<Value> {
         self.lock().sendgrid.clone()
@@ -233,8 +252,15 @@ impl StandIns {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn scripted(&self) -> Option<Answer> {
-        self.lock().script.pop_front()
+    /// The answer a request gets instead of the normal one: the script's next, else the
+    /// injected fault's, if any.
+    fn scripted(&self, provider: Provider, body: &[u8]) -> Option<Answer> {
+        let (scripted, faults) = {
+            let mut inner = self.lock();
+            (inner.script.pop_front(), inner.faults.clone())
+        };
+        // the hook runs without the lock: it may take its own
+        scripted.or_else(|| faults.and_then(|f| f(provider, body)))
     }
 
     fn next_id(&self) -> u64 {

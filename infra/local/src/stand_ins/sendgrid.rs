@@ -161,7 +161,7 @@ pub(super) async fn send(
     if let Some(refusal) = refusal(&mail) {
         return refusal;
     }
-    if let Some(answer) = stand_ins.scripted() {
+    if let Some(answer) = stand_ins.scripted(super::Provider::SendGrid, &body) {
         return (answer.status, axum::Json(answer.body)).into_response();
     }
     let id = format!("sgmsg{:017}", stand_ins.next_id());

@@ -100,7 +100,7 @@ pub(super) async fn send(
     if let Some(refusal) = whatsapp_refusal(&form).or_else(|| message_refusal(&form)) {
         return refusal;
     }
-    if let Some(answer) = stand_ins.scripted() {
+    if let Some(answer) = stand_ins.scripted(super::Provider::Twilio, &body) {
         return (answer.status, axum::Json(answer.body)).into_response();
     }
     let message_sid = format!("SM{:032x}", stand_ins.next_id());
