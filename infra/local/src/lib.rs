@@ -6,6 +6,7 @@ pub mod cost;
 pub mod driver;
 pub mod emulator;
 pub mod error;
+pub mod perf;
 pub mod pump;
 pub mod requests;
 pub mod samples;
