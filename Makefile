@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench chaos
+.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench chaos perf
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -62,3 +62,8 @@ chaos: tools
 ## bench: the criterion benchmarks (release, memory ports), then a table of µs per operation and notifications per second per core
 bench:
 	infra/bench.sh
+
+## perf: each function as a Lambda: release binaries against a local Runtime API on the emulator; size, cold start, warm CPU, peak memory (make perf [N=100] [REPS=5])
+perf: tools
+	cargo build --release -p herald-intake -p herald-dispatch -p herald-projector -p herald-scheduler -p herald-perf-hello
+	cargo run --quiet -p herald-local -- perf $(if $(N),--notifications $(N)) $(if $(REPS),--repetitions $(REPS))

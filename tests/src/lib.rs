@@ -463,11 +463,12 @@ pub fn sign_sns(message: &mut Value) {
         serde_json::from_value(message.clone()).unwrap();
     let canonical = parsed.canonical().unwrap();
     let key =
-        ring::signature::RsaKeyPair::from_pkcs8(include_bytes!("../fixtures/sns-key.pk8")).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
+        aws_lc_rs::signature::RsaKeyPair::from_pkcs8(include_bytes!("../fixtures/sns-key.pk8"))
+            .unwrap();
+    let mut sig = vec![0; key.public_modulus_len()];
     key.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
         canonical.as_bytes(),
         &mut sig,
     )

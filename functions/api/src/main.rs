@@ -1,6 +1,8 @@
 use lambda_http::{Error, run};
 
-#[tokio::main]
+// One invocation at a time: a single-thread runtime, whose batches still run their requests
+// concurrently (join_all, buffer_unordered), without the worker threads' cost.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     herald_adapters::telemetry::init();
     let api = herald_api::api_from_env().await?;

@@ -1,6 +1,8 @@
 use lambda_runtime::{Error, run, service_fn};
 
-#[tokio::main]
+// One invocation at a time: a single-thread runtime, whose batches still run their requests
+// concurrently (join_all, buffer_unordered), without the worker threads' cost.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     herald_adapters::telemetry::init();
     let service = herald_scheduler::service_from_env().await?;

@@ -63,6 +63,9 @@ pub enum LocalError {
     UnknownWebhookEvent(String),
     #[error("signing as SNS: {0}")]
     Signing(&'static str),
+    /// `herald-local perf`: a function process or the runtime API it polls.
+    #[error(transparent)]
+    Perf(#[from] crate::perf::PerfError),
     #[error(transparent)]
     ChaosConfig(#[from] crate::chaos::ChaosConfigError),
     #[error("the bus refused {0} of the events put on it")]

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod emulator;
 pub mod error;
 pub mod faults;
+pub mod perf;
 pub mod pump;
 pub mod requests;
 pub mod samples;

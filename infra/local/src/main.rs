@@ -110,6 +110,21 @@ enum Command {
         #[arg(long, default_value_t = 0.01)]
         crash_after_send: f64,
     },
+    /// Measures each function as a Lambda: runs the release binaries (and a hello-world
+    /// function) as processes against a local Lambda Runtime API with real events from the
+    /// stage, and prints, per function, its size, cold start, first invocation, warm CPU per
+    /// invocation and per notification, and peak memory (medians), then one JSON line.
+    Perf {
+        /// Where the release binaries are (`make perf` builds them there).
+        #[arg(long, default_value_os_t = herald_local::perf::default_bin_dir())]
+        bin_dir: PathBuf,
+        /// Orders (one email notification each) per repetition.
+        #[arg(long, default_value_t = 100)]
+        notifications: usize,
+        /// How many times each binary is started and measured (in turn, for the medians).
+        #[arg(long, default_value_t = 5)]
+        repetitions: usize,
+    },
     /// Prints a development token for `serve`.
     Token {
         #[arg(long)]
@@ -323,6 +338,28 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
             println!(
                 "{} email notifications, per notification (list prices of {}):\n",
                 report.notifications, report.prices_date
+            );
+            println!("{}", report.table());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Perf {
+            bin_dir,
+            notifications,
+            repetitions,
+        } => {
+            let _lock = pumping().await?;
+            let options = herald_local::perf::PerfOptions {
+                bin_dir,
+                notifications,
+                repetitions,
+            };
+            let report = herald_local::perf::run(stack, &options).await?;
+            println!(
+                "{} repetitions of {} email notifications each, release binaries in {}; medians:\n",
+                report.repetitions,
+                report.notifications_per_repetition,
+                options.bin_dir.display()
             );
             println!("{}", report.table());
             println!("{}", serde_json::to_string(&report)?);

@@ -12,6 +12,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
     ApiGatewayV2httpRequestContext,
 };
+use aws_lc_rs::hmac;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -20,7 +21,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
-use ring::hmac;
 use serde_json::{Value, json};
 
 use crate::driver::{LocalStack, Options, setting};
@@ -398,12 +398,12 @@ pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, Loca
     let canonical = parsed
         .canonical()
         .map_err(|_| LocalError::Signing("the message has no canonical form"))?;
-    let key = ring::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY)
+    let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(LOCAL_SNS_KEY)
         .map_err(|_| LocalError::Signing("the local key is not a PKCS#8 RSA key"))?;
-    let mut signature = vec![0; key.public().modulus_len()];
+    let mut signature = vec![0; key.public_modulus_len()];
     key.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
         canonical.as_bytes(),
         &mut signature,
     )

@@ -6,6 +6,9 @@ use herald_core::ports::SendError;
 
 /// One client per cold start: connections are pooled and reused across invocations.
 pub fn client() -> reqwest::Client {
+    // rustls on aws-lc-rs, as the SDK's client: one crypto library in the binary (reqwest would
+    // bring ring otherwise). A provider the process installed before stays.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(3))

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use aws_lc_rs::signature::{
+    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use ring::signature::{
-    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
-};
 use serde::Deserialize;
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, DecodePem};

@@ -1,9 +1,9 @@
 //! Twilio's message status callbacks.
 
+use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use ring::hmac;
 
 use super::{
     AuthError, DeliveryKind, ParseError, ProviderEvent, twilio_error_is_permanent,
