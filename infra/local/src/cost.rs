@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::driver::LocalStack;
 use crate::error::LocalError;
 use crate::requests::{Component, Request, item_size};
+use crate::samples::envelope;
 
 /// List prices in us-east-1 (US dollars), as AWS publishes them on each service's pricing page
 /// (DynamoDB on-demand after its November 2024 reduction); the date they were written down.
@@ -85,6 +86,7 @@ pub async fn email_notifications(
             envelope(
                 "CustomerContactChanged",
                 "customers",
+                chrono::Utc::now(),
                 json!({"organization_id": org, "customer_id": format!("cus_cost_{i}"),
                        "email": format!("cost-{i}@example.com"), "locale": "en-US"}),
             )
@@ -96,7 +98,7 @@ pub async fn email_notifications(
         .map(|i| {
             envelope(
                 "OrderCreated",
-                "ordering",
+                "ordering", chrono::Utc::now(),
                 json!({"organization_id": org, "customer_id": format!("cus_cost_{}", i % customers),
                        "order_id": format!("ord_cost_{i}"), "grand_total": "10.00", "currency": "USD",
                        "items": [{"sku": "S1", "name": "Thing", "quantity": 1, "unit_price": "10.00"}],
@@ -118,14 +120,6 @@ pub async fn email_notifications(
         &stack.requests.invocations(),
         &sizes,
     ))
-}
-
-fn envelope(detail_type: &str, source: &str, detail: Value) -> Value {
-    json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type,
-        "source": source, "account": "123456789012", "time": herald_core::time::format(&chrono::Utc::now()),
-        "region": "us-east-1", "resources": [], "detail": detail,
-    })
 }
 
 type ItemKey = (String, BTreeMap<String, String>);

@@ -89,27 +89,7 @@ enum Command {
     /// accepted), counts what the providers recorded against what was expected, and prints
     /// one JSON line last; exits non-zero when a notification was lost or doubled. Always on
     /// an emulator of its own.
-    Chaos {
-        #[arg(long, default_value_t = 300)]
-        events: usize,
-        #[arg(long, default_value_t = 4)]
-        orgs: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The share of provider calls answered with an error (5xx, throttling, a timeout, a
-        /// rejection).
-        #[arg(long, default_value_t = 0.1)]
-        provider_faults: f64,
-        /// The share of events put on the bus twice.
-        #[arg(long, default_value_t = 0.05)]
-        duplicate_events: f64,
-        /// The share of dispatch messages delivered twice.
-        #[arg(long, default_value_t = 0.05)]
-        duplicate_messages: f64,
-        /// The share of sends whose dispatch is killed before it records them.
-        #[arg(long, default_value_t = 0.01)]
-        crash_after_send: f64,
-    },
+    Chaos(ChaosConfig),
     /// Measures each function as a Lambda: runs the release binaries (and a hello-world
     /// function) as processes against a local Lambda Runtime API with real events from the
     /// stage, and prints, per function, its size, cold start, first invocation, warm CPU per
@@ -367,7 +347,7 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
         }
         Command::Start => start(serving).await,
         Command::Serve { .. } => serve(serving).await,
-        Command::Token { .. } | Command::Webhook { .. } | Command::Chaos { .. } => Ok(()),
+        Command::Token { .. } | Command::Webhook { .. } | Command::Chaos(_) => Ok(()),
     }
 }
 
@@ -460,30 +440,11 @@ async fn main() -> ExitCode {
         } => post_webhook(&url, &org, &message_id, &event)
             .await
             .map(|answer| println!("{answer}")),
-        Command::Chaos {
-            events,
-            orgs,
-            seed,
-            provider_faults,
-            duplicate_events,
-            duplicate_messages,
-            crash_after_send,
-        } => {
-            let config = ChaosConfig {
-                events,
-                orgs,
-                seed,
-                provider_faults,
-                duplicate_events,
-                duplicate_messages,
-                crash_after_send,
-            };
-            match chaos(&cli.stage, config).await {
-                Ok(true) => Ok(()),
-                Ok(false) => return ExitCode::FAILURE,
-                Err(e) => Err(e),
-            }
-        }
+        Command::Chaos(config) => match chaos(&cli.stage, config).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         command => on_stack(&cli.stage, command).await,
     };
     match result {

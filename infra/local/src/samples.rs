@@ -3,9 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 
+use crate::emulator::REGION;
 use crate::error::LocalError;
+
+/// An EventBridge envelope of a new event (its own id) published at `time`, as another
+/// domain's would reach the bus.
+pub fn envelope(detail_type: &str, source: &str, time: DateTime<Utc>, detail: Value) -> Value {
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type,
+        "source": source, "account": "123456789012", "time": herald_core::time::format(&time),
+        "region": REGION, "resources": [], "detail": detail,
+    })
+}
 
 /// The `.json` files in a folder, in file-name order.
 fn json_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {

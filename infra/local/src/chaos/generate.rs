@@ -11,6 +11,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::samples::envelope;
+
 /// How an organization's messages leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -310,14 +312,6 @@ pub fn expect(c: &Customer, kind: Kind, channel: Channel) -> (Option<String>, Fa
         (true, Some(_)) => Fate::Send,
     };
     (address, fate)
-}
-
-fn envelope(detail_type: &str, source: &str, time: DateTime<Utc>, detail: Value) -> Value {
-    json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type,
-        "source": source, "account": "123456789012", "time": herald_core::time::format(&time),
-        "region": "us-east-1", "resources": [], "detail": detail,
-    })
 }
 
 #[cfg(test)]

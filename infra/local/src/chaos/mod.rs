@@ -13,11 +13,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use chrono::{DateTime, Utc};
 use futures::future::Either;
 use herald_core::ids::{BusinessKey, CustomerId, NotificationType, OrgId};
@@ -30,8 +27,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::driver::LocalStack;
-use crate::emulator::{Emulator, REGION};
+use crate::driver::{LocalStack, delete_messages, sqs_event};
+use crate::emulator::Emulator;
 use crate::error::LocalError;
 use crate::faults::{FaultKind, FaultPlan, Faults};
 use crate::requests::Component;
@@ -39,20 +36,28 @@ use crate::serve::Serving;
 use count::{Tally, count, records};
 use generate::{Fate, Plan, Route, generate};
 
-/// What to run and what to inject.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What to run and what to inject (`herald-local chaos`'s flags).
+#[derive(Debug, Clone, Copy, PartialEq, clap::Args)]
 pub struct ChaosConfig {
     /// Notifying events.
+    #[arg(long, default_value_t = 300)]
     pub events: usize,
+    #[arg(long, default_value_t = 4)]
     pub orgs: usize,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The share of provider calls answered with an error.
+    /// The share of provider calls answered with an error (5xx, throttling, a timeout, a
+    /// rejection).
+    #[arg(long, default_value_t = 0.1)]
     pub provider_faults: f64,
     /// The share of events put on the bus twice.
+    #[arg(long, default_value_t = 0.05)]
     pub duplicate_events: f64,
     /// The share of dispatch messages delivered twice.
+    #[arg(long, default_value_t = 0.05)]
     pub duplicate_messages: f64,
     /// The share of accepted sends whose dispatch is killed before it records them.
+    #[arg(long, default_value_t = 0.01)]
     pub crash_after_send: f64,
 }
 
@@ -325,17 +330,7 @@ impl Run<'_> {
                     self.injections.duplicate_messages += 1;
                 }
             }
-            let mut event = SqsEvent::default();
-            for m in &messages {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.md5_of_body = m.md5_of_body.clone();
-                record.event_source = Some("aws:sqs".into());
-                record.aws_region = Some(REGION.into());
-                event.records.push(record);
-            }
+            let event = sqs_event(&messages);
             self.stack.requests.invoked(Component::Dispatch);
             let crash = self.faults.arm_crash();
             let handler = herald_dispatch::handle(
@@ -419,27 +414,7 @@ impl Run<'_> {
     }
 
     async fn delete(&self, queue: &str, receipts: Vec<String>) -> Result<(), LocalError> {
-        for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-            self.sqs
-                .delete_message_batch()
-                .queue_url(queue)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-        }
-        Ok(())
+        delete_messages(&self.sqs, queue, receipts).await
     }
 
     /// The messages received and not deleted become visible again, as when their

@@ -385,17 +385,7 @@ impl LocalStack {
             if messages.is_empty() {
                 return Ok(handled);
             }
-            let mut event = SqsEvent::default();
-            for m in &messages {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.md5_of_body = m.md5_of_body.clone();
-                record.event_source = Some("aws:sqs".into());
-                record.aws_region = Some(REGION.into());
-                event.records.push(record);
-            }
+            let event = sqs_event(&messages);
             self.requests.invoked(Component::Dispatch);
             let response = herald_dispatch::handle(
                 &self.dispatch,
@@ -459,26 +449,51 @@ impl LocalStack {
     }
 
     async fn delete(&self, queue_url: &str, receipts: Vec<String>) -> Result<(), LocalError> {
-        for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-            self.queue_client(queue_url)
-                .delete_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-        }
-        Ok(())
+        delete_messages(self.queue_client(queue_url), queue_url, receipts).await
     }
+}
+
+/// An SQS event of these received messages, as the event source mapping hands them over.
+pub(crate) fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    for m in messages {
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.md5_of_body = m.md5_of_body.clone();
+        record.event_source = Some("aws:sqs".into());
+        record.aws_region = Some(REGION.into());
+        event.records.push(record);
+    }
+    event
+}
+
+/// Deletes these messages, ten a request, as the event source mapping does after a clean
+/// answer.
+pub(crate) async fn delete_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    receipts: Vec<String>,
+) -> Result<(), LocalError> {
+    for chunk in receipts.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
+        sqs.delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
+    }
+    Ok(())
 }

@@ -24,15 +24,15 @@ pub mod runtime_api;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::SqsEvent;
 use axum::body::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use crate::driver::LocalStack;
-use crate::emulator::REGION;
+use crate::driver::{LocalStack, delete_messages, sqs_event};
 use crate::error::LocalError;
+use crate::samples::envelope;
 use crate::stream::StreamReader;
 use function::Running;
 use runtime_api::{Outcome, RuntimeApiError};
@@ -194,14 +194,6 @@ pub struct PerfReport {
     pub functions: Vec<Figures>,
 }
 
-fn envelope(detail_type: &str, source: &str, detail: Value) -> Value {
-    json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type,
-        "source": source, "account": "123456789012", "time": herald_core::time::format(&chrono::Utc::now()),
-        "region": REGION, "resources": [], "detail": detail,
-    })
-}
-
 fn customer(i: usize) -> String {
     format!("cus_perf_{i}")
 }
@@ -212,7 +204,7 @@ fn orders(repetition: usize, n: usize) -> Vec<Value> {
         .map(|i| {
             envelope(
                 "OrderCreated",
-                "ordering",
+                "ordering", chrono::Utc::now(),
                 json!({"organization_id": ORG, "customer_id": customer(i),
                        "order_id": format!("ord_perf_{repetition}_{i}"), "grand_total": "10.00", "currency": "USD",
                        "items": [{"sku": "S1", "name": "Thing", "quantity": 1, "unit_price": "10.00"}],
@@ -337,47 +329,17 @@ impl Harness<'_> {
             }
             .into());
         }
-        Ok(messages
-            .chunks(QUEUE_BATCH)
-            .map(|chunk| {
-                let mut event = SqsEvent::default();
-                for m in chunk {
-                    let mut record = SqsMessage::default();
-                    record.message_id = m.message_id.clone();
-                    record.receipt_handle = m.receipt_handle.clone();
-                    record.body = m.body.clone();
-                    record.md5_of_body = m.md5_of_body.clone();
-                    record.event_source = Some("aws:sqs".into());
-                    record.aws_region = Some(REGION.into());
-                    event.records.push(record);
-                }
-                event
-            })
-            .collect())
+        Ok(messages.chunks(QUEUE_BATCH).map(sqs_event).collect())
     }
 
     /// Deletes a batch's messages, as the event source mapping does after a clean answer.
     async fn delete(&self, batch: &SqsEvent) -> Result<(), LocalError> {
-        let entries = batch
+        let receipts = batch
             .records
             .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(r.receipt_handle.clone())
-                    .build()
-                    .ok()
-            })
+            .filter_map(|r| r.receipt_handle.clone())
             .collect();
-        self.sqs
-            .delete_message_batch()
-            .queue_url(&self.stack.stack.dispatch_queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| LocalError::aws("DeleteMessageBatch", e))?;
-        Ok(())
+        delete_messages(&self.sqs, &self.stack.stack.dispatch_queue_url, receipts).await
     }
 
     /// One repetition: every function in turn, each a fresh process.
@@ -471,6 +433,7 @@ pub async fn run(stack: &LocalStack, options: &PerfOptions) -> Result<PerfReport
             envelope(
                 "CustomerContactChanged",
                 "customers",
+                chrono::Utc::now(),
                 json!({"organization_id": ORG, "customer_id": customer(i),
                        "email": format!("perf-{i}@example.com"), "locale": "en-US"}),
             )

@@ -12,8 +12,7 @@ use herald_core::model::Channel;
 use herald_core::ports::PortError;
 use herald_core::projection::{StatCount, StatEvent, StatKey, StatOutcome};
 
-use super::{DynamoViews, Item, Write, key, n};
-use crate::errors::aws;
+use super::{DynamoViews, Write, key, n};
 
 /// A day's outcomes are spread over this many partitions, so a busy organization's writes
 /// are not held to one partition's throughput; counting reads them all.
@@ -75,14 +74,15 @@ impl DynamoViews {
             .collect()
     }
 
-    /// The day's counters: every shard read (keys and segments only), its outcomes counted.
+    /// The day's counters: every shard read, its outcomes counted.
     pub(super) async fn count_stats(
         &self,
         org: &OrgId,
         day: NaiveDate,
     ) -> Result<Vec<StatCount>, PortError> {
         let shards =
-            try_join_all((0..STAT_SHARDS).map(|s| self.outcomes(stats_pk(org, day, s)))).await?;
+            try_join_all((0..STAT_SHARDS).map(|s| self.query(stats_pk(org, day, s), true, None)))
+                .await?;
         let mut counts: BTreeMap<StatKey, (u64, u64)> = BTreeMap::new();
         for item in shards.into_iter().flatten() {
             let counter = item
@@ -107,32 +107,6 @@ impl DynamoViews {
                 sms_segments,
             })
             .collect())
-    }
-
-    /// One shard's outcome items, every page.
-    async fn outcomes(&self, pk: String) -> Result<Vec<Item>, PortError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", super::s(pk.clone()))
-                // SEGMENTS is one of DynamoDB's reserved words
-                .projection_expression("sk, #segments")
-                .expression_attribute_names("#segments", "segments")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws("dynamodb Query stats", e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
     }
 }
 

@@ -151,7 +151,7 @@ async fn a_batchs_outcomes_are_puts_beside_its_other_writes_and_a_repeat_is_the_
 #[tokio::test]
 async fn the_days_counters_count_the_outcomes_of_every_shard() {
     let shard = mock!(Client::query)
-        .match_requests(|r| r.projection_expression() == Some("sk, #segments"))
+        .match_requests(|r| r.key_condition_expression() == Some("pk = :pk"))
         .sequence()
         .output(|| {
             aws_sdk_dynamodb::operation::query::QueryOutput::builder()
