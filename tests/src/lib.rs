@@ -8,7 +8,6 @@ use std::sync::Arc;
 pub use herald_local::stand_ins::SendGridSigner;
 use herald_local::stand_ins::StandIns;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use herald_core::retry::RetryPolicy;
 use herald_local::emulator::Sent;
 use herald_local::{Emulator, EventReport, LocalStack};
@@ -94,17 +93,18 @@ impl Harness {
         self.run(&[event]).await.remove(0)
     }
 
-    /// Calls the intake handler directly, as Lambda would (including a redelivery with the
-    /// same EventBridge id).
+    /// Calls the intake handler directly with the event in an SQS batch of one, as Lambda
+    /// would (including a redelivery with the same EventBridge id).
     pub async fn invoke_intake(&self, event: &Value) -> herald_core::record::IntakeRecord {
-        let event: EventBridgeEvent<Value> =
-            serde_json::from_value(event.clone()).expect("an EventBridge event");
-        herald_intake::handle(
-            &self.local.intake,
-            lambda_runtime::LambdaEvent::new(event, Default::default()),
-        )
-        .await
-        .expect("intake handles the event")
+        let mut message = aws_lambda_events::sqs::SqsMessage::default();
+        message.message_id = Some(uuid::Uuid::new_v4().to_string());
+        message.body = Some(event.to_string());
+        let mut handled = herald_intake::handle_messages(&self.local.intake, &[message]).await;
+        assert!(
+            handled.response.batch_item_failures.is_empty(),
+            "intake handles the event"
+        );
+        handled.records.remove(0)
     }
 
     pub async fn sent(&self) -> Sent {

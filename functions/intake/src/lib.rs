@@ -1,11 +1,17 @@
-//! The intake function: EventBridge events in, notifications out.
+//! The intake function: EventBridge events in, notifications out. The bus's rule puts the
+//! events on the intake queue and Lambda hands them over in SQS batches, so a batch's events
+//! share their reads and writes; each event succeeds or fails alone
+//! (`ReportBatchItemFailures`).
 //!
 //! The handler is a library so that the local stack and the tests run exactly the code the
 //! Lambda runs.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsPushEndpoints,
@@ -21,6 +27,7 @@ use herald_core::record::IntakeRecord;
 use herald_core::template::Catalog;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
+use tracing::{error, warn};
 
 /// Where intake reads and writes.
 #[derive(Debug, Clone)]
@@ -110,11 +117,72 @@ pub fn envelope(event: &EventBridgeEvent<Value>) -> EventEnvelope {
     }
 }
 
-/// The Lambda handler. A rejected event is an `Ok` outcome (recorded, not retried); only an
-/// infrastructure failure is an `Err`, so that Lambda delivers the event again.
+/// What became of an SQS batch of events: the answer to Lambda (the messages to hand over
+/// again), and the record of each event handled.
+#[derive(Debug, Default)]
+pub struct Handled {
+    pub response: SqsBatchResponse,
+    pub records: Vec<IntakeRecord>,
+}
+
+/// Handles a batch of messages from the intake queue. A message that is not an EventBridge
+/// event, or whose event failed on the infrastructure, is reported failed: Lambda hands it
+/// over again, and after the queue's receives moves it to the dead-letter queue. A rejected
+/// event is an outcome (recorded, not retried).
+pub async fn handle_messages(service: &IntakeService, messages: &[SqsMessage]) -> Handled {
+    let mut failed: Vec<&SqsMessage> = Vec::new();
+    let mut envelopes = Vec::with_capacity(messages.len());
+    let mut carried = Vec::with_capacity(messages.len());
+    for message in messages {
+        let body = message.body.as_deref().unwrap_or_default();
+        match serde_json::from_str::<EventBridgeEvent<Value>>(body) {
+            Ok(event) => {
+                envelopes.push(envelope(&event));
+                carried.push(message);
+            }
+            Err(e) => {
+                let message_id = message.message_id.as_deref().unwrap_or_default();
+                warn!(message_id, reason = %e, "the intake queue held something that is not an EventBridge event");
+                failed.push(message);
+            }
+        }
+    }
+    let mut records = Vec::with_capacity(envelopes.len());
+    match AssertUnwindSafe(service.handle_batch(&envelopes))
+        .catch_unwind()
+        .await
+    {
+        Ok(results) => {
+            for ((message, envelope), result) in carried.into_iter().zip(&envelopes).zip(results) {
+                match result {
+                    Ok(record) => records.push(record),
+                    Err(e) => {
+                        error!(event_id = %envelope.id, error = %e, "intake failed");
+                        failed.push(message);
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            error!("intake panicked; the batch is handed over again");
+            failed.extend(carried);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for message in failed {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    }
+    Handled { response, records }
+}
+
+/// The Lambda handler.
 pub async fn handle(
     service: &IntakeService,
-    event: LambdaEvent<EventBridgeEvent<Value>>,
-) -> Result<IntakeRecord, Error> {
-    Ok(service.handle(&envelope(&event.payload)).await?)
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    Ok(handle_messages(service, &event.payload.records)
+        .await
+        .response)
 }

@@ -1,5 +1,5 @@
 //! Who pumps a stage. Locally the event sources are played by whichever process reads them:
-//! the intake feed (the bus rule's target), the dispatch queue and the table's stream. Two
+//! the intake queue (the bus rule's target), the dispatch queue and the table's stream. Two
 //! processes doing it at once compete: each takes messages the other was waiting for, and
 //! `send` reports notifications another process is still in the middle of.
 //!
@@ -127,7 +127,7 @@ pub async fn keep_running(local: std::sync::Arc<crate::driver::LocalStack>) {
         };
         let sweep = last_sweep.elapsed() >= SWEEP_EVERY;
         let result = async {
-            local.pump_feed().await?;
+            local.pump_intake_queue().await?;
             if sweep {
                 local.tick(None).await.map(|_| ())
             } else {

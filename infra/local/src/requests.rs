@@ -26,6 +26,8 @@ use serde_json::Value;
 pub enum Component {
     Intake,
     Dispatch,
+    /// The intake queue's event source mapping: receives and deletes.
+    IntakeQueue,
     /// The dispatch queue's event source mapping: receives and deletes.
     DispatchQueue,
     Scheduler,
@@ -47,6 +49,7 @@ impl Component {
         match self {
             Component::Intake => "intake",
             Component::Dispatch => "dispatch",
+            Component::IntakeQueue => "intake queue",
             Component::DispatchQueue => "dispatch queue",
             Component::Scheduler => "scheduler",
             Component::Projector => "projector",
@@ -150,6 +153,21 @@ impl RequestLog {
     /// Notes one invocation of a function.
     pub fn invoked(&self, component: Component) {
         *self.invocations_lock().entry(component).or_default() += 1;
+    }
+
+    /// Notes the bus rule's deliveries to the intake queue: a `SendMessage` per event, billed
+    /// to the deployment, that EventBridge makes (the emulator, here) with no client of ours.
+    pub fn delivered_by_rule(&self, events: usize) {
+        for _ in 0..events {
+            self.record(Request {
+                component: Component::IntakeQueue,
+                service: "sqs".into(),
+                operation: "SendMessage".into(),
+                writes: Vec::new(),
+                reads: None,
+                entries: 0,
+            });
+        }
     }
 
     /// The invocations of each function so far.

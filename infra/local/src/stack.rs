@@ -29,6 +29,8 @@ fn failed(resource: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>
 pub const DISPATCH_VISIBILITY_TIMEOUT: u32 = 180;
 /// Receives before a poison dispatch message moves to the dead-letter queue.
 pub const DISPATCH_MAX_RECEIVES: u32 = 5;
+/// Receives before an event intake keeps failing on moves to the intake dead-letter queue.
+pub const INTAKE_MAX_RECEIVES: u32 = 5;
 /// The rule's pattern: every event on Herald's own bus goes to intake, except the life-cycle
 /// events Herald publishes there itself (`source: herald`).
 pub const INTAKE_PATTERN: &str = r#"{"source":[{"anything-but":"herald"}]}"#;
@@ -84,10 +86,9 @@ impl Names {
     pub fn intake_rule(&self) -> String {
         format!("herald-{}-intake", self.stage)
     }
-    /// Locally, the rule's target is a queue the local stack reads and hands to intake as
-    /// EventBridge events (in AWS the target is the intake function itself).
-    pub fn intake_feed_queue(&self) -> String {
-        format!("herald-{}-intake-feed", self.stage)
+    /// The rule's target: the queue intake takes its events from, in batches.
+    pub fn intake_queue(&self) -> String {
+        format!("herald-{}-intake", self.stage)
     }
     /// Locally only: a consumer of Herald's life-cycle events, to show what was published.
     pub fn published_rule(&self) -> String {
@@ -104,7 +105,8 @@ pub struct Stack {
     pub names: Names,
     pub dispatch_queue_url: String,
     pub dispatch_dlq_url: String,
-    pub intake_feed_url: String,
+    /// The bus rule's target, intake's event source.
+    pub intake_queue_url: String,
     /// Where the local stack's rule on `source: herald` delivers.
     pub published_url: String,
 }
@@ -187,10 +189,19 @@ impl Stack {
             ],
         )
         .await?;
-        create_queue(&sqs, &names.intake_dlq(), &[]).await?;
+        let intake_dlq_url = create_queue(&sqs, &names.intake_dlq(), &[]).await?;
+        let intake_dlq_arn = queue_arn(&sqs, &intake_dlq_url).await?;
+        let redrive =
+            json!({"deadLetterTargetArn": intake_dlq_arn, "maxReceiveCount": INTAKE_MAX_RECEIVES})
+                .to_string();
         create_queue(&sqs, &names.projector_dlq(), &[]).await?;
-        let intake_feed_url = create_queue(&sqs, &names.intake_feed_queue(), &[]).await?;
-        let feed_arn = queue_arn(&sqs, &intake_feed_url).await?;
+        let intake_queue_url = create_queue(
+            &sqs,
+            &names.intake_queue(),
+            &[(QueueAttributeName::RedrivePolicy, redrive)],
+        )
+        .await?;
+        let intake_queue_arn = queue_arn(&sqs, &intake_queue_url).await?;
 
         let bus = names.bus();
         if let Err(e) = events.create_event_bus().name(&bus).send().await
@@ -205,7 +216,7 @@ impl Stack {
             &bus,
             &names.intake_rule(),
             INTAKE_PATTERN,
-            feed_arn,
+            intake_queue_arn,
         )
         .await?;
         let published_url = create_queue(&sqs, &names.published_queue(), &[]).await?;
@@ -234,7 +245,7 @@ impl Stack {
             names,
             dispatch_queue_url,
             dispatch_dlq_url,
-            intake_feed_url,
+            intake_queue_url,
             published_url,
         })
     }

@@ -8,22 +8,21 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::consent::SuppressionKey;
 use crate::consent::{self, Audience};
 use crate::directory::{CustomerRecord, CustomerUpdate, OrgSettings, OrgSettingsUpdate, Origin};
 use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::identity::{self, SenderIdentity};
-use crate::ids::{EmailAddress, Locale, OrgId};
+use crate::ids::{CustomerId, EmailAddress, Locale, OrgId};
 use crate::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
-    NotificationStore, PortError,
+    NotificationStore, PortError, Snapshot, SnapshotRequest,
 };
 use crate::record::{ChannelSkip, IntakeRecord, Outcome};
 use crate::scheduling::wait;
 use crate::sms::SegmentCap;
-use crate::template::{Catalog, TemplateSpec};
+use crate::template::Catalog;
 
 #[derive(Debug, Error)]
 pub enum IntakeError {
@@ -74,49 +73,160 @@ enum Plan {
     Reject(String),
 }
 
-impl IntakeService {
-    /// Handles one event to its end. `Ok` whatever the outcome (a rejection included);
-    /// `Err` only when the infrastructure failed and the event should come again.
-    #[tracing::instrument(skip_all, fields(event_id = %envelope.id, detail_type = %envelope.detail_type))]
-    pub async fn handle(&self, envelope: &EventEnvelope) -> Result<IntakeRecord, IntakeError> {
-        let now = self.clock.now();
-        let mut record = IntakeRecord {
-            event_id: envelope.id.clone(),
-            org_id: IncomingEvent::org_of(envelope),
-            detail_type: envelope.detail_type.clone(),
-            outcome: Outcome::Rejected,
-            reason: None,
-            notifications: Vec::new(),
-            skipped: Vec::new(),
-            received_at: now,
-            html_bodies: Default::default(),
-        };
-        let due = match IncomingEvent::parse(envelope, now) {
-            Ok(event) => self.apply(event, now, &mut record).await?,
-            Err(e) => {
-                warn!(reason = %e, "event rejected");
-                record.reason = Some(e.to_string());
-                Vec::new()
-            }
-        };
-        // The record before the enqueue: it keeps the emails' HTML that dispatch reads.
-        // Enqueueing again on redelivery is what makes a crash between the writes and the
-        // enqueue harmless; dispatch's claim makes it send once.
-        self.store.record_intake(&record).await?;
-        if !due.is_empty() {
-            self.queue.enqueue(&due).await?;
+/// An event handled, and the notifications to enqueue once its record is written.
+struct Handled {
+    record: IntakeRecord,
+    due: Vec<Enqueue>,
+}
+
+impl Handled {
+    fn nothing_due(record: IntakeRecord) -> Self {
+        Handled {
+            record,
+            due: Vec::new(),
         }
-        Ok(record)
+    }
+}
+
+/// A notifying event between the batch's reads: what it asks for.
+struct Asked {
+    org: OrgId,
+    event_id: String,
+    request: NotifyRequest,
+    internal: bool,
+    /// The channels it asks for, before consent.
+    wanted: Vec<Channel>,
+}
+
+impl Asked {
+    fn customer(&self) -> Option<(OrgId, CustomerId)> {
+        match &self.request.recipient {
+            Recipient::Customer(id) => Some((self.org.clone(), id.clone())),
+            Recipient::Operations => None,
+        }
+    }
+}
+
+/// The channels a notifying event may use with their addresses, and the others with why not.
+struct Reach {
+    addressed: Vec<(Channel, Address)>,
+    skipped: Vec<ChannelSkip>,
+}
+
+/// A notifying event after consent.
+struct Addressed {
+    asked: Asked,
+    reach: Reach,
+}
+
+impl IntakeService {
+    /// Handles one event to its end (a batch of one).
+    pub async fn handle(&self, envelope: &EventEnvelope) -> Result<IntakeRecord, IntakeError> {
+        let mut results = self.handle_batch(std::slice::from_ref(envelope)).await;
+        results.pop().unwrap_or_else(|| {
+            Err(PortError::new("intake", "a batch of one event ended without an outcome").into())
+        })
     }
 
-    /// Does what a valid event asks, and writes how it ended into `record`; returns the
-    /// notifications to enqueue once the record is written.
-    async fn apply(
+    /// Handles a batch of events to their end, one outcome per event in their order: `Ok`
+    /// whatever became of the event (a rejection included), `Err` only when the
+    /// infrastructure failed for it and it should come again (nothing is doubled).
+    ///
+    /// The batch's notifying events share their reads (one for the recipients and the
+    /// organizations, one for the suppression list), their records are written together and
+    /// their notifications enqueued together. A directory event is applied where it stands:
+    /// the notifying events before it are decided without it, those after it with it.
+    pub async fn handle_batch(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Vec<Result<IntakeRecord, IntakeError>> {
+        let now = self.clock.now();
+        let mut handled: Vec<Result<Handled, IntakeError>> = Vec::with_capacity(envelopes.len());
+        let mut notifying: Vec<(usize, IncomingEvent)> = Vec::new();
+        for (index, envelope) in envelopes.iter().enumerate() {
+            let mut record = IntakeRecord {
+                event_id: envelope.id.clone(),
+                org_id: IncomingEvent::org_of(envelope),
+                detail_type: envelope.detail_type.clone(),
+                outcome: Outcome::Rejected,
+                reason: None,
+                notifications: Vec::new(),
+                skipped: Vec::new(),
+                received_at: now,
+                html_bodies: Default::default(),
+            };
+            match IncomingEvent::parse(envelope, now) {
+                Err(e) => {
+                    warn!(event_id = %envelope.id, detail_type = %envelope.detail_type, reason = %e, "event rejected");
+                    record.reason = Some(e.to_string());
+                    handled.push(Ok(Handled::nothing_due(record)));
+                }
+                Ok(event) if matches!(event.kind, EventKind::Notify(_)) => {
+                    handled.push(Ok(Handled::nothing_due(record)));
+                    notifying.push((index, event));
+                }
+                Ok(event) => {
+                    self.notify(std::mem::take(&mut notifying), now, &mut handled)
+                        .await;
+                    let result = self.update_directory(event, now, &mut record).await;
+                    handled.push(result.map(|()| Handled::nothing_due(record)));
+                }
+            }
+        }
+        self.notify(notifying, now, &mut handled).await;
+        self.finish(handled).await
+    }
+
+    /// Writes the records of the events handled, then enqueues what they left due. The
+    /// records first: they keep the emails' HTML that dispatch reads. Enqueueing again on
+    /// redelivery is what makes a crash between the writes and the enqueue harmless;
+    /// dispatch's claim makes it send once.
+    async fn finish(
+        &self,
+        handled: Vec<Result<Handled, IntakeError>>,
+    ) -> Vec<Result<IntakeRecord, IntakeError>> {
+        let mut records = Vec::with_capacity(handled.len());
+        let mut due = Vec::new();
+        // per event: the index of its record, and whether it left anything to enqueue
+        let mut slots: Vec<Result<(usize, bool), IntakeError>> = Vec::with_capacity(handled.len());
+        for h in handled {
+            slots.push(h.map(|h| {
+                let enqueues = !h.due.is_empty();
+                due.extend(h.due);
+                records.push(h.record);
+                (records.len() - 1, enqueues)
+            }));
+        }
+        let failed = match self.store.record_intakes(&records).await {
+            Err(e) => Some((e, false)),
+            Ok(()) if due.is_empty() => None,
+            Ok(()) => self.queue.enqueue(&due).await.err().map(|e| (e, true)),
+        };
+        let mut records: Vec<Option<IntakeRecord>> = records.into_iter().map(Some).collect();
+        slots
+            .into_iter()
+            .map(|slot| {
+                let (index, enqueues) = slot?;
+                match &failed {
+                    // an enqueue's failure is only theirs who had something to enqueue
+                    Some((e, only_enqueuing)) if enqueues || !only_enqueuing => {
+                        Err(shared(e).into())
+                    }
+                    _ => records[index].take().ok_or_else(|| {
+                        PortError::new("intake", "an event's record was taken twice").into()
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Applies a directory or settings event, and writes how it ended into `record`.
+    async fn update_directory(
         &self,
         event: IncomingEvent,
         now: DateTime<Utc>,
         record: &mut IntakeRecord,
-    ) -> Result<Vec<Enqueue>, IntakeError> {
+    ) -> Result<(), IntakeError> {
         let origin = Origin::Event {
             at: event.time,
             now,
@@ -164,21 +274,17 @@ impl IntakeService {
             }
             EventKind::OrgSettings(update) => {
                 if let Some(reason) = self.refused_sender(&event.org_id, &update).await? {
-                    warn!(%reason, "event rejected");
+                    warn!(event_id = %event.event_id, %reason, "event rejected");
                     record.reason = Some(reason);
-                    return Ok(Vec::new());
+                    return Ok(());
                 }
                 update_org(self.directory.as_ref(), &event.org_id, update, origin).await?;
                 record.outcome = Outcome::DirectoryUpdated;
             }
-            EventKind::Notify(request) => {
-                let plan = self
-                    .plan(&event.org_id, &event.event_id, &request, now)
-                    .await?;
-                return self.carry_out(plan, now, record).await;
-            }
+            // notifying events are decided together, in `notify`
+            EventKind::Notify(_) => {}
         }
-        Ok(Vec::new())
+        Ok(())
     }
 
     /// Why an organization may not send from the sender its settings name, if it may not (an
@@ -199,147 +305,195 @@ impl IntakeService {
         Ok((!allowed).then(|| format!("detail.sender_email {}", identity::NOT_OWNED)))
     }
 
-    /// Writes a plan's notifications and returns those to enqueue, or records why there are
-    /// none.
-    async fn carry_out(
+    /// Decides, renders and creates the notifications of these notifying events (at
+    /// `handled[index]`): two reads of the directory for all of them, then each event's
+    /// writes, the events concurrently.
+    async fn notify(
         &self,
-        plan: Plan,
+        events: Vec<(usize, IncomingEvent)>,
         now: DateTime<Utc>,
-        record: &mut IntakeRecord,
-    ) -> Result<Vec<Enqueue>, IntakeError> {
-        match plan {
-            Plan::Reject(reason) => {
-                warn!(%reason, "event rejected");
-                record.reason = Some(reason);
-            }
-            Plan::Skip { reason, skipped } => {
-                info!(%reason, "event skipped");
-                record.outcome = Outcome::Skipped;
-                record.reason = Some(reason);
-                record.skipped = skipped;
-            }
-            Plan::Notify {
-                notifications,
-                skipped,
-            } => {
-                let due = self.store(&notifications, now).await?;
-                record.outcome = Outcome::Notified;
-                record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
-                record.html_bodies = notifications
-                    .into_iter()
-                    .filter_map(|n| Some((n.id, n.html_body?)))
-                    .collect();
-                record.skipped = skipped;
-                info!(count = record.notifications.len(), "notifications created");
-                return Ok(due);
+        handled: &mut [Result<Handled, IntakeError>],
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let mut plans: Vec<(usize, Plan)> = Vec::with_capacity(events.len());
+        let mut asked = Vec::with_capacity(events.len());
+        for (index, event) in events {
+            let EventKind::Notify(request) = event.kind else {
+                continue;
+            };
+            match self.ask(event.org_id, event.event_id, request) {
+                Ok(a) => asked.push((index, a)),
+                Err(reason) => plans.push((index, Plan::Reject(reason))),
             }
         }
-        Ok(Vec::new())
+
+        // the recipients and their organizations' settings, in one read
+        let request = SnapshotRequest {
+            customers: asked.iter().filter_map(|(_, a)| a.customer()).collect(),
+            orgs: asked.iter().map(|(_, a)| a.org.clone()).collect(),
+            suppression: BTreeSet::new(),
+        };
+        let mut directory = Snapshot::default();
+        if !asked.is_empty() {
+            match self.directory.snapshot(&request).await {
+                Ok(s) => directory = s,
+                Err(e) => return fail(handled, asked.iter().map(|(i, _)| *i), &e),
+            }
+        }
+
+        // consent and addresses; then the suppression list of every address, in one read
+        let mut addressed = Vec::with_capacity(asked.len());
+        let mut suppression = BTreeSet::new();
+        for (index, asked) in asked {
+            match self.address(&asked, &directory) {
+                Ok(reach) => {
+                    suppression.extend(reach.addressed.iter().filter_map(|(channel, address)| {
+                        consent::suppression_key(*channel, address).map(|k| (asked.org.clone(), k))
+                    }));
+                    addressed.push((index, Addressed { asked, reach }));
+                }
+                Err(plan) => plans.push((index, self.checked(&asked, plan))),
+            }
+        }
+        if !suppression.is_empty() {
+            let request = SnapshotRequest {
+                suppression,
+                ..SnapshotRequest::default()
+            };
+            match self.directory.snapshot(&request).await {
+                Ok(s) => directory.extend(s),
+                Err(e) => return fail(handled, addressed.iter().map(|(i, _)| *i), &e),
+            }
+        }
+        for (index, a) in addressed {
+            let asked_for = self.compose(a, &directory, now);
+            plans.push((index, asked_for));
+        }
+
+        // each event's notifications, all or none; the events concurrently
+        let created = futures::future::join_all(plans.iter().map(|(_, plan)| async move {
+            match plan {
+                Plan::Notify { notifications, .. } => Some(self.create(notifications, now).await),
+                _ => None,
+            }
+        }))
+        .await;
+        for ((index, plan), created) in plans.into_iter().zip(created) {
+            if let Some(Ok(h)) = handled.get_mut(index) {
+                let outcome = conclude(&mut h.record, plan, created);
+                match outcome {
+                    Ok(due) => h.due = due,
+                    Err(e) => handled[index] = Err(e),
+                }
+            }
+        }
     }
 
-    /// Decides channels, addresses and content; renders everything before anything is written.
-    async fn plan(
-        &self,
-        org: &OrgId,
-        event_id: &str,
-        req: &NotifyRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Plan, IntakeError> {
+    /// What a notifying event asks for: its type's channels (or those it names), to the
+    /// organization when the type is internal; or why it is rejected.
+    fn ask(&self, org: OrgId, event_id: String, req: NotifyRequest) -> Result<Asked, String> {
         let Some(spec) = self.catalog.spec(&req.notification_type) else {
-            return Ok(Plan::Reject(format!(
+            return Err(format!(
                 "unknown notification type {:?}",
                 req.notification_type.as_str()
-            )));
+            ));
         };
         // An internal type goes to the organization's operations contact, whoever the event
         // names: a chargeback is never a customer's to read.
-        let internal;
-        let req = if spec.internal && req.recipient != Recipient::Operations {
-            internal = NotifyRequest {
+        let request = if spec.internal {
+            NotifyRequest {
                 recipient: Recipient::Operations,
-                ..req.clone()
-            };
-            &internal
+                ..req
+            }
         } else {
             req
         };
-        let wanted: Vec<Channel> = match &req.channels {
+        let wanted: Vec<Channel> = match &request.channels {
             ChannelPlan::TemplateDefaults => spec.channels.clone(),
             ChannelPlan::Only(channels) => {
                 if let Some(c) = channels.iter().find(|c| !spec.channels.contains(c)) {
-                    return Ok(Plan::Reject(format!(
-                        "{} has no {c} template",
-                        req.notification_type
-                    )));
+                    return Err(format!("{} has no {c} template", request.notification_type));
                 }
                 channels.clone()
             }
         };
-        let plan = self
-            .decide(org, event_id, req, spec, wanted.clone(), now)
-            .await?;
-        // An event the templates cannot render is bad input whoever it is for: reject it
-        // even when this recipient would have been skipped, so the producer hears of it now.
-        if let Plan::Skip { .. } = plan {
-            for channel in wanted {
-                let rendered = self.catalog.render(
-                    &req.notification_type,
-                    channel,
-                    &Locale::english(),
-                    None,
-                    &req.context,
-                    SegmentCap::DEFAULT,
-                );
-                if let Err(e) = rendered {
-                    return Ok(Plan::Reject(e.to_string()));
-                }
-            }
-        }
-        Ok(plan)
+        Ok(Asked {
+            org,
+            event_id,
+            internal: spec.internal,
+            request,
+            wanted,
+        })
     }
 
-    async fn decide(
-        &self,
-        org: &OrgId,
-        event_id: &str,
-        req: &NotifyRequest,
-        spec: &TemplateSpec,
-        wanted: Vec<Channel>,
-        now: DateTime<Utc>,
-    ) -> Result<Plan, IntakeError> {
-        let customer_id = match &req.recipient {
-            Recipient::Customer(id) => Some(id),
-            Recipient::Operations => None,
-        };
-        let (customer, org_settings) = self.directory.load(org, customer_id).await?;
-        let customer = customer.unwrap_or_default();
-        let org_settings = org_settings.unwrap_or_default();
+    /// Of the channels asked for, those the recipient accepts and has an address for; or the
+    /// event's skip when none is left.
+    fn address(&self, asked: &Asked, directory: &Snapshot) -> Result<Reach, Plan> {
+        let (customer, org) = audience_of(asked, directory);
         let audience = Audience {
-            recipient: &req.recipient,
-            customer: &customer,
-            org: &org_settings,
+            recipient: &asked.request.recipient,
+            customer,
+            org,
         };
-        let channels = match consent::channels(audience, &req.notification_type, &wanted) {
-            Ok(channels) => channels,
-            Err(reason) => {
-                return Ok(Plan::Skip {
-                    reason,
-                    skipped: Vec::new(),
+        let channels =
+            match consent::channels(audience, &asked.request.notification_type, &asked.wanted) {
+                Ok(channels) => channels,
+                Err(reason) => {
+                    return Err(Plan::Skip {
+                        reason,
+                        skipped: Vec::new(),
+                    });
+                }
+            };
+        let mut addressed = Vec::new();
+        let mut skipped = Vec::new();
+        for channel in channels {
+            match consent::address(channel, audience) {
+                Ok(address) => addressed.push((channel, address)),
+                Err(reason) => skipped.push(ChannelSkip {
+                    channel,
+                    reason: reason.into(),
+                }),
+            }
+        }
+        if addressed.is_empty() {
+            let reason = skip_reason(&skipped);
+            return Err(Plan::Skip { reason, skipped });
+        }
+        Ok(Reach { addressed, skipped })
+    }
+
+    /// The event's notifications, rendered, on the addresses not suppressed; or why there
+    /// are none.
+    fn compose(&self, a: Addressed, directory: &Snapshot, now: DateTime<Utc>) -> Plan {
+        let Addressed {
+            asked,
+            reach: Reach {
+                mut addressed,
+                mut skipped,
+            },
+        } = a;
+        addressed.retain(|(channel, address)| {
+            let blocked = consent::suppression_key(*channel, address)
+                .is_some_and(|k| directory.suppressed.contains(&(asked.org.clone(), k)));
+            if blocked {
+                skipped.push(ChannelSkip {
+                    channel: *channel,
+                    reason: "suppressed".into(),
                 });
             }
-        };
-
-        let (addressed, skipped) = self.reachable(org, channels, audience).await?;
+            !blocked
+        });
         if addressed.is_empty() {
-            let reason = skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.channel, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok(Plan::Skip { reason, skipped });
+            let reason = skip_reason(&skipped);
+            return self.checked(&asked, Plan::Skip { reason, skipped });
         }
 
-        let voice = self.voice(&customer, &org_settings);
+        let (customer, org_settings) = audience_of(&asked, directory);
+        let voice = self.voice(customer, org_settings);
+        let req = &asked.request;
         let mut notifications = Vec::with_capacity(addressed.len());
         for (channel, address) in addressed {
             let rendered = match self.catalog.render(
@@ -351,23 +505,23 @@ impl IntakeService {
                 org_settings.sms_segment_cap(),
             ) {
                 Ok(r) => r,
-                Err(e) => return Ok(Plan::Reject(e.to_string())),
+                Err(e) => return Plan::Reject(e.to_string()),
             };
             if let Some(reason) = oversized(channel, &rendered) {
-                return Ok(Plan::Reject(reason));
+                return Plan::Reject(reason);
             }
             let scheduled = req.scheduled_for.filter(|t| *t > now);
             let scheduled_for =
-                consent::quiet_until(channel, req.critical, &customer, scheduled.unwrap_or(now))
+                consent::quiet_until(channel, req.critical, customer, scheduled.unwrap_or(now))
                     .or(scheduled);
             let mut n = Notification::new(
                 Draft {
-                    org_id: org.clone(),
+                    org_id: asked.org.clone(),
                     notification_type: req.notification_type.clone(),
                     recipient: req.recipient.clone(),
                     channel,
                     business_key: req.business_key.clone(),
-                    source_event_id: event_id.to_string(),
+                    source_event_id: asked.event_id.clone(),
                     address,
                     sender: (channel == Channel::Email).then(|| voice.sender.clone()),
                     locale: voice.locale.clone(),
@@ -375,7 +529,7 @@ impl IntakeService {
                     body: rendered.body,
                     html_body: rendered.html,
                     sms_segments: rendered.sms_segments,
-                    internal: spec.internal,
+                    internal: asked.internal,
                     critical: req.critical,
                     scheduled_for,
                 },
@@ -386,10 +540,32 @@ impl IntakeService {
             n.sweep_at = scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY);
             notifications.push(n);
         }
-        Ok(Plan::Notify {
+        Plan::Notify {
             notifications,
             skipped,
-        })
+        }
+    }
+
+    /// A skip, unless the templates cannot render the event: that is bad input whoever it is
+    /// for, so the event is rejected even when this recipient would have been skipped, and the
+    /// producer hears of it now.
+    fn checked(&self, asked: &Asked, plan: Plan) -> Plan {
+        if let Plan::Skip { .. } = plan {
+            for channel in &asked.wanted {
+                let rendered = self.catalog.render(
+                    &asked.request.notification_type,
+                    *channel,
+                    &Locale::english(),
+                    None,
+                    &asked.request.context,
+                    SegmentCap::DEFAULT,
+                );
+                if let Err(e) = rendered {
+                    return Plan::Reject(e.to_string());
+                }
+            }
+        }
+        plan
     }
 
     /// How the recipient is written to: in their language (else the organization's, else
@@ -410,52 +586,10 @@ impl IntakeService {
         }
     }
 
-    /// Of these channels, those with an address that is not suppressed (the suppression list
-    /// read once for all of them), and the others with why not.
-    async fn reachable(
-        &self,
-        org: &OrgId,
-        channels: Vec<Channel>,
-        audience: Audience<'_>,
-    ) -> Result<(Vec<(Channel, Address)>, Vec<ChannelSkip>), IntakeError> {
-        let mut skipped = Vec::new();
-        let mut addressed = Vec::new();
-        for channel in channels {
-            match consent::address(channel, audience) {
-                Ok(address) => addressed.push((channel, address)),
-                Err(reason) => skipped.push(ChannelSkip {
-                    channel,
-                    reason: reason.into(),
-                }),
-            }
-        }
-        let keys: Vec<SuppressionKey> = addressed
-            .iter()
-            .filter_map(|(c, a)| consent::suppression_key(*c, a))
-            .collect();
-        let suppressed = if keys.is_empty() {
-            BTreeSet::new()
-        } else {
-            self.directory.suppressed(org, &keys).await?
-        };
-        addressed.retain(|(channel, address)| {
-            let blocked = consent::suppression_key(*channel, address)
-                .is_some_and(|k| suppressed.contains(&k));
-            if blocked {
-                skipped.push(ChannelSkip {
-                    channel: *channel,
-                    reason: "suppressed".into(),
-                });
-            }
-            !blocked
-        });
-        Ok((addressed, skipped))
-    }
-
     /// Creates the event's notifications, all or none, so no channel is shown or sent while
     /// another of the same fact could not be stored (an existing one is the same fact seen
     /// again), and returns those due now that still wait, to enqueue.
-    async fn store(
+    async fn create(
         &self,
         notifications: &[Notification],
         now: DateTime<Utc>,
@@ -482,6 +616,88 @@ impl IntakeService {
             .collect();
         Ok(due)
     }
+}
+
+/// The recipient's record and the organization's settings as the batch's read saw them
+/// (empty ones for those never written).
+fn audience_of<'a>(
+    asked: &Asked,
+    directory: &'a Snapshot,
+) -> (&'a CustomerRecord, &'a OrgSettings) {
+    static NO_CUSTOMER: std::sync::LazyLock<CustomerRecord> =
+        std::sync::LazyLock::new(CustomerRecord::default);
+    static NO_SETTINGS: std::sync::LazyLock<OrgSettings> =
+        std::sync::LazyLock::new(OrgSettings::default);
+    let customer = asked
+        .customer()
+        .and_then(|k| directory.customers.get(&k))
+        .unwrap_or(&NO_CUSTOMER);
+    let org = directory.orgs.get(&asked.org).unwrap_or(&NO_SETTINGS);
+    (customer, org)
+}
+
+fn skip_reason(skipped: &[ChannelSkip]) -> String {
+    skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.channel, s.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Writes how a decided event ended into its record, and returns what it leaves to enqueue.
+fn conclude(
+    record: &mut IntakeRecord,
+    plan: Plan,
+    created: Option<Result<Vec<Enqueue>, IntakeError>>,
+) -> Result<Vec<Enqueue>, IntakeError> {
+    match plan {
+        Plan::Reject(reason) => {
+            warn!(event_id = %record.event_id, %reason, "event rejected");
+            record.reason = Some(reason);
+        }
+        Plan::Skip { reason, skipped } => {
+            info!(event_id = %record.event_id, %reason, "event skipped");
+            record.outcome = Outcome::Skipped;
+            record.reason = Some(reason);
+            record.skipped = skipped;
+        }
+        Plan::Notify {
+            notifications,
+            skipped,
+        } => {
+            let due = created.unwrap_or_else(|| {
+                Err(PortError::new("intake", "notifications decided but not created").into())
+            })?;
+            record.outcome = Outcome::Notified;
+            record.notifications = notifications.iter().map(|n| n.id.clone()).collect();
+            record.html_bodies = notifications
+                .into_iter()
+                .filter_map(|n| Some((n.id, n.html_body?)))
+                .collect();
+            record.skipped = skipped;
+            info!(event_id = %record.event_id, count = record.notifications.len(), "notifications created");
+            return Ok(due);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Marks these events failed by one failure of the infrastructure.
+fn fail(
+    handled: &mut [Result<Handled, IntakeError>],
+    indices: impl Iterator<Item = usize>,
+    e: &PortError,
+) {
+    for index in indices {
+        if let Some(slot) = handled.get_mut(index) {
+            *slot = Err(shared(e).into());
+        }
+    }
+}
+
+/// A copy of a failure that several events share (each reports it).
+fn shared(e: &PortError) -> PortError {
+    PortError::new(e.operation, e.source.to_string())
 }
 
 /// The largest rendered message (subject and text body) Herald stores, and the largest HTML

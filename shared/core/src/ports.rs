@@ -171,9 +171,9 @@ pub trait NotificationStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), PortError>;
 
-    /// Records what became of an event (notified, skipped, rejected, directory updated), with
-    /// the HTML of its email notifications.
-    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError>;
+    /// Records what became of these events (notified, skipped, rejected, directory updated),
+    /// with the HTML of their email notifications; a record written again replaces itself.
+    async fn record_intakes(&self, records: &[IntakeRecord]) -> Result<(), PortError>;
 
     /// The HTML alternatives of these email notifications, from their events' intake records
     /// (one read for them all); a notification whose record holds none is left out.
@@ -300,13 +300,6 @@ pub trait Directory: Send + Sync {
     /// Many customers, organizations and suppression keys in one round trip (per 100 keys):
     /// what dispatch needs to check consent for a whole batch.
     async fn snapshot(&self, request: &SnapshotRequest) -> Result<Snapshot, PortError>;
-
-    /// A customer's record and the organization's settings, in one round trip.
-    async fn load(
-        &self,
-        org: &OrgId,
-        customer: Option<&CustomerId>,
-    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError>;
 
     async fn get_customer(
         &self,

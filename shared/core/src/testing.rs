@@ -29,6 +29,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MemoryStore {
     pub notifications: Mutex<BTreeMap<(OrgId, NotificationId), Notification>>,
     pub intake: Mutex<BTreeMap<String, IntakeRecord>>,
+    /// Events whose notifications the store fails to create, as an outage would.
+    pub failing_events: Mutex<BTreeSet<String>>,
 }
 
 impl MemoryStore {
@@ -40,6 +42,14 @@ impl MemoryStore {
 #[async_trait]
 impl NotificationStore for MemoryStore {
     async fn create_all(&self, notifications: &[Notification]) -> Result<Vec<Created>, PortError> {
+        let failing = lock(&self.failing_events);
+        if notifications
+            .iter()
+            .any(|n| failing.contains(&n.source_event_id))
+        {
+            return Err(PortError::new("create notifications", "unavailable"));
+        }
+        drop(failing);
         let mut map = lock(&self.notifications);
         for n in notifications {
             let size = serde_json::to_vec(n).map_or(usize::MAX, |v| v.len());
@@ -162,8 +172,11 @@ impl NotificationStore for MemoryStore {
         Ok(())
     }
 
-    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
-        lock(&self.intake).insert(record.event_id.clone(), record.clone());
+    async fn record_intakes(&self, records: &[IntakeRecord]) -> Result<(), PortError> {
+        let mut intake = lock(&self.intake);
+        for record in records {
+            intake.insert(record.event_id.clone(), record.clone());
+        }
         Ok(())
     }
 
@@ -291,20 +304,6 @@ impl Directory for MemoryDirectory {
                 .cloned()
                 .collect(),
         })
-    }
-
-    async fn load(
-        &self,
-        org: &OrgId,
-        customer: Option<&CustomerId>,
-    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError> {
-        let c = customer.and_then(|c| {
-            lock(&self.customers)
-                .get(&(org.clone(), c.clone()))
-                .map(|v| v.value.clone())
-        });
-        let o = lock(&self.orgs).get(org).map(|v| v.value.clone());
-        Ok((c, o))
     }
 
     async fn get_customer(

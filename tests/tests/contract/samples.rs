@@ -44,6 +44,7 @@ fn every_folder_of_samples_is_read_here() {
         [
             "dispatch",
             "intake",
+            "intake-queue",
             "projector",
             "providers",
             "scheduler",
@@ -127,6 +128,34 @@ fn dispatch_samples_are_sqs_batches_of_dispatch_messages() {
         assert_eq!(bodies.len(), 2, "{path:?}");
         assert!(bodies[0].is_ok());
         assert_eq!(bodies[1].is_err(), poison, "{path:?}");
+    }
+}
+
+/// What intake's Lambda gets: the bus rule's deliveries to the intake queue, each body one of
+/// the intake samples as it is (the poison one's last body is not an event at all).
+#[test]
+fn intake_queue_samples_are_sqs_batches_of_the_intake_samples() {
+    let events: Vec<Value> = samples("intake")
+        .iter()
+        .map(|p| serde_json::from_str(&read(p)).unwrap())
+        .collect();
+    for path in samples("intake-queue") {
+        let batch: SqsEvent = serde_json::from_str(&read(&path)).unwrap();
+        let poison = path.ends_with("sqs-poison.json");
+        assert_eq!(batch.records.len(), 2, "{path:?}");
+        for (i, record) in batch.records.iter().enumerate() {
+            let body = record.body.as_deref().unwrap();
+            let event = serde_json::from_str::<EventBridgeEvent<Value>>(body);
+            if poison && i == 1 {
+                assert!(event.is_err(), "{path:?}");
+            } else {
+                let event: Value = serde_json::from_str(body).unwrap();
+                assert!(
+                    events.contains(&event),
+                    "{path:?}: record {i} is an intake sample"
+                );
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 
 use herald_e2e::sam::{sub, template};
 use herald_local::stack::{
-    DEFAULT_SENDER, DISPATCH_MAX_RECEIVES, DISPATCH_VISIBILITY_TIMEOUT, INTAKE_PATTERN, Names,
-    SENDER_DOMAIN,
+    DEFAULT_SENDER, DISPATCH_MAX_RECEIVES, DISPATCH_VISIBILITY_TIMEOUT, INTAKE_MAX_RECEIVES,
+    INTAKE_PATTERN, Names, SENDER_DOMAIN,
 };
 
 #[test]
@@ -49,8 +49,19 @@ fn names_and_settings_match_the_template() {
         q["RedrivePolicy"]["maxReceiveCount"].as_u64(),
         Some(u64::from(DISPATCH_MAX_RECEIVES))
     );
-    let pattern =
-        &r["IntakeFunction"]["Properties"]["Events"]["HeraldEvents"]["Properties"]["Pattern"];
+    assert_eq!(
+        sub(&r["IntakeQueue"]["Properties"]["QueueName"]),
+        names.intake_queue()
+    );
+    assert_eq!(
+        sub(&r["IntakeRule"]["Properties"]["Name"]),
+        names.intake_rule()
+    );
+    assert_eq!(
+        r["IntakeQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+        Some(u64::from(INTAKE_MAX_RECEIVES))
+    );
+    let pattern = &r["IntakeRule"]["Properties"]["EventPattern"];
     let pattern: serde_json::Value = serde_json::to_value(pattern).unwrap();
     assert_eq!(
         pattern,

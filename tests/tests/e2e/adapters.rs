@@ -10,7 +10,7 @@ use herald_core::ids::{BusinessKey, CustomerId, EmailAddress, Locale, Notificati
 use herald_core::model::{Address, Channel, Draft, Notification, Recipient, Status};
 use herald_core::ports::{
     ClaimOutcome, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, NotificationStore,
-    Write,
+    SnapshotRequest, Write,
 };
 use herald_e2e::Harness;
 
@@ -170,15 +170,25 @@ async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_
         Write::Conflict
     );
 
-    let (loaded, settings) = dir.load(&org, Some(&customer)).await.unwrap();
-    assert_eq!(loaded, Some(record));
-    assert_eq!(settings, None);
     // another organization sees nothing of it
     let other = OrgId::parse(format!("{}_other", h.org)).unwrap();
+    let seen = dir
+        .snapshot(&SnapshotRequest {
+            customers: [
+                (org.clone(), customer.clone()),
+                (other.clone(), customer.clone()),
+            ]
+            .into(),
+            orgs: [org.clone()].into(),
+            ..SnapshotRequest::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(
-        dir.load(&other, Some(&customer)).await.unwrap(),
-        (None, None)
+        seen.customers.into_iter().collect::<Vec<_>>(),
+        vec![((org.clone(), customer.clone()), record)]
     );
+    assert!(seen.orgs.is_empty());
 
     let keys: Vec<SuppressionKey> = (0..120)
         .map(|i| SuppressionKey {

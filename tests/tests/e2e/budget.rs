@@ -38,10 +38,18 @@ async fn an_email_notification_makes_the_requests_of_the_budget_and_no_more() {
 
 /// (who, service, operation, requests for twenty email notifications)
 const BUDGET: &[(Component, &str, &str, u64)] = &[
-    // the contact and the organization's settings, then the intake record and the notification
-    (Component::Intake, "dynamodb", "BatchGetItem", 40),
-    (Component::Intake, "dynamodb", "PutItem", 40),
-    (Component::Intake, "sqs", "SendMessageBatch", 20),
+    // per batch of ten events: the contacts and the organization's settings, then the
+    // suppression list of their addresses; per event its notification, per batch the intake
+    // records and the enqueue
+    (Component::Intake, "dynamodb", "BatchGetItem", 4),
+    (Component::Intake, "dynamodb", "PutItem", 20),
+    (Component::Intake, "dynamodb", "BatchWriteItem", 2),
+    (Component::Intake, "sqs", "SendMessageBatch", 2),
+    // the bus rule's delivery of each event to the intake queue; the event source mapping's
+    // receives (one that finds the queue empty) and deletes
+    (Component::IntakeQueue, "sqs", "SendMessage", 20),
+    (Component::IntakeQueue, "sqs", "ReceiveMessage", 2),
+    (Component::IntakeQueue, "sqs", "DeleteMessageBatch", 2),
     // per batch of ten: consent (customers, suppression) and the emails' HTML from the intake
     // records; per notification: claim and settle
     (Component::Dispatch, "dynamodb", "BatchGetItem", 4),

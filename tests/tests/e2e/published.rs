@@ -56,7 +56,7 @@ async fn a_sent_email_is_published_created_and_sent_without_address_or_body_and_
     );
 
     // intake's rule left them out: nothing waits on its feed, and no intake record names them
-    assert_eq!(h.local.pump_feed().await.unwrap(), 0);
+    assert_eq!(h.local.pump_intake_queue().await.unwrap(), 0);
     let org = OrgId::parse(h.org.as_str()).unwrap();
     for p in &report.published {
         assert!(

@@ -138,11 +138,12 @@ async fn a_disabled_endpoint_removes_its_device_and_the_other_still_gets_it() {
     let p = setup().await;
     assert_eq!(push_status(&p.h, "tkt_1").await, "sent");
     let customer = CustomerId::parse("cus_p").unwrap();
-    let (record, _) =
+    let record =
         p.h.local_directory()
-            .load(&p.h.org_id(), Some(&customer))
+            .get_customer(&p.h.org_id(), &customer)
             .await
-            .unwrap();
+            .unwrap()
+            .map(|v| v.value);
     let fcm_endpoint = record
         .unwrap()
         .registered_devices()
@@ -162,11 +163,12 @@ async fn a_disabled_endpoint_removes_its_device_and_the_other_still_gets_it() {
     let sent = p.h.sent().await;
     assert_eq!(sent.pushes_to(&p.apns_token).len(), 2);
     assert_eq!(sent.pushes_to(&p.fcm_token).len(), 1);
-    let (record, _) =
+    let record =
         p.h.local_directory()
-            .load(&p.h.org_id(), Some(&customer))
+            .get_customer(&p.h.org_id(), &customer)
             .await
-            .unwrap();
+            .unwrap()
+            .map(|v| v.value);
     let devices = record.unwrap().registered_devices();
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].token, p.apns_token);
@@ -208,11 +210,12 @@ async fn an_organization_without_platform_applications_has_push_not_configured()
 async fn devices_get_their_endpoints_when_registered_and_lose_them_when_unregistered() {
     let p = setup().await;
     let customer = CustomerId::parse("cus_p").unwrap();
-    let (record, _) =
+    let record =
         p.h.local_directory()
-            .load(&p.h.org_id(), Some(&customer))
+            .get_customer(&p.h.org_id(), &customer)
             .await
-            .unwrap();
+            .unwrap()
+            .map(|v| v.value);
     let devices = record.unwrap().registered_devices();
     assert_eq!(devices.len(), 2);
     let fcm_endpoint = devices

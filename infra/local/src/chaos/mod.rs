@@ -275,7 +275,7 @@ impl Run<'_> {
         let mut empty = 0;
         // the rule's deliveries may trail the puts: a few empty looks before giving up
         while taken < entries.len() && empty < 20 {
-            match self.stack.pump_feed().await? {
+            match self.stack.pump_intake_queue().await? {
                 0 => {
                     empty += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

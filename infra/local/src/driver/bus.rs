@@ -1,17 +1,17 @@
 //! The bus's part: events put on it with PutEvents, and what its rule delivered to the intake
-//! feed handed to intake as EventBridge events.
+//! queue handed to intake in SQS batches, as the queue's event source mapping does.
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sqs::types::Message;
 use herald_core::ids::OrgId;
 use herald_core::record::IntakeRecord;
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use tracing::warn;
 
-use super::LocalStack;
+use super::{LocalStack, sqs_event};
 use crate::error::LocalError;
 use crate::requests::Component;
 
@@ -31,13 +31,13 @@ pub(super) enum Put {
 /// How many times an empty receive is tolerated while events are still expected.
 const EMPTY_RECEIVES: usize = 20;
 
-/// The most receives (of up to ten events each) one pass over the intake feed makes.
-const FEED_RECEIVES: usize = 50;
+/// The most receives (of up to ten events each) one pass over the intake queue makes.
+const INTAKE_RECEIVES: usize = 50;
 
-/// An event the bus rule delivered to the intake feed, and its receipt there.
+/// A message the bus rule delivered to the intake queue, and the id of the event it holds.
 struct Delivered {
-    event: EventBridgeEvent<Value>,
-    receipt: String,
+    event_id: Option<String>,
+    message: Message,
 }
 
 impl LocalStack {
@@ -73,10 +73,18 @@ impl LocalStack {
                 .await
                 .map_err(|e| LocalError::aws("PutEvents", e))?;
             let mut results = out.entries.unwrap_or_default().into_iter();
+
             for position in positions {
                 let event = &events[position];
                 let result = results.next();
-                puts[position] = Some(match result.as_ref().and_then(|r| r.event_id.clone()) {
+                let accepted = result.as_ref().and_then(|r| r.event_id.clone());
+                // every event but Herald's own life-cycle events is the intake rule's to deliver
+                if accepted.is_some()
+                    && event.get("source").and_then(Value::as_str) != Some("herald")
+                {
+                    self.requests.delivered_by_rule(1);
+                }
+                puts[position] = Some(match accepted {
                     Some(event_id) => Put::Accepted {
                         event_id,
                         detail_type: detail_type_of(event),
@@ -122,15 +130,17 @@ impl LocalStack {
         let mut copies: Vec<String> = Vec::new();
         let mut empty = 0;
         while expected.len() < order.len() && empty < EMPTY_RECEIVES {
-            let messages = self.receive_feed().await?;
+            let messages = self.receive_intake().await?;
             if messages.is_empty() {
                 empty += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
             for d in messages {
-                match d.event.id.as_deref().and_then(|id| order.get(id)).copied() {
-                    Some(i) if expected.contains_key(&i) => copies.push(d.receipt),
+                match d.event_id.as_deref().and_then(|id| order.get(id)).copied() {
+                    Some(i) if expected.contains_key(&i) => {
+                        copies.extend(d.message.receipt_handle);
+                    }
                     Some(i) => {
                         expected.insert(i, d);
                     }
@@ -138,18 +148,18 @@ impl LocalStack {
                 }
             }
         }
-        self.delete(&self.stack.intake_feed_url, copies).await?;
+        self.delete(&self.stack.intake_queue_url, copies).await?;
         let delivered = expected.into_values().chain(others).collect();
         self.hand_to_intake(delivered).await
     }
 
     /// Hands whatever the bus rule delivered to intake, as the rule's target does in AWS:
-    /// every message the intake feed shows, in the order received. Returns how many events
+    /// every message the intake queue shows, in the order received. Returns how many events
     /// intake took.
-    pub async fn pump_feed(&self) -> Result<usize, LocalError> {
+    pub async fn pump_intake_queue(&self) -> Result<usize, LocalError> {
         let mut handled = 0;
-        for _ in 0..FEED_RECEIVES {
-            let delivered = self.receive_feed().await?;
+        for _ in 0..INTAKE_RECEIVES {
+            let delivered = self.receive_intake().await?;
             if delivered.is_empty() {
                 break;
             }
@@ -158,48 +168,51 @@ impl LocalStack {
         Ok(handled)
     }
 
-    /// Up to ten events from the intake feed, with their receipts.
-    async fn receive_feed(&self) -> Result<Vec<Delivered>, LocalError> {
-        let messages = self.receive(&self.stack.intake_feed_url).await?;
+    /// Up to ten messages from the intake queue, with the ids of their events.
+    async fn receive_intake(&self) -> Result<Vec<Delivered>, LocalError> {
+        let messages = self.receive(&self.stack.intake_queue_url).await?;
         Ok(messages
             .into_iter()
-            .filter_map(|m| {
-                match serde_json::from_str::<EventBridgeEvent<Value>>(m.body.as_deref().unwrap_or_default()) {
-                    Ok(event) => Some(Delivered {
-                        event,
-                        receipt: m.receipt_handle.unwrap_or_default(),
-                    }),
-                    Err(e) => {
-                        warn!(error = %e, "the intake feed held something that is not an EventBridge event");
-                        None
-                    }
-                }
+            .map(|message| {
+                let body = message.body.as_deref().unwrap_or_default();
+                let event_id = serde_json::from_str::<EventBridgeEvent<Value>>(body)
+                    .ok()
+                    .and_then(|e| e.id);
+                Delivered { event_id, message }
             })
             .collect())
     }
 
-    /// Hands the events to intake one by one, and takes those it handled off the feed; one
-    /// that fails stays, as Lambda would retry it.
+    /// Hands the messages to intake in batches of ten, in their order, as the queue's event
+    /// source mapping does, and deletes those it did not report failed; a failed one stays,
+    /// for Lambda to hand over again.
     async fn hand_to_intake(
         &self,
         delivered: Vec<Delivered>,
     ) -> Result<HashMap<String, IntakeRecord>, LocalError> {
         let mut records = HashMap::new();
-        let mut done = Vec::new();
-        for Delivered { event, receipt } in delivered {
-            let id = event.id.clone().unwrap_or_default();
+        let messages: Vec<Message> = delivered.into_iter().map(|d| d.message).collect();
+        for batch in messages.chunks(10) {
             self.requests.invoked(Component::Intake);
-            match herald_intake::handle(&self.intake, LambdaEvent::new(event, Context::default()))
-                .await
-            {
-                Ok(record) => {
-                    records.insert(id, record);
-                    done.push(receipt);
-                }
-                Err(e) => warn!(event_id = %id, error = %e, "intake failed"),
+            let event = sqs_event(batch);
+            let handled = herald_intake::handle_messages(&self.intake, &event.records).await;
+            let failed: Vec<&str> = handled
+                .response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            if !failed.is_empty() {
+                warn!(failed = failed.len(), "intake reported events failed");
             }
+            let done = batch
+                .iter()
+                .filter(|m| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
+                .filter_map(|m| m.receipt_handle.clone())
+                .collect();
+            records.extend(handled.records.into_iter().map(|r| (r.event_id.clone(), r)));
+            self.delete(&self.stack.intake_queue_url, done).await?;
         }
-        self.delete(&self.stack.intake_feed_url, done).await?;
         Ok(records)
     }
 }

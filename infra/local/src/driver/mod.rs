@@ -36,8 +36,8 @@ pub use report::{
     notification_report,
 };
 
-/// How long a received intake feed message stays hidden from the next receive.
-const FEED_HIDDEN_SECONDS: i32 = 300;
+/// How long a received intake queue message stays hidden from the next receive.
+const INTAKE_HIDDEN_SECONDS: i32 = 300;
 
 /// The most stream records one projector invocation gets (template.yaml's BatchSize).
 const STREAM_BATCH: usize = 100;
@@ -66,6 +66,8 @@ pub struct LocalStack {
     pub requests: RequestLog,
     /// The dispatch queue as its event source mapping reads it (its requests are billed).
     dispatch_queue: aws_sdk_sqs::Client,
+    /// The intake queue as its event source mapping reads it (its requests are billed).
+    intake_queue: aws_sdk_sqs::Client,
     stream: StreamReader,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
@@ -193,6 +195,7 @@ impl LocalStack {
         let views = herald_projector::views(&projector_config, &projector_aws);
         let bus = herald_projector::publisher(&projector_config, &projector_aws);
         let dispatch_queue = aws_sdk_sqs::Client::new(&counted(Component::DispatchQueue).await);
+        let intake_queue = aws_sdk_sqs::Client::new(&counted(Component::IntakeQueue).await);
         let local = counted(Component::Local).await;
         let report_views = herald_projector::views(&projector_config, &local);
         Ok(LocalStack {
@@ -200,6 +203,7 @@ impl LocalStack {
             options,
             requests,
             dispatch_queue,
+            intake_queue,
             providers: None,
             stream: StreamReader::new(&local, stack.names.notifications_table()),
             scheduler,
@@ -418,10 +422,13 @@ impl LocalStack {
         }
     }
 
-    /// The client that reads a queue: the dispatch queue's event source, or the local stack's.
+    /// The client that reads a queue: the intake or dispatch queue's event source, or the
+    /// local stack's.
     fn queue_client(&self, queue_url: &str) -> &aws_sdk_sqs::Client {
         if queue_url == self.stack.dispatch_queue_url {
             &self.dispatch_queue
+        } else if queue_url == self.stack.intake_queue_url {
+            &self.intake_queue
         } else {
             &self.sqs
         }
@@ -433,9 +440,10 @@ impl LocalStack {
         &self,
         queue_url: &str,
     ) -> Result<Vec<aws_sdk_sqs::types::Message>, LocalError> {
-        // the intake feed's messages stay hidden while a long run gathers the rest before
+        // the intake queue's messages stay hidden while a long run gathers the rest before
         // handing them over in order (the queue's own 30 seconds would bring them back)
-        let hidden_for = (queue_url == self.stack.intake_feed_url).then_some(FEED_HIDDEN_SECONDS);
+        let hidden_for =
+            (queue_url == self.stack.intake_queue_url).then_some(INTAKE_HIDDEN_SECONDS);
         let out = self
             .queue_client(queue_url)
             .receive_message()

@@ -214,6 +214,21 @@ fn orders(repetition: usize, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// An SQS batch of these events, as the bus rule's queue holds them.
+fn intake_batch(events: &[Value]) -> SqsEvent {
+    let messages: Vec<aws_sdk_sqs::types::Message> = events
+        .iter()
+        .map(|event| {
+            aws_sdk_sqs::types::Message::builder()
+                .message_id(uuid::Uuid::new_v4().to_string())
+                .receipt_handle("perf")
+                .body(event.to_string())
+                .build()
+        })
+        .collect();
+    sqs_event(&messages)
+}
+
 fn bytes(value: &impl Serialize) -> Result<Bytes, LocalError> {
     Ok(Bytes::from(serde_json::to_vec(value)?))
 }
@@ -348,19 +363,23 @@ impl Harness<'_> {
         repetition: usize,
         n: usize,
     ) -> Result<Vec<(Function, Sample)>, LocalError> {
-        let orders = orders(repetition, n)
-            .iter()
-            .map(bytes)
-            .collect::<Result<Vec<_>, _>>()?;
+        let orders = orders(repetition, n);
         let mut samples = Vec::new();
 
-        let (hello, _) = self.sample(Function::Hello, orders.clone(), None).await?;
+        let hello_events = orders.iter().map(bytes).collect::<Result<Vec<_>, _>>()?;
+        let (hello, _) = self.sample(Function::Hello, hello_events, None).await?;
         samples.push((Function::Hello, hello));
 
-        let one_each = |_: usize| 1.0;
-        let (intake, _) = self
-            .sample(Function::Intake, orders, Some(&one_each))
+        // the orders as the intake queue's event source mapping hands them over: ten a batch
+        let batches: Vec<SqsEvent> = orders.chunks(10).map(intake_batch).collect();
+        let sizes: Vec<f64> = batches.iter().map(|b| b.records.len() as f64).collect();
+        let events = batches.iter().map(bytes).collect::<Result<Vec<_>, _>>()?;
+        let (intake, outcomes) = self
+            .sample(Function::Intake, events, Some(&|i| sizes[i]))
             .await?;
+        for outcome in &outcomes {
+            check_batch("intake", outcome)?;
+        }
         samples.push((Function::Intake, intake));
 
         let batches = self.dispatch_batches(n).await?;

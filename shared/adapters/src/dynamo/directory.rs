@@ -169,31 +169,6 @@ impl Directory for DynamoDirectory {
         Ok(snapshot)
     }
 
-    async fn load(
-        &self,
-        org: &OrgId,
-        customer: Option<&CustomerId>,
-    ) -> Result<(Option<CustomerRecord>, Option<OrgSettings>), PortError> {
-        let customer_pk = customer.map(|c| customer_key(org, c));
-        let org_pk = org_key(org);
-        let keys: Vec<String> = customer_pk
-            .iter()
-            .cloned()
-            .chain([org_pk.clone()])
-            .collect();
-        let mut found_customer = None;
-        let mut found_org = None;
-        for item in batch_get_pks(&self.client, &self.backoff, &self.table, keys, true).await? {
-            let pk = pk_of(&item).map(str::to_owned);
-            if pk.as_deref() == Some(org_pk.as_str()) {
-                found_org = Some(parse_versioned::<OrgSettings>(item)?.value);
-            } else if pk.is_some() && pk == customer_pk {
-                found_customer = Some(parse_versioned::<CustomerRecord>(item)?.value);
-            }
-        }
-        Ok((found_customer, found_org))
-    }
-
     async fn get_customer(
         &self,
         org: &OrgId,

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Put, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use herald_core::ids::{NotificationId, OrgId};
@@ -23,8 +24,8 @@ use crate::errors::aws;
 
 use super::compressed::{deflated, inflated};
 use super::{
-    DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, due_shard, from_item, get_one, guarded,
-    intake_key, notification_key, parse_notification_key, pk_of, s, status_in, to_item,
+    DUE_INDEX, DUE_SHARDS, Item, Update, batch_get_pks, batch_write, due_shard, from_item, get_one,
+    guarded, intake_key, notification_key, parse_notification_key, pk_of, s, status_in, to_item,
     waiting_statuses,
 };
 
@@ -365,29 +366,37 @@ impl NotificationStore for DynamoNotificationStore {
         Ok(())
     }
 
-    async fn record_intake(&self, record: &IntakeRecord) -> Result<(), PortError> {
-        let mut item = to_item("serialize intake record", record)?;
-        if !record.html_bodies.is_empty() {
-            let html = record
-                .html_bodies
-                .iter()
-                .map(|(id, body)| (id.to_string(), deflated(body)))
-                .collect();
-            item.insert(HTML_BODIES.into(), AttributeValue::M(html));
+    async fn record_intakes(&self, records: &[IntakeRecord]) -> Result<(), PortError> {
+        const OP: &str = "dynamodb BatchWriteItem intake";
+        // one write per key: BatchWriteItem refuses a key twice (an event delivered twice in
+        // one batch), and the later record is as good as the earlier
+        let mut by_key: BTreeMap<String, Item> = BTreeMap::new();
+        for record in records {
+            let mut item = to_item("serialize intake record", record)?;
+            if !record.html_bodies.is_empty() {
+                let html = record
+                    .html_bodies
+                    .iter()
+                    .map(|(id, body)| (id.to_string(), deflated(body)))
+                    .collect();
+                item.insert(HTML_BODIES.into(), AttributeValue::M(html));
+            }
+            let pk = intake_key(record.org_id.as_ref(), &record.event_id);
+            item.insert("pk".into(), s(pk.clone()));
+            item.insert("kind".into(), s("intake"));
+            by_key.insert(pk, item);
         }
-        item.insert(
-            "pk".into(),
-            s(intake_key(record.org_id.as_ref(), &record.event_id)),
-        );
-        item.insert("kind".into(), s("intake"));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| aws("dynamodb PutItem intake", e))?;
-        Ok(())
+        let requests = by_key
+            .into_values()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PortError::new(OP, e))?;
+        batch_write(&self.client, &self.backoff, OP, &self.table, requests).await
     }
 
     async fn get_intake(
