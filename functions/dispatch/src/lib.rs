@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
@@ -223,11 +223,5 @@ pub async fn handle(
             failed.extend(dispatched);
         }
     }
-    let mut response = SqsBatchResponse::default();
-    for record in failed {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = record.message_id.clone().unwrap_or_default();
-        response.batch_item_failures.push(failure);
-    }
-    Ok(response)
+    Ok(herald_adapters::sqs::batch_response(failed))
 }

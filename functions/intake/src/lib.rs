@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
@@ -168,13 +168,10 @@ pub async fn handle_messages(service: &IntakeService, messages: &[SqsMessage]) -
             failed.extend(carried);
         }
     }
-    let mut response = SqsBatchResponse::default();
-    for message in failed {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message.message_id.clone().unwrap_or_default();
-        response.batch_item_failures.push(failure);
+    Handled {
+        response: herald_adapters::sqs::batch_response(failed),
+        records,
     }
-    Handled { response, records }
 }
 
 /// The Lambda handler.

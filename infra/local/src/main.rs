@@ -391,17 +391,18 @@ async fn post_webhook(
 async fn chaos(stage: &str, config: ChaosConfig) -> Result<bool, LocalError> {
     let config = config.check()?;
     let r = herald_local::chaos::run(config, stage).await?;
+    let t = &r.total;
     println!(
         "{} events, {} notifications: {} sent, {} failed, {} skipped, {} pending; {} lost, {} doubled, {} resent after a crash, {} unexpected ({:.1} s{})",
         r.events,
-        r.notifications,
-        r.sent,
-        r.failed,
-        r.skipped,
-        r.pending,
-        r.lost,
-        r.doubled,
-        r.resent_after_crash,
+        t.notifications,
+        t.sent,
+        t.failed,
+        t.skipped,
+        t.pending,
+        t.lost,
+        t.doubled,
+        t.resent_after_crash,
         r.unexpected,
         r.duration_s,
         if r.gave_up {

@@ -1,4 +1,4 @@
-//! The dispatch queue on SQS.
+//! The dispatch queue on SQS, and the answer functions give an SQS event source.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -73,4 +73,19 @@ impl DispatchQueue for SqsDispatchQueue {
         }
         Ok(())
     }
+}
+
+/// The answer to an SQS event source's batch: these messages failed, and Lambda hands them
+/// over again (after the queue's last receive, to its dead-letter queue); the others are
+/// deleted (`ReportBatchItemFailures`).
+pub fn batch_response<'a>(
+    failed: impl IntoIterator<Item = &'a aws_lambda_events::sqs::SqsMessage>,
+) -> aws_lambda_events::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+    for message in failed {
+        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    }
+    response
 }

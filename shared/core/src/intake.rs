@@ -187,14 +187,14 @@ impl IntakeService {
     ) -> Vec<Result<IntakeRecord, IntakeError>> {
         let mut records = Vec::with_capacity(handled.len());
         let mut due = Vec::new();
-        // per event: the index of its record, and whether it left anything to enqueue
-        let mut slots: Vec<Result<(usize, bool), IntakeError>> = Vec::with_capacity(handled.len());
+        // per event handled: whether it left anything to enqueue (its record is the next one)
+        let mut slots: Vec<Result<bool, IntakeError>> = Vec::with_capacity(handled.len());
         for h in handled {
             slots.push(h.map(|h| {
                 let enqueues = !h.due.is_empty();
                 due.extend(h.due);
                 records.push(h.record);
-                (records.len() - 1, enqueues)
+                enqueues
             }));
         }
         let failed = match self.store.record_intakes(&records).await {
@@ -202,18 +202,19 @@ impl IntakeService {
             Ok(()) if due.is_empty() => None,
             Ok(()) => self.queue.enqueue(&due).await.err().map(|e| (e, true)),
         };
-        let mut records: Vec<Option<IntakeRecord>> = records.into_iter().map(Some).collect();
+        let mut records = records.into_iter();
         slots
             .into_iter()
             .map(|slot| {
-                let (index, enqueues) = slot?;
+                let enqueues = slot?;
+                let record = records.next();
                 match &failed {
                     // an enqueue's failure is only theirs who had something to enqueue
                     Some((e, only_enqueuing)) if enqueues || !only_enqueuing => {
                         Err(shared(e).into())
                     }
-                    _ => records[index].take().ok_or_else(|| {
-                        PortError::new("intake", "an event's record was taken twice").into()
+                    _ => record.ok_or_else(|| {
+                        PortError::new("intake", "an event handled without a record").into()
                     }),
                 }
             })

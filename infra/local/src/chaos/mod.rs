@@ -118,14 +118,9 @@ pub struct Injections {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosReport {
     pub events: usize,
-    pub notifications: usize,
-    pub sent: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub pending: usize,
-    pub lost: usize,
-    pub doubled: usize,
-    pub resent_after_crash: usize,
+    /// Every notification's end, over all channels (its fields are the report's own in JSON).
+    #[serde(flatten)]
+    pub total: Tally,
     /// Messages the providers got that no expected send accounts for.
     pub unexpected: usize,
     pub by_channel: BTreeMap<&'static str, Tally>,
@@ -146,7 +141,7 @@ pub struct ChaosReport {
 impl ChaosReport {
     /// Nothing lost, nothing doubled, nothing sent that should not have been.
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.doubled == 0 && self.unexpected == 0
+        self.total.lost == 0 && self.total.doubled == 0 && self.unexpected == 0
     }
 }
 
@@ -538,17 +533,9 @@ impl Run<'_> {
             .count();
         injections.provider_faults = self.faults.counts();
         injections.provider_faults.remove("dispatch");
-        let t = counted.total;
         Ok(ChaosReport {
             events: plan.events.len(),
-            notifications: t.notifications,
-            sent: t.sent,
-            failed: t.failed,
-            skipped: t.skipped,
-            pending: t.pending,
-            lost: t.lost,
-            doubled: t.doubled,
-            resent_after_crash: t.resent_after_crash,
+            total: counted.total,
             unexpected: counted.unexpected,
             by_channel: counted.by_channel,
             duration_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
