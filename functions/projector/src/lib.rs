@@ -7,7 +7,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{DynamoViews, EventBridgePublisher};
-use herald_core::lifecycle_events::lifecycle_events;
+use herald_core::lifecycle_events::{LifecycleSelection, lifecycle_events};
 use herald_core::model::Notification;
 use herald_core::ports::{EventPublisher, Views};
 use herald_core::projection::{Change, project_batch};
@@ -20,6 +20,9 @@ pub struct Config {
     pub views_table: String,
     /// The bus Herald's life-cycle events go on.
     pub event_bus: String,
+    /// Which of them it publishes (`HERALD_LIFECYCLE_EVENTS`: `all`, the default, `none`, or
+    /// a list of detail-types).
+    pub lifecycle_events: LifecycleSelection,
 }
 
 impl Config {
@@ -27,6 +30,11 @@ impl Config {
         Ok(Config {
             views_table: config::required("HERALD_VIEWS_TABLE")?,
             event_bus: config::required("HERALD_EVENT_BUS")?,
+            lifecycle_events: config::parsed(
+                "HERALD_LIFECYCLE_EVENTS",
+                LifecycleSelection::all(),
+                str::parse,
+            )?,
         })
     }
 }
@@ -39,11 +47,13 @@ pub fn publisher(config: &Config, aws: &aws_config::SdkConfig) -> EventBridgePub
     EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), &config.event_bus)
 }
 
-/// The views and the bus, from the environment.
-pub async fn from_env() -> Result<(DynamoViews, EventBridgePublisher), Error> {
+/// The views, the bus and the life-cycle events published on it, from the environment.
+pub async fn from_env() -> Result<(DynamoViews, EventBridgePublisher, LifecycleSelection), Error> {
     let config = Config::from_env()?;
     let aws = config::aws().await;
-    Ok((views(&config, &aws), publisher(&config, &aws)))
+    let views = views(&config, &aws);
+    let bus = publisher(&config, &aws);
+    Ok((views, bus, config.lifecycle_events))
 }
 
 fn kind(image: &serde_dynamo::Item) -> Option<&str> {
@@ -125,10 +135,12 @@ fn failure(sequence: Option<String>) -> DynamoDbBatchItemFailure {
     failure
 }
 
-/// The Lambda handler: the views first, then the life-cycle events of every change.
+/// The Lambda handler: the views first, then the life-cycle events of every change that the
+/// deployment publishes.
 pub async fn handle<V: Views, P: EventPublisher>(
     views: &V,
     bus: &P,
+    publishing: &LifecycleSelection,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let mut response = DynamoDbEventResponse::default();
@@ -155,7 +167,10 @@ pub async fn handle<V: Views, P: EventPublisher>(
     let mut events = Vec::new();
     let mut origin = Vec::new();
     for (c, sequence) in changes.iter().zip(&sequences) {
-        for e in lifecycle_events(c) {
+        for e in lifecycle_events(c)
+            .into_iter()
+            .filter(|e| publishing.includes(e.kind))
+        {
             events.push(e);
             origin.push(sequence);
         }
@@ -211,7 +226,14 @@ mod tests {
     #[tokio::test]
     async fn a_batch_publishes_each_changes_events_and_a_replay_the_same_ids() {
         let bus = MemoryEventPublisher::new();
-        let response = handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
+        let response = handle(
+            &no_views(),
+            bus.as_ref(),
+            &LifecycleSelection::all(),
+            sample(),
+        )
+        .await
+        .unwrap();
         assert!(response.batch_item_failures.is_empty());
         let first = bus.published();
         let kinds: Vec<_> = first.iter().map(|e| e.kind).collect();
@@ -222,7 +244,14 @@ mod tests {
                 LifecycleEventKind::NotificationSent
             ]
         );
-        handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
+        handle(
+            &no_views(),
+            bus.as_ref(),
+            &LifecycleSelection::all(),
+            sample(),
+        )
+        .await
+        .unwrap();
         let again = &bus.published()[2..];
         assert_eq!(again, &first[..]);
     }
@@ -230,11 +259,25 @@ mod tests {
     #[tokio::test]
     async fn events_the_bus_refuses_fail_only_their_record() {
         let bus = MemoryEventPublisher::new();
-        handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
+        handle(
+            &no_views(),
+            bus.as_ref(),
+            &LifecycleSelection::all(),
+            sample(),
+        )
+        .await
+        .unwrap();
         let sent = bus.published()[1].detail.event_id.clone();
         let bus = MemoryEventPublisher::new();
         bus.refuse(&sent);
-        let response = handle(&no_views(), bus.as_ref(), sample()).await.unwrap();
+        let response = handle(
+            &no_views(),
+            bus.as_ref(),
+            &LifecycleSelection::all(),
+            sample(),
+        )
+        .await
+        .unwrap();
         let failed: Vec<_> = response
             .batch_item_failures
             .iter()
@@ -243,6 +286,28 @@ mod tests {
         // the third record (sending → sent) made it
         assert_eq!(failed, vec![Some("1100000000017454423013".to_string())]);
         assert_eq!(bus.published().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_publishes_only_the_events_it_selected() {
+        let bus = MemoryEventPublisher::new();
+        let sent_only: LifecycleSelection = "NotificationSent".parse().unwrap();
+        let response = handle(&no_views(), bus.as_ref(), &sent_only, sample())
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let kinds: Vec<_> = bus.published().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![LifecycleEventKind::NotificationSent]);
+        let bus = MemoryEventPublisher::new();
+        handle(
+            &no_views(),
+            bus.as_ref(),
+            &LifecycleSelection::none(),
+            sample(),
+        )
+        .await
+        .unwrap();
+        assert!(bus.published().is_empty());
     }
 
     #[test]

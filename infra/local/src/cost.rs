@@ -69,6 +69,10 @@ pub struct CostReport {
     /// provider's.
     pub dollars_per_million: f64,
     pub provider_dollars_per_million: f64,
+    /// The requests and dollars of Herald's life-cycle events on the bus (the projector's
+    /// `PutEvents`), which a deployment may leave out (`LifecycleEvents`).
+    pub lifecycle_events_requests: f64,
+    pub lifecycle_events_dollars_per_million: f64,
     pub prices_date: &'static str,
 }
 
@@ -266,9 +270,18 @@ pub fn report(
         .filter(|r| r.component == Component::Scheduler)
         .count() as f64
         / sweeps.max(1) as f64;
+    let lifecycle_events = |f: fn(&Line) -> f64| {
+        lines
+            .iter()
+            .filter(|l| l.component == Component::Projector && l.service == "eventbridge")
+            .map(f)
+            .sum::<f64>()
+    };
     CostReport {
         notifications,
         sweep_requests,
+        lifecycle_events_requests: lifecycle_events(|l| l.requests),
+        lifecycle_events_dollars_per_million: lifecycle_events(|l| l.dollars),
         requests_per_notification: sum(|l| l.requests),
         write_units_per_notification: sum(|l| l.write_units),
         read_units_per_notification: sum(|l| l.read_units),
@@ -325,6 +338,13 @@ impl CostReport {
             self.read_units_per_notification,
             self.dollars_per_million,
             self.provider_dollars_per_million
+        ));
+        out.push_str(&format!(
+            "| without life-cycle events (`LifecycleEvents=none`) | | {:.2} | | {:.2} | {:.2} | {:.2} |\n",
+            self.requests_per_notification - self.lifecycle_events_requests,
+            self.write_units_per_notification,
+            self.read_units_per_notification,
+            self.dollars_per_million - self.lifecycle_events_dollars_per_million,
         ));
         out
     }

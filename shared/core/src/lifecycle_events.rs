@@ -7,7 +7,9 @@
 //! and the event's name, so a stream record seen twice yields the same events with the same
 //! ids, and consumers deduplicate on it.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,81 @@ impl LifecycleEventKind {
 impl fmt::Display for LifecycleEventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LifecycleEventKind {
+    type Err = UnknownLifecycleEvent;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LifecycleEventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownLifecycleEvent(s.to_string()))
+    }
+}
+
+/// A life-cycle event's name that is not one Herald publishes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown life-cycle event `{0}`: expected `all`, `none`, or a comma-separated list of NotificationCreated, NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced, RecipientSuppressed"
+)]
+pub struct UnknownLifecycleEvent(String);
+
+/// The life-cycle events a deployment publishes (`HERALD_LIFECYCLE_EVENTS`): all of them
+/// unless it says otherwise. Every entry on the bus is billed, and an email notification makes
+/// two (created, sent) or three (delivered) of them: a deployment whose consumers need only
+/// some kinds leaves the others out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleSelection(BTreeSet<LifecycleEventKind>);
+
+impl LifecycleSelection {
+    pub fn all() -> Self {
+        LifecycleSelection(LifecycleEventKind::ALL.into_iter().collect())
+    }
+
+    pub fn none() -> Self {
+        LifecycleSelection(BTreeSet::new())
+    }
+
+    pub fn includes(&self, kind: LifecycleEventKind) -> bool {
+        self.0.contains(&kind)
+    }
+}
+
+impl Default for LifecycleSelection {
+    fn default() -> Self {
+        LifecycleSelection::all()
+    }
+}
+
+impl FromStr for LifecycleSelection {
+    type Err = UnknownLifecycleEvent;
+
+    /// `all`, `none`, or detail-types separated by commas.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => Ok(LifecycleSelection::all()),
+            "none" => Ok(LifecycleSelection::none()),
+            list => list
+                .split(',')
+                .map(|kind| kind.trim().parse())
+                .collect::<Result<_, _>>()
+                .map(LifecycleSelection),
+        }
+    }
+}
+
+impl fmt::Display for LifecycleSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.len() == LifecycleEventKind::ALL.len() {
+            return f.write_str("all");
+        }
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.0.iter().map(|k| k.as_str()).collect();
+        f.write_str(&names.join(","))
     }
 }
 
@@ -197,6 +274,32 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_selection_is_all_none_or_a_list_and_names_what_it_does_not_know() {
+        let all: LifecycleSelection = "all".parse().unwrap();
+        assert_eq!(all, LifecycleSelection::default());
+        assert!(LifecycleEventKind::ALL.iter().all(|k| all.includes(*k)));
+        let none: LifecycleSelection = " none ".parse().unwrap();
+        assert!(LifecycleEventKind::ALL.iter().all(|k| !none.includes(*k)));
+        let outcomes: LifecycleSelection =
+            "NotificationFailed, NotificationBounced".parse().unwrap();
+        assert!(outcomes.includes(LifecycleEventKind::NotificationBounced));
+        assert!(!outcomes.includes(LifecycleEventKind::NotificationCreated));
+        assert_eq!(
+            outcomes.to_string(),
+            "NotificationFailed,NotificationBounced"
+        );
+        assert_eq!(
+            outcomes.to_string().parse::<LifecycleSelection>(),
+            Ok(outcomes)
+        );
+        let err = "NotificationSent,NotificationOpened"
+            .parse::<LifecycleSelection>()
+            .unwrap_err();
+        assert!(err.to_string().contains("`NotificationOpened`"), "{err}");
+        assert!("".parse::<LifecycleSelection>().is_err());
     }
 
     fn created(internal: bool) -> Notification {

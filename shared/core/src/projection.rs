@@ -121,8 +121,8 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ViewWrite {
     Log(LogEntry),
-    /// A new feed entry (and one more unread, unless it was withheld: `Skipped`). An entry
-    /// that exists already takes its status instead, if that is newer.
+    /// A new feed entry, for a notification just sent (one more unread). An entry that exists
+    /// already takes its status instead, if that is newer.
     FeedCreate(FeedEntry),
     /// The entry's status, if this change is newer than what the entry shows.
     FeedStatus {
@@ -179,14 +179,28 @@ fn stat_outcome(status: Status) -> Option<StatOutcome> {
     }
 }
 
-/// The view writes for one change. Inserting `Pending` logs `created` (or `scheduled`);
-/// every later status change logs the status entered.
+/// Whether this is a notification as intake created it, due now: its `created` entry is
+/// logged with its next change (a claim, a skip), which usually follows within the second. One
+/// log item then holds both, where a creation logged alone would take an item (a write unit)
+/// of its own whenever the stream puts the creation and the send in different batches.
+fn creation_logged_later(n: &Notification) -> bool {
+    n.revision == 0
+        && n.status == Status::Pending
+        && n.scheduled_for.is_none_or(|t| t <= n.created_at)
+}
+
+/// The view writes for one change. Inserting a scheduled notification logs `scheduled`; one
+/// due now logs `created` with its next change (from that change's old image: the same entry
+/// whichever batch writes it); every later status change logs the status entered.
 pub fn project(change: &Change) -> Vec<ViewWrite> {
     let Some(new) = &change.new else {
         return Vec::new(); // removals: the views keep the history
     };
     let old_status = change.old.as_ref().map(|o| o.status);
     let mut writes = Vec::new();
+    if let Some(old) = change.old.as_ref().filter(|o| creation_logged_later(o)) {
+        writes.push(ViewWrite::Log(log_entry(old, "created")));
+    }
     // engagement the provider reported for the first time
     if let Some(old) = &change.old {
         let firsts = [
@@ -206,12 +220,21 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
         return writes; // not a status change (a sweep mark, a lease, engagement)
     }
     let event = match old_status {
-        None if new.scheduled_for.is_some_and(|t| t > new.created_at) => "scheduled",
-        None => "created",
-        Some(_) => new.status.as_str(),
+        None if creation_logged_later(new) => None,
+        None if new.scheduled_for.is_some_and(|t| t > new.created_at) => Some("scheduled"),
+        None => Some("created"),
+        Some(_) => Some(new.status.as_str()),
     };
-    writes.push(ViewWrite::Log(log_entry(new, event)));
-    if let Some(customer) = customer_of(new) {
+    if let Some(event) = event {
+        writes.push(ViewWrite::Log(log_entry(new, event)));
+    }
+    // A customer's feed shows what was sent to them: a notification enters it when it is sent
+    // (one scheduled, waiting for quiet hours to end, retrying or withheld is not there yet,
+    // or never), then follows its status.
+    if let Some(customer) = customer_of(new)
+        && new.sent_at.is_some()
+    {
+        let entered = change.old.as_ref().is_none_or(|o| o.sent_at.is_none());
         let entry = FeedEntry {
             org_id: new.org_id.clone(),
             customer_id: customer.clone(),
@@ -225,16 +248,17 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
             created_at: new.created_at,
             updated_at: new.updated_at,
         };
-        writes.push(match change.old {
-            None => ViewWrite::FeedCreate(entry),
-            Some(_) => ViewWrite::FeedStatus {
+        writes.push(if entered {
+            ViewWrite::FeedCreate(entry)
+        } else {
+            ViewWrite::FeedStatus {
                 org_id: entry.org_id,
                 customer_id: entry.customer_id,
                 notification_id: entry.notification_id,
                 created_at: entry.created_at,
                 status: entry.status,
                 updated_at: entry.updated_at,
-            },
+            }
         });
     }
     if let Some(outcome) = stat_outcome(new.status) {
@@ -281,7 +305,7 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
 /// The writes for a batch of changes. Log entries, feed creations and counted outcomes come
 /// from every change; the state-like views (feed status, dead letters) take, per notification,
 /// the write of its latest change that has one, so a batch delivered out of order still leaves
-/// the latest state. A notification created in the batch gets its feed entry with its latest
+/// the latest state. A notification sent in the batch gets its feed entry with its latest
 /// status at once, not a creation and then a status change (the views apply that status
 /// instead when the entry exists already: a replay).
 pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {

@@ -54,6 +54,9 @@ fn step(n: &Notification, status: Status, secs: i64) -> Notification {
     if status == Status::Sending {
         next.attempts += 1;
     }
+    if status == Status::Sent {
+        next.sent_at = Some(next.updated_at);
+    }
     if status == Status::Failed {
         next.failed_at = Some(next.updated_at);
         next.last_error = Some("address rejected".into());
@@ -123,39 +126,64 @@ fn every_status_change_is_logged_and_the_outcome_counted_once() {
     );
 }
 
-#[test]
-fn out_of_order_batches_keep_the_latest_state() {
-    let mut changes = life(false, Status::Failed);
-    changes.reverse();
-    let writes = project_batch(&changes);
-    let created: Vec<Status> = writes
+/// Creation, claim, send and the provider's delivery report.
+fn delivered_life() -> Vec<Change> {
+    let mut changes = life(false, Status::Sent);
+    let sent = changes[2].new.clone().unwrap();
+    let delivered = step(&sent, Status::Delivered, 1);
+    changes.push(Change {
+        old: Some(sent),
+        new: Some(delivered),
+    });
+    changes
+}
+
+fn feed_writes(writes: &[ViewWrite]) -> Vec<(&'static str, Status)> {
+    writes
         .iter()
         .filter_map(|w| match w {
-            ViewWrite::FeedCreate(entry) => Some(entry.status),
+            ViewWrite::FeedCreate(entry) => Some(("create", entry.status)),
+            ViewWrite::FeedStatus { status, .. } => Some(("status", *status)),
             _ => None,
         })
-        .collect();
-    assert_eq!(created, vec![Status::Failed]);
-    // without its creation (an earlier batch made it), the latest state is a status change
-    let writes = project_batch(&changes[..2]);
-    let statuses: Vec<_> = writes
-        .iter()
-        .filter_map(|w| {
-            if let ViewWrite::FeedStatus { status, .. } = w {
-                Some(*status)
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert_eq!(statuses, vec![Status::Failed]);
+        .collect()
+}
+
+#[test]
+fn out_of_order_batches_keep_the_latest_state() {
+    let mut changes = delivered_life();
+    changes.reverse();
     assert_eq!(
-        writes
+        feed_writes(&project_batch(&changes)),
+        [("create", Status::Delivered)]
+    );
+    // without its send (an earlier batch made the entry), the latest state is a status change
+    assert_eq!(
+        feed_writes(&project_batch(&changes[..1])),
+        [("status", Status::Delivered)]
+    );
+}
+
+#[test]
+fn a_notification_enters_the_feed_when_it_is_sent_and_not_before() {
+    // created, then claimed: not sent yet, not in the feed
+    let changes = delivered_life();
+    assert_eq!(feed_writes(&project_batch(&changes[..2])), []);
+    // the send (its own batch) creates the entry
+    assert_eq!(
+        feed_writes(&project_batch(&changes[2..3])),
+        [("create", Status::Sent)]
+    );
+    // failed before it was sent (dead-lettered), or withheld: never in the feed
+    for end in [Status::Failed, Status::Skipped] {
+        let writes = project_batch(&life(false, end));
+        assert_eq!(feed_writes(&writes), [], "{end:?}");
+        let dead_letters = writes
             .iter()
             .filter(|w| matches!(w, ViewWrite::DeadLetterPut(_)))
-            .count(),
-        1
-    );
+            .count();
+        assert_eq!(dead_letters, usize::from(end == Status::Failed));
+    }
 }
 
 #[test]
@@ -173,6 +201,30 @@ fn internal_notifications_never_reach_a_feed() {
             .count(),
         3
     );
+}
+
+fn logged(writes: &[ViewWrite]) -> Vec<(String, u32, DateTime<Utc>)> {
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            ViewWrite::Log(l) => Some((l.event.clone(), l.revision, l.at)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_creation_due_now_is_logged_with_its_next_change_the_same_entry_in_any_batch() {
+    let changes = life(false, Status::Sent);
+    // the creation alone (its own stream batch): nothing logged yet
+    assert_eq!(logged(&project_batch(&changes[..1])), []);
+    // the claim and the send in the next batch log the creation first, as one batch would
+    let together = logged(&project_batch(&changes));
+    assert_eq!(logged(&project_batch(&changes[1..])), together);
+    let created_at = changes[0].new.as_ref().unwrap().created_at;
+    assert_eq!(together[0], ("created".to_string(), 0, created_at));
+    // a claim's replay logs the same entries again (the log shows each once)
+    assert_eq!(logged(&project(&changes[1])), together[..2]);
 }
 
 #[test]

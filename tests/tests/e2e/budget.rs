@@ -63,9 +63,9 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     // one sweep: a query per shard of the due index, whatever is sent
     (Component::Scheduler, "dynamodb", "Query", 32),
     // per stream batch: which feed entries exist already (a replay); the audit log (an item per
-    // notification), the new feed entries and the outcomes counted, 25 puts a request; the
-    // life-cycle events
+    // notification), the new feed entries and the batch's outcomes (an item per counter), 25
+    // puts a request; the life-cycle events
     (Component::Projector, "dynamodb", "BatchGetItem", 1),
-    (Component::Projector, "dynamodb", "BatchWriteItem", 3),
+    (Component::Projector, "dynamodb", "BatchWriteItem", 2),
     (Component::Projector, "eventbridge", "PutEvents", 4),
 ];

@@ -125,13 +125,13 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
             n.id
         );
     }
-    // the feed: exactly the customer-facing ones, newest first, all unread
+    // the feed: exactly the customer-facing ones that were sent, newest first, all unread
     for customer in ["cus_a", "cus_b"] {
         let c = CustomerId::parse(customer).unwrap();
         let feed = h.local.views.feed(&org, &c, 100).await.unwrap();
         let mut expected: Vec<_> = all
             .iter()
-            .filter(|n| !n.internal && n.recipient.label() == customer)
+            .filter(|n| !n.internal && n.recipient.label() == customer && n.sent_at.is_some())
             .map(|n| (n.created_at, n.id.clone(), n.status))
             .collect();
         expected.sort_by(|x, y| (y.0, &y.1).cmp(&(x.0, &x.1)));
@@ -195,6 +195,7 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
         let response = herald_projector::handle(
             &h.local.views,
             &h.local.bus,
+            &h.local.options.lifecycle_events,
             LambdaEvent::new(replay.clone(), Default::default()),
         )
         .await
@@ -218,6 +219,7 @@ async fn a_malformed_stream_record_fails_alone() {
     let response = herald_projector::handle(
         &h.local.views,
         &h.local.bus,
+        &h.local.options.lifecycle_events,
         LambdaEvent::new(event.clone(), Default::default()),
     )
     .await

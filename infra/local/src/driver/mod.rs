@@ -14,6 +14,7 @@ use herald_adapters::{DynamoViews, EventBridgePublisher};
 use herald_core::dispatch::DispatchService;
 use herald_core::ids::EmailAddress;
 use herald_core::intake::IntakeService;
+use herald_core::lifecycle_events::LifecycleSelection;
 use herald_core::ports::{DispatchMessage, ManualClock, NotificationStore};
 use herald_core::retry::RetryPolicy;
 use herald_core::scheduler::{SchedulerService, SweepConfig};
@@ -89,6 +90,8 @@ pub struct Options {
     pub push_defaults: herald_core::providers::PushApplications,
     /// Faults injected into dispatch's AWS requests (`herald-local chaos`); none by default.
     pub dispatch_faults: Option<crate::faults::Faults>,
+    /// The life-cycle events the projector publishes (`HERALD_LIFECYCLE_EVENTS`; all by default).
+    pub lifecycle_events: LifecycleSelection,
 }
 
 /// A setting from the environment, when set and not empty.
@@ -109,6 +112,7 @@ impl Default for Options {
             settings_ttl: herald_adapters::secrets::CACHE_TTL,
             push_defaults: herald_core::providers::PushApplications::default(),
             dispatch_faults: None,
+            lifecycle_events: LifecycleSelection::all(),
         }
     }
 }
@@ -190,6 +194,7 @@ impl LocalStack {
         let projector_config = herald_projector::Config {
             views_table: stack.names.views_table(),
             event_bus: stack.names.bus(),
+            lifecycle_events: options.lifecycle_events.clone(),
         };
         let projector_aws = counted(Component::Projector).await;
         let views = herald_projector::views(&projector_config, &projector_aws);
@@ -366,6 +371,7 @@ impl LocalStack {
             let response = herald_projector::handle(
                 &self.views,
                 &self.bus,
+                &self.options.lifecycle_events,
                 LambdaEvent::new(batch, Context::default()),
             )
             .await

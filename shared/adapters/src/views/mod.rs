@@ -4,7 +4,8 @@
 //! Keys (`pk`, `sk`):
 //! - log entries of one batch: `LOG#org#notification`, `revision#event` of the first (`entries`: the list)
 //! - feed entry: `FEED#org#customer`, `created_at#notification` (the unread ones counted when asked)
-//! - a day's outcome (`segments`): `STATS#org#day#shard`, `type#channel#outcome#notification`, counted when asked
+//! - a batch's outcomes of one counter (`outcomes`: notification → SMS segments):
+//!   `STATS#org#day#shard`, `type#channel#outcome#hash of the notifications`, counted when asked
 //! - dead letter: `DL#org`, `failed_at#notification`
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -212,6 +213,7 @@ impl Views for DynamoViews {
         let mut batch = Vec::new();
         let mut creates = Vec::new();
         let mut statuses = Vec::new();
+        let mut outcomes = Vec::new();
         // a notification's log entries of the batch, in order: one item for them all
         let mut logs: BTreeMap<(&OrgId, &NotificationId), Vec<&LogEntry>> = BTreeMap::new();
         for w in writes {
@@ -231,9 +233,10 @@ impl Views for DynamoViews {
                 } => batch.push((dead_letter_key(org_id, notification_id, failed_at), None)),
                 ViewWrite::FeedCreate(entry) => creates.push(entry),
                 ViewWrite::FeedStatus { .. } => statuses.push(w),
-                ViewWrite::Stat(e) => batch.extend(Self::stat_writes(vec![e])),
+                ViewWrite::Stat(e) => outcomes.push(e),
             }
         }
+        batch.extend(Self::stat_writes(outcomes));
         for entries in logs.into_values() {
             batch.push(log_item(&entries)?);
         }

@@ -1,5 +1,6 @@
-//! The views table: batch writes left partly unprocessed, feed entries and outcomes as plain
-//! puts, the day's counters counted over every shard, a feed entry too large to store.
+//! The views table: batch writes left partly unprocessed, feed entries as plain puts, a
+//! batch's outcomes one item per counter, the day's counters counted over every shard with
+//! each notification once, a feed entry too large to store.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
@@ -114,60 +115,108 @@ async fn writes_that_stay_unprocessed_fail_the_batch() {
     );
 }
 
-#[tokio::test]
-async fn a_batchs_outcomes_are_puts_beside_its_other_writes_and_a_repeat_is_the_same_item() {
-    let written = mock!(Client::batch_write_item)
-        .match_requests(|r| {
-            let stats: Vec<&str> = r
-                .request_items()
-                .and_then(|i| i.get(TABLE))
-                .into_iter()
-                .flatten()
-                .filter_map(|w| w.put_request())
-                .filter_map(|p| p.item().get("sk").and_then(|v| v.as_s().ok()))
-                .map(String::as_str)
+/// The outcome items a batch write puts: (sort key, the notifications each lists).
+fn outcome_puts(r: &BatchWriteItemInput) -> Vec<(String, Vec<String>)> {
+    r.request_items()
+        .and_then(|i| i.get(TABLE))
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.put_request())
+        .filter_map(|p| {
+            let sk = p.item().get("sk")?.as_s().ok()?.clone();
+            let mut ids: Vec<String> = p
+                .item()
+                .get("outcomes")?
+                .as_m()
+                .ok()?
+                .keys()
+                .cloned()
                 .collect();
-            // ntf_1 twice is one item; the dead letter's delete goes in the same request
-            writes(r) == 3
-                && stats
-                    == [
-                        "order_confirmation#email#sent#ntf_1",
-                        "order_confirmation#email#sent#ntf_2",
-                    ]
-                    .iter()
-                    .copied()
-                    .filter(|sk| stats.contains(sk))
-                    .collect::<Vec<_>>()
-                && stats.len() == 2
+            ids.sort();
+            Some((sk, ids))
         })
-        .then_output(|| BatchWriteItemOutput::builder().build());
-    views(dynamo(&[&written]), TABLE)
-        .apply(&[sent("ntf_1"), sent("ntf_2"), sent("ntf_1"), forget("ntf_9")])
-        .await
-        .unwrap();
-    assert_eq!(written.num_calls(), 1);
+        .collect()
 }
 
 #[tokio::test]
-async fn the_days_counters_count_the_outcomes_of_every_shard() {
+async fn a_batchs_outcomes_of_one_counter_are_one_item_named_by_its_notifications() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let written = mock!(Client::batch_write_item)
+        .match_requests(move |r| {
+            record.lock().unwrap().push(outcome_puts(r));
+            // the dead letter's delete goes in the same request
+            writes(r) == 2
+        })
+        .sequence()
+        .output(|| BatchWriteItemOutput::builder().build())
+        .repeatedly()
+        .build();
+    let views = views(dynamo(&[&written]), TABLE);
+    let batch = [sent("ntf_1"), sent("ntf_2"), sent("ntf_1"), forget("ntf_9")];
+    views.apply(&batch).await.unwrap();
+    // replayed whole: the same item again
+    views.apply(&batch).await.unwrap();
+    // retried with other bounds: another item
+    views
+        .apply(&[sent("ntf_2"), forget("ntf_9")])
+        .await
+        .unwrap();
+    assert_eq!(written.num_calls(), 3);
+    let seen = seen.lock().unwrap();
+    let ids = |call: usize| seen[call][0].1.clone();
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    assert_eq!(ids(0), ["ntf_1", "ntf_2"]);
+    assert!(seen[0][0].0.starts_with("order_confirmation#email#sent#"));
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(ids(2), ["ntf_2"]);
+    assert_ne!(
+        seen[2][0].0, seen[0][0].0,
+        "a different batch never replaces an item"
+    );
+}
+
+#[tokio::test]
+async fn the_days_counters_count_each_notification_once_over_every_shard() {
+    let outcomes = |ids: &[(&str, &str)]| {
+        AttributeValue::M(
+            ids.iter()
+                .map(|(id, segments)| (id.to_string(), AttributeValue::N(segments.to_string())))
+                .collect(),
+        )
+    };
+    let item = |sk: &str, listed: AttributeValue| {
+        std::collections::HashMap::from([
+            ("sk".to_string(), AttributeValue::S(sk.into())),
+            ("outcomes".to_string(), listed),
+        ])
+    };
     let shard = mock!(Client::query)
         .match_requests(|r| r.key_condition_expression() == Some("pk = :pk"))
         .sequence()
-        .output(|| {
+        .output(move || {
             aws_sdk_dynamodb::operation::query::QueryOutput::builder()
+                // a batch, and the same batch retried with other bounds
+                .items(item(
+                    "reminder#sms#sent#aaaa",
+                    outcomes(&[("ntf_1", "2"), ("ntf_2", "1")]),
+                ))
+                .items(item("reminder#sms#sent#bbbb", outcomes(&[("ntf_2", "1")])))
+                .items(item(
+                    "reminder#email#sent#cccc",
+                    outcomes(&[("ntf_3", "0")]),
+                ))
+                // an item of one outcome, keyed by its notification
                 .items(std::collections::HashMap::from([
                     (
                         "sk".to_string(),
-                        AttributeValue::S("reminder#sms#sent#ntf_1".into()),
+                        AttributeValue::S("reminder#sms#sent#ntf_4".into()),
                     ),
-                    ("segments".to_string(), AttributeValue::N("2".into())),
+                    ("segments".to_string(), AttributeValue::N("3".into())),
                 ]))
-                .items(std::collections::HashMap::from([(
-                    "sk".to_string(),
-                    AttributeValue::S("reminder#email#sent#ntf_2".into()),
-                )]))
                 .build()
         })
+        .output(|| aws_sdk_dynamodb::operation::query::QueryOutput::builder().build())
         .repeatedly()
         .build();
     let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
@@ -176,19 +225,12 @@ async fn the_days_counters_count_the_outcomes_of_every_shard() {
         .await
         .unwrap();
     counts.sort_by_key(|c| c.key.channel.to_string());
-    let shards = shard.num_calls() as u64;
-    assert!(shards > 1, "a day is spread over shards");
+    assert!(shard.num_calls() > 1, "a day is spread over shards");
     let summary: Vec<(Channel, u64, u64)> = counts
         .iter()
         .map(|c| (c.key.channel, c.count, c.sms_segments))
         .collect();
-    assert_eq!(
-        summary,
-        [
-            (Channel::Email, shards, 0),
-            (Channel::Sms, shards, 2 * shards)
-        ]
-    );
+    assert_eq!(summary, [(Channel::Email, 1, 0), (Channel::Sms, 3, 6)]);
 }
 
 #[tokio::test]
