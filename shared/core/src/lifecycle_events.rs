@@ -87,7 +87,8 @@ impl FromStr for LifecycleEventKind {
 /// A life-cycle event's name that is not one Herald publishes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown life-cycle event `{0}`: expected `all`, `none`, or a comma-separated list of NotificationCreated, NotificationSent, NotificationDelivered, NotificationFailed, NotificationBounced, RecipientSuppressed"
+    "unknown life-cycle event `{0}`: expected `all`, `none`, or a comma-separated list of {known}",
+    known = LifecycleEventKind::ALL.map(LifecycleEventKind::as_str).join(", ")
 )]
 pub struct UnknownLifecycleEvent(String);
 
@@ -299,6 +300,11 @@ mod tests {
             .parse::<LifecycleSelection>()
             .unwrap_err();
         assert!(err.to_string().contains("`NotificationOpened`"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("NotificationBounced, RecipientSuppressed"),
+            "{err}"
+        );
         assert!("".parse::<LifecycleSelection>().is_err());
     }
 
