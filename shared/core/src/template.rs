@@ -12,10 +12,12 @@
 //! ([`WhatsappSpec`]); its `whatsapp.body.j2` is Herald's copy of the approved text.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
-use minijinja::value::Value as JinjaValue;
+use minijinja::value::{Enumerator, Object, Value as JinjaValue};
 use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -329,11 +331,7 @@ impl Catalog {
             .into_iter()
             .find(|l| available.contains(l))
             .ok_or_else(unsupported)?;
-        let ctx = minijinja::context! {
-            locale => locale.as_str(),
-            timezone => timezone.map_or("UTC", |tz| tz.name()),
-            ..JinjaValue::from_serialize(context)
-        };
+        let ctx = RenderContext::value(locale, timezone, context);
         let base = format!("{notification_type}/{chosen}/{channel}");
         let subject_name = format!("{base}.subject.j2");
         let subject = match self.env.get_template(&subject_name) {
@@ -474,6 +472,44 @@ impl Catalog {
     }
 }
 
+/// What a template sees: the event's context, and `locale` and `timezone` over it. One map
+/// looked up by name; its values are converted once per message, not per template.
+#[derive(Debug)]
+struct RenderContext {
+    locale: JinjaValue,
+    timezone: JinjaValue,
+    values: BTreeMap<String, JinjaValue>,
+}
+
+impl RenderContext {
+    fn value(locale: &Locale, timezone: Option<Tz>, context: &Map<String, Value>) -> JinjaValue {
+        JinjaValue::from_object(RenderContext {
+            locale: JinjaValue::from(locale.as_str()),
+            timezone: JinjaValue::from(timezone.map_or("UTC", |tz| tz.name())),
+            values: context
+                .iter()
+                .map(|(k, v)| (k.clone(), JinjaValue::from_serialize(v)))
+                .collect(),
+        })
+    }
+}
+
+impl Object for RenderContext {
+    fn get_value(self: &Arc<Self>, key: &JinjaValue) -> Option<JinjaValue> {
+        match key.as_str()? {
+            "locale" => Some(self.locale.clone()),
+            "timezone" => Some(self.timezone.clone()),
+            name => self.values.get(name).cloned(),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: Vec<JinjaValue> = self.values.keys().map(|k| k.as_str().into()).collect();
+        keys.extend(["locale", "timezone"].map(JinjaValue::from));
+        Enumerator::Values(keys)
+    }
+}
+
 /// The name under which a WhatsApp variable's expression is compiled.
 fn whatsapp_variable_template(notification_type: &NotificationType, number: &str) -> String {
     format!("{notification_type}/template.json#whatsapp.variables.{number}")
@@ -574,11 +610,14 @@ fn reject_undefined(value: &JinjaValue) -> Result<(), minijinja::Error> {
     }
 }
 
-fn state_locale(state: &State) -> String {
-    state
-        .lookup("locale")
-        .and_then(|v| v.as_str().and_then(|s| Locale::parse(s).ok()))
-        .map_or_else(|| "en".to_string(), |l| l.language())
+/// The language a filter formats in: French conventions for `fr`, English for any other.
+fn state_language(state: &State) -> &'static str {
+    let french = state.lookup("locale").is_some_and(|v| {
+        v.as_str()
+            .and_then(|tag| tag.split('-').next())
+            .is_some_and(|language| language.eq_ignore_ascii_case("fr"))
+    });
+    if french { "fr" } else { "en" }
 }
 
 fn state_timezone(state: &State) -> Tz {
@@ -592,15 +631,23 @@ fn state_timezone(state: &State) -> Tz {
 fn money_filter(
     state: &State,
     value: JinjaValue,
-    currency: String,
+    currency: JinjaValue,
 ) -> Result<String, minijinja::Error> {
     reject_undefined(&value)?;
+    reject_undefined(&currency)?;
+    let currency = currency
+        .as_str()
+        .ok_or_else(|| filter_error(format!("money: {currency} is not a currency code")))?;
+    let number;
     let text = match value.as_str() {
-        Some(s) => s.to_string(),
-        None if value.is_number() => value.to_string(),
+        Some(s) => s,
+        None if value.is_number() => {
+            number = value.to_string();
+            &number
+        }
         None => return Err(filter_error(format!("money: {value} is not an amount"))),
     };
-    format_money(&text, &currency, &state_locale(state))
+    format_money(text, currency, state_language(state))
         .ok_or_else(|| filter_error(format!("money: {text:?} is not a decimal amount")))
 }
 
@@ -616,34 +663,25 @@ pub fn format_money(amount: &str, currency: &str, language: &str) -> Option<Stri
     let negative = amount.starts_with('-');
     let digits = amount.trim_start_matches('-');
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-    let mut fraction: String = fraction.chars().collect();
-    // round half up at the currency's minor unit
-    let round_up = fraction.chars().nth(minor_digits).is_some_and(|c| c >= '5');
-    fraction.truncate(minor_digits);
-    while fraction.len() < minor_digits {
-        fraction.push('0');
+    // the amount in minor units, rounded half up at the currency's minor unit
+    let minor = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(minor_digits);
+    let mut scaled: u128 = 0;
+    for digit in whole.bytes().chain(minor) {
+        scaled = scaled
+            .checked_mul(10)?
+            .checked_add(u128::from(digit - b'0'))?;
     }
-    let scaled: u128 = format!("{whole}{fraction}").parse().ok()?;
-    let scaled = scaled + u128::from(round_up);
+    let round_up = fraction
+        .as_bytes()
+        .get(minor_digits)
+        .is_some_and(|&c| c >= b'5');
+    let scaled = scaled.checked_add(u128::from(round_up))?;
     let divisor = 10u128.pow(minor_digits as u32);
     let (units, cents) = (scaled / divisor, scaled % divisor);
     let french = language == "fr";
-    let group = if french { "\u{202f}" } else { "," };
-    let decimal = if french { "," } else { "." };
-    let units_text = units.to_string();
-    let mut grouped = String::new();
-    for (i, c) in units_text.chars().enumerate() {
-        if i > 0 && (units_text.len() - i) % 3 == 0 {
-            grouped.push_str(group);
-        }
-        grouped.push(c);
-    }
-    let number = if minor_digits > 0 {
-        format!("{grouped}{decimal}{cents:0width$}", width = minor_digits)
-    } else {
-        grouped
-    };
-    let sign = if negative && scaled > 0 { "-" } else { "" };
     let symbol = match currency {
         "USD" | "CAD" | "AUD" => Some("$"),
         "EUR" => Some("€"),
@@ -651,12 +689,34 @@ pub fn format_money(amount: &str, currency: &str, language: &str) -> Option<Stri
         "JPY" => Some("¥"),
         _ => None,
     };
-    Some(match (french, symbol) {
-        (true, Some(s)) => format!("{sign}{number}\u{a0}{s}"),
-        (true, None) => format!("{sign}{number}\u{a0}{currency}"),
-        (false, Some(s)) => format!("{sign}{s}{number}"),
-        (false, None) => format!("{sign}{currency}\u{a0}{number}"),
-    })
+    let mut out = String::with_capacity(amount.len() + 16);
+    if negative && scaled > 0 {
+        out.push('-');
+    }
+    if !french {
+        out.push_str(symbol.unwrap_or(currency));
+        if symbol.is_none() {
+            out.push('\u{a0}');
+        }
+    }
+    let units = units.to_string();
+    let group = if french { '\u{202f}' } else { ',' };
+    for (i, c) in units.chars().enumerate() {
+        if i > 0 && (units.len() - i) % 3 == 0 {
+            out.push(group);
+        }
+        out.push(c);
+    }
+    if minor_digits > 0 {
+        out.push(if french { ',' } else { '.' });
+        // writing to a String cannot fail
+        let _ = write!(out, "{cents:0minor_digits$}");
+    }
+    if french {
+        out.push('\u{a0}');
+        out.push_str(symbol.unwrap_or(currency));
+    }
+    Some(out)
 }
 
 const MONTHS_EN: [&str; 12] = [
@@ -709,18 +769,18 @@ fn format_date(t: DateTime<Tz>, language: &str) -> String {
 /// `{{ ts | date }}`: the date in the recipient's time zone and language.
 fn date_filter(state: &State, value: JinjaValue) -> Result<String, minijinja::Error> {
     let t = parse_instant(&value)?.with_timezone(&state_timezone(state));
-    Ok(format_date(t, &state_locale(state)))
+    Ok(format_date(t, state_language(state)))
 }
 
 /// `{{ ts | datetime }}`: the date and time in the recipient's time zone and language.
 fn datetime_filter(state: &State, value: JinjaValue) -> Result<String, minijinja::Error> {
-    let language = state_locale(state);
+    let language = state_language(state);
     let t = parse_instant(&value)?.with_timezone(&state_timezone(state));
     let zone = t.format("%Z");
     Ok(if language == "fr" {
         format!(
             "{} à {} h {:02} ({zone})",
-            format_date(t, &language),
+            format_date(t, language),
             t.hour(),
             t.minute()
         )
@@ -728,7 +788,7 @@ fn datetime_filter(state: &State, value: JinjaValue) -> Result<String, minijinja
         let (pm, hour) = t.hour12();
         format!(
             "{} at {}:{:02} {} ({zone})",
-            format_date(t, &language),
+            format_date(t, language),
             hour,
             t.minute(),
             if pm { "PM" } else { "AM" }
@@ -1220,7 +1280,10 @@ mod tests {
         assert_eq!(format_money("1000", "JPY", "en").unwrap(), "¥1,000");
         assert_eq!(format_money("12", "CHF", "en").unwrap(), "CHF\u{a0}12.00");
         assert_eq!(format_money("-5.25", "GBP", "en").unwrap(), "-£5.25");
+        assert_eq!(format_money("-0.001", "USD", "en").unwrap(), "$0.00");
         assert!(format_money("abc", "USD", "en").is_none());
+        // more digits than any amount: refused, not wrapped
+        assert!(format_money(&"9".repeat(40), "USD", "en").is_none());
     }
 
     #[test]

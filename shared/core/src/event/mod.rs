@@ -131,7 +131,7 @@ impl IncomingEvent {
         envelope: &EventEnvelope,
         now: DateTime<Utc>,
     ) -> Result<IncomingEvent, EventError> {
-        let detail = without_nulls(envelope.detail.clone());
+        let detail = without_nulls(&envelope.detail);
         let org_id = organization(&detail)?;
         let reader = Reader {
             detail_type: envelope.detail_type.as_str(),
@@ -150,7 +150,7 @@ impl IncomingEvent {
                 }
                 kind
             }
-            None => EventKind::Notify(notifying::notifying_event(&reader, &detail)?),
+            None => EventKind::Notify(notifying::notifying_event(&reader, detail)?),
         };
         Ok(IncomingEvent {
             event_id: envelope.id.clone(),

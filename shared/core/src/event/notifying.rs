@@ -179,13 +179,17 @@ fn check_context(r: &Reader, notification_type: &str, context: &Value) -> Result
     }
 }
 
+/// `detail` was checked to be an object on entry; it becomes the context, less the organization.
 fn notify(
     notification_type: &str,
     recipient: Recipient,
     business_key: BusinessKey,
-    detail: &Map<String, Value>,
+    detail: Value,
 ) -> NotifyRequest {
-    let mut context = detail.clone();
+    let mut context = match detail {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
     context.remove("organization_id");
     NotifyRequest {
         // invariant: the names passed here are the snake_case literals of `Context::TYPE`
@@ -200,56 +204,59 @@ fn notify(
     }
 }
 
-/// What a notifying event asks for.
-pub(super) fn notifying_event(r: &Reader, raw: &Value) -> Result<NotifyRequest, EventError> {
-    let detail = raw.as_object().ok_or(EventError::DetailNotAnObject)?;
-    let customer = || -> Result<Recipient, EventError> {
+/// What a notifying event asks for; its detail becomes the notification's context as it is,
+/// without a copy.
+pub(super) fn notifying_event(r: &Reader, raw: Value) -> Result<NotifyRequest, EventError> {
+    if !raw.is_object() {
+        return Err(EventError::DetailNotAnObject);
+    }
+    let customer = |raw: &Value| -> Result<Recipient, EventError> {
         let who: ForCustomer = r.detail(raw)?;
         Ok(Recipient::Customer(who.customer_id))
     };
     const AT: &str = "detail";
     Ok(match r.detail_type {
         "OrderCreated" => {
-            let recipient = customer()?;
-            let d: OrderConfirmation = read(r, AT, raw)?;
-            notify(OrderConfirmation::TYPE, recipient, d.order_id, detail)
+            let recipient = customer(&raw)?;
+            let d: OrderConfirmation = read(r, AT, &raw)?;
+            notify(OrderConfirmation::TYPE, recipient, d.order_id, raw)
         }
         "OrderDelivered" => {
-            let recipient = customer()?;
-            let d: ReviewPrompt = read(r, AT, raw)?;
-            let mut req = notify(ReviewPrompt::TYPE, recipient, d.order_id, detail);
+            let recipient = customer(&raw)?;
+            let d: ReviewPrompt = read(r, AT, &raw)?;
+            let mut req = notify(ReviewPrompt::TYPE, recipient, d.order_id, raw);
             let prompt_at = d.delivered_at.0 + Duration::days(REVIEW_PROMPT_DELAY_DAYS);
             req.scheduled_for = Some(r.plausible("detail.delivered_at + 7 days", prompt_at)?);
             req
         }
         "RefundIssued" => {
-            let recipient = customer()?;
-            let d: RefundIssued = read(r, AT, raw)?;
-            notify(RefundIssued::TYPE, recipient, d.refund_id, detail)
+            let recipient = customer(&raw)?;
+            let d: RefundIssued = read(r, AT, &raw)?;
+            notify(RefundIssued::TYPE, recipient, d.refund_id, raw)
         }
         "ChargebackOpened" => {
-            let d: ChargebackOpened = read(r, AT, raw)?;
+            let d: ChargebackOpened = read(r, AT, &raw)?;
             notify(
                 ChargebackOpened::TYPE,
                 Recipient::Operations,
                 d.chargeback_id,
-                detail,
+                raw,
             )
         }
         "TicketPurchased" => {
-            let recipient = customer()?;
-            let d: TicketConfirmation = read(r, AT, raw)?;
-            notify(TicketConfirmation::TYPE, recipient, d.ticket_id, detail)
+            let recipient = customer(&raw)?;
+            let d: TicketConfirmation = read(r, AT, &raw)?;
+            notify(TicketConfirmation::TYPE, recipient, d.ticket_id, raw)
         }
         "ReminderDue" => {
-            let recipient = customer()?;
-            let d: Reminder = read(r, AT, raw)?;
+            let recipient = customer(&raw)?;
+            let d: Reminder = read(r, AT, &raw)?;
             reminder(
-                notify(Reminder::TYPE, recipient, d.reminder_id.clone(), detail),
+                notify(Reminder::TYPE, recipient, d.reminder_id.clone(), raw),
                 &d,
             )
         }
-        "NotificationRequested" => requested(r, raw)?,
+        "NotificationRequested" => requested(r, &raw)?,
         other => return Err(EventError::UnknownDetailType(other.to_string())),
     })
 }
@@ -281,16 +288,13 @@ fn requested(r: &Reader, raw: &Value) -> Result<NotifyRequest, EventError> {
             MAX_CONTEXT_BYTES / 1024
         )));
     }
-    check_context(
-        r,
-        d.notification_type.as_str(),
-        &Value::Object(d.context.clone()),
-    )?;
+    let context = Value::Object(d.context);
+    check_context(r, d.notification_type.as_str(), &context)?;
     let mut req = notify(
         d.notification_type.as_str(),
         Recipient::Customer(d.customer_id),
         d.idempotency_key,
-        &d.context,
+        context,
     );
     if let Some(channels) = d.channels {
         req.channels = ChannelPlan::Only(channels.0);

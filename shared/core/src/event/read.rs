@@ -100,15 +100,15 @@ fn field_path(prefix: &str, path: &str, field: Option<&str>) -> String {
 }
 
 /// Null means absent: drops null members of every object, at any depth.
-pub(super) fn without_nulls(value: Value) -> Value {
+pub(super) fn without_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.into_iter()
+            map.iter()
                 .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
-        other => other,
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
