@@ -121,7 +121,7 @@ pub fn api(
 
 pub async fn api_from_env() -> Result<Api, Error> {
     let config = Config::from_env()?;
-    api(&config, &config::aws().await, Arc::new(SystemClock))
+    api(&config, &config::aws().await?, Arc::new(SystemClock))
 }
 
 /// A route: its method and path (as API Gateway, the SAM template and the OpenAPI document

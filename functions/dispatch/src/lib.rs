@@ -177,7 +177,7 @@ pub fn service(
 
 pub async fn service_from_env() -> Result<DispatchService, Error> {
     let config = Config::from_env()?;
-    let aws = config::aws().await;
+    let aws = config::aws().await?;
     Ok(service(&config, &aws, Arc::new(SystemClock)))
 }
 

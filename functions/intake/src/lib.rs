@@ -102,7 +102,7 @@ pub fn service(
 /// The service as the Lambda builds it: configuration from the environment, the system clock.
 pub async fn service_from_env() -> Result<IntakeService, Error> {
     let config = Config::from_env()?;
-    let aws = config::aws().await;
+    let aws = config::aws().await?;
     service(&config, &aws, Arc::new(SystemClock))
 }
 

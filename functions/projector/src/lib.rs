@@ -50,7 +50,7 @@ pub fn publisher(config: &Config, aws: &aws_config::SdkConfig) -> EventBridgePub
 /// The views, the bus and the life-cycle events published on it, from the environment.
 pub async fn from_env() -> Result<(DynamoViews, EventBridgePublisher, LifecycleSelection), Error> {
     let config = Config::from_env()?;
-    let aws = config::aws().await;
+    let aws = config::aws().await?;
     let views = views(&config, &aws);
     let bus = publisher(&config, &aws);
     Ok((views, bus, config.lifecycle_events))

@@ -54,7 +54,7 @@ pub fn service(
 
 pub async fn service_from_env() -> Result<SchedulerService, Error> {
     let config = Config::from_env()?;
-    let aws = config::aws().await;
+    let aws = config::aws().await?;
     Ok(service(&config, &aws, Arc::new(SystemClock)))
 }
 

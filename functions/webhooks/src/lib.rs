@@ -124,7 +124,7 @@ pub fn webhooks(config: Config, aws: &aws_config::SdkConfig, clock: Arc<dyn Cloc
 
 pub async fn webhooks_from_env() -> Result<Webhooks, Error> {
     let config = Config::from_env()?;
-    let aws = config::aws().await;
+    let aws = config::aws().await?;
     Ok(webhooks(config, &aws, Arc::new(SystemClock)))
 }
 

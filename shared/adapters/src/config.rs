@@ -40,7 +40,12 @@ pub fn parsed<T, E: std::fmt::Display>(
     }
 }
 
-/// The AWS configuration: region, credentials and `AWS_ENDPOINT_URL` from the environment.
-pub async fn aws() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+/// The AWS configuration: region, credentials and `AWS_ENDPOINT_URL` from the environment;
+/// the HTTPS client trusts the roots `HERALD_TLS_ROOTS` names ([`crate::aws_https`]).
+pub async fn aws() -> Result<aws_config::SdkConfig, ConfigError> {
+    let roots = crate::aws_https::TlsRoots::from_env()?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::aws_https::client(roots))
+        .load()
+        .await)
 }

@@ -1,5 +1,6 @@
 //! herald-adapters: herald-core's ports implemented with the AWS SDK.
 
+pub mod aws_https;
 pub mod backoff;
 mod classify;
 pub mod config;
