@@ -42,13 +42,10 @@ async fn a_message_that_is_not_an_event_fails_alone() {
     let batch = sample("sqs-poison.json");
     let handled = herald_intake::handle_messages(&service, &batch.records).await;
 
-    let failed: Vec<&str> = handled
-        .response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    assert_eq!(failed, [batch.records[1].message_id.as_deref().unwrap()]);
+    assert_eq!(
+        herald_adapters::sqs::failed_message_ids(&handled.response),
+        [batch.records[1].message_id.as_deref().unwrap()]
+    );
     assert_eq!(handled.records.len(), 1);
     assert!(
         store

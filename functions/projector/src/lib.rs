@@ -223,17 +223,17 @@ mod tests {
         LambdaEvent::new(event, lambda_runtime::Context::default())
     }
 
+    /// The sample batch handled by a deployment that publishes every life-cycle event.
+    async fn publish_all(bus: &MemoryEventPublisher) -> DynamoDbEventResponse {
+        handle(&no_views(), bus, &LifecycleSelection::all(), sample())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_batch_publishes_each_changes_events_and_a_replay_the_same_ids() {
         let bus = MemoryEventPublisher::new();
-        let response = handle(
-            &no_views(),
-            bus.as_ref(),
-            &LifecycleSelection::all(),
-            sample(),
-        )
-        .await
-        .unwrap();
+        let response = publish_all(&bus).await;
         assert!(response.batch_item_failures.is_empty());
         let first = bus.published();
         let kinds: Vec<_> = first.iter().map(|e| e.kind).collect();
@@ -244,14 +244,7 @@ mod tests {
                 LifecycleEventKind::NotificationSent
             ]
         );
-        handle(
-            &no_views(),
-            bus.as_ref(),
-            &LifecycleSelection::all(),
-            sample(),
-        )
-        .await
-        .unwrap();
+        publish_all(&bus).await;
         let again = &bus.published()[2..];
         assert_eq!(again, &first[..]);
     }
@@ -259,25 +252,11 @@ mod tests {
     #[tokio::test]
     async fn events_the_bus_refuses_fail_only_their_record() {
         let bus = MemoryEventPublisher::new();
-        handle(
-            &no_views(),
-            bus.as_ref(),
-            &LifecycleSelection::all(),
-            sample(),
-        )
-        .await
-        .unwrap();
+        publish_all(&bus).await;
         let sent = bus.published()[1].detail.event_id.clone();
         let bus = MemoryEventPublisher::new();
         bus.refuse(&sent);
-        let response = handle(
-            &no_views(),
-            bus.as_ref(),
-            &LifecycleSelection::all(),
-            sample(),
-        )
-        .await
-        .unwrap();
+        let response = publish_all(&bus).await;
         let failed: Vec<_> = response
             .batch_item_failures
             .iter()

@@ -89,3 +89,12 @@ pub fn batch_response<'a>(
     }
     response
 }
+
+/// The messages an answer reports failed, by their ids: those Lambda hands over again.
+pub fn failed_message_ids(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect()
+}

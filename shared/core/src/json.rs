@@ -1,7 +1,9 @@
 //! Reading JSON from outside (an api body, provider settings): a refusal says where, as a path
 //! (`channels.email`, `sns_topic_arns[2]`), and what was expected, never the value it found
-//! (which may be personal data or a credential).
+//! (which may be personal data or a credential). And the size a value takes as JSON, for the
+//! bounds put on what is accepted and stored.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use thiserror::Error;
@@ -11,6 +13,26 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
 pub struct Refusal(pub String);
+
+/// The size of a value as JSON, counted without keeping the bytes (`usize::MAX` for a value
+/// that does not serialize, so any bound refuses it).
+pub fn size(value: &impl Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
 
 /// Reads a body as a `T`; nothing but whitespace may follow the value.
 pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
@@ -94,6 +116,16 @@ mod tests {
     struct Body {
         channels: BTreeMap<String, bool>,
         start: Option<u8>,
+    }
+
+    #[test]
+    fn a_size_is_the_length_of_the_json_written() {
+        let value = serde_json::json!({"name": "Zoë \"Z\"", "items": [1, 2.5, null], "ok": true});
+        assert_eq!(size(&value), serde_json::to_vec(&value).unwrap().len());
+        assert_eq!(size(&""), 2);
+        // a map with keys JSON cannot hold does not serialize: no bound lets it through
+        let unkeyed: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert_eq!(size(&unkeyed), usize::MAX);
     }
 
     #[test]

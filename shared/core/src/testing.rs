@@ -21,25 +21,6 @@ use crate::record::IntakeRecord;
 /// DynamoDB's item size limit, which the memory store enforces the same way.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
-/// The size of a value as JSON, counted without keeping the bytes.
-fn json_size(value: &impl serde::Serialize) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -71,7 +52,7 @@ impl NotificationStore for MemoryStore {
         drop(failing);
         let mut map = lock(&self.notifications);
         for n in notifications {
-            let size = json_size(n);
+            let size = crate::json::size(n);
             if size > MAX_ITEM_BYTES {
                 return Err(PortError::new("create notifications", "item too large"));
             }

@@ -192,14 +192,9 @@ async fn a_poison_record_fails_alone_and_unknown_notifications_are_acknowledged(
     )
     .await
     .unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
     assert_eq!(
-        failed,
-        vec![poison_id],
+        herald_adapters::sqs::failed_message_ids(&response),
+        [poison_id.as_str()],
         "the good record (an unknown notification) is acknowledged"
     );
 }

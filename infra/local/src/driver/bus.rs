@@ -196,12 +196,7 @@ impl LocalStack {
             self.requests.invoked(Component::Intake);
             let event = sqs_event(batch);
             let handled = herald_intake::handle_messages(&self.intake, &event.records).await;
-            let failed: Vec<&str> = handled
-                .response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.as_str())
-                .collect();
+            let failed = herald_adapters::sqs::failed_message_ids(&handled.response);
             if !failed.is_empty() {
                 warn!(failed = failed.len(), "intake reported events failed");
             }

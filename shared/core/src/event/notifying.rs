@@ -281,7 +281,7 @@ fn reminder(mut req: NotifyRequest, d: &Reminder) -> NotifyRequest {
 /// own event defines it.
 fn requested(r: &Reader, raw: &Value) -> Result<NotifyRequest, EventError> {
     let d: NotificationRequested = r.detail(raw)?;
-    let size = serde_json::to_vec(&d.context).map_or(usize::MAX, |v| v.len());
+    let size = crate::json::size(&d.context);
     if size > MAX_CONTEXT_BYTES {
         return Err(r.invalid(format!(
             "detail.context must be at most {} KB as JSON",
