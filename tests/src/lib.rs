@@ -173,17 +173,22 @@ impl Harness {
         event
     }
 
-    /// A dispatcher on this stack, with the given email sender.
+    /// A dispatcher on this stack, as the dispatch function builds it.
+    pub fn stack_dispatcher(&self) -> herald_core::dispatch::DispatchService {
+        herald_dispatch::service(
+            &self.dispatch_config(),
+            &self.local.aws,
+            Arc::new(herald_core::ports::SystemClock),
+        )
+    }
+
+    /// A dispatcher on this stack, with the given sender in SES's place.
     pub fn dispatcher_with_email(
         &self,
         email: Arc<dyn herald_core::ports::ChannelSender>,
     ) -> herald_core::dispatch::DispatchService {
-        let mut service = herald_dispatch::service(
-            &self.dispatch_config(),
-            &self.local.aws,
-            Arc::new(herald_core::ports::SystemClock),
-        );
-        service.senders.email = email;
+        let mut service = self.stack_dispatcher();
+        with_ses(&mut service, email);
         service
     }
 
@@ -210,6 +215,16 @@ impl Harness {
             n(A::ApproximateNumberOfMessagesDelayed),
         )
     }
+}
+
+/// Puts `email` in SES's place among the dispatcher's senders.
+fn with_ses(
+    service: &mut herald_core::dispatch::DispatchService,
+    email: Arc<dyn herald_core::ports::ChannelSender>,
+) {
+    use herald_core::model::{Channel, DeliveryService};
+    service.senders =
+        std::mem::take(&mut service.senders).with(Channel::Email, DeliveryService::Ses, email);
 }
 
 impl Harness {
@@ -240,7 +255,7 @@ impl Harness {
         let mut config = self.dispatch_config();
         config.retry = retry;
         let mut service = herald_dispatch::service(&config, &self.local.aws, clock);
-        service.senders.email = email;
+        with_ses(&mut service, email);
         service
     }
 
@@ -342,12 +357,27 @@ impl Harness {
         assert_eq!(written, Write::Done);
     }
 
-    /// Stores this organization's settings for a provider, as the admin API does.
-    pub async fn set_provider(&self, provider: &str, settings: Value) {
-        let store = herald_adapters::SecretsManagerSettings::new(
+    fn settings_store(&self) -> herald_adapters::SecretsManagerSettings {
+        herald_adapters::SecretsManagerSettings::new(
             aws_sdk_secretsmanager::Client::new(&self.local.aws),
             self.local.stack.names.provider_secrets_prefix(),
-        );
+        )
+    }
+
+    /// Sets this organization's routing (`{"email": ["sendgrid"]}`), as the admin API does.
+    pub async fn set_routing(&self, routing: Value) {
+        herald_core::settings::set_routing(
+            &self.settings_store(),
+            &self.org_id(),
+            serde_json::from_value(routing).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Stores this organization's settings for a provider, as the admin API does.
+    pub async fn set_provider(&self, provider: &str, settings: Value) {
+        let store = self.settings_store();
         herald_core::settings::update(
             &store,
             &self.org_id(),
@@ -496,6 +526,7 @@ impl Harness {
                 herald_local::stack::DEFAULT_SENDER,
             )
             .expect("the default sender parses"),
+            routing: herald_core::routing::Routing::builtin(),
         };
         herald_api::api(
             &config,

@@ -1,13 +1,14 @@
-//! Administrators' routes: provider settings and sending identities.
+//! Administrators' routes: provider settings, routing and sending identities.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use herald_core::identity::{self, SenderIdentity};
 use herald_core::ids::{EmailAddress, OrgId};
-use herald_core::model::{Platform, Provider};
+use herald_core::model::{Channel, Platform, Provider};
 use herald_core::providers::OrgProviders;
 use herald_core::push_apps;
+use herald_core::routing::{self, Routing};
 use herald_core::settings;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -84,6 +85,39 @@ pub async fn put_provider(
     }
     let providers = settings::update(api.settings.as_ref(), &org, provider, settings).await?;
     Ok(settings_answer(&providers, provider))
+}
+
+/// The organization's own routing, and the route each channel takes with it and the
+/// deployment's (the providers the organization has not set up left out).
+fn routing_answer(api: &Api, providers: &OrgProviders) -> Json<Value> {
+    let effective: serde_json::Map<String, Value> = Channel::ALL
+        .into_iter()
+        .filter(|c| *c != Channel::InApp)
+        .map(|c| {
+            let route = routing::route(providers, &api.routing, c);
+            (c.to_string(), json!(route))
+        })
+        .collect();
+    Json(json!({"routing": providers.routing, "effective": effective}))
+}
+
+/// `GET /admin/routing`
+pub async fn routing(State(api): State<Api>, Admin(org): Admin) -> Result<Json<Value>, ApiError> {
+    let providers = api.settings.read(&org).await?.providers;
+    Ok(routing_answer(&api, &providers))
+}
+
+/// `PUT /admin/routing`: the providers of each channel in order (`{"email": ["ses",
+/// "sendgrid"]}`), replacing the organization's routing; a channel left out takes the
+/// deployment's route, `{}` all of them.
+pub async fn put_routing(
+    State(api): State<Api>,
+    Admin(org): Admin,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let routing: Routing = json(&body)?;
+    let providers = settings::set_routing(api.settings.as_ref(), &org, routing).await?;
+    Ok(routing_answer(&api, &providers))
 }
 
 /// SES sends for every organization from one account: a `from` must be an identity the

@@ -33,6 +33,7 @@ use herald_core::ports::ProviderSettings;
 use herald_core::ports::SendingIdentities;
 use herald_core::ports::Views;
 use herald_core::ports::{Clock, Directory, DispatchQueue, NotificationStore, SystemClock};
+use herald_core::routing::Routing;
 use herald_core::template::Catalog;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Body, Error, Request, Response};
@@ -49,6 +50,8 @@ pub struct Config {
     pub provider_secrets_prefix: String,
     /// The deployment's own sender, which every organization may use.
     pub default_sender: EmailAddress,
+    /// The deployment's routing (`HERALD_DEFAULT_ROUTING`), shown beside an organization's.
+    pub routing: Routing,
 }
 
 impl Config {
@@ -64,6 +67,11 @@ impl Config {
                     name: "HERALD_DEFAULT_SENDER",
                     message: e.0,
                 })?,
+            routing: config::parsed(
+                "HERALD_DEFAULT_ROUTING",
+                Routing::builtin(),
+                Routing::parse_setting,
+            )?,
         })
     }
 }
@@ -82,6 +90,7 @@ pub struct Api {
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub default_sender: EmailAddress,
+    pub routing: Routing,
 }
 
 /// Builds the api's dependencies; once per cold start.
@@ -116,6 +125,7 @@ pub fn api(
         catalog: Arc::new(Catalog::embedded()?),
         clock,
         default_sender: config.default_sender.clone(),
+        routing: config.routing.clone(),
     })
 }
 
@@ -184,6 +194,8 @@ fn table() -> Vec<Route> {
         get("/stats", operations::stats),
         get("/admin/providers/{provider}", admin::provider),
         put("/admin/providers/{provider}", admin::put_provider),
+        get("/admin/routing", admin::routing),
+        put("/admin/routing", admin::put_routing),
         get("/admin/identities/{identity}", admin::identity),
         put("/admin/identities/{identity}", admin::register_identity),
     ]

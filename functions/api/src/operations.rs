@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use herald_core::ids::{NotificationId, NotificationType};
-use herald_core::model::{Channel, Notification};
+use herald_core::model::{Channel, DeliveryService, ErrorCode, Notification, ProviderTry};
 use herald_core::ports::{DispatchMessage, Enqueue, RetryOutcome};
 use herald_core::time::format;
 use serde::{Deserialize, Serialize};
@@ -39,8 +39,13 @@ struct NotificationView<'a> {
     created_at: String,
     scheduled_for: Option<String>,
     sent_at: Option<String>,
+    /// The provider that sent it (or refused it for good).
+    provider: Option<DeliveryService>,
     provider_message_id: &'a Option<String>,
     last_error: &'a Option<String>,
+    error_code: &'a Option<ErrorCode>,
+    /// The providers that did not take it, each try in order (failover shows here).
+    tried: &'a [ProviderTry],
     opened_at: Option<String>,
     clicked_at: Option<String>,
 }
@@ -61,8 +66,11 @@ fn view(n: &Notification) -> NotificationView<'_> {
         created_at: format(&n.created_at),
         scheduled_for: t(&n.scheduled_for),
         sent_at: t(&n.sent_at),
+        provider: n.provider,
         provider_message_id: &n.provider_message_id,
         last_error: &n.last_error,
+        error_code: &n.error_code,
+        tried: &n.tried,
         opened_at: t(&n.opened_at),
         clicked_at: t(&n.clicked_at),
     }

@@ -88,6 +88,7 @@ fn world() -> World {
         catalog: Arc::new(Catalog::embedded().unwrap()),
         clock: FixedClock::at("2026-11-20T10:00:00Z".parse().unwrap()),
         default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
+        routing: herald_core::routing::Routing::builtin(),
     };
     World {
         api,
@@ -270,6 +271,7 @@ proptest! {
             "/admin/providers/ses",
             "/admin/providers/fcm",
             "/admin/providers/apns",
+            "/admin/routing",
         ][..]),
         body in any_body(),
     ) {
@@ -331,6 +333,8 @@ fn a_field_of_the_wrong_type_is_named() {
             json!({"account_sid": ["Zq7"], "auth_token": "t", "from": "+14155550101"}),
             "account_sid",
         ),
+        ("/admin/routing", json!({"email": ["ses", "Zq7"]}), "email"),
+        ("/admin/routing", json!({"sms": ["ses"]}), "sms[0]"),
         (
             "/admin/providers/apns",
             json!({"signing_key": "k", "key_id": "ABCDE12345", "team_id": "ABCDE12345", "bundle_id": "com.example.app", "sandbox": "Zq7"}),

@@ -9,15 +9,18 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoDirectory, DynamoNotificationStore, DynamoViews, EmailRouter, SecretsManagerSettings,
-    SendGridSender, SesEmailSender, SmsRouter, SnsPushEndpoints, SnsSmsSender, SqsDispatchQueue,
-    TwilioSender, WhatsappRouter,
+    DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings,
+    SendGridSender, SendgridEmail, SesEmail, SesEmailSender, SnsPushEndpoints, SnsSmsSender,
+    SqsDispatchQueue, TwilioSender, TwilioSms, TwilioWhatsapp,
 };
+use herald_core::breaker::{BreakerBoard, BreakerPolicy};
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
+use herald_core::model::{Channel, DeliveryService};
 use herald_core::ports::{Clock, Directory, DispatchMessage, ProviderSettings, SystemClock};
 use herald_core::providers::PushApplications;
 use herald_core::push::PushSender;
 use herald_core::retry::RetryPolicy;
+use herald_core::routing::Routing;
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::{error, warn};
 
@@ -36,6 +39,9 @@ pub struct Config {
     /// The deployment's SNS platform applications for organizations without their own
     /// (`HERALD_DEFAULT_FCM_APP_ARN`, `HERALD_DEFAULT_APNS_APP_ARN`).
     pub push_defaults: PushApplications,
+    /// When a provider's circuit breaker opens and how long it cools
+    /// (`HERALD_BREAKER_FAILURES`, `HERALD_BREAKER_COOLING_SECONDS`).
+    pub breaker: BreakerPolicy,
 }
 
 /// Where organizations' provider settings live and where the HTTP providers are.
@@ -49,6 +55,10 @@ pub struct ProvidersConfig {
     pub public_base_url: Option<String>,
     /// How long an organization's settings are trusted before they are read again.
     pub settings_ttl: Duration,
+    /// The providers of each channel, in order, for organizations that set no routing
+    /// (`HERALD_DEFAULT_ROUTING`, `email=sendgrid,ses;sms=twilio,sns`; the built-in one when
+    /// unset).
+    pub routing: Routing,
 }
 
 impl ProvidersConfig {
@@ -64,6 +74,11 @@ impl ProvidersConfig {
                 "HERALD_PROVIDER_SETTINGS_TTL_SECONDS",
                 herald_adapters::secrets::CACHE_TTL,
                 |s: &str| s.parse::<u64>().map(Duration::from_secs),
+            )?,
+            routing: config::parsed(
+                "HERALD_DEFAULT_ROUTING",
+                Routing::builtin(),
+                Routing::parse_setting,
             )?,
         })
     }
@@ -87,6 +102,20 @@ impl Config {
             name: "HERALD_RETRY_*",
             message: e.to_string(),
         })?;
+        let breaker_defaults = BreakerPolicy::default();
+        let breaker = BreakerPolicy {
+            failures_to_open: config::parsed(
+                "HERALD_BREAKER_FAILURES",
+                breaker_defaults.failures_to_open,
+                |s: &str| s.parse::<u32>().map(|n| n.max(1)),
+            )?,
+            cooling: config::parsed(
+                "HERALD_BREAKER_COOLING_SECONDS",
+                breaker_defaults.cooling,
+                seconds,
+            )?,
+            ..breaker_defaults
+        };
         Ok(Config {
             notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
             directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
@@ -100,6 +129,7 @@ impl Config {
                 fcm: config::optional("HERALD_DEFAULT_FCM_APP_ARN"),
                 apns: config::optional("HERALD_DEFAULT_APNS_APP_ARN"),
             },
+            breaker,
         })
     }
 }
@@ -117,8 +147,8 @@ pub fn service(
         )
         .with_ttl(config.providers.settings_ttl),
     );
-    let http = herald_adapters::http_client();
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
+    let dynamo_breakers = dynamo.clone();
     let directory: Arc<dyn Directory> = Arc::new(DynamoDirectory::new(
         dynamo.clone(),
         &config.directory_table,
@@ -133,46 +163,101 @@ pub fn service(
             aws_sdk_sqs::Client::new(aws),
             &config.dispatch_queue_url,
         )),
-        senders: Senders {
-            email: Arc::new(EmailRouter {
-                ses: SesEmailSender::new(
-                    aws_sdk_sesv2::Client::new(aws),
-                    config.ses_configuration_set.clone(),
-                ),
-                sendgrid: SendGridSender::new(http.clone(), &config.providers.sendgrid_base_url),
-                settings: settings.clone(),
-            }),
-            sms: Arc::new(SmsRouter {
-                sns: SnsSmsSender::new(aws_sdk_sns::Client::new(aws), config.sms_sender_id.clone()),
-                twilio: TwilioSender::new(
-                    http.clone(),
-                    &config.providers.twilio_base_url,
-                    config.providers.public_base_url.clone(),
-                ),
-                settings: settings.clone(),
-            }),
-            push: Arc::new(PushSender {
-                endpoints: Arc::new(SnsPushEndpoints::new(aws_sdk_sns::Client::new(aws))),
-                directory,
-                views: Arc::new(DynamoViews::new(dynamo, &config.views_table)),
-                settings: settings.clone(),
-                defaults: config.push_defaults.clone(),
-                clock: clock.clone(),
-            }),
-            whatsapp: Arc::new(WhatsappRouter {
-                twilio: TwilioSender::new(
-                    http,
-                    &config.providers.twilio_base_url,
-                    config.providers.public_base_url.clone(),
-                ),
-                settings,
-            }),
-        },
+        senders: senders(
+            config,
+            aws,
+            &settings,
+            directory.clone(),
+            dynamo,
+            clock.clone(),
+        ),
+        settings,
+        routing: config.providers.routing.clone(),
+        breakers: BreakerBoard::new(
+            Arc::new(DynamoBreakers::new(
+                dynamo_breakers,
+                &config.directory_table,
+            )),
+            config.breaker,
+        ),
         clock,
         chance: Arc::new(herald_core::ports::SystemChance),
         policy: config.retry.clone(),
         lease: DEFAULT_LEASE,
     }
+}
+
+/// A sender for each provider on each channel it serves.
+fn senders(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    settings: &Arc<dyn ProviderSettings>,
+    directory: Arc<dyn Directory>,
+    dynamo: aws_sdk_dynamodb::Client,
+    clock: Arc<dyn Clock>,
+) -> Senders {
+    let http = herald_adapters::http_client();
+    let sns = aws_sdk_sns::Client::new(aws);
+    let twilio = || {
+        TwilioSender::new(
+            http.clone(),
+            &config.providers.twilio_base_url,
+            config.providers.public_base_url.clone(),
+        )
+    };
+    Senders::new()
+        .with(
+            Channel::Email,
+            DeliveryService::Ses,
+            Arc::new(SesEmail {
+                ses: SesEmailSender::new(
+                    aws_sdk_sesv2::Client::new(aws),
+                    config.ses_configuration_set.clone(),
+                ),
+                settings: settings.clone(),
+            }),
+        )
+        .with(
+            Channel::Email,
+            DeliveryService::Sendgrid,
+            Arc::new(SendgridEmail {
+                sendgrid: SendGridSender::new(http.clone(), &config.providers.sendgrid_base_url),
+                settings: settings.clone(),
+            }),
+        )
+        .with(
+            Channel::Sms,
+            DeliveryService::Sns,
+            Arc::new(SnsSmsSender::new(sns.clone(), config.sms_sender_id.clone())),
+        )
+        .with(
+            Channel::Sms,
+            DeliveryService::Twilio,
+            Arc::new(TwilioSms {
+                twilio: twilio(),
+                settings: settings.clone(),
+            }),
+        )
+        .with(
+            Channel::Whatsapp,
+            DeliveryService::Twilio,
+            Arc::new(TwilioWhatsapp {
+                twilio: twilio(),
+                settings: settings.clone(),
+            }),
+        )
+        .with(
+            Channel::Push,
+            DeliveryService::Sns,
+            Arc::new(PushSender {
+                endpoints: Arc::new(SnsPushEndpoints::new(sns)),
+                directory,
+                views: Arc::new(DynamoViews::new(dynamo, &config.views_table)),
+                settings: settings.clone(),
+                defaults: config.push_defaults.clone(),
+                clock,
+            }),
+        )
 }
 
 pub async fn service_from_env() -> Result<DispatchService, Error> {

@@ -151,6 +151,7 @@ impl Served {
                 dispatch_queue_url: local.stack.dispatch_queue_url.clone(),
                 provider_secrets_prefix: names.provider_secrets_prefix(),
                 default_sender,
+                routing: herald_core::routing::Routing::builtin(),
             },
             &api_aws,
             local.clock.clone(),

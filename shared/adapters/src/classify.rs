@@ -1,5 +1,6 @@
 //! An AWS SDK answer to a send as Herald reads it: sent (with the provider's id when it could be
-//! read), or a soft (retry), hard (dead-letter) or recipient-level (suppress) failure.
+//! read), or a soft (retry), account-level (the next provider, then retry), hard (dead-letter)
+//! or recipient-level (suppress) failure.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -27,9 +28,33 @@ where
     }
 }
 
-/// Soft: the service is busy or failing, or the request never got an answer. Recipient: the
-/// service refuses the address itself (on its suppression list). Hard: the service understood
-/// the request and refused it; sending it again would be refused again.
+/// Errors that say the deployment's account or role may not send now, whatever the message:
+/// sending paused or suspended, a sender or domain not verified, a role without permission.
+fn account_refusal(code: &str, message: &str) -> bool {
+    const ACCOUNT: &[&str] = &[
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "AccountSendingPausedException",
+        "ConfigurationSetSendingPausedException",
+        "MailFromDomainNotVerifiedException",
+        "ConfigurationSetDoesNotExistException",
+        "AuthorizationError",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "KMSAccessDenied",
+        "KMSDisabled",
+    ];
+    ACCOUNT.contains(&code) || (code == "MessageRejected" && message.contains("not verified"))
+}
+
+/// Soft: the service is busy or failing, or the request never got an answer. Account: the
+/// service will not send for this account now (another provider may). Recipient: the service
+/// refuses the address itself (on its suppression list). Hard: the service understood the
+/// request and refused it; sending it again, anywhere, would be refused again.
 pub fn classify<E, R>(provider: &str, err: &SdkError<E, R>, soft_codes: &[&str]) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error,
@@ -48,6 +73,8 @@ where
                 && (message.contains("suppress") || message.contains("blacklist"));
             let refusal = if throttled || server_side || soft_codes.contains(&code) {
                 SendError::soft(format!("{provider} {code}"))
+            } else if account_refusal(code, &message) {
+                SendError::account(format!("{provider} will not send for the account: {code}"))
             } else if address_refused {
                 SendError::recipient(format!(
                     "{provider} refused the address: {code} (suppressed)"

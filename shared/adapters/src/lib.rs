@@ -21,10 +21,10 @@ pub mod twilio;
 pub mod views;
 
 pub use backoff::Backoff;
-pub use dynamo::{DynamoDirectory, DynamoNotificationStore};
+pub use dynamo::{DynamoBreakers, DynamoDirectory, DynamoNotificationStore};
 pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
-pub use routing::{EmailRouter, SmsRouter, WhatsappRouter};
+pub use routing::{SendgridEmail, SesEmail, TwilioSms, TwilioWhatsapp};
 pub use secrets::SecretsManagerSettings;
 pub use sendgrid::SendGridSender;
 pub use ses::{SesEmailSender, SesIdentities};

@@ -1,33 +1,26 @@
-//! Picks each organization's provider for a channel: SendGrid or SES for email, Twilio or SNS
-//! for SMS, Twilio for WhatsApp, by the settings the organization has.
+//! Each provider that needs an organization's settings as a sender of one channel: SES and
+//! SendGrid for email, Twilio for SMS and WhatsApp. Dispatch asks them in the order of the
+//! organization's routing (`herald_core::routing`); SNS needs no settings.
 //!
 //! Settings are cached; when a provider refuses the credentials of the cached copy (a key
 //! rotated meanwhile), the settings are read again and, if they changed, the send is tried once
-//! more with them. A refusal that stands is a soft failure: the provider's problem, retried,
-//! never a dead letter of the notification.
+//! more with them. A refusal that stands is the provider's failure: the next provider is asked,
+//! and the notification is retried, never dead-lettered for it.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::model::{DeliveryService, Notification};
+use herald_core::model::Notification;
 use herald_core::ports::ProviderSettings;
 use herald_core::ports::{ChannelSender, FailureKind, Receipt, SendError};
 use herald_core::providers::OrgProviders;
 use tracing::{info, warn};
 
-use crate::{SendGridSender, SesEmailSender, SnsSmsSender, TwilioSender};
+use crate::{SendGridSender, SesEmailSender, TwilioSender};
 
 fn unavailable(e: &herald_core::ports::PortError) -> SendError {
     warn!(error = %e, "provider settings unavailable");
     SendError::soft("provider settings unavailable")
-}
-
-/// A send's answer, marked with the service that gave it.
-fn through(
-    service: DeliveryService,
-    answer: Result<Receipt, SendError>,
-) -> Result<Receipt, SendError> {
-    answer.map(|r| r.via(service)).map_err(|e| e.via(service))
 }
 
 /// Sends with the cached settings; on a credential refusal, once more with settings read again
@@ -58,59 +51,73 @@ where
     }
 }
 
-pub struct EmailRouter {
+/// Settings removed since the route was read: the provider cannot send for the organization.
+fn not_set_up(provider: &str) -> SendError {
+    SendError::account(format!("{provider} is not set up for the organization"))
+}
+
+/// SES, from the organization's `From` and configuration set when it set them.
+pub struct SesEmail {
     pub ses: SesEmailSender,
+    pub settings: Arc<dyn ProviderSettings>,
+}
+
+#[async_trait]
+impl ChannelSender for SesEmail {
+    async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
+        let providers = self
+            .settings
+            .get(&n.org_id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        self.ses.send_with(n, providers.ses.as_ref()).await
+    }
+}
+
+pub struct SendgridEmail {
     pub sendgrid: SendGridSender,
     pub settings: Arc<dyn ProviderSettings>,
 }
 
 #[async_trait]
-impl ChannelSender for EmailRouter {
+impl ChannelSender for SendgridEmail {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
             match &providers.sendgrid {
-                Some(sendgrid) => through(
-                    DeliveryService::Sendgrid,
-                    self.sendgrid.send(n, sendgrid).await,
-                ),
-                None => through(
-                    DeliveryService::Ses,
-                    self.ses.send_with(n, providers.ses.as_ref()).await,
-                ),
+                Some(sendgrid) => self.sendgrid.send(n, sendgrid).await,
+                None => Err(not_set_up("sendgrid")),
             }
         })
         .await
     }
 }
 
-pub struct SmsRouter {
-    pub sns: SnsSmsSender,
+pub struct TwilioSms {
     pub twilio: TwilioSender,
     pub settings: Arc<dyn ProviderSettings>,
 }
 
 #[async_trait]
-impl ChannelSender for SmsRouter {
+impl ChannelSender for TwilioSms {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
             match &providers.twilio {
-                Some(twilio) => through(DeliveryService::Twilio, self.twilio.send(n, twilio).await),
-                None => through(DeliveryService::Sns, self.sns.send(n).await),
+                Some(twilio) => self.twilio.send(n, twilio).await,
+                None => Err(not_set_up("twilio")),
             }
         })
         .await
     }
 }
 
-/// WhatsApp goes through Twilio, from the organization's WhatsApp sender; an organization
-/// without one has not configured the channel.
-pub struct WhatsappRouter {
+/// WhatsApp goes through Twilio, from the organization's WhatsApp sender.
+pub struct TwilioWhatsapp {
     pub twilio: TwilioSender,
     pub settings: Arc<dyn ProviderSettings>,
 }
 
 #[async_trait]
-impl ChannelSender for WhatsappRouter {
+impl ChannelSender for TwilioWhatsapp {
     async fn send(&self, n: &Notification) -> Result<Receipt, SendError> {
         with_fresh_on_refusal(self.settings.as_ref(), n, |providers| async move {
             let sender = providers
@@ -119,10 +126,7 @@ impl ChannelSender for WhatsappRouter {
                 .and_then(|t| t.whatsapp_from.as_ref().map(|from| (t, from)));
             match sender {
                 Some((twilio, from)) => self.twilio.send_whatsapp(n, twilio, from).await,
-                None => Err(SendError::hard(format!(
-                    "channel {} is not configured",
-                    n.channel
-                ))),
+                None => Err(not_set_up("twilio's WhatsApp sender")),
             }
         })
         .await

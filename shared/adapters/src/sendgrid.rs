@@ -50,7 +50,7 @@ impl SendGridSender {
             .from
             .as_ref()
             .or(n.sender.as_ref())
-            .ok_or_else(|| SendError::hard("email notification without a sender"))?;
+            .ok_or_else(|| SendError::account("no sender address is set for the organization"))?;
         // SendGrid takes text/plain first, then text/html
         let mut content = vec![json!({"type": "text/plain", "value": n.body})];
         if let Some(html) = &n.html_body {

@@ -12,8 +12,9 @@ use herald_core::providers::SesSettings;
 use crate::classify::accepted;
 use crate::errors::aws;
 
-/// SES answers these when the account or region is temporarily unable to send.
-const SOFT_CODES: &[&str] = &["LimitExceededException", "SendingPausedException"];
+/// SES answers this when the account is over a limit for now. (A paused or suspended account is
+/// the account's refusal: [`crate::classify`].)
+const SOFT_CODES: &[&str] = &["LimitExceededException"];
 
 #[derive(Clone, Debug)]
 pub struct SesEmailSender {
@@ -68,7 +69,7 @@ impl SesEmailSender {
         let from = settings
             .and_then(|s| s.from.as_ref())
             .or(n.sender.as_ref())
-            .ok_or_else(|| SendError::hard("email notification without a sender"))?;
+            .ok_or_else(|| SendError::account("no sender address is set for the organization"))?;
         let configuration_set = settings
             .and_then(|s| s.configuration_set.clone())
             .or_else(|| self.configuration_set.clone());

@@ -39,7 +39,7 @@ where
     let e = classify("SNS", err, SOFT_CODES);
     let code = e.code.map(|c| c.to_string());
     match e.kind {
-        FailureKind::Soft | FailureKind::Credentials => PushRefusal::Soft {
+        FailureKind::Soft | FailureKind::Credentials | FailureKind::Account => PushRefusal::Soft {
             reason: e.reason,
             code,
         },

@@ -140,6 +140,7 @@ impl TwilioSender {
                 let reason = format!("Twilio error {code}");
                 match twilio_failure(code) {
                     TwilioFailure::Recipient => SendError::recipient(reason),
+                    TwilioFailure::Account => SendError::account(reason),
                     TwilioFailure::Permanent => SendError::hard(reason),
                     TwilioFailure::Transient => SendError::soft(reason),
                 }

@@ -21,19 +21,22 @@ use futures::executor::block_on;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use herald_core::breaker::{BreakerBoard, BreakerPolicy};
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchOutcome, DispatchService, Senders};
 use herald_core::event::{EventEnvelope, EventKind, IncomingEvent};
 use herald_core::ids::{EmailAddress, Locale, NotificationId, NotificationType, OrgId};
 use herald_core::intake::{IntakeConfig, IntakeService};
-use herald_core::model::Channel;
-use herald_core::ports::{DispatchMessage, NotConfigured};
+use herald_core::model::{Channel, DeliveryService};
+use herald_core::ports::DispatchMessage;
 use herald_core::provider_events::{sendgrid, ses, twilio};
 use herald_core::record::Outcome;
 use herald_core::retry::RetryPolicy;
+use herald_core::routing::Routing;
 use herald_core::sms::SegmentCap;
 use herald_core::template::Catalog;
 use herald_core::testing::{
-    FixedChance, FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, ScriptedSender,
+    FixedChance, FixedClock, MemoryBreakers, MemoryDirectory, MemoryProviderSettings, MemoryQueue,
+    MemoryStore, ScriptedSender,
 };
 
 const ORDER_CREATED: &[u8] = include_bytes!("../../../events/intake/10-order-created.json");
@@ -143,12 +146,23 @@ impl Ports {
             store,
             queue,
             directory: self.directory.clone(),
-            senders: Senders {
-                email: ScriptedSender::accepting(),
-                sms: ScriptedSender::accepting(),
-                push: Arc::new(NotConfigured(Channel::Push)),
-                whatsapp: Arc::new(NotConfigured(Channel::Whatsapp)),
-            },
+            senders: Senders::new()
+                .with(
+                    Channel::Email,
+                    DeliveryService::Ses,
+                    ScriptedSender::accepting(),
+                )
+                .with(
+                    Channel::Sms,
+                    DeliveryService::Sns,
+                    ScriptedSender::accepting(),
+                ),
+            settings: Arc::new(MemoryProviderSettings::default()),
+            routing: Routing::builtin(),
+            breakers: BreakerBoard::new(
+                Arc::new(MemoryBreakers::default()),
+                BreakerPolicy::default(),
+            ),
             clock: self.clock.clone(),
             chance: Arc::new(FixedChance(0.5)),
             policy: RetryPolicy::default(),

@@ -4,6 +4,7 @@
 //! [`directory`]'s preferences and the [`template`] catalog, and sent by [`dispatch`] through the
 //! [`ports`] that the adapters implement.
 
+pub mod breaker;
 pub mod consent;
 pub mod directory;
 pub mod directory_update;
@@ -23,6 +24,7 @@ pub mod push;
 pub mod push_apps;
 pub mod record;
 pub mod retry;
+pub mod routing;
 pub mod scheduler;
 pub mod scheduling;
 pub mod settings;

@@ -323,6 +323,54 @@ impl From<Provider> for DeliveryService {
     }
 }
 
+/// Whether a failed send is worth trying again, here or at another provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Throttling, timeouts, 5xx: try again later.
+    Soft,
+    /// The provider refused the organization's credentials (a key rotated or revoked): the
+    /// provider's problem, not the notification's. Retried as a soft failure, after the
+    /// settings are read again; never a dead letter of the notification.
+    Credentials,
+    /// The provider will not send for this account: sending paused or suspended, a sender
+    /// not verified, a missing configuration. The provider's problem, like `Credentials`:
+    /// the next provider is asked, and the message is retried, never dead-lettered for it.
+    Account,
+    /// A message the provider cannot take: trying again, anywhere, would fail again.
+    Hard,
+    /// The recipient opted out or does not exist (a STOP, a suppressed or invalid address):
+    /// final, whichever provider is asked, and the address goes on the suppression list so
+    /// nothing is tried there again.
+    Recipient,
+}
+
+impl FailureKind {
+    /// Whether the provider, not the message or its recipient, is at fault: the next
+    /// provider of the route may take the message.
+    pub fn at_provider(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Soft | FailureKind::Credentials | FailureKind::Account
+        )
+    }
+}
+
+/// A provider that did not take a message: which, in which attempt, and its code (the
+/// provider's, or Herald's when it gave none: `timeout`, `unreachable`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderTry {
+    pub attempt: u32,
+    pub provider: DeliveryService,
+    pub kind: FailureKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+}
+
+/// The most failed tries a notification keeps, the latest ones: the attempts times the
+/// providers of a route, with room to spare.
+pub const MAX_TRIES_KEPT: usize = 24;
+
 /// A provider's error code (`MessageRejected`, `21610`, `Permanent:General`), or Herald's own:
 /// a short token, never a provider's text (which may quote an address).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -460,6 +508,11 @@ pub struct Notification {
     /// The service the last attempt went through (none for in-app notifications).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<DeliveryService>,
+    /// The providers that did not take it, each try in order (the latest
+    /// [`MAX_TRIES_KEPT`]): a failover shows here as the first provider's try before the
+    /// second provider's send.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<ProviderTry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The code of `last_error`, when there is one.
@@ -591,6 +644,7 @@ impl Notification {
             next_retry_at: None,
             provider_message_id: None,
             provider: None,
+            tried: Vec::new(),
             last_error: None,
             error_code: None,
             suppressed_at: None,

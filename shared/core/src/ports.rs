@@ -9,12 +9,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::breaker::{BreakerPolicy, BreakerState, Recorded};
 use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::identity::{IdentityStatus, SenderIdentity};
 use crate::ids::{CustomerId, NotificationId, OrgId};
 use crate::lifecycle_events::LifecycleEvent;
-use crate::model::{Channel, DeliveryService, ErrorCode, Notification, Provider};
+use crate::model::{DeliveryService, ErrorCode, Notification, Provider};
 use crate::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
 use crate::provider_events::DeliveryChange;
 use crate::providers::{OrgProviders, StoredProviders};
@@ -383,22 +384,7 @@ pub trait DispatchQueue: Send + Sync {
     async fn enqueue(&self, messages: &[Enqueue]) -> Result<(), PortError>;
 }
 
-/// Whether a failed send is worth trying again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Throttling, timeouts, 5xx: try again later.
-    Soft,
-    /// The provider refused the organization's credentials (a key rotated or revoked): the
-    /// provider's problem, not the notification's. Retried as a soft failure, after the
-    /// settings are read again; never a dead letter of the notification.
-    Credentials,
-    /// A message the provider cannot take, a missing configuration: trying again would fail again.
-    Hard,
-    /// The recipient opted out or does not exist (a STOP, a suppressed or invalid address):
-    /// final, whichever provider is asked, and the address goes on the suppression list so
-    /// nothing is tried there again.
-    Recipient,
-}
+pub use crate::model::FailureKind;
 
 /// A provider's refusal, typed so dispatch decides retry or dead-letter by matching.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -441,6 +427,10 @@ impl SendError {
 
     pub fn recipient(reason: impl Into<String>) -> Self {
         SendError::of(FailureKind::Recipient, reason)
+    }
+
+    pub fn account(reason: impl Into<String>) -> Self {
+        SendError::of(FailureKind::Account, reason)
     }
 
     /// The provider's code, kept if it is a code (not text).
@@ -497,20 +487,6 @@ impl Receipt {
 #[async_trait]
 pub trait ChannelSender: Send + Sync {
     async fn send(&self, notification: &Notification) -> Result<Receipt, SendError>;
-}
-
-/// Answers every send with a hard "not configured" failure, for channels without a provider yet.
-#[derive(Debug, Clone, Copy)]
-pub struct NotConfigured(pub Channel);
-
-#[async_trait]
-impl ChannelSender for NotConfigured {
-    async fn send(&self, _: &Notification) -> Result<Receipt, SendError> {
-        Err(SendError::hard(format!(
-            "channel {} is not configured",
-            self.0
-        )))
-    }
 }
 
 /// Why a platform refused a push request.
@@ -714,6 +690,40 @@ pub trait ProviderSettings: Send + Sync {
         providers: &OrgProviders,
         expected: Option<&str>,
     ) -> Result<Write, PortError>;
+}
+
+/// The circuit breakers' shared state, one per organization and provider
+/// ([`crate::breaker`]). A breaker that never tripped has nothing stored.
+#[async_trait]
+pub trait Breakers: Send + Sync {
+    /// The stored state of these breakers (absent: closed, no failures), read together.
+    async fn read(
+        &self,
+        keys: &[(OrgId, DeliveryService)],
+    ) -> Result<BTreeMap<(OrgId, DeliveryService), BreakerState>, PortError>;
+
+    /// Records a provider-level failure as [`crate::breaker::after_failure`] applies it,
+    /// atomically against other dispatchers' writes.
+    async fn failure(
+        &self,
+        org: &OrgId,
+        provider: DeliveryService,
+        now: DateTime<Utc>,
+        policy: &BreakerPolicy,
+    ) -> Result<Recorded, PortError>;
+
+    /// Takes a half-open breaker's probe until `lease_until`: the state with the lease, or
+    /// `None` when the breaker is not half-open or another probe holds it.
+    async fn take_probe(
+        &self,
+        org: &OrgId,
+        provider: DeliveryService,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<BreakerState>, PortError>;
+
+    /// Closes the breaker and forgets its failures.
+    async fn close(&self, org: &OrgId, provider: DeliveryService) -> Result<(), PortError>;
 }
 
 /// The email provider's sending identities (SES).

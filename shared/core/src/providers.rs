@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{EmailAddress, InvalidValue, OrgId, PhoneNumber};
 use crate::model::Provider;
+use crate::routing::Routing;
 
 /// A credential: kept out of debug output and logs.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -136,6 +137,10 @@ pub struct OrgProviders {
     /// The organization's SNS platform applications for mobile push.
     #[serde(default, skip_serializing_if = "PushApplications::is_empty")]
     pub push: PushApplications,
+    /// The providers of each channel in the order they are asked; the deployment's for the
+    /// channels it does not name.
+    #[serde(default, skip_serializing_if = "Routing::is_empty")]
+    pub routing: Routing,
 }
 
 /// SNS platform applications by push platform, as ARNs (`arn:aws:sns:…:app/GCM/name`, the

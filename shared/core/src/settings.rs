@@ -1,5 +1,5 @@
-//! Changing an organization's provider settings: read fresh, change one provider, write only
-//! if nobody wrote in between, else again.
+//! Changing an organization's provider settings (one provider's, or the routing): read fresh,
+//! change, write only if nobody wrote in between, else again.
 
 use thiserror::Error;
 
@@ -7,6 +7,7 @@ use crate::ids::{InvalidValue, OrgId};
 use crate::model::Provider;
 use crate::ports::{PortError, ProviderSettings, Write};
 use crate::providers::{OrgProviders, StoredProviders};
+use crate::routing::Routing;
 
 /// How many times a settings update reads and writes again when someone else wrote meanwhile.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -22,22 +23,46 @@ pub enum UpdateError {
     Port(#[from] PortError),
 }
 
-/// Sets one provider's settings and keeps the others as they are stored now: read fresh, change,
-/// write only if nobody wrote in between, else again.
+/// Sets one provider's settings and keeps the others as they are stored now.
 pub async fn update(
     settings: &dyn ProviderSettings,
     org: &OrgId,
     provider: Provider,
     value: serde_json::Value,
 ) -> Result<OrgProviders, UpdateError> {
+    modify(settings, org, |providers| {
+        providers.set(provider, value.clone())
+    })
+    .await
+}
+
+/// Sets the organization's routing, checked against the providers it has set up now.
+pub async fn set_routing(
+    settings: &dyn ProviderSettings,
+    org: &OrgId,
+    routing: Routing,
+) -> Result<OrgProviders, UpdateError> {
+    modify(settings, org, |providers| {
+        routing.validate_for(providers)?;
+        providers.routing = routing.clone();
+        Ok(())
+    })
+    .await
+}
+
+/// Changes the settings as stored now: read fresh, change, write only if nobody wrote in
+/// between, else again (the change is made again on what they wrote).
+async fn modify(
+    settings: &dyn ProviderSettings,
+    org: &OrgId,
+    change: impl Fn(&mut OrgProviders) -> Result<(), InvalidValue>,
+) -> Result<OrgProviders, UpdateError> {
     for _ in 0..UPDATE_ATTEMPTS {
         let StoredProviders {
             mut providers,
             version,
         } = settings.read(org).await?;
-        providers
-            .set(provider, value.clone())
-            .map_err(UpdateError::Invalid)?;
+        change(&mut providers).map_err(UpdateError::Invalid)?;
         match settings.write(org, &providers, version.as_deref()).await? {
             Write::Done => return Ok(providers),
             Write::Conflict => continue,

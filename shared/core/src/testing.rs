@@ -1040,3 +1040,88 @@ impl crate::ports::PlatformApplications for MemoryPlatformApplications {
         Ok(arn)
     }
 }
+
+/// Circuit breakers in memory, applying failures as every store does.
+#[derive(Default)]
+pub struct MemoryBreakers {
+    states: Mutex<BTreeMap<(OrgId, crate::model::DeliveryService), crate::breaker::BreakerState>>,
+    /// Reads of the store (the dispatchers' cache misses).
+    pub reads: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryBreakers {
+    pub fn state(
+        &self,
+        org: &OrgId,
+        provider: crate::model::DeliveryService,
+    ) -> crate::breaker::BreakerState {
+        lock(&self.states)
+            .get(&(org.clone(), provider))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl crate::ports::Breakers for MemoryBreakers {
+    async fn read(
+        &self,
+        keys: &[(OrgId, crate::model::DeliveryService)],
+    ) -> Result<
+        BTreeMap<(OrgId, crate::model::DeliveryService), crate::breaker::BreakerState>,
+        PortError,
+    > {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let states = lock(&self.states);
+        Ok(keys
+            .iter()
+            .filter_map(|k| states.get(k).map(|s| (k.clone(), s.clone())))
+            .collect())
+    }
+
+    async fn failure(
+        &self,
+        org: &OrgId,
+        provider: crate::model::DeliveryService,
+        now: DateTime<Utc>,
+        policy: &crate::breaker::BreakerPolicy,
+    ) -> Result<crate::breaker::Recorded, PortError> {
+        let mut states = lock(&self.states);
+        let key = (org.clone(), provider);
+        let recorded = crate::breaker::after_failure(
+            states.get(&key).cloned().unwrap_or_default(),
+            now,
+            policy,
+        );
+        states.insert(key, recorded.state.clone());
+        Ok(recorded)
+    }
+
+    async fn take_probe(
+        &self,
+        org: &OrgId,
+        provider: crate::model::DeliveryService,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<crate::breaker::BreakerState>, PortError> {
+        let mut states = lock(&self.states);
+        let Some(state) = states.get_mut(&(org.clone(), provider)) else {
+            return Ok(None);
+        };
+        if state.gate(now) != crate::breaker::Gate::HalfOpen {
+            return Ok(None);
+        }
+        state.probe_until = Some(lease_until);
+        Ok(Some(state.clone()))
+    }
+
+    async fn close(
+        &self,
+        org: &OrgId,
+        provider: crate::model::DeliveryService,
+    ) -> Result<(), PortError> {
+        lock(&self.states).remove(&(org.clone(), provider));
+        Ok(())
+    }
+}

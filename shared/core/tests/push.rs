@@ -63,14 +63,14 @@ async fn push_world_with(
     }
     let views = Arc::new(MemoryUnread::default());
     views.unread.lock().unwrap().insert((org(), alice()), 4);
-    world.push = Arc::new(PushSender {
+    world.push = Some(Arc::new(PushSender {
         endpoints: endpoints.clone(),
         directory: world.directory.clone(),
         views,
         settings,
         defaults,
         clock: world.clock.clone(),
-    });
+    }));
     world.contact("cus_alice", "en").await;
     world
         .preferences("cus_alice", json!({"push": true}), json!([]))

@@ -388,15 +388,14 @@ async fn hard_failures_dead_letter_at_once_with_the_reason() {
 #[tokio::test]
 async fn a_send_records_the_service_and_a_refused_address_its_code_and_suppression() {
     use herald_core::model::DeliveryService;
-    let refusal = SendError::recipient("Twilio error 21610")
-        .with_code("21610")
-        .via(DeliveryService::Twilio);
+    // the provider dispatch asked is the one recorded
+    let refusal = SendError::recipient("SES refused the address").with_code("21610");
     let mut w = World::with_email(ScriptedSender::new(vec![Script::Fail(refusal)]));
     let m = one_queued_email(&mut w).await;
     w.dispatcher().dispatch(&m).await.unwrap();
     let n = &w.notifications()[0];
     assert_eq!(n.status, Status::Failed);
-    assert_eq!(n.provider, Some(DeliveryService::Twilio));
+    assert_eq!(n.provider, Some(DeliveryService::Ses));
     assert_eq!(n.error_code.as_ref().map(|c| c.as_str()), Some("21610"));
     assert!(n.suppressed_at.is_some(), "the address went on the list");
 

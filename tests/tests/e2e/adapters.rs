@@ -257,3 +257,61 @@ async fn the_dynamodb_store_allows_exactly_the_life_cycles_transitions() {
         .unwrap();
     assert_eq!(allowed, herald_core::testing::transition_table());
 }
+
+#[tokio::test]
+async fn a_breaker_counts_failures_opens_lets_one_probe_through_and_closes_in_the_table() {
+    use herald_adapters::DynamoBreakers;
+    use herald_core::breaker::{BreakerPolicy, Gate};
+    use herald_core::model::DeliveryService::{Sendgrid, Ses};
+    use herald_core::ports::Breakers;
+
+    let h = Harness::new().await;
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let breakers = DynamoBreakers::new(
+        aws_sdk_dynamodb::Client::new(&h.local.aws),
+        h.local.stack.names.directory_table(),
+    );
+    let policy = BreakerPolicy::default();
+    let t0: chrono::DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+
+    let keys = [(org.clone(), Ses), (org.clone(), Sendgrid)];
+    assert!(breakers.read(&keys).await.unwrap().is_empty());
+    for s in 0..4 {
+        let recorded = breakers.failure(&org, Ses, at(s), &policy).await.unwrap();
+        assert!(!recorded.opened);
+    }
+    // two dispatchers count the fifth and sixth at once: both are counted, one opens it
+    let (a, b) = tokio::join!(
+        breakers.failure(&org, Ses, at(4), &policy),
+        breakers.failure(&org, Ses, at(4), &policy)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(u8::from(a.opened) + u8::from(b.opened), 1);
+    let read = breakers.read(&keys).await.unwrap();
+    assert_eq!(read.len(), 1, "a provider that never failed has no item");
+    let ses = &read[&(org.clone(), Ses)];
+    assert_eq!(ses.failures, 6);
+    assert_eq!(ses.gate(at(10)), Gate::Open { until: at(64) });
+
+    assert_eq!(
+        breakers
+            .take_probe(&org, Ses, at(30), at(60))
+            .await
+            .unwrap(),
+        None,
+        "still cooling"
+    );
+    let (p, q) = tokio::join!(
+        breakers.take_probe(&org, Ses, at(65), at(95)),
+        breakers.take_probe(&org, Ses, at(65), at(95))
+    );
+    assert_eq!(
+        u8::from(p.unwrap().is_some()) + u8::from(q.unwrap().is_some()),
+        1,
+        "one probe"
+    );
+
+    breakers.close(&org, Ses).await.unwrap();
+    assert!(breakers.read(&keys).await.unwrap().is_empty());
+}

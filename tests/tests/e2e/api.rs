@@ -563,3 +563,91 @@ async fn an_organization_sends_only_from_identities_it_owns() {
     );
     assert_eq!(h.run_one(own).await.outcome, "directory_updated");
 }
+
+#[tokio::test]
+async fn an_administrator_sets_the_order_providers_are_asked_in() {
+    let h = Harness::new().await;
+    let api = h.api();
+    let org = h.org.as_str();
+    let (code, answer) = h
+        .call(&api, "GET", "/admin/routing", As::Admin(org), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(answer["routing"], json!({}));
+    assert_eq!(answer["effective"]["email"], json!(["ses"]), "{answer}");
+    assert_eq!(answer["effective"]["whatsapp"], json!([]));
+    // SendGrid is not set up yet
+    let route = json!({"email": ["sendgrid", "ses"]});
+    let (code, refusal) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/routing",
+            As::Admin(org),
+            Some(route.clone()),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        refusal["message"],
+        "email[0]: sendgrid is not set up for this organization"
+    );
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/providers/sendgrid",
+            As::Admin(org),
+            Some(json!({"api_key": herald_local::stand_ins::SENDGRID_KEY})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/routing",
+            As::Operator(org),
+            Some(route.clone()),
+        )
+        .await;
+    assert_eq!(code, 403, "administrators only");
+    let (code, set) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/routing",
+            As::Admin(org),
+            Some(route.clone()),
+        )
+        .await;
+    assert_eq!((code, &set["routing"]), (200, &route));
+    assert_eq!(set["effective"]["email"], json!(["sendgrid", "ses"]));
+    // the provider settings written meanwhile are kept, and the routing is read back
+    let (_, answer) = h
+        .call(&api, "GET", "/admin/routing", As::Admin(org), None)
+        .await;
+    assert_eq!(answer, set);
+    let (_, sendgrid) = h
+        .call(
+            &api,
+            "GET",
+            "/admin/providers/sendgrid",
+            As::Admin(org),
+            None,
+        )
+        .await;
+    assert_eq!(sendgrid["configured"], true);
+    // {} goes back to the deployment's
+    let (_, cleared) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/routing",
+            As::Admin(org),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(cleared["routing"], json!({}));
+    assert_eq!(cleared["effective"]["email"], json!(["sendgrid", "ses"]));
+}

@@ -51,8 +51,9 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::IntakeQueue, "sqs", "ReceiveMessage", 2),
     (Component::IntakeQueue, "sqs", "DeleteMessageBatch", 2),
     // per batch of ten: consent (customers, suppression) and the emails' HTML from the intake
-    // records; per notification: claim and settle
-    (Component::Dispatch, "dynamodb", "BatchGetItem", 4),
+    // records; per notification: claim and settle; the providers' circuit breakers, once per
+    // cache period (5 s) of a warm function
+    (Component::Dispatch, "dynamodb", "BatchGetItem", 5),
     (Component::Dispatch, "dynamodb", "UpdateItem", 40),
     // the organization's provider settings: once per warm function (then cached five minutes)
     (Component::Dispatch, "secretsmanager", "GetSecretValue", 1),

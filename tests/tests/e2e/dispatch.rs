@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use herald_core::ids::{NotificationId, OrgId};
-use herald_core::model::Status;
+use herald_core::model::{Channel, DeliveryService, Status};
 use herald_core::ports::{ChannelSender, NotificationStore};
 use herald_core::testing::{Script, ScriptedSender};
 use herald_e2e::Harness;
@@ -26,10 +26,7 @@ async fn the_same_message_twice_or_two_racing_dispatchers_send_one_email() {
     one_pending_email(&h, &email).await;
     let batch = h.dispatch_batch().await;
     assert_eq!(batch.records.len(), 1);
-    let (a, b) = (
-        h.dispatcher_with_email(h.local.dispatch.senders.email.clone()),
-        h.dispatcher_with_email(h.local.dispatch.senders.email.clone()),
-    );
+    let (a, b) = (h.stack_dispatcher(), h.stack_dispatcher());
     let (ra, rb) = futures::join!(
         herald_dispatch::handle(&a, LambdaEvent::new(batch.clone(), Default::default())),
         herald_dispatch::handle(&b, LambdaEvent::new(batch.clone(), Default::default())),
@@ -45,7 +42,7 @@ async fn the_same_message_twice_or_two_racing_dispatchers_send_one_email() {
 }
 
 #[tokio::test]
-async fn an_unverified_sender_is_a_hard_failure_recorded_with_its_reason() {
+async fn an_unverified_sender_is_the_accounts_refusal_retried_until_the_attempts_are_spent() {
     let h = Harness::new().await;
     // the organization's own domain, which SES has not verified
     h.own_identity("unverified.example").await;
@@ -57,20 +54,41 @@ async fn an_unverified_sender_is_a_hard_failure_recorded_with_its_reason() {
     )])
     .await;
     let (org, id) = one_pending_email(&h, &email).await;
-    h.local.drain_dispatch().await.unwrap();
+    // one attempt only: the refusal stands, so the attempts are spent at once
+    let ses = h
+        .local
+        .dispatch
+        .senders
+        .get(Channel::Email, DeliveryService::Ses)
+        .expect("SES sends email")
+        .clone();
+    let one_attempt = herald_core::retry::RetryPolicy::new(
+        1,
+        std::time::Duration::from_secs(300),
+        6,
+        std::time::Duration::from_secs(7200),
+    )
+    .unwrap();
+    let dispatcher = h.dispatcher(ses, Arc::new(herald_core::ports::SystemClock), one_attempt);
+    h.dispatch_with(&dispatcher).await;
     let n = h.local.store.get(&org, &id).await.unwrap().unwrap();
     assert_eq!(n.status, Status::Failed);
     assert_eq!(n.attempts, 1);
     assert_eq!(
         n.last_error.as_deref(),
-        Some("SES rejected the message: MessageRejected")
+        Some("gave up after 1 attempts: SES will not send for the account: MessageRejected")
+    );
+    // an account's refusal: SES was tried, and another provider would have been asked
+    assert_eq!(n.tried.len(), 1);
+    assert_eq!(
+        (n.tried[0].provider, n.tried[0].kind),
+        (
+            DeliveryService::Ses,
+            herald_core::model::FailureKind::Account
+        )
     );
     assert!(n.failed_at.is_some());
-    assert_eq!(
-        h.queue_depth().await,
-        (0, 0),
-        "a hard failure is not retried"
-    );
+    assert_eq!(h.queue_depth().await, (0, 0), "nothing left to retry");
     // the dead letter is queryable by organization
     let dynamo = aws_sdk_dynamodb::Client::new(&h.local.aws);
     let dead = dynamo
@@ -154,7 +172,12 @@ async fn a_panicking_sender_fails_only_its_record() {
     }
     let sender = Arc::new(PanicsFirst(
         ScriptedSender::new(vec![Script::Panic, Script::Accept]),
-        h.local.dispatch.senders.email.clone(),
+        h.local
+            .dispatch
+            .senders
+            .get(Channel::Email, DeliveryService::Ses)
+            .expect("SES sends email")
+            .clone(),
     ));
     let dispatcher = h.dispatcher_with_email(sender);
     let response = herald_dispatch::handle(
@@ -236,5 +259,88 @@ async fn notifications_not_pending_or_not_due_are_not_sent() {
         h.sent().await.emails_to(&email).len(),
         1,
         "nothing sent before its time"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_opens_the_breaker_holds_the_next_email_without_an_attempt_then_a_probe_sends_it()
+{
+    let h = Harness::with(herald_local::Options {
+        breaker: herald_core::breaker::BreakerPolicy {
+            // long enough that the next dispatch finds it open on a loaded machine
+            cooling: std::time::Duration::from_secs(4),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let org = h.org_id();
+    let mut contacts = Vec::new();
+    for i in 0..6 {
+        contacts.push(
+            h.contact(&format!("cus_b{i}"), &h.email(&format!("b{i}")), None, "en")
+                .await,
+        );
+    }
+    h.run(&contacts).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let record = h
+            .invoke_intake(&h.order_created(&format!("cus_b{i}"), &format!("ord_b{i}")))
+            .await;
+        ids.push(record.notifications[0].clone());
+        if i == 4 {
+            // five failures in the window: SES's breaker opens
+            let down = h.dispatcher(
+                h.unreachable_ses(),
+                Arc::new(herald_core::ports::SystemClock),
+                Default::default(),
+            );
+            h.dispatch_with(&down).await;
+        }
+    }
+    for id in &ids[..5] {
+        let n = h.local.store.get(&org, id).await.unwrap().unwrap();
+        assert_eq!((n.status, n.attempts), (Status::Retrying, 1));
+    }
+    let down = h.dispatcher(
+        h.unreachable_ses(),
+        Arc::new(herald_core::ports::SystemClock),
+        Default::default(),
+    );
+    h.dispatch_with(&down).await;
+    let held = h.local.store.get(&org, &ids[5]).await.unwrap().unwrap();
+    assert_eq!(held.status, Status::Retrying);
+    assert_eq!(held.attempts, 0, "SES was not asked: no attempt spent");
+    assert_eq!(
+        held.error_code.as_ref().map(|c| c.as_str()),
+        Some("circuit_open")
+    );
+    let reopens = held.next_retry_at.unwrap() - chrono::Utc::now();
+    assert!(reopens <= chrono::Duration::seconds(4), "{reopens:?}");
+
+    // the cooling period passes; SES is back: the held email is the probe, and closes it
+    let wait = reopens + chrono::Duration::milliseconds(1300); // SQS delays in whole seconds
+    tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+    h.dispatch_with(&h.stack_dispatcher()).await;
+    let sent = h.local.store.get(&org, &ids[5]).await.unwrap().unwrap();
+    assert_eq!(sent.status, Status::Sent);
+    assert_eq!(
+        (sent.attempts, sent.provider),
+        (1, Some(DeliveryService::Ses))
+    );
+    assert_eq!(h.sent().await.emails_to(&h.email("b5")).len(), 1);
+    let breakers = herald_adapters::DynamoBreakers::new(
+        aws_sdk_dynamodb::Client::new(&h.local.aws),
+        h.local.stack.names.directory_table(),
+    );
+    use herald_core::ports::Breakers;
+    assert!(
+        breakers
+            .read(&[(org.clone(), DeliveryService::Ses)])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the probe's success closed the breaker"
     );
 }

@@ -47,7 +47,18 @@ async fn snapshot(h: &Harness, ids: &[NotificationId], customers: &[&str]) -> St
 
 #[tokio::test]
 async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_change_nothing() {
-    let h = Harness::new().await;
+    // one attempt: SES's refusal of an unverified sender fails the notification at once
+    let h = Harness::with(herald_local::Options {
+        retry: herald_core::retry::RetryPolicy::new(
+            1,
+            std::time::Duration::from_secs(300),
+            6,
+            std::time::Duration::from_secs(7200),
+        )
+        .unwrap(),
+        ..Default::default()
+    })
+    .await;
     // the organization's own domain, which SES has not verified
     h.own_identity("unverified.example").await;
     let (a, b) = (h.email("a"), h.email("b"));
@@ -81,7 +92,7 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
                 "payments",
                 json!({"chargeback_id": "cb_1", "order_id": "ord_1", "amount": "5", "currency": "USD", "reason": "fraud"}),
             ),
-            // its sender is not verified: a hard failure
+            // its sender is not verified: refused, and with one attempt, failed
             h.event("OrganizationSettingsChanged", "admin", json!({"sender_email": "x@unverified.example"})),
             h.order_created("cus_b", "ord_3"),
         ])

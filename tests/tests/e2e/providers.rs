@@ -117,6 +117,9 @@ async fn provider_errors_are_soft_or_hard_as_the_provider_means_them() {
         json!({"account_sid": TWILIO_SID, "auth_token": TWILIO_TOKEN, "from": "+14155550199"}),
     )
     .await;
+    // each provider's own answers, without failing over to SES or SNS
+    h.set_routing(json!({"email": ["sendgrid"], "sms": ["twilio"]}))
+        .await;
     customer(&h, &h.email("e"), "+14155550143").await;
     let org = h.org_id();
     let cases = [
@@ -300,6 +303,8 @@ async fn a_refused_credential_is_read_again_and_retried_never_dead_lettered() {
         json!({"account_sid": TWILIO_SID, "auth_token": "wrong-token", "from": "+14155550199"}),
     )
     .await;
+    h.set_routing(json!({"email": ["sendgrid"], "sms": ["twilio"]}))
+        .await;
     customer(&h, &h.email("k"), "+14155550144").await;
     let report = h.run_one(refund(&h, "ref_k1")).await;
     let outcome: Vec<(&str, &str, Option<&str>)> = report
@@ -468,4 +473,61 @@ async fn an_html_email_through_ses_reaches_the_emulator_escaped() {
         emails[0].body
     );
     assert!(!emails[0].body.contains("<script>"));
+}
+
+/// SES answering every `SendEmail` with a 503, as the SDK reads an HTTP answer (SES's
+/// documented `ServiceUnavailable`, with the SDK's own retries spent).
+fn ses_answering_503() -> std::sync::Arc<dyn herald_core::ports::ChannelSender> {
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    let body = r#"{"__type":"ServiceUnavailable","message":"Service is unavailable"}"#;
+    let rule = mock!(aws_sdk_sesv2::Client::send_email)
+        .sequence()
+        .http_status(503, Some(body.to_string()))
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&rule]);
+    std::sync::Arc::new(herald_adapters::SesEmailSender::new(client, None))
+}
+
+#[tokio::test]
+async fn ses_answering_5xx_passes_the_email_to_sendgrid_in_the_same_attempt_once() {
+    let (h, fake) = Harness::with_fake_providers().await;
+    h.set_provider("sendgrid", json!({"api_key": SENDGRID_KEY}))
+        .await;
+    h.set_routing(json!({"email": ["ses", "sendgrid"]})).await;
+    let email = h.email("f");
+    h.run(&[h.contact("cus_f", &email, None, "en").await]).await;
+    let record = h.invoke_intake(&h.order_created("cus_f", "ord_f1")).await;
+    let dispatcher = h.dispatcher_with_email(ses_answering_503());
+    h.dispatch_with(&dispatcher).await;
+    let org = h.org_id();
+    let n = h
+        .local
+        .store
+        .get(&org, &record.notifications[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.status, Status::Sent);
+    assert_eq!(n.attempts, 1, "the same attempt");
+    assert_eq!(
+        n.provider,
+        Some(herald_core::model::DeliveryService::Sendgrid)
+    );
+    let tried: Vec<_> = n
+        .tried
+        .iter()
+        .map(|t| (t.provider.as_str(), t.code.as_ref().map(|c| c.as_str())))
+        .collect();
+    assert_eq!(tried, vec![("ses", Some("ServiceUnavailable"))]);
+    let mails = fake.sendgrid_requests();
+    assert_eq!(mails.len(), 1, "sent once");
+    assert_eq!(
+        mails[0]["personalizations"][0]["to"][0]["email"],
+        email.as_str()
+    );
+    assert!(
+        h.sent().await.emails_to(&email).is_empty(),
+        "nothing through SES"
+    );
 }

@@ -92,6 +92,8 @@ pub struct Options {
     pub dispatch_faults: Option<crate::faults::Faults>,
     /// The life-cycle events the projector publishes (`HERALD_LIFECYCLE_EVENTS`; all by default).
     pub lifecycle_events: LifecycleSelection,
+    /// When dispatch's circuit breakers open, and for how long.
+    pub breaker: herald_core::breaker::BreakerPolicy,
 }
 
 /// A setting from the environment, when set and not empty.
@@ -113,6 +115,7 @@ impl Default for Options {
             push_defaults: herald_core::providers::PushApplications::default(),
             dispatch_faults: None,
             lifecycle_events: LifecycleSelection::all(),
+            breaker: herald_core::breaker::BreakerPolicy::default(),
         }
     }
 }
@@ -132,9 +135,11 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
             twilio_base_url: options.twilio_base_url.clone(),
             public_base_url: options.public_base_url.clone(),
             settings_ttl: options.settings_ttl,
+            routing: herald_core::routing::Routing::builtin(),
         },
         views_table: stack.names.views_table(),
         push_defaults: options.push_defaults.clone(),
+        breaker: options.breaker,
     }
 }
 

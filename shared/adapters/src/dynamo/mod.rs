@@ -4,11 +4,13 @@
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
 //! created once, claimed by one dispatcher at a time, and settled only by its claimer.
 
+mod breakers;
 mod compressed;
 mod deliveries;
 mod directory;
 mod notifications;
 
+pub use breakers::DynamoBreakers;
 pub use deliveries::PROVIDER_MESSAGE_INDEX;
 pub use directory::DynamoDirectory;
 pub use notifications::DynamoNotificationStore;

@@ -575,6 +575,11 @@ fn settled(n: &Notification) -> Result<Update, serde_dynamo::Error> {
     // so is the sweep's: only notifications waiting for a time carry due_shard
     update.set_or_remove("sweep_at", instant(&n.sweep_at));
     update.set_or_remove("due_shard", n.sweep_at.map(|_| due_shard(&n.id)));
+    if n.tried.is_empty() {
+        update.remove("tried");
+    } else {
+        update.set("tried", serde_dynamo::to_attribute_value(&n.tried)?);
+    }
     if n.push_accepted.is_empty() {
         update.remove("push_accepted");
     } else {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod breakers;
 mod common;
 mod directory;
 mod eventbridge;

@@ -96,3 +96,56 @@ async fn an_email_without_an_html_body_is_text_only() {
     );
     assert!(body.html().is_none());
 }
+
+/// What SES's refusal `code` with `message` comes to.
+async fn refusal(code: &'static str, message: &'static str) -> herald_core::ports::SendError {
+    use aws_sdk_sesv2::operation::send_email::SendEmailError;
+    let rule = mock!(aws_sdk_sesv2::Client::send_email).then_error(move || {
+        SendEmailError::generic(
+            aws_smithy_types::error::ErrorMetadata::builder()
+                .code(code)
+                .message(message)
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_sesv2, RuleMode::Sequential, &[&rule]);
+    SesEmailSender::new(client, None)
+        .send(&notification("ntf_refused"))
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn ses_refusals_are_the_accounts_the_messages_or_the_recipients() {
+    use herald_core::ports::FailureKind;
+    let cases = [
+        (
+            "TooManyRequestsException",
+            "Maximum sending rate exceeded.",
+            FailureKind::Soft,
+        ),
+        (
+            "AccountSuspendedException",
+            "suspended",
+            FailureKind::Account,
+        ),
+        ("SendingPausedException", "paused", FailureKind::Account),
+        (
+            "MessageRejected",
+            "Email address is not verified. The following identities failed the check: a@example.com",
+            FailureKind::Account,
+        ),
+        ("MessageRejected", "Illegal address", FailureKind::Hard),
+        (
+            "MessageRejected",
+            "Address is on the account-level suppression list",
+            FailureKind::Recipient,
+        ),
+    ];
+    for (code, message, kind) in cases {
+        let e = refusal(code, message).await;
+        assert_eq!(e.kind, kind, "{code}: {message}");
+        assert_eq!(e.code.as_ref().map(|c| c.as_str()), Some(code));
+        assert!(!e.reason.contains('@'), "no address in {:?}", e.reason);
+    }
+}

@@ -101,9 +101,20 @@ const TWILIO_RECIPIENT: &[u32] = &[
     30006, // landline or unreachable carrier
 ];
 
+/// Twilio error codes that say the account cannot send SMS now, whatever the message: another
+/// provider may, and this one may again once someone fixes the account.
+const TWILIO_ACCOUNT: &[u32] = &[
+    20005, // the account is not active
+    21212, // the 'From' number is not valid
+    21408, // permission to send to this region is not enabled
+    21606, // the 'From' number cannot send SMS
+    21608, // a trial account writes only to verified numbers
+    21659, // the 'From' number is not a Twilio number
+    30002, // the account is suspended
+];
+
 /// Twilio error codes after which sending the same message again is pointless.
 const TWILIO_PERMANENT: &[u32] = &[
-    21408, // permission to send to this region not enabled
     21605, // the body is too long
     21612, // the 'To' number cannot be reached through this channel
     21617, // the concatenated body exceeds 1600 characters
@@ -157,6 +168,8 @@ pub fn twilio_error_suppresses(code: u32) -> bool {
 pub enum TwilioFailure {
     /// The recipient opted out or the number does not exist: suppress it.
     Recipient,
+    /// The account cannot send now: another provider may (then retry).
+    Account,
     /// This message can never go: dead-letter it.
     Permanent,
     /// It may go later: retry.
@@ -167,6 +180,8 @@ pub enum TwilioFailure {
 pub fn twilio_failure(code: u32) -> TwilioFailure {
     if TWILIO_RECIPIENT.contains(&code) || TWILIO_WHATSAPP_RECIPIENT.contains(&code) {
         TwilioFailure::Recipient
+    } else if TWILIO_ACCOUNT.contains(&code) {
+        TwilioFailure::Account
     } else if TWILIO_PERMANENT.contains(&code) || TWILIO_WHATSAPP_PERMANENT.contains(&code) {
         TwilioFailure::Permanent
     } else {
@@ -334,6 +349,10 @@ mod tests {
             assert_eq!(twilio_failure(code), TwilioFailure::Recipient, "{code}");
         }
         assert_eq!(twilio_failure(30003), TwilioFailure::Transient);
+        // the account's, not the message's: another provider may send it
+        for code in [20005, 21606, 21608, 30002] {
+            assert_eq!(twilio_failure(code), TwilioFailure::Account, "{code}");
+        }
     }
 
     #[test]

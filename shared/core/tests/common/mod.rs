@@ -11,7 +11,7 @@ use herald_core::dispatch::{DEFAULT_LEASE, DispatchOutcome, DispatchService, Sen
 use herald_core::event::EventEnvelope;
 use herald_core::ids::EmailAddress;
 use herald_core::intake::{IntakeConfig, IntakeService};
-use herald_core::model::{Channel, Notification};
+use herald_core::model::{Channel, DeliveryService, Notification};
 use herald_core::record::{IntakeRecord, Outcome};
 use herald_core::retry::RetryPolicy;
 use herald_core::scheduler::{SchedulerService, SweepConfig};
@@ -32,7 +32,16 @@ pub struct World {
     pub intake: IntakeService,
     pub email: Arc<ScriptedSender>,
     pub sms: Arc<ScriptedSender>,
-    pub push: Arc<dyn herald_core::ports::ChannelSender>,
+    /// SendGrid for email, behind SES unless the organization's routing says otherwise;
+    /// asked only for an organization with SendGrid settings.
+    pub sendgrid: Arc<ScriptedSender>,
+    /// None: push is not set up.
+    pub push: Option<Arc<dyn herald_core::ports::ChannelSender>>,
+    /// The organizations' provider settings (routing, credentials); none set by default.
+    pub settings: Arc<herald_core::testing::MemoryProviderSettings>,
+    /// The circuit breakers' shared store.
+    pub breakers: Arc<herald_core::testing::MemoryBreakers>,
+    pub breaker_policy: herald_core::breaker::BreakerPolicy,
     pub seq: u32,
 }
 
@@ -65,7 +74,11 @@ impl World {
             intake,
             email,
             sms: ScriptedSender::accepting(),
-            push: Arc::new(herald_core::ports::NotConfigured(Channel::Push)),
+            sendgrid: ScriptedSender::accepting(),
+            push: None,
+            settings: Arc::default(),
+            breakers: Arc::default(),
+            breaker_policy: herald_core::breaker::BreakerPolicy::default(),
             seq: 0,
         }
     }
@@ -75,16 +88,33 @@ impl World {
             store: self.store.clone(),
             queue: self.queue.clone(),
             directory: self.directory.clone(),
-            senders: Senders {
-                email: self.email.clone(),
-                sms: self.sms.clone(),
-                push: self.push.clone(),
-                whatsapp: Arc::new(herald_core::ports::NotConfigured(Channel::Whatsapp)),
-            },
+            senders: self.senders(),
+            settings: self.settings.clone(),
+            routing: herald_core::routing::Routing::builtin(),
+            breakers: herald_core::breaker::BreakerBoard::new(
+                self.breakers.clone(),
+                self.breaker_policy,
+            ),
             clock: self.clock.clone(),
             chance: Arc::new(herald_core::testing::FixedChance(0.5)),
             policy: RetryPolicy::default(),
             lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// SES (and SendGrid) for email, SNS for SMS, and SNS for push when it is set up.
+    pub fn senders(&self) -> Senders {
+        let senders = Senders::new()
+            .with(Channel::Email, DeliveryService::Ses, self.email.clone())
+            .with(
+                Channel::Email,
+                DeliveryService::Sendgrid,
+                self.sendgrid.clone(),
+            )
+            .with(Channel::Sms, DeliveryService::Sns, self.sms.clone());
+        match &self.push {
+            Some(push) => senders.with(Channel::Push, DeliveryService::Sns, push.clone()),
+            None => senders,
         }
     }
 

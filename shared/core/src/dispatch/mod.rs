@@ -1,48 +1,32 @@
-//! Dispatch: claim a notification, send it through its channel's provider, record the result.
+//! Dispatch: claim a notification, send it through its channel's providers (the first that
+//! takes it), record the result.
+
+mod failover;
+
+pub use failover::Senders;
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use futures::future::join_all;
 use thiserror::Error;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::breaker::BreakerBoard;
 use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::ids::NotificationId;
-use crate::model::{Channel, Notification, Recipient, Status};
+use crate::model::{Channel, MAX_TRIES_KEPT, Notification, Recipient, Status};
 use crate::ports::{
-    Chance, ChannelSender, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue,
-    FailureKind, HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, Receipt, SendError,
+    Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
+    HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, ProviderSettings, Receipt, SendError,
     Snapshot, SnapshotRequest,
 };
 use crate::retry::RetryPolicy;
-
-/// The provider of each channel. In-app needs none: it is delivered by being stored.
-#[derive(Clone)]
-pub struct Senders {
-    pub email: Arc<dyn ChannelSender>,
-    pub sms: Arc<dyn ChannelSender>,
-    pub push: Arc<dyn ChannelSender>,
-    pub whatsapp: Arc<dyn ChannelSender>,
-}
-
-impl Senders {
-    fn for_channel(&self, channel: Channel) -> Option<&Arc<dyn ChannelSender>> {
-        match channel {
-            Channel::Email => Some(&self.email),
-            Channel::Sms => Some(&self.sms),
-            Channel::Push => Some(&self.push),
-            Channel::Whatsapp => Some(&self.whatsapp),
-            Channel::InApp => None,
-        }
-    }
-}
+use crate::routing::{self, Routing};
 
 /// What one dispatch did.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +86,12 @@ pub struct DispatchService {
     /// Consent is checked again as each notification leaves.
     pub directory: Arc<dyn Directory>,
     pub senders: Senders,
+    /// The organizations' provider settings, with their routing (cached).
+    pub settings: Arc<dyn ProviderSettings>,
+    /// The deployment's routing, for the channels an organization's does not name.
+    pub routing: Routing,
+    /// The circuit breakers of the organizations' providers, shared by every dispatcher.
+    pub breakers: BreakerBoard,
     pub clock: Arc<dyn Clock>,
     /// The backoff's jitter.
     pub chance: Arc<dyn Chance>,
@@ -185,6 +175,7 @@ impl DispatchService {
             self.consent_snapshot(&held).await
         };
         let html = self.html_of(&held).await;
+        self.read_breakers(&held, now).await;
         join_all(claims.into_iter().map(|claim| async {
             match (claim, &snapshot) {
                 (Ok(Ok(mut held)), Ok(snapshot)) => {
@@ -200,6 +191,18 @@ impl DispatchService {
             }
         }))
         .await
+    }
+
+    /// The circuit breakers of every provider the held notifications may be sent through,
+    /// read at once unless cached.
+    async fn read_breakers(&self, held: &[&Notification], now: DateTime<Utc>) {
+        let mut keys = Vec::new();
+        for n in held {
+            if let Some(Ok(route)) = self.route(n).await {
+                keys.extend(route.into_iter().map(|p| (n.org_id.clone(), p)));
+            }
+        }
+        self.breakers.prefetch(&keys, now).await;
     }
 
     /// The HTML of the held emails that have one, read from their events' records at once.
@@ -347,7 +350,7 @@ impl DispatchService {
         self.send(n, token, now).await
     }
 
-    /// Sends through the channel's provider and records the result.
+    /// Sends through the channel's providers in the order of its route and records the result.
     async fn send(
         &self,
         mut notification: Notification,
@@ -355,26 +358,36 @@ impl DispatchService {
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
         notification.attempts += 1;
-        let result = match self.senders.for_channel(notification.channel) {
+        let result = match self.route(&notification).await {
             None => Ok(None),
-            Some(sender) => match AssertUnwindSafe(sender.send(&notification))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(receipt)) => Ok(Some(receipt)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => {
-                    error!(channel = %notification.channel, "sender panicked");
-                    // Released as due now: the redelivered message (or the sweep) tries again.
-                    let reason = "the sender failed unexpectedly".to_string();
-                    self.apply_soft_failure(&mut notification, reason, now, Some(now));
-                    notification.sweep_at = notification.next_retry_at;
-                    self.settle(&notification, &token).await?;
-                    return Err(DispatchError::SenderPanicked {
-                        channel: notification.channel,
-                    });
+            Some(Err(e)) => Err(e),
+            Some(Ok(route)) => {
+                match failover::walk(&self.senders, &self.breakers, &route, &notification, now)
+                    .await
+                {
+                    Ok(walk) => {
+                        keep_tries(&mut notification, walk.tried);
+                        if let Some(until) = walk.held_until {
+                            return self
+                                .hold(notification, token, walk.answer, until, now)
+                                .await;
+                        }
+                        walk.answer.map(Some)
+                    }
+                    Err(panicked) => {
+                        error!(channel = %notification.channel, provider = panicked.provider.as_str(), "sender panicked");
+                        keep_tries(&mut notification, panicked.tried);
+                        // Released as due now: the redelivered message (or the sweep) tries again.
+                        let reason = "the sender failed unexpectedly".to_string();
+                        self.apply_soft_failure(&mut notification, reason, now, Some(now));
+                        notification.sweep_at = notification.next_retry_at;
+                        self.settle(&notification, &token).await?;
+                        return Err(DispatchError::SenderPanicked {
+                            channel: notification.channel,
+                        });
+                    }
                 }
-            },
+            }
         };
 
         let (outcome, suppress) = self.record(&mut notification, result, now);
@@ -412,6 +425,56 @@ impl DispatchService {
             "dispatched"
         );
         Ok(outcome)
+    }
+
+    /// Every provider of the route is held out by its breaker: the notification waits for the
+    /// earliest to let messages through again. No provider was asked, so no attempt is spent.
+    async fn hold(
+        &self,
+        mut n: Notification,
+        token: String,
+        answer: Result<Receipt, SendError>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        n.attempts = n.attempts.saturating_sub(1);
+        n.status = Status::Retrying;
+        n.next_retry_at = Some(until);
+        n.sweep_at = Some(until);
+        if let Err(e) = answer {
+            n.last_error = Some(e.reason);
+            n.error_code = e.code;
+        }
+        if !self.settle(&n, &token).await? {
+            return Ok(DispatchOutcome::Retrying {
+                next_retry_at: until,
+                requeued: false,
+            });
+        }
+        let requeued = self.requeue_if_within_reach(&n, until, now).await?;
+        info!(channel = %n.channel, %until, "held: every provider's breaker is open");
+        Ok(DispatchOutcome::Retrying {
+            next_retry_at: until,
+            requeued,
+        })
+    }
+
+    /// The providers to ask, in order; `None` for in-app, which needs none. Settings that cannot
+    /// be read are a soft failure: the provider's side, retried.
+    async fn route(
+        &self,
+        n: &Notification,
+    ) -> Option<Result<Vec<crate::model::DeliveryService>, SendError>> {
+        if n.channel == Channel::InApp {
+            return None;
+        }
+        Some(match self.settings.get(&n.org_id).await {
+            Ok(providers) => Ok(routing::route(&providers, &self.routing, n.channel)),
+            Err(e) => {
+                warn!(error = %e, "provider settings unavailable");
+                Err(SendError::soft("provider settings unavailable"))
+            }
+        })
     }
 
     /// Records a send's result on the notification: its new status and what goes with it; and,
@@ -484,7 +547,7 @@ impl DispatchService {
                 DispatchOutcome::Failed { reason }
             }
             Err(SendError {
-                kind: FailureKind::Soft | FailureKind::Credentials,
+                kind: FailureKind::Soft | FailureKind::Credentials | FailureKind::Account,
                 reason,
                 ..
             }) => {
@@ -590,6 +653,13 @@ fn parties(n: &Notification, snapshot: &Snapshot) -> (CustomerRecord, OrgSetting
     };
     let org = snapshot.orgs.get(&n.org_id).cloned().unwrap_or_default();
     (customer, org)
+}
+
+/// Adds an attempt's failed tries to the notification's, keeping the latest.
+fn keep_tries(n: &mut Notification, tried: Vec<crate::model::ProviderTry>) {
+    n.tried.extend(tried);
+    let excess = n.tried.len().saturating_sub(MAX_TRIES_KEPT);
+    n.tried.drain(..excess);
 }
 
 fn mark_failed(n: &mut Notification, reason: String, now: DateTime<Utc>) {
