@@ -46,6 +46,9 @@ impl DispatchQueue for SqsDispatchQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
+                        // the organization is the message group: on a fair queue one
+                        // organization's backlog does not hold back the others'
+                        .message_group_id(m.message.org_id.as_str())
                         .delay_seconds(i32::try_from(delay).unwrap_or(0))
                         .build()
                         .map_err(|e| PortError::new(OP, e))?,

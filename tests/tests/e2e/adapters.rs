@@ -211,7 +211,7 @@ async fn directory_writes_are_guarded_by_version_and_suppressions_are_looked_up_
 }
 
 #[tokio::test]
-async fn enqueue_batches_any_number_of_messages_with_their_delays() {
+async fn enqueue_batches_any_number_of_messages_with_their_delays_grouped_by_organization() {
     let h = Harness::new().await;
     let queue = SqsDispatchQueue::new(
         aws_sdk_sqs::Client::new(&h.local.aws),
@@ -234,6 +234,28 @@ async fn enqueue_batches_any_number_of_messages_with_their_delays() {
         .collect();
     queue.enqueue(&messages).await.unwrap();
     assert_eq!(h.queue_depth().await, (12, 11));
+
+    // each message's group is its organization: what makes the queue fair between them
+    let received = aws_sdk_sqs::Client::new(&h.local.aws)
+        .receive_message()
+        .queue_url(&h.local.stack.dispatch_queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+        )
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(!received.is_empty());
+    for m in received {
+        let group = m
+            .attributes
+            .unwrap_or_default()
+            .remove(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId);
+        assert_eq!(group.as_deref(), Some(h.org.as_str()));
+    }
 }
 
 #[tokio::test]

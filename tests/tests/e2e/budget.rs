@@ -58,9 +58,11 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     // the organization's provider settings: once per warm function (then cached five minutes)
     (Component::Dispatch, "secretsmanager", "GetSecretValue", 1),
     (Component::Dispatch, "ses", "SendEmail", 20),
-    // the event source mapping: a receive per batch and one that finds the queue empty
+    // the event source mapping, played by the local stack's fair hand-over: a receive per ten
+    // visible messages and one that finds no more, then one after the hand-over (the
+    // dispatches may have queued more); AWS's long polls are billed per request the same way
     (Component::DispatchQueue, "sqs", "DeleteMessageBatch", 2),
-    (Component::DispatchQueue, "sqs", "ReceiveMessage", 4),
+    (Component::DispatchQueue, "sqs", "ReceiveMessage", 5),
     // one sweep: a query per shard of the due index, whatever is sent
     (Component::Scheduler, "dynamodb", "Query", 32),
     // per stream batch: which feed entries exist already (a replay); the audit log (an item per

@@ -7,6 +7,7 @@ mod api;
 mod bench;
 mod budget;
 mod dispatch;
+mod fairness;
 mod hostile;
 mod intake;
 mod projection;

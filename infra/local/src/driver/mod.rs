@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::stream::StreamReader;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use std::collections::VecDeque;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 use herald_adapters::DynamoNotificationStore;
 use herald_adapters::{DynamoViews, EventBridgePublisher};
@@ -39,6 +41,8 @@ pub use report::{
 
 /// How long a received intake queue message stays hidden from the next receive.
 const INTAKE_HIDDEN_SECONDS: i32 = 300;
+/// How long a received dispatch message waits hidden for its turn.
+const DISPATCH_HIDDEN_SECONDS: i32 = 300;
 
 /// The most stream records one projector invocation gets (template.yaml's BatchSize).
 const STREAM_BATCH: usize = 100;
@@ -393,43 +397,75 @@ impl LocalStack {
 
     /// Hands the dispatch queue to dispatch in batches of ten until no message is visible.
     /// Returns the messages handled, in order.
+    ///
+    /// The dispatch queue is a fair queue in AWS: its messages are grouped by organization,
+    /// and when one organization has a backlog SQS hands out the others' messages first. The
+    /// emulator's queue is plain, so this plays that part: it takes every visible message and
+    /// hands them over taking each organization in turn.
     pub async fn drain_dispatch(&self) -> Result<Vec<DispatchMessage>, LocalError> {
         let mut handled = Vec::new();
         loop {
-            let messages = self.receive(&self.stack.dispatch_queue_url).await?;
-            if messages.is_empty() {
+            let visible = self.receive_all(&self.stack.dispatch_queue_url).await?;
+            if visible.is_empty() {
                 return Ok(handled);
             }
-            let event = sqs_event(&messages);
-            self.requests.invoked(Component::Dispatch);
-            let response = herald_dispatch::handle(
-                &self.dispatch,
-                LambdaEvent::new(event, Context::default()),
-            )
-            .await
-            .map_err(|e| LocalError::handler("dispatch", e))?;
-            let failed: Vec<&str> = response
-                .batch_item_failures
-                .iter()
-                .map(|f| f.item_identifier.as_str())
-                .collect();
-            if !failed.is_empty() {
-                info!(
-                    count = failed.len(),
-                    "dispatch reported failed records; they stay on the queue"
+            for batch in fair_order(visible).chunks(10) {
+                self.dispatch_batch(batch).await?;
+                handled.extend(
+                    batch
+                        .iter()
+                        .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok()),
                 );
             }
-            let done = messages
-                .iter()
-                .filter(|m| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
-                .filter_map(|m| m.receipt_handle.clone())
-                .collect();
-            self.delete(&self.stack.dispatch_queue_url, done).await?;
-            handled.extend(
-                messages
-                    .iter()
-                    .filter_map(|m| serde_json::from_str(m.body.as_deref()?).ok()),
+        }
+    }
+
+    /// One dispatch invocation with these messages; deletes those it did not report failed.
+    async fn dispatch_batch(&self, messages: &[Message]) -> Result<(), LocalError> {
+        let event = sqs_event(messages);
+        self.requests.invoked(Component::Dispatch);
+        let response =
+            herald_dispatch::handle(&self.dispatch, LambdaEvent::new(event, Context::default()))
+                .await
+                .map_err(|e| LocalError::handler("dispatch", e))?;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        if !failed.is_empty() {
+            info!(
+                count = failed.len(),
+                "dispatch reported failed records; they stay on the queue"
             );
+        }
+        let done = messages
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id.as_deref().unwrap_or_default()))
+            .filter_map(|m| m.receipt_handle.clone())
+            .collect();
+        self.delete(&self.stack.dispatch_queue_url, done).await
+    }
+
+    /// Every visible message of the queue, with its group, hidden while it is handed over.
+    async fn receive_all(&self, queue_url: &str) -> Result<Vec<Message>, LocalError> {
+        let mut all = Vec::new();
+        loop {
+            let out = self
+                .queue_client(queue_url)
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(DISPATCH_HIDDEN_SECONDS)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .send()
+                .await
+                .map_err(|e| LocalError::aws("ReceiveMessage", e))?;
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(all);
+            }
+            all.extend(messages);
         }
     }
 
@@ -470,6 +506,30 @@ impl LocalStack {
     async fn delete(&self, queue_url: &str, receipts: Vec<String>) -> Result<(), LocalError> {
         delete_messages(self.queue_client(queue_url), queue_url, receipts).await
     }
+}
+
+/// Messages in the order a fair queue hands them out: a message of each group in turn, each
+/// group's in the order received (messages without a group form one group).
+pub(crate) fn fair_order(messages: Vec<Message>) -> Vec<Message> {
+    let mut groups: Vec<(Option<String>, VecDeque<Message>)> = Vec::new();
+    for m in messages {
+        let group = m
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            .cloned();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, queue)) => queue.push_back(m),
+            None => groups.push((group, VecDeque::from([m]))),
+        }
+    }
+    let mut ordered = Vec::new();
+    while groups.iter().any(|(_, q)| !q.is_empty()) {
+        for (_, queue) in &mut groups {
+            ordered.extend(queue.pop_front());
+        }
+    }
+    ordered
 }
 
 /// An SQS event of these received messages, as the event source mapping hands them over.
