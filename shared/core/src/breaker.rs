@@ -118,8 +118,8 @@ pub struct Recorded {
 
 /// The breakers' state as this dispatcher last read or wrote it, over the shared store.
 pub struct BreakerBoard {
-    pub store: Arc<dyn Breakers>,
-    pub policy: BreakerPolicy,
+    store: Arc<dyn Breakers>,
+    policy: BreakerPolicy,
     seen: Mutex<HashMap<(OrgId, DeliveryService), Seen>>,
 }
 

@@ -93,6 +93,7 @@ async fn a_flood_from_one_organization_does_not_hold_back_another_organizations_
         .map(|(i, _)| i)
         .collect();
     // a plain queue would hand them over last, after the whole flood
+    assert_eq!(positions.len(), FEW);
     assert!(
         positions.iter().all(|p| *p < 2 * FEW),
         "the quiet organization's messages were handled at {positions:?}"

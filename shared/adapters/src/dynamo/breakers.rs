@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::errors::aws;
 
-use super::{Item, batch_get_pks, from_item, get_one, pk_of, s, to_item};
+use super::{Item, applied, batch_get_pks, from_item, get_one, pk_of, s, to_item};
 
 /// How many times a failure is counted again after another dispatcher's write came first.
 const CONFLICTS_TOLERATED: u32 = 8;
@@ -77,16 +77,7 @@ impl DynamoBreakers {
                 .condition_expression("version = :read")
                 .expression_attribute_values(":read", AttributeValue::N(version.to_string()))
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(aws(OP, e)),
-        }
+        Ok(applied(OP, request.send().await)?.is_some())
     }
 }
 
@@ -177,16 +168,9 @@ impl Breakers for DynamoBreakers {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(Some(parse(OP, out.attributes.unwrap_or_default())?.state)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(aws(OP, e)),
-        }
+        applied(OP, out)?
+            .map(|out| Ok(parse(OP, out.attributes.unwrap_or_default())?.state))
+            .transpose()
     }
 
     async fn close(&self, org: &OrgId, provider: DeliveryService) -> Result<(), PortError> {

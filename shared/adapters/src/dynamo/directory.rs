@@ -20,7 +20,8 @@ use crate::backoff::Backoff;
 use crate::errors::aws;
 
 use super::{
-    Item, batch_get_pks, customer_key, get_one, identity_key, org_key, pk_of, s, suppression_key,
+    Item, applied, batch_get_pks, customer_key, get_one, identity_key, org_key, pk_of, s,
+    suppression_key,
 };
 
 /// The directory table: customers, organization settings, the suppression list.
@@ -103,16 +104,10 @@ impl DynamoDirectory {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
         };
-        match request.send().await {
-            Ok(_) => Ok(Write::Done),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Write::Conflict)
-            }
-            Err(e) => Err(aws(OP, e)),
-        }
+        Ok(match applied(OP, request.send().await)? {
+            Some(_) => Write::Done,
+            None => Write::Conflict,
+        })
     }
 }
 

@@ -292,22 +292,47 @@ pub(crate) async fn batch_write(
     Ok(())
 }
 
+/// A write's error that may be its condition not holding.
+pub(crate) trait ConditionFailed {
+    fn condition_failed(&self) -> bool;
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailed for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+/// A conditional write's answer: its output when it applied, `None` when its condition did
+/// not hold (the item changed meanwhile, or is not in the expected state).
+pub(crate) fn applied<O, E, R>(
+    operation: &'static str,
+    result: Result<O, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+) -> Result<Option<O>, PortError>
+where
+    E: ConditionFailed + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if e.as_service_error().is_some_and(E::condition_failed) => Ok(None),
+        Err(e) => Err(aws(operation, e)),
+    }
+}
+
 /// Sends a conditional update: `true` when it applied, `false` when its condition did not
-/// hold (the item changed meanwhile, or is not in the expected state).
+/// hold.
 pub(crate) async fn guarded(
     operation: &'static str,
     request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
 ) -> Result<bool, PortError> {
-    match request.send().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(aws(operation, e)),
-    }
+    Ok(applied(operation, request.send().await)?.is_some())
 }
 
 pub(super) fn pk_of(item: &Item) -> Option<&str> {

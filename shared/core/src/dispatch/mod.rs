@@ -5,7 +5,7 @@ mod failover;
 
 pub use failover::Senders;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::breaker::BreakerBoard;
 use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
-use crate::ids::NotificationId;
-use crate::model::{Channel, MAX_TRIES_KEPT, Notification, Recipient, Status};
+use crate::ids::{NotificationId, OrgId};
+use crate::model::{Channel, DeliveryService, MAX_TRIES_KEPT, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
     HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, ProviderSettings, Receipt, SendError,
@@ -134,6 +134,9 @@ fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The providers of each organization's channel, in the order they are asked.
+type Routes = HashMap<(OrgId, Channel), Result<Vec<DeliveryService>, SendError>>;
+
 /// A notification this dispatcher holds, and the token that proves it.
 struct Held {
     notification: Notification,
@@ -175,12 +178,13 @@ impl DispatchService {
             self.consent_snapshot(&held).await
         };
         let html = self.html_of(&held).await;
-        self.read_breakers(&held, now).await;
+        let routes = self.routes(&held).await;
+        self.read_breakers(&routes, now).await;
         join_all(claims.into_iter().map(|claim| async {
             match (claim, &snapshot) {
                 (Ok(Ok(mut held)), Ok(snapshot)) => {
                     with_html(&mut held.notification, &html)?;
-                    self.deliver(held, snapshot, now).await
+                    self.deliver(held, snapshot, &routes, now).await
                 }
                 (Ok(Ok(_)), Err(e)) => Err(DispatchError::Port(PortError::new(
                     "read the directory for consent",
@@ -193,15 +197,35 @@ impl DispatchService {
         .await
     }
 
-    /// The circuit breakers of every provider the held notifications may be sent through,
-    /// read at once unless cached.
-    async fn read_breakers(&self, held: &[&Notification], now: DateTime<Utc>) {
-        let mut keys = Vec::new();
-        for n in held {
-            if let Some(Ok(route)) = self.route(n).await {
-                keys.extend(route.into_iter().map(|p| (n.org_id.clone(), p)));
+    /// The route of each organization and channel the held notifications go through (in-app
+    /// needs none). Settings that cannot be read are a soft failure: the provider's side,
+    /// retried.
+    async fn routes(&self, held: &[&Notification]) -> Routes {
+        let mut routes = Routes::new();
+        for n in held.iter().filter(|n| n.channel != Channel::InApp) {
+            let key = (n.org_id.clone(), n.channel);
+            if routes.contains_key(&key) {
+                continue;
             }
+            let route = match self.settings.get(&n.org_id).await {
+                Ok(providers) => Ok(routing::route(&providers, &self.routing, n.channel)),
+                Err(e) => {
+                    warn!(error = %e, "provider settings unavailable");
+                    Err(SendError::soft("provider settings unavailable"))
+                }
+            };
+            routes.insert(key, route);
         }
+        routes
+    }
+
+    /// The circuit breakers of every provider of these routes, read at once unless cached.
+    async fn read_breakers(&self, routes: &Routes, now: DateTime<Utc>) {
+        let keys: Vec<(OrgId, DeliveryService)> = routes
+            .iter()
+            .filter_map(|((org, _), route)| Some((org, route.as_ref().ok()?)))
+            .flat_map(|(org, route)| route.iter().map(|p| (org.clone(), *p)))
+            .collect();
         self.breakers.prefetch(&keys, now).await;
     }
 
@@ -303,6 +327,7 @@ impl DispatchService {
         &self,
         held: Held,
         snapshot: &Snapshot,
+        routes: &Routes,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
         let Held {
@@ -336,29 +361,32 @@ impl DispatchService {
                 n.scheduled_for = Some(until);
                 n.next_retry_at = None;
                 n.sweep_at = Some(until);
-                if !self.settle(&n, &token).await? {
-                    return Ok(DispatchOutcome::Deferred {
-                        until,
-                        requeued: false,
-                    });
-                }
-                let requeued = self.requeue_if_within_reach(&n, until, now).await?;
+                let requeued = self.settle_until(&n, &token, until, now).await?;
                 info!(channel = %n.channel, %until, "deferred to the end of quiet hours");
                 return Ok(DispatchOutcome::Deferred { until, requeued });
             }
         }
-        self.send(n, token, now).await
+        // in-app is delivered by being stored; every other channel's route was read for the batch
+        let route = (n.channel != Channel::InApp).then(|| {
+            routes
+                .get(&(n.org_id.clone(), n.channel))
+                .cloned()
+                .unwrap_or_else(|| Err(SendError::soft("the channel's route was not read")))
+        });
+        self.send(n, token, route, now).await
     }
 
-    /// Sends through the channel's providers in the order of its route and records the result.
+    /// Sends through the channel's providers in the order of its route (none for in-app) and
+    /// records the result.
     async fn send(
         &self,
         mut notification: Notification,
         token: String,
+        route: Option<Result<Vec<DeliveryService>, SendError>>,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
         notification.attempts += 1;
-        let result = match self.route(&notification).await {
+        let result = match route {
             None => Ok(None),
             Some(Err(e)) => Err(e),
             Some(Ok(route)) => {
@@ -445,35 +473,11 @@ impl DispatchService {
             n.last_error = Some(e.reason);
             n.error_code = e.code;
         }
-        if !self.settle(&n, &token).await? {
-            return Ok(DispatchOutcome::Retrying {
-                next_retry_at: until,
-                requeued: false,
-            });
-        }
-        let requeued = self.requeue_if_within_reach(&n, until, now).await?;
+        let requeued = self.settle_until(&n, &token, until, now).await?;
         info!(channel = %n.channel, %until, "held: every provider's breaker is open");
         Ok(DispatchOutcome::Retrying {
             next_retry_at: until,
             requeued,
-        })
-    }
-
-    /// The providers to ask, in order; `None` for in-app, which needs none. Settings that cannot
-    /// be read are a soft failure: the provider's side, retried.
-    async fn route(
-        &self,
-        n: &Notification,
-    ) -> Option<Result<Vec<crate::model::DeliveryService>, SendError>> {
-        if n.channel == Channel::InApp {
-            return None;
-        }
-        Some(match self.settings.get(&n.org_id).await {
-            Ok(providers) => Ok(routing::route(&providers, &self.routing, n.channel)),
-            Err(e) => {
-                warn!(error = %e, "provider settings unavailable");
-                Err(SendError::soft("provider settings unavailable"))
-            }
         })
     }
 
@@ -597,6 +601,21 @@ impl DispatchService {
             );
         }
         Ok(settled)
+    }
+
+    /// Records a notification that waits until `until`, and puts it back on the queue for
+    /// then if the queue reaches that far: whether it did (not when the claim was lost).
+    async fn settle_until(
+        &self,
+        n: &Notification,
+        token: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DispatchError> {
+        if !self.settle(n, token).await? {
+            return Ok(false);
+        }
+        self.requeue_if_within_reach(n, until, now).await
     }
 
     async fn requeue_if_within_reach(
