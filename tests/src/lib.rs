@@ -527,6 +527,7 @@ impl Harness {
             )
             .expect("the default sender parses"),
             routing: herald_core::routing::Routing::builtin(),
+            rate_limits: self.local.options.rate_limits.clone(),
         };
         herald_api::api(
             &config,

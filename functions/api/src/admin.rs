@@ -1,4 +1,4 @@
-//! Administrators' routes: provider settings, routing and sending identities.
+//! Administrators' routes: provider settings, routing, rate limits and sending identities.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,6 +8,7 @@ use herald_core::ids::{EmailAddress, OrgId};
 use herald_core::model::{Channel, Platform, Provider};
 use herald_core::providers::OrgProviders;
 use herald_core::push_apps;
+use herald_core::rate_limit::{self, RateLimits};
 use herald_core::routing::{self, Routing};
 use herald_core::settings;
 use serde::Deserialize;
@@ -118,6 +119,41 @@ pub async fn put_routing(
     let routing: Routing = json(&body)?;
     let providers = settings::set_routing(api.settings.as_ref(), &org, routing).await?;
     Ok(routing_answer(&api, &providers))
+}
+
+/// The organization's own rate limits, and the limits each channel is held to with them and
+/// the deployment's.
+fn rate_limits_answer(api: &Api, providers: &OrgProviders) -> Json<Value> {
+    let effective: serde_json::Map<String, Value> = Channel::ALL
+        .into_iter()
+        .filter_map(|c| {
+            let limit = rate_limit::limit_for(&providers.limits, &api.rate_limits, c)?;
+            Some((c.to_string(), json!(limit)))
+        })
+        .collect();
+    Json(json!({"limits": providers.limits, "effective": effective}))
+}
+
+/// `GET /admin/rate-limits`
+pub async fn rate_limits(
+    State(api): State<Api>,
+    Admin(org): Admin,
+) -> Result<Json<Value>, ApiError> {
+    let providers = api.settings.read(&org).await?.providers;
+    Ok(rate_limits_answer(&api, &providers))
+}
+
+/// `PUT /admin/rate-limits`: messages per second and per day of each channel (`{"sms":
+/// {"per_second": 5, "per_day": 10000}}`), replacing the organization's limits; a channel
+/// left out takes the deployment's, `{}` all of them.
+pub async fn put_rate_limits(
+    State(api): State<Api>,
+    Admin(org): Admin,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let limits: RateLimits = json(&body)?;
+    let providers = settings::set_rate_limits(api.settings.as_ref(), &org, limits).await?;
+    Ok(rate_limits_answer(&api, &providers))
 }
 
 /// SES sends for every organization from one account: a `from` must be an identity the

@@ -33,6 +33,7 @@ use herald_core::ports::ProviderSettings;
 use herald_core::ports::SendingIdentities;
 use herald_core::ports::Views;
 use herald_core::ports::{Clock, Directory, DispatchQueue, NotificationStore, SystemClock};
+use herald_core::rate_limit::RateLimits;
 use herald_core::routing::Routing;
 use herald_core::template::Catalog;
 use lambda_http::tower::ServiceExt;
@@ -52,6 +53,9 @@ pub struct Config {
     pub default_sender: EmailAddress,
     /// The deployment's routing (`HERALD_DEFAULT_ROUTING`), shown beside an organization's.
     pub routing: Routing,
+    /// The deployment's rate limits (`HERALD_DEFAULT_RATE_LIMITS`), shown beside an
+    /// organization's.
+    pub rate_limits: RateLimits,
 }
 
 impl Config {
@@ -72,6 +76,11 @@ impl Config {
                 Routing::builtin(),
                 Routing::parse_setting,
             )?,
+            rate_limits: config::parsed(
+                "HERALD_DEFAULT_RATE_LIMITS",
+                RateLimits::default(),
+                RateLimits::parse_setting,
+            )?,
         })
     }
 }
@@ -91,6 +100,7 @@ pub struct Api {
     pub clock: Arc<dyn Clock>,
     pub default_sender: EmailAddress,
     pub routing: Routing,
+    pub rate_limits: RateLimits,
 }
 
 /// Builds the api's dependencies; once per cold start.
@@ -126,6 +136,7 @@ pub fn api(
         clock,
         default_sender: config.default_sender.clone(),
         routing: config.routing.clone(),
+        rate_limits: config.rate_limits.clone(),
     })
 }
 
@@ -196,6 +207,8 @@ fn table() -> Vec<Route> {
         put("/admin/providers/{provider}", admin::put_provider),
         get("/admin/routing", admin::routing),
         put("/admin/routing", admin::put_routing),
+        get("/admin/rate-limits", admin::rate_limits),
+        put("/admin/rate-limits", admin::put_rate_limits),
         get("/admin/identities/{identity}", admin::identity),
         put("/admin/identities/{identity}", admin::register_identity),
     ]

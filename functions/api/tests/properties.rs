@@ -89,6 +89,7 @@ fn world() -> World {
         clock: FixedClock::at("2026-11-20T10:00:00Z".parse().unwrap()),
         default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
         routing: herald_core::routing::Routing::builtin(),
+        rate_limits: Default::default(),
     };
     World {
         api,
@@ -272,6 +273,7 @@ proptest! {
             "/admin/providers/fcm",
             "/admin/providers/apns",
             "/admin/routing",
+            "/admin/rate-limits",
         ][..]),
         body in any_body(),
     ) {
@@ -335,6 +337,31 @@ fn a_field_of_the_wrong_type_is_named() {
         ),
         ("/admin/routing", json!({"email": ["ses", "Zq7"]}), "email"),
         ("/admin/routing", json!({"sms": ["ses"]}), "sms[0]"),
+        (
+            "/admin/rate-limits",
+            json!({"sms": {"per_second": "Zq7"}}),
+            "sms.per_second",
+        ),
+        (
+            "/admin/rate-limits",
+            json!({"sms": {"per_second": 0}}),
+            "sms.per_second",
+        ),
+        (
+            "/admin/rate-limits",
+            json!({"email": {"per_day": 100_000_001}}),
+            "email.per_day",
+        ),
+        (
+            "/admin/rate-limits",
+            json!({"in_app": {"per_second": 5}}),
+            "in_app",
+        ),
+        (
+            "/admin/rate-limits",
+            json!({"fax": {"per_second": 5}}),
+            "fax",
+        ),
         (
             "/admin/providers/apns",
             json!({"signing_key": "k", "key_id": "ABCDE12345", "team_id": "ABCDE12345", "bundle_id": "com.example.app", "sandbox": "Zq7"}),

@@ -9,9 +9,9 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings,
-    SendGridSender, SendgridEmail, SesEmail, SesEmailSender, SnsPushEndpoints, SnsSmsSender,
-    SqsDispatchQueue, TwilioSender, TwilioSms, TwilioWhatsapp,
+    DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter, DynamoViews,
+    SecretsManagerSettings, SendGridSender, SendgridEmail, SesEmail, SesEmailSender,
+    SnsPushEndpoints, SnsSmsSender, SqsDispatchQueue, TwilioSender, TwilioSms, TwilioWhatsapp,
 };
 use herald_core::breaker::{BreakerBoard, BreakerPolicy};
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
@@ -19,6 +19,7 @@ use herald_core::model::{Channel, DeliveryService};
 use herald_core::ports::{Clock, Directory, DispatchMessage, ProviderSettings, SystemClock};
 use herald_core::providers::PushApplications;
 use herald_core::push::PushSender;
+use herald_core::rate_limit::RateLimits;
 use herald_core::retry::RetryPolicy;
 use herald_core::routing::Routing;
 use lambda_runtime::{Error, LambdaEvent};
@@ -59,6 +60,9 @@ pub struct ProvidersConfig {
     /// (`HERALD_DEFAULT_ROUTING`, `email=sendgrid,ses;sms=twilio,sns`; the built-in one when
     /// unset).
     pub routing: Routing,
+    /// The rate limits of each channel for organizations that set none of their own
+    /// (`HERALD_DEFAULT_RATE_LIMITS`, `sms=5/s,10000/d;email=100/s`; none when unset).
+    pub rate_limits: RateLimits,
 }
 
 impl ProvidersConfig {
@@ -79,6 +83,11 @@ impl ProvidersConfig {
                 "HERALD_DEFAULT_ROUTING",
                 Routing::builtin(),
                 Routing::parse_setting,
+            )?,
+            rate_limits: config::parsed(
+                "HERALD_DEFAULT_RATE_LIMITS",
+                RateLimits::default(),
+                RateLimits::parse_setting,
             )?,
         })
     }
@@ -149,6 +158,7 @@ pub fn service(
     );
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
     let dynamo_breakers = dynamo.clone();
+    let dynamo_limits = dynamo.clone();
     let directory: Arc<dyn Directory> = Arc::new(DynamoDirectory::new(
         dynamo.clone(),
         &config.directory_table,
@@ -180,6 +190,11 @@ pub fn service(
             )),
             config.breaker,
         ),
+        limits: config.providers.rate_limits.clone(),
+        rate_limiter: Arc::new(DynamoRateLimiter::new(
+            dynamo_limits,
+            &config.directory_table,
+        )),
         clock,
         chance: Arc::new(herald_core::ports::SystemChance),
         policy: config.retry.clone(),

@@ -152,6 +152,7 @@ impl Served {
                 provider_secrets_prefix: names.provider_secrets_prefix(),
                 default_sender,
                 routing: herald_core::routing::Routing::builtin(),
+                rate_limits: local.options.rate_limits.clone(),
             },
             &api_aws,
             local.clock.clone(),

@@ -21,7 +21,7 @@ pub mod twilio;
 pub mod views;
 
 pub use backoff::Backoff;
-pub use dynamo::{DynamoBreakers, DynamoDirectory, DynamoNotificationStore};
+pub use dynamo::{DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter};
 pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
 pub use routing::{SendgridEmail, SesEmail, TwilioSms, TwilioWhatsapp};

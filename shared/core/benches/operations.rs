@@ -36,7 +36,7 @@ use herald_core::sms::SegmentCap;
 use herald_core::template::Catalog;
 use herald_core::testing::{
     FixedChance, FixedClock, MemoryBreakers, MemoryDirectory, MemoryProviderSettings, MemoryQueue,
-    MemoryStore, ScriptedSender,
+    MemoryRateLimiter, MemoryStore, ScriptedSender,
 };
 
 const ORDER_CREATED: &[u8] = include_bytes!("../../../events/intake/10-order-created.json");
@@ -163,6 +163,8 @@ impl Ports {
                 Arc::new(MemoryBreakers::default()),
                 BreakerPolicy::default(),
             ),
+            limits: Default::default(),
+            rate_limiter: Arc::new(MemoryRateLimiter::default()),
             clock: self.clock.clone(),
             chance: Arc::new(FixedChance(0.5)),
             policy: RetryPolicy::default(),

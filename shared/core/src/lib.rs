@@ -22,6 +22,7 @@ pub mod provider_events;
 pub mod providers;
 pub mod push;
 pub mod push_apps;
+pub mod rate_limit;
 pub mod record;
 pub mod retry;
 pub mod routing;

@@ -15,10 +15,11 @@ use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::identity::{IdentityStatus, SenderIdentity};
 use crate::ids::{CustomerId, NotificationId, OrgId};
 use crate::lifecycle_events::LifecycleEvent;
-use crate::model::{DeliveryService, ErrorCode, Notification, Provider};
+use crate::model::{Channel, DeliveryService, ErrorCode, Notification, Provider};
 use crate::projection::{DeadLetter, FeedEntry, LogEntry, StatCount, ViewWrite};
 use crate::provider_events::DeliveryChange;
 use crate::providers::{OrgProviders, StoredProviders};
+use crate::rate_limit::{Admission, ChannelLimit};
 use crate::record::IntakeRecord;
 
 /// A failure of the infrastructure behind a port (a timeout, throttling, a bug). The
@@ -724,6 +725,22 @@ pub trait Breakers: Send + Sync {
 
     /// Closes the breaker and forgets its failures.
     async fn close(&self, org: &OrgId, provider: DeliveryService) -> Result<(), PortError>;
+}
+
+/// The rate limits' buckets, one per organization and channel ([`crate::rate_limit`]), shared
+/// by every dispatcher.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Takes up to `want` messages from the bucket at `now` under `limit`, counted as
+    /// [`crate::rate_limit::take`] counts them, atomically against other dispatchers' takes.
+    async fn take(
+        &self,
+        org: &OrgId,
+        channel: Channel,
+        want: u32,
+        limit: ChannelLimit,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, PortError>;
 }
 
 /// The email provider's sending identities (SES).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::{EmailAddress, InvalidValue, OrgId, PhoneNumber};
 use crate::model::Provider;
+use crate::rate_limit::RateLimits;
 use crate::routing::Routing;
 
 /// A credential: kept out of debug output and logs.
@@ -141,6 +142,10 @@ pub struct OrgProviders {
     /// channels it does not name.
     #[serde(default, skip_serializing_if = "Routing::is_empty")]
     pub routing: Routing,
+    /// Messages per second and per day of each channel; the deployment's for the channels it
+    /// does not name.
+    #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
+    pub limits: RateLimits,
 }
 
 /// SNS platform applications by push platform, as ARNs (`arn:aws:sns:…:app/GCM/name`, the

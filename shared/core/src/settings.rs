@@ -1,5 +1,5 @@
-//! Changing an organization's provider settings (one provider's, or the routing): read fresh,
-//! change, write only if nobody wrote in between, else again.
+//! Changing an organization's provider settings (one provider's, the routing, or the rate
+//! limits): read fresh, change, write only if nobody wrote in between, else again.
 
 use thiserror::Error;
 
@@ -7,6 +7,7 @@ use crate::ids::{InvalidValue, OrgId};
 use crate::model::Provider;
 use crate::ports::{PortError, ProviderSettings, Write};
 use crate::providers::{OrgProviders, StoredProviders};
+use crate::rate_limit::RateLimits;
 use crate::routing::Routing;
 
 /// How many times a settings update reads and writes again when someone else wrote meanwhile.
@@ -45,6 +46,20 @@ pub async fn set_routing(
     modify(settings, org, |providers| {
         routing.validate_for(providers)?;
         providers.routing = routing.clone();
+        Ok(())
+    })
+    .await
+}
+
+/// Sets the organization's rate limits, each within its bounds.
+pub async fn set_rate_limits(
+    settings: &dyn ProviderSettings,
+    org: &OrgId,
+    limits: RateLimits,
+) -> Result<OrgProviders, UpdateError> {
+    limits.validate().map_err(UpdateError::Invalid)?;
+    modify(settings, org, |providers| {
+        providers.limits = limits.clone();
         Ok(())
     })
     .await

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::consent::SuppressionKey;
 use crate::directory::{CustomerRecord, OrgSettings, Versioned};
 use crate::ids::{CustomerId, NotificationId, OrgId};
-use crate::model::{Cause, Claim, Notification, Status};
+use crate::model::{Cause, Channel, Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
     DuePage, Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
@@ -1123,5 +1123,33 @@ impl crate::ports::Breakers for MemoryBreakers {
     ) -> Result<(), PortError> {
         lock(&self.states).remove(&(org.clone(), provider));
         Ok(())
+    }
+}
+
+/// Rate-limit buckets in memory, counted as every store counts them.
+#[derive(Default)]
+pub struct MemoryRateLimiter {
+    buckets: Mutex<BTreeMap<(OrgId, Channel), crate::rate_limit::Bucket>>,
+    /// Takes from the store (one per limited channel of an organization per batch).
+    pub takes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl crate::ports::RateLimiter for MemoryRateLimiter {
+    async fn take(
+        &self,
+        org: &OrgId,
+        channel: Channel,
+        want: u32,
+        limit: crate::rate_limit::ChannelLimit,
+        now: DateTime<Utc>,
+    ) -> Result<crate::rate_limit::Admission, PortError> {
+        self.takes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut buckets = lock(&self.buckets);
+        let bucket = buckets.entry((org.clone(), channel)).or_default();
+        let (admission, counted) = crate::rate_limit::take(bucket, now, want, limit);
+        *bucket = counted;
+        Ok(admission)
     }
 }

@@ -337,3 +337,60 @@ async fn a_breaker_counts_failures_opens_lets_one_probe_through_and_closes_in_th
     breakers.close(&org, Ses).await.unwrap();
     assert!(breakers.read(&keys).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn dispatchers_sharing_a_rate_limit_bucket_in_the_table_never_grant_past_it() {
+    use herald_adapters::DynamoRateLimiter;
+    use herald_core::model::Channel;
+    use herald_core::ports::RateLimiter;
+    use herald_core::rate_limit::ChannelLimit;
+
+    let h = Harness::new().await;
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    // two dispatchers, each with its own view of the bucket
+    let limiter = || {
+        DynamoRateLimiter::new(
+            aws_sdk_dynamodb::Client::new(&h.local.aws),
+            h.local.stack.names.directory_table(),
+        )
+    };
+    let (a, b) = (limiter(), limiter());
+    let limit = ChannelLimit {
+        per_second: Some(5),
+        per_day: Some(12),
+    };
+    let t0: chrono::DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+    let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+
+    // both count a batch of four at once: five go, whichever wrote first
+    let (x, y) = tokio::join!(
+        a.take(&org, Channel::Sms, 4, limit, at(0)),
+        b.take(&org, Channel::Sms, 4, limit, at(0))
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.granted + y.granted, 5);
+    // a second later the bucket has room for five more, counted on what the other wrote
+    let later = a
+        .take(&org, Channel::Sms, 10, limit, at(1000))
+        .await
+        .unwrap();
+    assert_eq!(later.granted, 5);
+    // the day's twelve are nearly spent: two more, then the rest wait for tomorrow
+    let last = b
+        .take(&org, Channel::Sms, 10, limit, at(5000))
+        .await
+        .unwrap();
+    assert_eq!(last.granted, 2);
+    assert_eq!(
+        last.free_at(0),
+        "2026-11-25T00:00:00Z"
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+    );
+    // another channel's bucket is its own
+    let email = a
+        .take(&org, Channel::Email, 3, limit, at(5000))
+        .await
+        .unwrap();
+    assert_eq!(email.granted, 3);
+}

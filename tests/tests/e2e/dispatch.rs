@@ -344,3 +344,84 @@ async fn an_outage_opens_the_breaker_holds_the_next_email_without_an_attempt_the
         "the probe's success closed the breaker"
     );
 }
+
+#[tokio::test]
+async fn an_administrators_rate_limit_holds_a_burst_on_the_queue_and_sends_each_email_once() {
+    let h = Harness::with(herald_local::Options {
+        rate_limits: herald_core::rate_limit::RateLimits::parse_setting("sms=1/s").unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let org = h.org_id();
+    let api = h.api();
+    let limits = json!({"email": {"per_second": 2}});
+    let (code, _) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/rate-limits",
+            herald_e2e::As::Operator(org.as_str()),
+            Some(limits.clone()),
+        )
+        .await;
+    assert_eq!(code, 403, "administrators only");
+    let (code, set) = h
+        .call(
+            &api,
+            "PUT",
+            "/admin/rate-limits",
+            herald_e2e::As::Admin(org.as_str()),
+            Some(limits.clone()),
+        )
+        .await;
+    assert_eq!((code, &set["limits"]), (200, &limits), "{set}");
+    // the deployment's limit holds the channels the organization's does not name
+    assert_eq!(
+        set["effective"],
+        json!({"email": {"per_second": 2}, "sms": {"per_second": 1}})
+    );
+
+    let mut contacts = Vec::new();
+    for i in 0..4 {
+        contacts.push(
+            h.contact(&format!("cus_r{i}"), &h.email(&format!("r{i}")), None, "en")
+                .await,
+        );
+    }
+    h.run(&contacts).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let record = h
+            .invoke_intake(&h.order_created(&format!("cus_r{i}"), &format!("ord_r{i}")))
+            .await;
+        ids.push(record.notifications[0].clone());
+    }
+    h.dispatch_with(&h.stack_dispatcher()).await;
+    let mut waiting = Vec::new();
+    for id in &ids {
+        let n = h.local.store.get(&org, id).await.unwrap().unwrap();
+        match n.status {
+            Status::Sent => assert_eq!(n.attempts, 1),
+            Status::Pending => {
+                assert_eq!(n.attempts, 0, "a delay is not an attempt");
+                waiting.push(n.next_retry_at.unwrap());
+            }
+            other => panic!("{id}: {other}"),
+        }
+    }
+    assert_eq!(waiting.len(), 2, "two a second leave at once");
+
+    // SQS hands the delayed messages back when the bucket has room (delays in whole seconds)
+    let last = waiting.into_iter().max().unwrap();
+    let wait = last - chrono::Utc::now() + chrono::Duration::milliseconds(1300);
+    tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+    h.dispatch_with(&h.stack_dispatcher()).await;
+    for (i, id) in ids.iter().enumerate() {
+        let n = h.local.store.get(&org, id).await.unwrap().unwrap();
+        assert_eq!((n.status, n.attempts), (Status::Sent, 1), "{id}");
+        assert_eq!(
+            h.sent().await.emails_to(&h.email(&format!("r{i}"))).len(),
+            1
+        );
+    }
+}

@@ -98,6 +98,8 @@ pub struct Options {
     pub lifecycle_events: LifecycleSelection,
     /// When dispatch's circuit breakers open, and for how long.
     pub breaker: herald_core::breaker::BreakerPolicy,
+    /// The deployment's rate limits (none by default).
+    pub rate_limits: herald_core::rate_limit::RateLimits,
 }
 
 /// A setting from the environment, when set and not empty.
@@ -120,6 +122,7 @@ impl Default for Options {
             dispatch_faults: None,
             lifecycle_events: LifecycleSelection::all(),
             breaker: herald_core::breaker::BreakerPolicy::default(),
+            rate_limits: Default::default(),
         }
     }
 }
@@ -140,6 +143,7 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
             public_base_url: options.public_base_url.clone(),
             settings_ttl: options.settings_ttl,
             routing: herald_core::routing::Routing::builtin(),
+            rate_limits: options.rate_limits.clone(),
         },
         views_table: stack.names.views_table(),
         push_defaults: options.push_defaults.clone(),

@@ -9,11 +9,13 @@ mod compressed;
 mod deliveries;
 mod directory;
 mod notifications;
+mod rate_limits;
 
 pub use breakers::DynamoBreakers;
 pub use deliveries::PROVIDER_MESSAGE_INDEX;
 pub use directory::DynamoDirectory;
 pub use notifications::DynamoNotificationStore;
+pub use rate_limits::DynamoRateLimiter;
 
 use std::collections::HashMap;
 

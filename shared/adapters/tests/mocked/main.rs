@@ -7,6 +7,7 @@ mod breakers;
 mod common;
 mod directory;
 mod eventbridge;
+mod rate_limits;
 mod ses;
 mod sns_push;
 mod sqs;

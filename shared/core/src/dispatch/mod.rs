@@ -22,9 +22,10 @@ use crate::ids::{NotificationId, OrgId};
 use crate::model::{Channel, DeliveryService, MAX_TRIES_KEPT, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
-    HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, ProviderSettings, Receipt, SendError,
-    Snapshot, SnapshotRequest,
+    HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, ProviderSettings, RateLimiter, Receipt,
+    SendError, Snapshot, SnapshotRequest,
 };
+use crate::rate_limit::{self, Admission, ChannelLimit, RateLimits};
 use crate::retry::RetryPolicy;
 use crate::routing::{self, Routing};
 
@@ -47,6 +48,12 @@ pub enum DispatchOutcome {
     },
     Retrying {
         next_retry_at: DateTime<Utc>,
+        requeued: bool,
+    },
+    /// Over its organization's rate limit for the channel: waits for the time the bucket
+    /// says, with no attempt spent.
+    Throttled {
+        until: DateTime<Utc>,
         requeued: bool,
     },
     Failed {
@@ -92,6 +99,10 @@ pub struct DispatchService {
     pub routing: Routing,
     /// The circuit breakers of the organizations' providers, shared by every dispatcher.
     pub breakers: BreakerBoard,
+    /// The deployment's rate limits, for the channels an organization's do not name.
+    pub limits: RateLimits,
+    /// The rate limits' buckets, shared by every dispatcher.
+    pub rate_limiter: Arc<dyn RateLimiter>,
     pub clock: Arc<dyn Clock>,
     /// The backoff's jitter.
     pub chance: Arc<dyn Chance>,
@@ -134,8 +145,25 @@ fn chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The providers of each organization's channel, in the order they are asked.
-type Routes = HashMap<(OrgId, Channel), Result<Vec<DeliveryService>, SendError>>;
+/// How each organization's channel sends: its providers in the order they are asked (or why
+/// they are unknown) and the rate limit it is held to.
+struct Route {
+    providers: Result<Vec<DeliveryService>, SendError>,
+    limit: Option<ChannelLimit>,
+}
+
+type Routes = HashMap<(OrgId, Channel), Route>;
+
+/// Whether a notification that may leave goes now or waits for its rate limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pass {
+    Go,
+    Wait(DateTime<Utc>),
+}
+
+/// How long messages wait when their rate limit's bucket could not be counted: never sent
+/// past a limit, so they wait a moment and are counted again.
+const LIMITER_UNAVAILABLE_WAIT: chrono::Duration = chrono::Duration::seconds(1);
 
 /// A notification this dispatcher holds, and the token that proves it.
 struct Held {
@@ -180,15 +208,29 @@ impl DispatchService {
         let html = self.html_of(&held).await;
         let routes = self.routes(&held).await;
         self.read_breakers(&routes, now).await;
-        join_all(claims.into_iter().map(|claim| async {
-            match (claim, &snapshot) {
-                (Ok(Ok(mut held)), Ok(snapshot)) => {
-                    with_html(&mut held.notification, &html)?;
-                    self.deliver(held, snapshot, &routes, now).await
+        let verdicts: Vec<Option<Verdict>> = claims
+            .iter()
+            .map(|claim| match (claim, &snapshot) {
+                (Ok(Ok(h)), Ok(snapshot)) => Some(verdict(&h.notification, snapshot, now)),
+                _ => None,
+            })
+            .collect();
+        let passes = self.passes(&claims, &verdicts, &routes, now).await;
+        let work = claims.into_iter().zip(verdicts).zip(passes);
+        let (html, routes, snapshot) = (&html, &routes, &snapshot);
+        join_all(work.map(|((claim, verdict), pass)| async move {
+            match (claim, verdict) {
+                (Ok(Ok(mut held)), Some(verdict)) => {
+                    with_html(&mut held.notification, html)?;
+                    self.deliver(held, verdict, pass, routes, now).await
                 }
-                (Ok(Ok(_)), Err(e)) => Err(DispatchError::Port(PortError::new(
+                (Ok(Ok(_)), None) => Err(DispatchError::Port(PortError::new(
                     "read the directory for consent",
-                    e.to_string(),
+                    snapshot
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 ))),
                 (Ok(Err(done)), _) => Ok(done),
                 (Err(e), _) => Err(e),
@@ -208,10 +250,16 @@ impl DispatchService {
                 continue;
             }
             let route = match self.settings.get(&n.org_id).await {
-                Ok(providers) => Ok(routing::route(&providers, &self.routing, n.channel)),
+                Ok(providers) => Route {
+                    providers: Ok(routing::route(&providers, &self.routing, n.channel)),
+                    limit: rate_limit::limit_for(&providers.limits, &self.limits, n.channel),
+                },
                 Err(e) => {
                     warn!(error = %e, "provider settings unavailable");
-                    Err(SendError::soft("provider settings unavailable"))
+                    Route {
+                        providers: Err(SendError::soft("provider settings unavailable")),
+                        limit: None,
+                    }
                 }
             };
             routes.insert(key, route);
@@ -223,10 +271,61 @@ impl DispatchService {
     async fn read_breakers(&self, routes: &Routes, now: DateTime<Utc>) {
         let keys: Vec<(OrgId, DeliveryService)> = routes
             .iter()
-            .filter_map(|((org, _), route)| Some((org, route.as_ref().ok()?)))
+            .filter_map(|((org, _), route)| Some((org, route.providers.as_ref().ok()?)))
             .flat_map(|(org, route)| route.iter().map(|p| (org.clone(), *p)))
             .collect();
         self.breakers.prefetch(&keys, now).await;
+    }
+
+    /// Whether each notification that may leave goes now or waits for its channel's rate
+    /// limit: the messages of each limited channel of an organization are counted in its
+    /// bucket at once, those past what it grants wait for the times it gives.
+    async fn passes(
+        &self,
+        claims: &[Result<Result<Held, DispatchOutcome>, DispatchError>],
+        verdicts: &[Option<Verdict>],
+        routes: &Routes,
+        now: DateTime<Utc>,
+    ) -> Vec<Pass> {
+        let mut limited: BTreeMap<(&OrgId, Channel), (ChannelLimit, Vec<usize>)> = BTreeMap::new();
+        for (i, (claim, verdict)) in claims.iter().zip(verdicts).enumerate() {
+            let (Ok(Ok(held)), Some(Verdict::Send(_))) = (claim, verdict) else {
+                continue;
+            };
+            let n = &held.notification;
+            let limit = routes
+                .get(&(n.org_id.clone(), n.channel))
+                .and_then(|r| r.limit);
+            if let Some(limit) = limit {
+                limited
+                    .entry((&n.org_id, n.channel))
+                    .or_insert_with(|| (limit, Vec::new()))
+                    .1
+                    .push(i);
+            }
+        }
+        let mut passes = vec![Pass::Go; claims.len()];
+        let counted = join_all(limited.into_iter().map(|((org, channel), (limit, at))| async move {
+            let want = u32::try_from(at.len()).unwrap_or(u32::MAX);
+            let admission = self
+                .rate_limiter
+                .take(org, channel, want, limit, now)
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(%org, %channel, error = %e, "rate limit bucket unavailable; the messages wait");
+                    Admission::none(now + LIMITER_UNAVAILABLE_WAIT)
+                });
+            (admission, at)
+        }))
+        .await;
+        for (admission, at) in counted {
+            for (k, i) in (0u32..).zip(at) {
+                if let Some(over) = k.checked_sub(admission.granted) {
+                    passes[i] = Pass::Wait(admission.free_at(over));
+                }
+            }
+        }
+        passes
     }
 
     /// The HTML of the held emails that have one, read from their events' records at once.
@@ -326,7 +425,8 @@ impl DispatchService {
     async fn deliver(
         &self,
         held: Held,
-        snapshot: &Snapshot,
+        verdict: Verdict,
+        pass: Pass,
         routes: &Routes,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
@@ -336,16 +436,7 @@ impl DispatchService {
         } = held;
         n.updated_at = now;
         n.claim = None;
-        let (customer, org) = parties(&n, snapshot);
-        let audience = Audience {
-            recipient: &n.recipient,
-            customer: &customer,
-            org: &org,
-        };
-        let suppressed = |k: &crate::consent::SuppressionKey| {
-            snapshot.suppressed.contains(&(n.org_id.clone(), k.clone()))
-        };
-        match consent::at_send_time(&n, audience, suppressed, now) {
+        match verdict {
             Verdict::Send(address) => n.address = address,
             Verdict::Skip(reason) => {
                 n.status = Status::Skipped;
@@ -366,11 +457,14 @@ impl DispatchService {
                 return Ok(DispatchOutcome::Deferred { until, requeued });
             }
         }
+        if let Pass::Wait(until) = pass {
+            return self.throttle(n, token, until, now).await;
+        }
         // in-app is delivered by being stored; every other channel's route was read for the batch
         let route = (n.channel != Channel::InApp).then(|| {
             routes
                 .get(&(n.org_id.clone(), n.channel))
-                .cloned()
+                .map(|r| r.providers.clone())
                 .unwrap_or_else(|| Err(SendError::soft("the channel's route was not read")))
         });
         self.send(n, token, route, now).await
@@ -479,6 +573,27 @@ impl DispatchService {
             next_retry_at: until,
             requeued,
         })
+    }
+
+    /// Over the rate limit: the notification waits for the time its bucket gave, as it was
+    /// (pending, or retrying after an attempt), with no attempt spent.
+    async fn throttle(
+        &self,
+        mut n: Notification,
+        token: String,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        n.status = if n.attempts == 0 {
+            Status::Pending
+        } else {
+            Status::Retrying
+        };
+        n.next_retry_at = Some(until);
+        n.sweep_at = Some(until);
+        let requeued = self.settle_until(&n, &token, until, now).await?;
+        info!(channel = %n.channel, %until, "delayed by the rate limit");
+        Ok(DispatchOutcome::Throttled { until, requeued })
     }
 
     /// Records a send's result on the notification: its new status and what goes with it; and,
@@ -658,6 +773,19 @@ impl DispatchService {
         info!(status = %n.status, "not claimable; skipped");
         Ok(DispatchOutcome::Skipped(Skip::NotClaimable(n.status)))
     }
+}
+
+/// Whether consent lets a held notification leave now, from the batch's directory snapshot.
+fn verdict(n: &Notification, snapshot: &Snapshot, now: DateTime<Utc>) -> Verdict {
+    let (customer, org) = parties(n, snapshot);
+    let audience = Audience {
+        recipient: &n.recipient,
+        customer: &customer,
+        org: &org,
+    };
+    let suppressed =
+        |k: &SuppressionKey| snapshot.suppressed.contains(&(n.org_id.clone(), k.clone()));
+    consent::at_send_time(n, audience, suppressed, now)
 }
 
 /// The customer record and organization settings a notification's consent depends on.

@@ -42,6 +42,10 @@ pub struct World {
     /// The circuit breakers' shared store.
     pub breakers: Arc<herald_core::testing::MemoryBreakers>,
     pub breaker_policy: herald_core::breaker::BreakerPolicy,
+    /// The rate limits' shared buckets.
+    pub rate_limiter: Arc<herald_core::testing::MemoryRateLimiter>,
+    /// The deployment's rate limits; none by default.
+    pub limits: herald_core::rate_limit::RateLimits,
     pub seq: u32,
 }
 
@@ -79,6 +83,8 @@ impl World {
             settings: Arc::default(),
             breakers: Arc::default(),
             breaker_policy: herald_core::breaker::BreakerPolicy::default(),
+            rate_limiter: Arc::default(),
+            limits: Default::default(),
             seq: 0,
         }
     }
@@ -95,6 +101,8 @@ impl World {
                 self.breakers.clone(),
                 self.breaker_policy,
             ),
+            limits: self.limits.clone(),
+            rate_limiter: self.rate_limiter.clone(),
             clock: self.clock.clone(),
             chance: Arc::new(herald_core::testing::FixedChance(0.5)),
             policy: RetryPolicy::default(),
