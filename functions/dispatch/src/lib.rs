@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
+use herald_adapters::emf::EmfMeter;
 use herald_adapters::{
     DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter, DynamoViews,
     SecretsManagerSettings, SendGridSender, SendgridEmail, SesEmail, SesEmailSender,
@@ -16,7 +17,9 @@ use herald_adapters::{
 use herald_core::breaker::{BreakerBoard, BreakerPolicy};
 use herald_core::dispatch::{DEFAULT_LEASE, DispatchService, Senders};
 use herald_core::model::{Channel, DeliveryService};
-use herald_core::ports::{Clock, Directory, DispatchMessage, ProviderSettings, SystemClock};
+use herald_core::ports::{
+    Clock, Directory, DispatchMessage, NoMeter, ProviderSettings, SystemClock,
+};
 use herald_core::providers::PushApplications;
 use herald_core::push::PushSender;
 use herald_core::rate_limit::RateLimits;
@@ -43,6 +46,9 @@ pub struct Config {
     /// When a provider's circuit breaker opens and how long it cools
     /// (`HERALD_BREAKER_FAILURES`, `HERALD_BREAKER_COOLING_SECONDS`).
     pub breaker: BreakerPolicy,
+    /// The CloudWatch namespace the metrics are written in (`HERALD_METRICS_NAMESPACE`,
+    /// default `Herald`); none: not written.
+    pub metrics_namespace: Option<String>,
 }
 
 /// Where organizations' provider settings live and where the HTTP providers are.
@@ -139,6 +145,7 @@ impl Config {
                 apns: config::optional("HERALD_DEFAULT_APNS_APP_ARN"),
             },
             breaker,
+            metrics_namespace: Some(herald_adapters::emf::namespace_from_env()),
         })
     }
 }
@@ -191,6 +198,10 @@ pub fn service(
             config.breaker,
         ),
         limits: config.providers.rate_limits.clone(),
+        meter: match &config.metrics_namespace {
+            Some(namespace) => Arc::new(EmfMeter::stdout(namespace)),
+            None => Arc::new(NoMeter),
+        },
         rate_limiter: Arc::new(DynamoRateLimiter::new(
             dynamo_limits,
             &config.directory_table,

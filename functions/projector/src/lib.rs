@@ -6,11 +6,13 @@
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use herald_adapters::config::{self, ConfigError};
+use herald_adapters::emf::EmfMeter;
 use herald_adapters::{DynamoViews, EventBridgePublisher};
 use herald_core::lifecycle_events::{LifecycleSelection, lifecycle_events};
 use herald_core::model::Notification;
-use herald_core::ports::{EventPublisher, Views};
+use herald_core::ports::{EventPublisher, Meter, Views};
 use herald_core::projection::{Change, project_batch};
+use herald_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -23,6 +25,8 @@ pub struct Config {
     /// Which of them it publishes (`HERALD_LIFECYCLE_EVENTS`: `all`, the default, `none`, or
     /// a list of detail-types).
     pub lifecycle_events: LifecycleSelection,
+    /// The CloudWatch namespace of its metrics (`HERALD_METRICS_NAMESPACE`, default `Herald`).
+    pub metrics_namespace: String,
 }
 
 impl Config {
@@ -35,6 +39,7 @@ impl Config {
                 LifecycleSelection::all(),
                 str::parse,
             )?,
+            metrics_namespace: herald_adapters::emf::namespace_from_env(),
         })
     }
 }
@@ -47,13 +52,23 @@ pub fn publisher(config: &Config, aws: &aws_config::SdkConfig) -> EventBridgePub
     EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), &config.event_bus)
 }
 
-/// The views, the bus and the life-cycle events published on it, from the environment.
-pub async fn from_env() -> Result<(DynamoViews, EventBridgePublisher, LifecycleSelection), Error> {
+/// The views, the bus, the life-cycle events published on it and the metrics, from the
+/// environment.
+pub async fn from_env() -> Result<
+    (
+        DynamoViews,
+        EventBridgePublisher,
+        LifecycleSelection,
+        EmfMeter,
+    ),
+    Error,
+> {
     let config = Config::from_env()?;
     let aws = config::aws().await?;
     let views = views(&config, &aws);
     let bus = publisher(&config, &aws);
-    Ok((views, bus, config.lifecycle_events))
+    let meter = EmfMeter::stdout(&config.metrics_namespace);
+    Ok((views, bus, config.lifecycle_events, meter))
 }
 
 fn kind(image: &serde_dynamo::Item) -> Option<&str> {
@@ -136,11 +151,13 @@ fn failure(sequence: Option<String>) -> DynamoDbBatchItemFailure {
 }
 
 /// The Lambda handler: the views first, then the life-cycle events of every change that the
-/// deployment publishes.
+/// deployment publishes, then what the providers' reports did (delivered, bounced,
+/// complained) measured.
 pub async fn handle<V: Views, P: EventPublisher>(
     views: &V,
     bus: &P,
     publishing: &LifecycleSelection,
+    meter: &dyn Meter,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let mut response = DynamoDbEventResponse::default();
@@ -193,6 +210,13 @@ pub async fn handle<V: Views, P: EventPublisher>(
             response.batch_item_failures.push(failure(sequence.clone()));
         }
     }
+    meter.record(
+        changes
+            .iter()
+            .filter_map(|c| Some(telemetry::of_report(c.old.as_ref()?, c.new.as_ref()?)))
+            .flatten()
+            .collect(),
+    );
     info!(
         records = event.payload.records.len(),
         writes = writes.len(),
@@ -209,6 +233,7 @@ mod tests {
 
     use super::*;
     use herald_core::lifecycle_events::LifecycleEventKind;
+    use herald_core::ports::NoMeter;
     use herald_core::testing::{MemoryEventPublisher, MemoryUnread};
 
     /// Views that take every write and show nothing: these tests look at the bus.
@@ -225,9 +250,15 @@ mod tests {
 
     /// The sample batch handled by a deployment that publishes every life-cycle event.
     async fn publish_all(bus: &MemoryEventPublisher) -> DynamoDbEventResponse {
-        handle(&no_views(), bus, &LifecycleSelection::all(), sample())
-            .await
-            .unwrap()
+        handle(
+            &no_views(),
+            bus,
+            &LifecycleSelection::all(),
+            &NoMeter,
+            sample(),
+        )
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -271,7 +302,7 @@ mod tests {
     async fn a_deployment_publishes_only_the_events_it_selected() {
         let bus = MemoryEventPublisher::new();
         let sent_only: LifecycleSelection = "NotificationSent".parse().unwrap();
-        let response = handle(&no_views(), bus.as_ref(), &sent_only, sample())
+        let response = handle(&no_views(), bus.as_ref(), &sent_only, &NoMeter, sample())
             .await
             .unwrap();
         assert!(response.batch_item_failures.is_empty());
@@ -282,6 +313,7 @@ mod tests {
             &no_views(),
             bus.as_ref(),
             &LifecycleSelection::none(),
+            &NoMeter,
             sample(),
         )
         .await

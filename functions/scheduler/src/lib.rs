@@ -6,8 +6,10 @@ use std::sync::Arc;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{DynamoNotificationStore, SqsDispatchQueue};
+use herald_core::ports::Meter;
 use herald_core::ports::{Clock, SystemClock};
 use herald_core::scheduler::{SchedulerService, SweepConfig, SweepReport};
+use herald_core::telemetry::{Measure, Metric};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
@@ -60,9 +62,17 @@ pub async fn service_from_env() -> Result<SchedulerService, Error> {
 
 /// The Lambda handler. The schedule's event carries nothing Herald needs: the clock decides
 /// what is due. A sweep that ran out of budget leaves the rest to the next tick and says so.
+/// How late it was is measured (`SchedulerLag`, seconds): the alarm on a sweep falling behind.
 pub async fn handle(
     service: &SchedulerService,
+    meter: &dyn Meter,
     _event: LambdaEvent<EventBridgeEvent<Value>>,
 ) -> Result<SweepReport, Error> {
-    Ok(service.sweep().await?)
+    let report = service.sweep().await?;
+    // seconds of lag: exact in an f64
+    meter.record(vec![Measure::of(
+        Metric::SchedulerLag,
+        report.lag_seconds.max(0) as f64,
+    )]);
+    Ok(report)
 }

@@ -6,8 +6,9 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     herald_adapters::telemetry::init();
     let service = herald_scheduler::service_from_env().await?;
+    let meter = herald_adapters::emf::EmfMeter::stdout(&herald_adapters::emf::namespace_from_env());
     run(service_fn(|event| {
-        herald_scheduler::handle(&service, event)
+        herald_scheduler::handle(&service, &meter, event)
     }))
     .await
 }

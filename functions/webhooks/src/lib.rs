@@ -35,15 +35,18 @@ use axum::http::request::Parts;
 use axum::routing::{self, MethodRouter};
 use chrono::Duration;
 use herald_adapters::config::{self, ConfigError};
+use herald_adapters::emf::EmfMeter;
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsHttpEndpoints,
 };
 use herald_core::ids::OrgId;
-use herald_core::ports::ProviderSettings;
+use herald_core::model::{DeliveryService, Provider};
 use herald_core::ports::SnsEndpoints;
 use herald_core::ports::{Clock, SystemClock};
+use herald_core::ports::{Meter, NoMeter, ProviderSettings};
 use herald_core::provider_events::AuthError;
 use herald_core::providers::OrgProviders;
+use herald_core::telemetry::{Measure, Metric};
 use herald_core::tracking::WebhookService;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Body, Error, Request, Response};
@@ -96,6 +99,8 @@ pub struct Webhooks {
     pub sns: Arc<dyn SnsEndpoints>,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
+    /// What each request came to, by provider.
+    pub meter: Arc<dyn Meter>,
 }
 
 /// Builds the function's dependencies; once per cold start.
@@ -119,13 +124,16 @@ pub fn webhooks(config: Config, aws: &aws_config::SdkConfig, clock: Arc<dyn Cloc
         sns: Arc::new(SnsHttpEndpoints::new(herald_adapters::http_client())),
         clock,
         config,
+        meter: Arc::new(NoMeter),
     }
 }
 
 pub async fn webhooks_from_env() -> Result<Webhooks, Error> {
     let config = Config::from_env()?;
     let aws = config::aws().await?;
-    Ok(webhooks(config, &aws, Arc::new(SystemClock)))
+    let mut webhooks = webhooks(config, &aws, Arc::new(SystemClock));
+    webhooks.meter = Arc::new(EmfMeter::stdout(&herald_adapters::emf::namespace_from_env()));
+    Ok(webhooks)
 }
 
 /// Whether settings read again might verify what the cached ones did not.
@@ -222,8 +230,70 @@ pub fn router(webhooks: Webhooks) -> Router {
 /// Answers one request (an API Gateway v2 event as lambda_http reads it) through the router:
 /// what the Lambda runs, and what the local stack and the tests call.
 pub async fn handle(w: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
+    let path = req.uri().path().to_string();
     let response = router(w.clone()).oneshot(req).await?;
+    w.meter.record(
+        webhook_measure(&path, response.status())
+            .into_iter()
+            .collect(),
+    );
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await?;
     Ok(Response::from_parts(parts, Body::from(bytes.to_vec())))
+}
+
+/// What a webhook request came to, by provider: `accepted` (applied, or a repeat), `refused`
+/// (a signature, body or organization that does not hold), or `failed` (the provider sends it
+/// again).
+fn webhook_measure(path: &str, status: axum::http::StatusCode) -> Option<Measure> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    let (Some("webhooks"), Some(provider)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let provider = DeliveryService::from(Provider::parse(provider).ok()?);
+    let outcome = if status.is_success() {
+        "accepted"
+    } else if status.is_client_error() {
+        "refused"
+    } else {
+        "failed"
+    };
+    let measure = Measure {
+        code: Some(outcome.into()),
+        ..Measure::count(Metric::Webhook).provider(provider)
+    };
+    Some(match parts.next().and_then(|o| OrgId::parse(o).ok()) {
+        Some(org) => measure.org(&org),
+        None => measure,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn a_webhook_is_measured_by_provider_and_outcome_with_its_organization() {
+        let m = webhook_measure("/webhooks/sendgrid/org_acme", StatusCode::OK).unwrap();
+        assert_eq!(
+            (m.metric, m.provider, m.code.as_deref()),
+            (
+                Metric::Webhook,
+                Some(DeliveryService::Sendgrid),
+                Some("accepted")
+            )
+        );
+        assert_eq!(m.org.map(|o| o.to_string()).as_deref(), Some("org_acme"));
+        let refused = webhook_measure("/webhooks/twilio/org_acme", StatusCode::UNAUTHORIZED);
+        assert_eq!(refused.unwrap().code.as_deref(), Some("refused"));
+        let ses = webhook_measure("/webhooks/ses", StatusCode::SERVICE_UNAVAILABLE).unwrap();
+        assert_eq!((ses.code.as_deref(), ses.org), (Some("failed"), None));
+        assert_eq!(
+            webhook_measure("/webhooks/fax/org_acme", StatusCode::NOT_FOUND),
+            None
+        );
+        assert_eq!(webhook_measure("/elsewhere", StatusCode::NOT_FOUND), None);
+    }
 }

@@ -5,6 +5,7 @@ pub mod backoff;
 mod classify;
 pub mod config;
 pub mod dynamo;
+pub mod emf;
 mod errors;
 pub mod eventbridge;
 mod http;

@@ -165,6 +165,7 @@ impl Ports {
             ),
             limits: Default::default(),
             rate_limiter: Arc::new(MemoryRateLimiter::default()),
+            meter: Arc::new(herald_core::ports::NoMeter),
             clock: self.clock.clone(),
             chance: Arc::new(FixedChance(0.5)),
             policy: RetryPolicy::default(),

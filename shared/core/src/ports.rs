@@ -743,6 +743,19 @@ pub trait RateLimiter: Send + Sync {
     ) -> Result<Admission, PortError>;
 }
 
+/// Where measures go ([`crate::telemetry`]): CloudWatch's embedded metric format in AWS.
+/// Writing them never fails the work they measure.
+pub trait Meter: Send + Sync {
+    fn record(&self, measures: Vec<crate::telemetry::Measure>);
+}
+
+/// Measures nothing.
+pub struct NoMeter;
+
+impl Meter for NoMeter {
+    fn record(&self, _: Vec<crate::telemetry::Measure>) {}
+}
+
 /// The email provider's sending identities (SES).
 #[async_trait]
 pub trait SendingIdentities: Send + Sync {

@@ -1153,3 +1153,34 @@ impl crate::ports::RateLimiter for MemoryRateLimiter {
         Ok(admission)
     }
 }
+
+/// Keeps every measure recorded.
+#[derive(Default)]
+pub struct MemoryMeter {
+    measures: Mutex<Vec<crate::telemetry::Measure>>,
+    /// How many times measures were recorded (once per batch).
+    pub records: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryMeter {
+    pub fn measures(&self) -> Vec<crate::telemetry::Measure> {
+        lock(&self.measures).clone()
+    }
+
+    /// The sum of a metric's values.
+    pub fn total(&self, metric: crate::telemetry::Metric) -> f64 {
+        lock(&self.measures)
+            .iter()
+            .filter(|m| m.metric == metric)
+            .map(|m| m.value)
+            .sum()
+    }
+}
+
+impl crate::ports::Meter for MemoryMeter {
+    fn record(&self, measures: Vec<crate::telemetry::Measure>) {
+        self.records
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.measures).extend(measures);
+    }
+}

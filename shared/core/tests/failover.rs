@@ -72,6 +72,26 @@ async fn a_provider_down_passes_the_message_to_the_next_in_the_same_attempt_once
     );
     assert_eq!(tried.code.as_ref().unwrap().as_str(), "ServiceUnavailable");
     assert_eq!(email.last_error, None);
+    let measured: Vec<_> = w
+        .meter
+        .measures()
+        .into_iter()
+        .filter(|m| m.channel == Some(Channel::Email))
+        .map(|m| (m.metric.as_str(), m.provider.map(|p| p.as_str()), m.code))
+        .collect();
+    assert_eq!(
+        measured,
+        vec![
+            (
+                "ProviderError",
+                Some("ses"),
+                Some("ServiceUnavailable".into())
+            ),
+            ("Sent", Some("sendgrid"), None),
+            ("SentLatency", Some("sendgrid"), None),
+            ("FailedOver", Some("sendgrid"), None),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -232,6 +252,28 @@ async fn five_failures_open_the_breaker_and_later_messages_pass_the_provider_ove
             .collect();
         assert_eq!(tried, vec![(DeliveryService::Ses, Some("circuit_open"))]);
     }
+    // measured: every email sent after failing over, five SES errors, one breaker opened,
+    // three emails that passed SES over
+    use herald_core::telemetry::Metric;
+    let total = |m| w.meter.total(m);
+    assert_eq!((total(Metric::Sent), total(Metric::FailedOver)), (8.0, 8.0));
+    assert_eq!(total(Metric::ProviderError), 5.0);
+    assert_eq!(total(Metric::CircuitOpen), 3.0);
+    let opened: Vec<_> = w
+        .meter
+        .measures()
+        .into_iter()
+        .filter(|m| m.metric == Metric::BreakerOpened)
+        .map(|m| (m.provider, m.channel, m.org))
+        .collect();
+    assert_eq!(
+        opened,
+        vec![(
+            Some(DeliveryService::Ses),
+            Some(Channel::Email),
+            Some(org())
+        )]
+    );
 }
 
 #[tokio::test]

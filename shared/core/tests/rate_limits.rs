@@ -167,6 +167,8 @@ async fn a_notification_over_the_limit_waits_pending_with_no_attempt_spent() {
         assert_eq!(n.next_retry_at, n.sweep_at);
         assert!(n.next_retry_at.unwrap() > now);
     }
+    let throttled = w.meter.total(herald_core::telemetry::Metric::Throttled);
+    assert_eq!(throttled, 3.0, "each delay is measured");
     let requeued = w.queue.take();
     assert_eq!(requeued.len(), 3);
     assert!(requeued.iter().all(|e| e.delay.as_secs() <= 2));

@@ -425,3 +425,37 @@ async fn an_administrators_rate_limit_holds_a_burst_on_the_queue_and_sends_each_
         );
     }
 }
+
+#[tokio::test]
+async fn dispatch_and_the_projector_log_their_metrics_in_embedded_metric_format() {
+    let h = Harness::new().await;
+    let contact = h.contact("cus_m", &h.email("m"), None, "en").await;
+    h.run(&[contact]).await;
+    h.run_one(h.order_created("cus_m", "ord_m")).await;
+
+    let text = String::from_utf8(h.local.metrics.lock().unwrap().clone()).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sent = docs
+        .iter()
+        .find(|d| d.get("Sent").is_some() && d["channel"] == "email")
+        .unwrap_or_else(|| panic!("no email Sent in {text}"));
+    assert_eq!(sent["Sent"], 1);
+    assert_eq!(
+        (&sent["provider"], &sent["org_id"]),
+        (&json!("ses"), &json!(h.org))
+    );
+    let spec = &sent["_aws"]["CloudWatchMetrics"][0];
+    assert!(spec["Namespace"].as_str().unwrap().starts_with("Herald"));
+    assert_eq!(spec["Dimensions"][0], json!(["channel", "provider"]));
+    let latency = docs
+        .iter()
+        .find(|d| d.get("SentLatency").is_some() && d["channel"] == "email")
+        .unwrap();
+    let ms = latency["SentLatency"][0].as_f64().unwrap();
+    assert!((0.0..60_000.0).contains(&ms), "{ms}");
+    // nothing but ids: no address or body reaches the metrics
+    assert!(!text.contains(&h.email("m")));
+}

@@ -207,6 +207,7 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
             &h.local.views,
             &h.local.bus,
             &h.local.options.lifecycle_events,
+            &herald_core::ports::NoMeter,
             LambdaEvent::new(replay.clone(), Default::default()),
         )
         .await
@@ -231,6 +232,7 @@ async fn a_malformed_stream_record_fails_alone() {
         &h.local.views,
         &h.local.bus,
         &h.local.options.lifecycle_events,
+        &herald_core::ports::NoMeter,
         LambdaEvent::new(event.clone(), Default::default()),
     )
     .await

@@ -113,3 +113,95 @@ async fn the_emulator_holds_the_tables_and_queues_the_template_declares() {
             .ends_with(&names.dispatch_dlq())
     );
 }
+
+/// The metrics an alarm watches: (namespace, name, dimension names) of its metric or of
+/// each metric of its math.
+fn watched(alarm: &serde_yaml::Value) -> Vec<(String, String, Vec<String>)> {
+    let one = |m: &serde_yaml::Value| {
+        let dims = m["Dimensions"]
+            .as_sequence()
+            .map(|d| {
+                d.iter()
+                    .map(|d| d["Name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            herald_e2e::sam::sub(&m["Namespace"]),
+            m["MetricName"].as_str().unwrap().to_string(),
+            dims,
+        )
+    };
+    match alarm["Metrics"].as_sequence() {
+        Some(metrics) => metrics
+            .iter()
+            .filter(|m| m.get("MetricStat").is_some())
+            .map(|m| one(&m["MetricStat"]["Metric"]))
+            .collect(),
+        None => vec![one(alarm)],
+    }
+}
+
+#[test]
+fn every_alarm_watches_a_metric_that_is_written_and_tells_the_alarm_topic() {
+    use herald_core::telemetry::Metric;
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let of_type = |kind: &'static str| {
+        resources
+            .iter()
+            .filter(move |(_, r)| r["Type"] == kind)
+            .map(|(k, r)| (k.as_str().unwrap().to_string(), r))
+    };
+    let written: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
+    let mut watched_all = Vec::new();
+    for (name, alarm) in of_type("AWS::CloudWatch::Alarm") {
+        let p = &alarm["Properties"];
+        for action in ["AlarmActions", "OKActions"] {
+            let topic = &p[action][0];
+            assert_eq!(
+                serde_yaml::to_string(topic).unwrap().trim(),
+                "!Ref AlarmTopic",
+                "{name} {action}"
+            );
+        }
+        for (namespace, metric, dims) in watched(p) {
+            if namespace == "Herald/${Stage}" {
+                assert!(written.contains(&metric.as_str()), "{name}: {metric}");
+                assert!(
+                    dims.iter()
+                        .all(|d| ["channel", "provider", "code"].contains(&d.as_str())),
+                    "{name}: {dims:?}"
+                );
+            }
+            watched_all.push((namespace, metric, dims));
+        }
+    }
+    // every dead-letter queue and every function is watched
+    for (queue, _) in of_type("AWS::SQS::Queue").filter(|(q, _)| q.ends_with("DeadLetterQueue")) {
+        let alarm = format!(
+            "{}DeadLettersAlarm",
+            queue.trim_end_matches("DeadLetterQueue")
+        );
+        assert!(resources.contains_key(alarm.as_str()), "{queue}: {alarm}");
+    }
+    let functions = of_type("AWS::Serverless::Function").count();
+    for metric in ["Errors", "Throttles"] {
+        let watching = watched_all
+            .iter()
+            .filter(|(ns, m, _)| ns == "AWS/Lambda" && m == metric)
+            .count();
+        assert_eq!(watching, functions, "{metric}");
+    }
+    // the dashboard shows only metrics that are written
+    let body =
+        herald_e2e::sam::sub(&t["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]);
+    let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        let text = widget["properties"]["metrics"].to_string();
+        for part in text.split("MetricName=\\\"").skip(1) {
+            let metric = &part[..part.find('\\').unwrap()];
+            assert!(written.contains(&metric), "{metric}");
+        }
+    }
+}

@@ -69,6 +69,10 @@ pub struct LocalStack {
     pub providers: Option<StandIns>,
     /// Every AWS request the functions (and the local plumbing) made, by who made it.
     pub requests: RequestLog,
+    /// The embedded-metric-format documents dispatch and the projector wrote, as they would
+    /// log them.
+    pub metrics: Arc<std::sync::Mutex<Vec<u8>>>,
+    meter: Arc<herald_adapters::emf::EmfMeter>,
     /// The dispatch queue as its event source mapping reads it (its requests are billed).
     dispatch_queue: aws_sdk_sqs::Client,
     /// The intake queue as its event source mapping reads it (its requests are billed).
@@ -148,6 +152,8 @@ pub fn dispatch_config(stack: &Stack, options: &Options) -> herald_dispatch::Con
         views_table: stack.names.views_table(),
         push_defaults: options.push_defaults.clone(),
         breaker: options.breaker,
+        // the local stack keeps its dispatcher's metrics itself (`LocalStack::metrics`)
+        metrics_namespace: None,
     }
 }
 
@@ -193,7 +199,14 @@ impl LocalStack {
                 options.dispatch_faults.clone(),
             )
             .await;
-        let dispatch = herald_dispatch::service(&dispatch_config, &dispatch_aws, clock.clone());
+        let mut dispatch = herald_dispatch::service(&dispatch_config, &dispatch_aws, clock.clone());
+        // the metrics the functions would log, kept to read back
+        let metrics = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let meter = Arc::new(herald_adapters::emf::EmfMeter::buffer(
+            &format!("Herald/{stage}"),
+            metrics.clone(),
+        ));
+        dispatch.meter = meter.clone();
         let scheduler_config = herald_scheduler::Config {
             notifications_table: stack.names.notifications_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),
@@ -208,6 +221,7 @@ impl LocalStack {
             views_table: stack.names.views_table(),
             event_bus: stack.names.bus(),
             lifecycle_events: options.lifecycle_events.clone(),
+            metrics_namespace: format!("Herald/{stage}"),
         };
         let projector_aws = counted(Component::Projector).await;
         let views = herald_projector::views(&projector_config, &projector_aws);
@@ -217,6 +231,8 @@ impl LocalStack {
         let local = counted(Component::Local).await;
         let report_views = herald_projector::views(&projector_config, &local);
         Ok(LocalStack {
+            metrics,
+            meter,
             report_views,
             options,
             requests,
@@ -385,6 +401,7 @@ impl LocalStack {
                 &self.views,
                 &self.bus,
                 &self.options.lifecycle_events,
+                self.meter.as_ref(),
                 LambdaEvent::new(batch, Context::default()),
             )
             .await

@@ -57,6 +57,8 @@ pub(super) struct Walk {
     /// Set when no provider was asked because every breaker held its provider out: the
     /// earliest time one lets a message through again.
     pub held_until: Option<DateTime<Utc>>,
+    /// The providers whose breaker this walk's failures opened.
+    pub opened: Vec<DeliveryService>,
 }
 
 /// A sender panicked: the attempt ends without an answer.
@@ -78,6 +80,7 @@ pub(super) async fn walk(
     let mut last = None;
     let mut asked = false;
     let mut held_until: Option<DateTime<Utc>> = None;
+    let mut opened = Vec::new();
     for &provider in route {
         let Some(sender) = senders.get(n.channel, provider) else {
             continue; // a provider this deployment did not build a sender for
@@ -107,7 +110,9 @@ pub(super) async fn walk(
         let answer = answer.map(|r| r.via(provider)).map_err(|e| e.via(provider));
         match answer {
             Err(e) if e.kind.at_provider() => {
-                breakers.failed(&n.org_id, provider, now).await;
+                if breakers.failed(&n.org_id, provider, now).await {
+                    opened.push(provider);
+                }
                 tried.push(ProviderTry {
                     attempt: n.attempts,
                     provider,
@@ -123,6 +128,7 @@ pub(super) async fn walk(
                     answer,
                     tried,
                     held_until: None,
+                    opened,
                 });
             }
         }
@@ -140,5 +146,6 @@ pub(super) async fn walk(
         answer,
         tried,
         held_until,
+        opened,
     })
 }

@@ -3,7 +3,7 @@
 
 mod failover;
 
-pub use failover::Senders;
+pub use failover::{CIRCUIT_OPEN, Senders};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,12 +22,13 @@ use crate::ids::{NotificationId, OrgId};
 use crate::model::{Channel, DeliveryService, MAX_TRIES_KEPT, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
-    HtmlOf, MAX_QUEUE_DELAY, NotificationStore, PortError, ProviderSettings, RateLimiter, Receipt,
-    SendError, Snapshot, SnapshotRequest,
+    HtmlOf, MAX_QUEUE_DELAY, Meter, NotificationStore, PortError, ProviderSettings, RateLimiter,
+    Receipt, SendError, Snapshot, SnapshotRequest,
 };
 use crate::rate_limit::{self, Admission, ChannelLimit, RateLimits};
 use crate::retry::RetryPolicy;
 use crate::routing::{self, Routing};
+use crate::telemetry::{self, Measure, Metric};
 
 /// What one dispatch did.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +104,8 @@ pub struct DispatchService {
     pub limits: RateLimits,
     /// The rate limits' buckets, shared by every dispatcher.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Where the batch's measures go.
+    pub meter: Arc<dyn Meter>,
     pub clock: Arc<dyn Clock>,
     /// The backoff's jitter.
     pub chance: Arc<dyn Chance>,
@@ -165,6 +168,25 @@ enum Pass {
 /// past a limit, so they wait a moment and are counted again.
 const LIMITER_UNAVAILABLE_WAIT: chrono::Duration = chrono::Duration::seconds(1);
 
+/// The measures of a batch, written together once it is done.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<Vec<Measure>>);
+
+impl Tally {
+    fn add(&self, measures: impl IntoIterator<Item = Measure>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(measures);
+    }
+
+    fn into_inner(self) -> Vec<Measure> {
+        self.0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A notification this dispatcher holds, and the token that proves it.
 struct Held {
     notification: Notification,
@@ -217,12 +239,14 @@ impl DispatchService {
             .collect();
         let passes = self.passes(&claims, &verdicts, &routes, now).await;
         let work = claims.into_iter().zip(verdicts).zip(passes);
-        let (html, routes, snapshot) = (&html, &routes, &snapshot);
-        join_all(work.map(|((claim, verdict), pass)| async move {
+        let tally = Tally::default();
+        let (html, routes, snapshot, counted) = (&html, &routes, &snapshot, &tally);
+        let outcomes = join_all(work.map(|((claim, verdict), pass)| async move {
             match (claim, verdict) {
                 (Ok(Ok(mut held)), Some(verdict)) => {
                     with_html(&mut held.notification, html)?;
-                    self.deliver(held, verdict, pass, routes, now).await
+                    self.deliver(held, verdict, pass, routes, counted, now)
+                        .await
                 }
                 (Ok(Ok(_)), None) => Err(DispatchError::Port(PortError::new(
                     "read the directory for consent",
@@ -236,7 +260,9 @@ impl DispatchService {
                 (Err(e), _) => Err(e),
             }
         }))
-        .await
+        .await;
+        self.meter.record(tally.into_inner());
+        outcomes
     }
 
     /// The route of each organization and channel the held notifications go through (in-app
@@ -428,6 +454,7 @@ impl DispatchService {
         verdict: Verdict,
         pass: Pass,
         routes: &Routes,
+        tally: &Tally,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
         let Held {
@@ -458,6 +485,7 @@ impl DispatchService {
             }
         }
         if let Pass::Wait(until) = pass {
+            tally.add([Measure::for_notification(Metric::Throttled, &n)]);
             return self.throttle(n, token, until, now).await;
         }
         // in-app is delivered by being stored; every other channel's route was read for the batch
@@ -467,7 +495,7 @@ impl DispatchService {
                 .map(|r| r.providers.clone())
                 .unwrap_or_else(|| Err(SendError::soft("the channel's route was not read")))
         });
-        self.send(n, token, route, now).await
+        self.send(n, token, route, tally, now).await
     }
 
     /// Sends through the channel's providers in the order of its route (none for in-app) and
@@ -477,9 +505,11 @@ impl DispatchService {
         mut notification: Notification,
         token: String,
         route: Option<Result<Vec<DeliveryService>, SendError>>,
+        tally: &Tally,
         now: DateTime<Utc>,
     ) -> Result<DispatchOutcome, DispatchError> {
         notification.attempts += 1;
+        let mut failed_over = false;
         let result = match route {
             None => Ok(None),
             Some(Err(e)) => Err(e),
@@ -488,6 +518,12 @@ impl DispatchService {
                     .await
                 {
                     Ok(walk) => {
+                        tally.add(telemetry::of_tries(&notification, &walk.tried));
+                        tally.add(walk.opened.iter().map(|p| {
+                            Measure::for_notification(Metric::BreakerOpened, &notification)
+                                .provider(*p)
+                        }));
+                        failed_over = !walk.tried.is_empty();
                         keep_tries(&mut notification, walk.tried);
                         if let Some(until) = walk.held_until {
                             return self
@@ -498,6 +534,7 @@ impl DispatchService {
                     }
                     Err(panicked) => {
                         error!(channel = %notification.channel, provider = panicked.provider.as_str(), "sender panicked");
+                        tally.add(telemetry::of_tries(&notification, &panicked.tried));
                         keep_tries(&mut notification, panicked.tried);
                         // Released as due now: the redelivered message (or the sweep) tries again.
                         let reason = "the sender failed unexpectedly".to_string();
@@ -522,6 +559,7 @@ impl DispatchService {
         if !self.settle(&notification, &token).await? {
             return Ok(outcome);
         }
+        tally.add(telemetry::of_attempt(&notification, failed_over));
         if let (Some(key), Some(reason)) = (suppress, &notification.last_error) {
             // the provider said this recipient opted out or does not exist: never try again
             self.directory

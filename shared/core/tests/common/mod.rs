@@ -46,6 +46,8 @@ pub struct World {
     pub rate_limiter: Arc<herald_core::testing::MemoryRateLimiter>,
     /// The deployment's rate limits; none by default.
     pub limits: herald_core::rate_limit::RateLimits,
+    /// What dispatch measured.
+    pub meter: Arc<herald_core::testing::MemoryMeter>,
     pub seq: u32,
 }
 
@@ -85,6 +87,7 @@ impl World {
             breaker_policy: herald_core::breaker::BreakerPolicy::default(),
             rate_limiter: Arc::default(),
             limits: Default::default(),
+            meter: Arc::default(),
             seq: 0,
         }
     }
@@ -103,6 +106,7 @@ impl World {
             ),
             limits: self.limits.clone(),
             rate_limiter: self.rate_limiter.clone(),
+            meter: self.meter.clone(),
             clock: self.clock.clone(),
             chance: Arc::new(herald_core::testing::FixedChance(0.5)),
             policy: RetryPolicy::default(),
