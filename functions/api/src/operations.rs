@@ -170,14 +170,13 @@ pub async fn stats(
     let mut days = Vec::new();
     let mut d = from;
     while d <= to {
-        let counts: Vec<Value> = api
-            .views
-            .stats(&org, d)
-            .await?
-            .into_iter()
+        let day_counts = api.views.stats(&org, d).await?;
+        let counts: Vec<Value> = day_counts
+            .iter()
             .map(|c| json!({"type": c.key.notification_type, "channel": c.key.channel, "outcome": c.key.outcome, "count": c.count, "sms_segments": c.sms_segments}))
             .collect();
-        days.push(json!({"day": d.to_string(), "counts": counts}));
+        let channels = herald_core::stats::by_channel(&day_counts);
+        days.push(json!({"day": d.to_string(), "counts": counts, "channels": channels}));
         d += Duration::days(1);
     }
     Ok(Json(

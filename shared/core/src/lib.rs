@@ -30,6 +30,7 @@ pub mod scheduler;
 pub mod scheduling;
 pub mod settings;
 pub mod sms;
+pub mod stats;
 pub mod telemetry;
 pub mod template;
 pub mod time;

@@ -69,6 +69,8 @@ pub enum StatOutcome {
     Bounced,
     /// Withheld at send time: consent no longer allowed it.
     Skipped,
+    /// The recipient marked it as spam (counted on the day of the complaint).
+    Complained,
 }
 
 impl StatOutcome {
@@ -79,6 +81,7 @@ impl StatOutcome {
             StatOutcome::Delivered => "delivered",
             StatOutcome::Bounced => "bounced",
             StatOutcome::Skipped => "skipped",
+            StatOutcome::Complained => "complained",
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct StatEvent {
     pub notification_id: NotificationId,
     /// An SMS's segments, added to the counter's `segments` with the count (0 for others).
     pub sms_segments: u32,
+    /// Sent and delivered: milliseconds from the notification's creation to the outcome.
+    pub latency_ms: Option<u64>,
 }
 
 /// A dead-lettered notification with its last error.
@@ -215,6 +220,14 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
                 writes.push(ViewWrite::Log(entry));
             }
         }
+        if let (None, Some(at)) = (old.complained_at, new.complained_at) {
+            writes.push(ViewWrite::Stat(stat_event(
+                new,
+                StatOutcome::Complained,
+                at,
+                None,
+            )));
+        }
     }
     if old_status == Some(new.status) {
         return writes; // not a status change (a sweep mark, a lease, engagement)
@@ -262,17 +275,19 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
         });
     }
     if let Some(outcome) = stat_outcome(new.status) {
-        writes.push(ViewWrite::Stat(StatEvent {
-            key: StatKey {
-                org_id: new.org_id.clone(),
-                day: new.updated_at.date_naive(),
-                notification_type: new.notification_type.to_string(),
-                channel: new.channel,
-                outcome,
-            },
-            notification_id: new.id.clone(),
-            sms_segments: new.sms_segments.unwrap_or(0),
-        }));
+        let reached = match outcome {
+            StatOutcome::Sent => new.sent_at,
+            StatOutcome::Delivered => Some(new.updated_at),
+            _ => None,
+        };
+        let latency_ms =
+            reached.and_then(|at| u64::try_from((at - new.created_at).num_milliseconds()).ok());
+        writes.push(ViewWrite::Stat(stat_event(
+            new,
+            outcome,
+            new.updated_at,
+            latency_ms,
+        )));
     }
     match (
         old_status == Some(Status::Failed),
@@ -354,6 +369,27 @@ pub fn project_batch(changes: &[Change]) -> Vec<ViewWrite> {
     writes
 }
 
+/// One notification counted for an outcome on the day of `at`.
+fn stat_event(
+    n: &Notification,
+    outcome: StatOutcome,
+    at: DateTime<Utc>,
+    latency_ms: Option<u64>,
+) -> StatEvent {
+    StatEvent {
+        key: StatKey {
+            org_id: n.org_id.clone(),
+            day: at.date_naive(),
+            notification_type: n.notification_type.to_string(),
+            channel: n.channel,
+            outcome,
+        },
+        notification_id: n.id.clone(),
+        sms_segments: n.sms_segments.unwrap_or(0),
+        latency_ms,
+    }
+}
+
 /// A day's counter as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatCount {
@@ -363,4 +399,7 @@ pub struct StatCount {
     /// billed that day.
     #[serde(default)]
     pub sms_segments: u64,
+    /// Sent and delivered: each notification's milliseconds from its creation to the outcome.
+    #[serde(default)]
+    pub latencies_ms: Vec<u64>,
 }

@@ -326,3 +326,41 @@ fn an_sms_outcome_carries_its_segments_to_the_statistics() {
         .collect();
     assert_eq!(email, vec![0]);
 }
+
+#[test]
+fn sent_and_delivered_carry_their_latency_and_a_complaint_is_counted_on_its_day() {
+    let writes = project_batch(&delivered_life());
+    let stats: Vec<_> = writes
+        .iter()
+        .filter_map(|w| match w {
+            ViewWrite::Stat(s) => Some((s.key.outcome, s.latency_ms)),
+            _ => None,
+        })
+        .collect();
+    // created at 10:00:00, sent two seconds later, delivered a second after that
+    assert!(
+        stats.contains(&(StatOutcome::Delivered, Some(3000))),
+        "{stats:?}"
+    );
+
+    let delivered = delivered_life().pop().unwrap().new.unwrap();
+    let mut complained = delivered.clone();
+    complained.revision += 1;
+    complained.complained_at = Some(at("2026-11-21T08:00:00Z"));
+    complained.updated_at = at("2026-11-21T08:00:00Z");
+    let change = Change {
+        old: Some(delivered),
+        new: Some(complained),
+    };
+    let counted: Vec<_> = project_batch(&[change])
+        .into_iter()
+        .filter_map(|w| match w {
+            ViewWrite::Stat(s) => Some((s.key.outcome, s.key.day.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        vec![(StatOutcome::Complained, "2026-11-21".to_string())]
+    );
+}

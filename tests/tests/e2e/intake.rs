@@ -351,4 +351,15 @@ async fn an_sms_is_cut_to_the_cap_and_its_segments_are_stored_and_counted() {
         })
         .collect();
     assert_eq!(sms_sent, vec![(1, 2)], "{stats}");
+    // the channel's day: its latency from creation to sent, and no bounce among one SMS
+    let sms_day = stats["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|d| d["channels"].get("sms"))
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(sms_day["sent"], 1);
+    assert_eq!(sms_day["bounce_rate"], 0.0);
+    let p99 = sms_day["to_sent_ms"]["p99"].as_u64().unwrap();
+    assert!(p99 < 60_000, "{sms_day}");
 }

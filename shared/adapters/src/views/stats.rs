@@ -9,7 +9,7 @@
 //! written in a transaction with them (four write units per outcome) and would put a whole
 //! organization's day on a few items.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::NaiveDate;
@@ -32,6 +32,8 @@ const OUTCOMES_PER_ITEM: usize = 1000;
 
 /// The attribute listing an item's notifications, each with its SMS segments (0 for others).
 const OUTCOMES: &str = "outcomes";
+/// Sent and delivered items: each notification's milliseconds from creation to the outcome.
+const LATENCIES: &str = "latency";
 
 /// The namespace of the items' content hashes (a UUID v5 of the sorted notification ids).
 const STATS_NAMESPACE: Uuid = Uuid::from_u128(0x6865_7261_6c64_2d73_7461_7473_2d76_3100);
@@ -79,6 +81,19 @@ fn number(value: &AttributeValue) -> Option<u64> {
     value.as_n().ok()?.parse().ok()
 }
 
+/// The latencies an item lists, by notification (none in older items).
+fn latencies_of(item: &Item) -> Vec<(String, u64)> {
+    item.get(LATENCIES)
+        .and_then(|l| l.as_m().ok())
+        .map(|listed| {
+            listed
+                .iter()
+                .filter_map(|(id, ms)| Some((id.clone(), number(ms)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The notifications an item counts, with their segments.
 fn outcomes_of(item: &Item, name: String) -> Option<Vec<(String, u64)>> {
     match item.get(OUTCOMES) {
@@ -99,16 +114,16 @@ fn outcomes_of(item: &Item, name: String) -> Option<Vec<(String, u64)>> {
 impl DynamoViews {
     /// The puts of a batch's outcomes: one item per counter (per thousand notifications).
     pub(super) fn stat_writes(events: Vec<&StatEvent>) -> Vec<Write> {
-        let mut counters: BTreeMap<&StatKey, BTreeMap<&str, u32>> = BTreeMap::new();
+        let mut counters: BTreeMap<&StatKey, BTreeMap<&str, &StatEvent>> = BTreeMap::new();
         for e in events {
             counters
                 .entry(&e.key)
                 .or_default()
-                .insert(e.notification_id.as_str(), e.sms_segments);
+                .insert(e.notification_id.as_str(), e);
         }
         let mut writes = Vec::new();
         for (counter, outcomes) in counters {
-            let outcomes: Vec<(&str, u32)> = outcomes.into_iter().collect();
+            let outcomes: Vec<(&str, &StatEvent)> = outcomes.into_iter().collect();
             for chunk in outcomes.chunks(OUTCOMES_PER_ITEM) {
                 let ids: Vec<&str> = chunk.iter().map(|(id, _)| *id).collect();
                 let name = Uuid::new_v5(&STATS_NAMESPACE, ids.join(",").as_bytes())
@@ -119,9 +134,16 @@ impl DynamoViews {
                 let mut item = key(pk.clone(), sk.clone());
                 let listed = chunk
                     .iter()
-                    .map(|(id, segments)| (id.to_string(), n(u64::from(*segments))))
+                    .map(|(id, e)| (id.to_string(), n(u64::from(e.sms_segments))))
                     .collect();
                 item.insert(OUTCOMES.into(), AttributeValue::M(listed));
+                let latencies: HashMap<String, AttributeValue> = chunk
+                    .iter()
+                    .filter_map(|(id, e)| Some((id.to_string(), n(e.latency_ms?))))
+                    .collect();
+                if !latencies.is_empty() {
+                    item.insert(LATENCIES.into(), AttributeValue::M(latencies));
+                }
                 writes.push(((pk, sk), Some(item)));
             }
         }
@@ -138,6 +160,7 @@ impl DynamoViews {
             try_join_all((0..STAT_SHARDS).map(|s| self.query(stats_pk(org, day, s), true, None)))
                 .await?;
         let mut counters: BTreeMap<StatKey, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut latencies: BTreeMap<StatKey, BTreeMap<String, u64>> = BTreeMap::new();
         for item in shards.into_iter().flatten() {
             let (counter, outcomes) = item
                 .get("sk")
@@ -145,14 +168,26 @@ impl DynamoViews {
                 .and_then(|sk| counter_of(org, day, sk))
                 .and_then(|(counter, name)| Some((counter, outcomes_of(&item, name)?)))
                 .ok_or_else(|| PortError::new("deserialize stats", "an outcome item"))?;
+            latencies
+                .entry(counter.clone())
+                .or_default()
+                .extend(latencies_of(&item));
             counters.entry(counter).or_default().extend(outcomes);
         }
         Ok(counters
             .into_iter()
-            .map(|(key, outcomes)| StatCount {
-                key,
-                count: outcomes.len() as u64,
-                sms_segments: outcomes.values().sum(),
+            .map(|(key, outcomes)| {
+                // each notification's latency once, however many items list it
+                let latencies_ms = latencies
+                    .remove(&key)
+                    .map(|by_id| by_id.into_values().collect())
+                    .unwrap_or_default();
+                StatCount {
+                    key,
+                    count: outcomes.len() as u64,
+                    sms_segments: outcomes.values().sum(),
+                    latencies_ms,
+                }
             })
             .collect())
     }

@@ -70,6 +70,7 @@ fn sent(notification: &str) -> ViewWrite {
         },
         notification_id: id(notification),
         sms_segments: 0,
+        latency_ms: Some(1200),
     })
 }
 
