@@ -69,6 +69,17 @@ pub fn channels(
     Ok(accepted)
 }
 
+/// The order a critical notification falls back in when its channel cannot reach the
+/// recipient (no address, a suppressed one, or every provider failing): the most immediate
+/// first. Only channels the recipient accepts are taken, each once per event.
+pub const FALLBACK_ORDER: [Channel; 5] = [
+    Channel::Sms,
+    Channel::Push,
+    Channel::Whatsapp,
+    Channel::Email,
+    Channel::InApp,
+];
+
 /// Rule 4, first half: the recipient's current address on a channel, or why there is none.
 pub fn address(channel: Channel, audience: Audience<'_>) -> Result<Address, &'static str> {
     let customer = audience.customer;

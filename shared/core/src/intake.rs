@@ -14,7 +14,7 @@ use crate::directory_update::{update_customer, update_org};
 use crate::event::{ChannelPlan, EventEnvelope, EventKind, IncomingEvent, NotifyRequest};
 use crate::identity::{self, SenderIdentity};
 use crate::ids::{CustomerId, EmailAddress, Locale, OrgId};
-use crate::model::{Address, Channel, Draft, Notification, Recipient, Status};
+use crate::model::{Address, Channel, Draft, Fallback, Notification, Recipient, Status};
 use crate::ports::{
     Clock, Created, Directory, DispatchMessage, DispatchQueue, Enqueue, MAX_QUEUE_DELAY,
     NotificationStore, PortError, Snapshot, SnapshotRequest,
@@ -459,7 +459,8 @@ impl IntakeService {
                 }),
             }
         }
-        if addressed.is_empty() {
+        // a critical request may still reach the recipient on another channel (compose)
+        if addressed.is_empty() && !asked.request.critical {
             let reason = skip_reason(&skipped);
             return Err(Plan::Skip { reason, skipped });
         }
@@ -487,13 +488,27 @@ impl IntakeService {
             }
             !blocked
         });
+        let (customer, org_settings) = audience_of(&asked, directory);
+        let voice = self.voice(customer, org_settings);
+        let mut fallbacks = if asked.request.critical {
+            self.fallbacks(&asked, directory, &addressed, &skipped, &voice)
+        } else {
+            Vec::new()
+        };
+        // a critical notification whose channel has no usable address takes the next channel
+        for skip in &mut skipped {
+            if fallbacks.is_empty() {
+                break;
+            }
+            let next = fallbacks.remove(0);
+            skip.reason = format!("{}; fell back to {}", skip.reason, next.channel);
+            addressed.push((next.channel, next.address));
+        }
         if addressed.is_empty() {
             let reason = skip_reason(&skipped);
             return self.checked(&asked, Plan::Skip { reason, skipped });
         }
 
-        let (customer, org_settings) = audience_of(&asked, directory);
-        let voice = self.voice(customer, org_settings);
         let req = &asked.request;
         let mut notifications = Vec::with_capacity(addressed.len());
         for (channel, address) in addressed {
@@ -537,6 +552,7 @@ impl IntakeService {
                 now,
             );
             n.whatsapp = rendered.whatsapp;
+            n.fallbacks.clone_from(&fallbacks);
             // beyond the queue's reach, the scheduler's sweep enqueues it when due
             n.sweep_at = scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY);
             notifications.push(n);
@@ -571,6 +587,67 @@ impl IntakeService {
 
     /// How the recipient is written to: in their language (else the organization's, else
     /// English), in their time zone, from the organization's sender (else Herald's default).
+    /// A critical notification's next channels in [`consent::FALLBACK_ORDER`]: those the
+    /// recipient accepts and has an address on that is not suppressed, that the event does
+    /// not use already, rendered (a channel the type has no template for is left out).
+    fn fallbacks(
+        &self,
+        asked: &Asked,
+        directory: &Snapshot,
+        addressed: &[(Channel, Address)],
+        skipped: &[ChannelSkip],
+        voice: &Voice,
+    ) -> Vec<Fallback> {
+        let (customer, org) = audience_of(asked, directory);
+        let audience = Audience {
+            recipient: &asked.request.recipient,
+            customer,
+            org,
+        };
+        let used = |c: &Channel| {
+            addressed.iter().any(|(a, _)| a == c) || skipped.iter().any(|s| s.channel == *c)
+        };
+        let candidates: Vec<Channel> = consent::FALLBACK_ORDER
+            .into_iter()
+            .filter(|c| !used(c))
+            .collect();
+        let req = &asked.request;
+        let Ok(accepted) = consent::channels(audience, &req.notification_type, &candidates) else {
+            return Vec::new();
+        };
+        accepted
+            .into_iter()
+            .filter_map(|channel| {
+                let address = consent::address(channel, audience).ok()?;
+                let suppressed = consent::suppression_key(channel, &address)
+                    .is_some_and(|k| directory.suppressed.contains(&(asked.org.clone(), k)));
+                if suppressed {
+                    return None;
+                }
+                let rendered = self
+                    .catalog
+                    .render(
+                        &req.notification_type,
+                        channel,
+                        &voice.locale,
+                        voice.timezone,
+                        &req.context,
+                        org.sms_segment_cap(),
+                    )
+                    .ok()
+                    .filter(|r| oversized(channel, r).is_none())?;
+                Some(Fallback {
+                    channel,
+                    address,
+                    subject: rendered.subject,
+                    body: rendered.body,
+                    sms_segments: rendered.sms_segments,
+                    whatsapp: rendered.whatsapp,
+                })
+            })
+            .collect()
+    }
+
     fn voice(&self, customer: &CustomerRecord, org: &OrgSettings) -> Voice {
         let locale = customer
             .locale

@@ -573,6 +573,25 @@ pub struct Notification {
         with = "crate::time::option"
     )]
     pub sweep_at: Option<DateTime<Utc>>,
+    /// A critical notification's next channels, in order, rendered at intake: where dispatch
+    /// sends it when its own channel cannot reach the recipient.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// A critical notification on another channel, rendered at intake for the recipient's address
+/// there. An email sent this way goes as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fallback {
+    pub channel: Channel,
+    pub address: Address,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_segments: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappContent>,
 }
 
 /// A dispatcher's hold on a notification. The lease outlives one Lambda invocation, so a
@@ -656,6 +675,7 @@ impl Notification {
             clicked_at: None,
             complained_at: None,
             sweep_at: None,
+            fallbacks: Vec::new(),
         }
     }
 

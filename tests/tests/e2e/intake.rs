@@ -363,3 +363,44 @@ async fn an_sms_is_cut_to_the_cap_and_its_segments_are_stored_and_counted() {
     let p99 = sms_day["to_sent_ms"]["p99"].as_u64().unwrap();
     assert!(p99 < 60_000, "{sms_day}");
 }
+
+#[tokio::test]
+async fn a_critical_alert_for_a_customer_without_a_number_goes_by_email_through_the_stack() {
+    let h = Harness::new().await;
+    let address = h.email("crit");
+    h.run(&[
+        h.contact("cus_crit", &address, None, "en").await,
+        h.preferences("cus_crit", json!({"email": true, "sms": true}), json!([])),
+    ])
+    .await;
+    let alert = |key: &str, critical: bool| {
+        h.event(
+            "NotificationRequested",
+            "payments",
+            json!({"customer_id": "cus_crit", "idempotency_key": key,
+                   "notification_type": "reminder", "channels": ["sms"], "critical": critical,
+                   "context": {"reminder_id": key, "severity": "critical",
+                               "title": "Card expired", "body": "Your payment failed."}}),
+        )
+    };
+    let report = h.run_one(alert("alert-1", true)).await;
+    assert_eq!(report.outcome, "notified", "{report:?}");
+    assert_eq!(
+        report.skipped[0].reason,
+        "no phone number; fell back to email"
+    );
+    assert_eq!(
+        report
+            .notifications
+            .iter()
+            .map(|n| (n.channel.as_str(), n.status.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("email", "sent")]
+    );
+    assert_eq!(h.sent().await.emails_to(&address).len(), 1);
+
+    // the same alert not critical: skipped, no email
+    let report = h.run_one(alert("alert-2", false)).await;
+    assert_eq!(report.outcome, "skipped", "{report:?}");
+    assert_eq!(h.sent().await.emails_to(&address).len(), 1);
+}

@@ -19,7 +19,9 @@ use crate::breaker::BreakerBoard;
 use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::ids::{NotificationId, OrgId};
-use crate::model::{Channel, DeliveryService, MAX_TRIES_KEPT, Notification, Recipient, Status};
+use crate::model::{
+    Channel, DeliveryService, Draft, MAX_TRIES_KEPT, Notification, Recipient, Status,
+};
 use crate::ports::{
     Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
     HtmlOf, MAX_QUEUE_DELAY, Meter, NotificationStore, PortError, ProviderSettings, RateLimiter,
@@ -470,6 +472,7 @@ impl DispatchService {
                 n.note = Some(reason.clone());
                 n.next_retry_at = None;
                 n.sweep_at = None;
+                self.fall_back(&mut n, now).await?;
                 self.settle(&n, &token).await?;
                 info!(channel = %n.channel, %reason, "withheld: consent no longer allows it");
                 return Ok(DispatchOutcome::Withheld { reason });
@@ -556,6 +559,9 @@ impl DispatchService {
             Status::Retrying => notification.next_retry_at,
             _ => None,
         };
+        if notification.status == Status::Failed {
+            self.fall_back(&mut notification, now).await?;
+        }
         if !self.settle(&notification, &token).await? {
             return Ok(outcome);
         }
@@ -611,6 +617,65 @@ impl DispatchService {
             next_retry_at: until,
             requeued,
         })
+    }
+
+    /// A critical notification its channel could not deliver goes on through the next channel
+    /// intake rendered for it: that channel's notification of the same fact is created (once,
+    /// whoever asks again) and queued before this one is recorded as ended, so a crash between
+    /// the two loses nothing. A non-critical notification never changes channel.
+    async fn fall_back(
+        &self,
+        n: &mut Notification,
+        now: DateTime<Utc>,
+    ) -> Result<(), DispatchError> {
+        if !n.critical {
+            return Ok(());
+        }
+        let Some((next, rest)) = n.fallbacks.split_first() else {
+            return Ok(());
+        };
+        let mut fallback = Notification::new(
+            Draft {
+                org_id: n.org_id.clone(),
+                notification_type: n.notification_type.clone(),
+                recipient: n.recipient.clone(),
+                channel: next.channel,
+                business_key: n.business_key.clone(),
+                source_event_id: n.source_event_id.clone(),
+                address: next.address.clone(),
+                sender: n.sender.clone().filter(|_| next.channel == Channel::Email),
+                locale: n.locale.clone(),
+                subject: next.subject.clone(),
+                body: next.body.clone(),
+                html_body: None,
+                sms_segments: next.sms_segments,
+                internal: n.internal,
+                critical: true,
+                scheduled_for: None,
+            },
+            now,
+        );
+        fallback.whatsapp.clone_from(&next.whatsapp);
+        fallback.fallbacks = rest.to_vec();
+        // queued even when it existed: whoever created it may have stopped before queuing it,
+        // and a second message finds it claimed or sent
+        self.store.create(&fallback).await?;
+        self.queue
+            .enqueue(&[Enqueue {
+                message: DispatchMessage {
+                    org_id: fallback.org_id.clone(),
+                    notification_id: fallback.id.clone(),
+                },
+                delay: Duration::ZERO,
+            }])
+            .await?;
+        let note = format!("fell back to {} ({})", next.channel, fallback.id);
+        n.note = Some(match n.note.take() {
+            Some(before) => format!("{before}; {note}"),
+            None => note,
+        });
+        info!(channel = %n.channel, to = %next.channel, fallback = %fallback.id, "critical: fell back to the next channel");
+        Ok(())
     }
 
     /// Over the rate limit: the notification waits for the time its bucket gave, as it was
