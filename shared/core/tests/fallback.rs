@@ -89,6 +89,47 @@ async fn a_critical_notification_whose_providers_all_fail_for_good_goes_by_the_n
 }
 
 #[tokio::test]
+async fn a_critical_alert_whose_sms_providers_are_all_down_goes_by_email_at_once() {
+    let mut w = World::new();
+    // SNS answering 5xx: a soft failure, which a notification that is not critical retries
+    w.sms = ScriptedSender::new(vec![Script::Fail(
+        SendError::soft("sns InternalError").with_code("InternalError"),
+    )]);
+    reachable_by_sms_and_email(&mut w).await;
+    w.event("NotificationRequested", alert(true)).await;
+    w.drain().await;
+    w.drain().await;
+    let mut got = channels(&w);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (Channel::Email, Status::Sent),
+            (Channel::Sms, Status::Failed)
+        ]
+    );
+    let all = w.notifications();
+    let sms = all.iter().find(|n| n.channel == Channel::Sms).unwrap();
+    let email = all.iter().find(|n| n.channel == Channel::Email).unwrap();
+    assert_eq!(sms.attempts, 1, "no backoff on a channel that is down");
+    assert!(sms.note.as_deref().unwrap().contains(email.id.as_str()));
+    assert_eq!(
+        email.note.as_deref(),
+        Some(format!("fallback for sms ({})", sms.id).as_str())
+    );
+    assert_eq!(w.sms.calls(), 1);
+
+    // the same outage for an alert that is not critical: retried on SMS, never by email
+    let mut w = World::new();
+    w.sms = ScriptedSender::new(vec![Script::Fail(SendError::soft("sns InternalError"))]);
+    reachable_by_sms_and_email(&mut w).await;
+    w.event("NotificationRequested", alert(false)).await;
+    w.drain().await;
+    assert_eq!(channels(&w), vec![(Channel::Sms, Status::Retrying)]);
+    assert_eq!(w.email.calls(), 0);
+}
+
+#[tokio::test]
 async fn a_notification_that_is_not_critical_never_changes_channel() {
     let mut w = World::new();
     w.sms = ScriptedSender::new(vec![Script::Fail(SendError::hard(

@@ -2,8 +2,12 @@
 //! takes it), record the result.
 
 mod failover;
+mod fallback;
+mod rate_limiting;
 
 pub use failover::{CIRCUIT_OPEN, Senders};
+
+use rate_limiting::Pass;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,15 +23,13 @@ use crate::breaker::BreakerBoard;
 use crate::consent::{self, Audience, SuppressionKey, Verdict};
 use crate::directory::{CustomerRecord, OrgSettings};
 use crate::ids::{NotificationId, OrgId};
-use crate::model::{
-    Channel, DeliveryService, Draft, MAX_TRIES_KEPT, Notification, Recipient, Status,
-};
+use crate::model::{Channel, DeliveryService, MAX_TRIES_KEPT, Notification, Recipient, Status};
 use crate::ports::{
     Chance, ClaimOutcome, Clock, Directory, DispatchMessage, DispatchQueue, Enqueue, FailureKind,
     HtmlOf, MAX_QUEUE_DELAY, Meter, NotificationStore, PortError, ProviderSettings, RateLimiter,
     Receipt, SendError, Snapshot, SnapshotRequest,
 };
-use crate::rate_limit::{self, Admission, ChannelLimit, RateLimits};
+use crate::rate_limit::{self, ChannelLimit, RateLimits};
 use crate::retry::RetryPolicy;
 use crate::routing::{self, Routing};
 use crate::telemetry::{self, Measure, Metric};
@@ -158,17 +160,6 @@ struct Route {
 }
 
 type Routes = HashMap<(OrgId, Channel), Route>;
-
-/// Whether a notification that may leave goes now or waits for its rate limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Pass {
-    Go,
-    Wait(DateTime<Utc>),
-}
-
-/// How long messages wait when their rate limit's bucket could not be counted: never sent
-/// past a limit, so they wait a moment and are counted again.
-const LIMITER_UNAVAILABLE_WAIT: chrono::Duration = chrono::Duration::seconds(1);
 
 /// The measures of a batch, written together once it is done.
 #[derive(Default)]
@@ -303,57 +294,6 @@ impl DispatchService {
             .flat_map(|(org, route)| route.iter().map(|p| (org.clone(), *p)))
             .collect();
         self.breakers.prefetch(&keys, now).await;
-    }
-
-    /// Whether each notification that may leave goes now or waits for its channel's rate
-    /// limit: the messages of each limited channel of an organization are counted in its
-    /// bucket at once, those past what it grants wait for the times it gives.
-    async fn passes(
-        &self,
-        claims: &[Result<Result<Held, DispatchOutcome>, DispatchError>],
-        verdicts: &[Option<Verdict>],
-        routes: &Routes,
-        now: DateTime<Utc>,
-    ) -> Vec<Pass> {
-        let mut limited: BTreeMap<(&OrgId, Channel), (ChannelLimit, Vec<usize>)> = BTreeMap::new();
-        for (i, (claim, verdict)) in claims.iter().zip(verdicts).enumerate() {
-            let (Ok(Ok(held)), Some(Verdict::Send(_))) = (claim, verdict) else {
-                continue;
-            };
-            let n = &held.notification;
-            let limit = routes
-                .get(&(n.org_id.clone(), n.channel))
-                .and_then(|r| r.limit);
-            if let Some(limit) = limit {
-                limited
-                    .entry((&n.org_id, n.channel))
-                    .or_insert_with(|| (limit, Vec::new()))
-                    .1
-                    .push(i);
-            }
-        }
-        let mut passes = vec![Pass::Go; claims.len()];
-        let counted = join_all(limited.into_iter().map(|((org, channel), (limit, at))| async move {
-            let want = u32::try_from(at.len()).unwrap_or(u32::MAX);
-            let admission = self
-                .rate_limiter
-                .take(org, channel, want, limit, now)
-                .await
-                .unwrap_or_else(|e| {
-                    warn!(%org, %channel, error = %e, "rate limit bucket unavailable; the messages wait");
-                    Admission::none(now + LIMITER_UNAVAILABLE_WAIT)
-                });
-            (admission, at)
-        }))
-        .await;
-        for (admission, at) in counted {
-            for (k, i) in (0u32..).zip(at) {
-                if let Some(over) = k.checked_sub(admission.granted) {
-                    passes[i] = Pass::Wait(admission.free_at(over));
-                }
-            }
-        }
-        passes
     }
 
     /// The HTML of the held emails that have one, read from their events' records at once.
@@ -528,12 +468,13 @@ impl DispatchService {
                         }));
                         failed_over = !walk.tried.is_empty();
                         keep_tries(&mut notification, walk.tried);
-                        if let Some(until) = walk.held_until {
-                            return self
-                                .hold(notification, token, walk.answer, until, now)
-                                .await;
+                        let answer = channel_down_for_critical(&notification, walk.answer);
+                        match (walk.held_until, answer) {
+                            (Some(until), Err(e)) if e.kind.at_provider() => {
+                                return self.hold(notification, token, Err(e), until, now).await;
+                            }
+                            (_, answer) => answer.map(Some),
                         }
-                        walk.answer.map(Some)
                     }
                     Err(panicked) => {
                         error!(channel = %notification.channel, provider = panicked.provider.as_str(), "sender panicked");
@@ -617,86 +558,6 @@ impl DispatchService {
             next_retry_at: until,
             requeued,
         })
-    }
-
-    /// A critical notification its channel could not deliver goes on through the next channel
-    /// intake rendered for it: that channel's notification of the same fact is created (once,
-    /// whoever asks again) and queued before this one is recorded as ended, so a crash between
-    /// the two loses nothing. A non-critical notification never changes channel.
-    async fn fall_back(
-        &self,
-        n: &mut Notification,
-        now: DateTime<Utc>,
-    ) -> Result<(), DispatchError> {
-        if !n.critical {
-            return Ok(());
-        }
-        let Some((next, rest)) = n.fallbacks.split_first() else {
-            return Ok(());
-        };
-        let mut fallback = Notification::new(
-            Draft {
-                org_id: n.org_id.clone(),
-                notification_type: n.notification_type.clone(),
-                recipient: n.recipient.clone(),
-                channel: next.channel,
-                business_key: n.business_key.clone(),
-                source_event_id: n.source_event_id.clone(),
-                address: next.address.clone(),
-                sender: n.sender.clone().filter(|_| next.channel == Channel::Email),
-                locale: n.locale.clone(),
-                subject: next.subject.clone(),
-                body: next.body.clone(),
-                html_body: None,
-                sms_segments: next.sms_segments,
-                internal: n.internal,
-                critical: true,
-                scheduled_for: None,
-            },
-            now,
-        );
-        fallback.whatsapp.clone_from(&next.whatsapp);
-        fallback.fallbacks = rest.to_vec();
-        // queued even when it existed: whoever created it may have stopped before queuing it,
-        // and a second message finds it claimed or sent
-        self.store.create(&fallback).await?;
-        self.queue
-            .enqueue(&[Enqueue {
-                message: DispatchMessage {
-                    org_id: fallback.org_id.clone(),
-                    notification_id: fallback.id.clone(),
-                },
-                delay: Duration::ZERO,
-            }])
-            .await?;
-        let note = format!("fell back to {} ({})", next.channel, fallback.id);
-        n.note = Some(match n.note.take() {
-            Some(before) => format!("{before}; {note}"),
-            None => note,
-        });
-        info!(channel = %n.channel, to = %next.channel, fallback = %fallback.id, "critical: fell back to the next channel");
-        Ok(())
-    }
-
-    /// Over the rate limit: the notification waits for the time its bucket gave, as it was
-    /// (pending, or retrying after an attempt), with no attempt spent.
-    async fn throttle(
-        &self,
-        mut n: Notification,
-        token: String,
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<DispatchOutcome, DispatchError> {
-        n.status = if n.attempts == 0 {
-            Status::Pending
-        } else {
-            Status::Retrying
-        };
-        n.next_retry_at = Some(until);
-        n.sweep_at = Some(until);
-        let requeued = self.settle_until(&n, &token, until, now).await?;
-        info!(channel = %n.channel, %until, "delayed by the rate limit");
-        Ok(DispatchOutcome::Throttled { until, requeued })
     }
 
     /// Records a send's result on the notification: its new status and what goes with it; and,
@@ -903,6 +764,23 @@ fn parties(n: &Notification, snapshot: &Snapshot) -> (CustomerRecord, OrgSetting
     };
     let org = snapshot.orgs.get(&n.org_id).cloned().unwrap_or_default();
     (customer, org)
+}
+
+/// A critical notification does not wait for its channel to come back: when every provider
+/// of the channel failed at the provider level (or is held out by its breaker), the attempt
+/// ends as a hard failure, so the notification goes on by its next channel at once.
+fn channel_down_for_critical(
+    n: &Notification,
+    answer: Result<Receipt, SendError>,
+) -> Result<Receipt, SendError> {
+    match answer {
+        Err(mut e) if n.critical && !n.fallbacks.is_empty() && e.kind.at_provider() => {
+            e.reason = format!("every {} provider is unavailable: {}", n.channel, e.reason);
+            e.kind = FailureKind::Hard;
+            Err(e)
+        }
+        answer => answer,
+    }
 }
 
 /// Adds an attempt's failed tries to the notification's, keeping the latest.
