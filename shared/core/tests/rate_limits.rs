@@ -134,6 +134,60 @@ async fn fifty_sms_at_five_a_second_leave_over_ten_seconds_each_once_with_one_at
     assert!(takes <= batches, "{takes} counts for {batches} batches");
 }
 
+/// Another organization's events, as intake takes them.
+async fn other_org_refunds(w: &mut World, count: usize) {
+    let other = |detail_type: &str, id: String, mut detail: serde_json::Value| {
+        detail["organization_id"] = json!("org_other");
+        herald_core::event::EventEnvelope {
+            id,
+            detail_type: detail_type.into(),
+            source: "test".into(),
+            time: Some(at("2026-11-20T10:00:00Z")),
+            detail,
+        }
+    };
+    let contact = json!({"customer_id": "cus_b", "email": "cus_b@example.com",
+                         "phone": "+14155550102", "locale": "en"});
+    let prefs = json!({"customer_id": "cus_b", "channels": {"email": true, "sms": true},
+                       "unsubscribed": []});
+    for (kind, detail) in [
+        ("CustomerContactChanged", contact),
+        ("NotificationPreferencesChanged", prefs),
+    ] {
+        let envelope = other(kind, format!("other-{kind}"), detail);
+        w.intake.handle(&envelope).await.unwrap();
+    }
+    for i in 0..count {
+        let mut detail = refund("cus_b");
+        detail["refund_id"] = json!(format!("other_{i}"));
+        let envelope = other("RefundIssued", format!("other-refund-{i}"), detail);
+        w.intake.handle(&envelope).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn another_organizations_sms_are_not_held_by_one_organizations_limit() {
+    let mut w = World::new();
+    with_limits(&w, "sms=5/s");
+    refunds(&mut w, 50).await;
+    other_org_refunds(&mut w, 5).await;
+    let mut queue = Queue::default();
+    run(&w, &mut queue, 1).await;
+    let sent_now = |org: &str| {
+        w.notifications()
+            .into_iter()
+            .filter(|n| n.channel == Channel::Sms && n.org_id.as_str() == org)
+            .filter(|n| n.status == Status::Sent)
+            .count()
+    };
+    assert_eq!(
+        sent_now(ORG),
+        5,
+        "the limited organization: one second's worth"
+    );
+    assert_eq!(sent_now("org_other"), 5, "the other: every one at once");
+}
+
 #[tokio::test]
 async fn a_notification_over_the_limit_waits_pending_with_no_attempt_spent() {
     let mut w = World::new();
