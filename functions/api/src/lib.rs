@@ -71,16 +71,8 @@ impl Config {
                     name: "HERALD_DEFAULT_SENDER",
                     message: e.0,
                 })?,
-            routing: config::parsed(
-                "HERALD_DEFAULT_ROUTING",
-                Routing::builtin(),
-                Routing::parse_setting,
-            )?,
-            rate_limits: config::parsed(
-                "HERALD_DEFAULT_RATE_LIMITS",
-                RateLimits::default(),
-                RateLimits::parse_setting,
-            )?,
+            routing: config::default_routing()?,
+            rate_limits: config::default_rate_limits()?,
         })
     }
 }

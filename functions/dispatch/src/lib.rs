@@ -85,16 +85,8 @@ impl ProvidersConfig {
                 herald_adapters::secrets::CACHE_TTL,
                 |s: &str| s.parse::<u64>().map(Duration::from_secs),
             )?,
-            routing: config::parsed(
-                "HERALD_DEFAULT_ROUTING",
-                Routing::builtin(),
-                Routing::parse_setting,
-            )?,
-            rate_limits: config::parsed(
-                "HERALD_DEFAULT_RATE_LIMITS",
-                RateLimits::default(),
-                RateLimits::parse_setting,
-            )?,
+            routing: config::default_routing()?,
+            rate_limits: config::default_rate_limits()?,
         })
     }
 }

@@ -49,3 +49,25 @@ pub async fn aws() -> Result<aws_config::SdkConfig, ConfigError> {
         .load()
         .await)
 }
+
+/// The deployment's routing (`HERALD_DEFAULT_ROUTING`, `email=sendgrid,ses;sms=twilio,sns`),
+/// the built-in one when unset: what dispatch asks and the api shows.
+pub fn default_routing() -> Result<herald_core::routing::Routing, ConfigError> {
+    use herald_core::routing::Routing;
+    parsed(
+        "HERALD_DEFAULT_ROUTING",
+        Routing::builtin(),
+        Routing::parse_setting,
+    )
+}
+
+/// The deployment's rate limits (`HERALD_DEFAULT_RATE_LIMITS`, `sms=5/s,10000/d`), none when
+/// unset: what dispatch holds organizations to and the api shows.
+pub fn default_rate_limits() -> Result<herald_core::rate_limit::RateLimits, ConfigError> {
+    use herald_core::rate_limit::RateLimits;
+    parsed(
+        "HERALD_DEFAULT_RATE_LIMITS",
+        RateLimits::default(),
+        RateLimits::parse_setting,
+    )
+}

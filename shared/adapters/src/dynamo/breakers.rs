@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::errors::aws;
 
-use super::{Item, applied, batch_get_pks, from_item, get_one, pk_of, s, to_item};
+use super::{Item, applied, batch_get_pks, from_item, get_one, if_at_version, pk_of, s, to_item};
 
 /// How many times a failure is counted again after another dispatcher's write came first.
 const CONFLICTS_TOLERATED: u32 = 8;
@@ -70,13 +70,7 @@ impl DynamoBreakers {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(OP, stored)?));
-        let request = if version == 0 {
-            request.condition_expression("attribute_not_exists(pk)")
-        } else {
-            request
-                .condition_expression("version = :read")
-                .expression_attribute_values(":read", AttributeValue::N(version.to_string()))
-        };
+        let request = if_at_version(request, version);
         Ok(applied(OP, request.send().await)?.is_some())
     }
 }

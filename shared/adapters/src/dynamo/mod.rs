@@ -328,6 +328,21 @@ where
     }
 }
 
+/// A put of an item kept with a version: applied only if the item is still at `version` (0:
+/// still absent), so concurrent writers each see whether theirs came first.
+pub(super) fn if_at_version(
+    request: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    version: u64,
+) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+    if version == 0 {
+        request.condition_expression("attribute_not_exists(pk)")
+    } else {
+        request
+            .condition_expression("version = :read")
+            .expression_attribute_values(":read", AttributeValue::N(version.to_string()))
+    }
+}
+
 /// Sends a conditional update: `true` when it applied, `false` when its condition did not
 /// hold.
 pub(crate) async fn guarded(

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::{DateTime, Utc};
 use herald_core::ids::OrgId;
 use herald_core::model::Channel;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::aws;
 
-use super::{Item, from_item, get_one, to_item};
+use super::{Item, from_item, get_one, if_at_version, to_item};
 
 /// How many times a batch is counted again after another dispatcher's count came first.
 const CONFLICTS_TOLERATED: u32 = 8;
@@ -87,13 +87,7 @@ impl DynamoRateLimiter {
             .table_name(&self.table)
             .set_item(Some(to_item(OP, stored)?))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let request = if version == 0 {
-            request.condition_expression("attribute_not_exists(pk)")
-        } else {
-            request
-                .condition_expression("version = :read")
-                .expression_attribute_values(":read", AttributeValue::N(version.to_string()))
-        };
+        let request = if_at_version(request, version);
         match request.send().await {
             Ok(_) => Ok(None),
             Err(e) => match e.as_service_error() {
