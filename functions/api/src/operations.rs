@@ -36,6 +36,8 @@ struct NotificationView<'a> {
     /// Email only: whether an HTML alternative goes beside the text body.
     has_html: bool,
     attempts: u32,
+    /// When the event that asked for it happened; its latencies count from there.
+    event_at: Option<String>,
     created_at: String,
     scheduled_for: Option<String>,
     sent_at: Option<String>,
@@ -63,6 +65,7 @@ fn view(n: &Notification) -> NotificationView<'_> {
         sms_segments: n.sms_segments,
         has_html: n.has_html || n.html_body.is_some(),
         attempts: n.attempts,
+        event_at: t(&n.event_at),
         created_at: format(&n.created_at),
         scheduled_for: t(&n.scheduled_for),
         sent_at: t(&n.sent_at),

@@ -92,6 +92,8 @@ impl Handled {
 struct Asked {
     org: OrgId,
     event_id: String,
+    /// When the event happened (its `time`).
+    event_at: DateTime<Utc>,
     request: NotifyRequest,
     internal: bool,
     /// The channels it asks for, before consent.
@@ -324,7 +326,7 @@ impl IntakeService {
             let EventKind::Notify(request) = event.kind else {
                 continue;
             };
-            match self.ask(event.org_id, event.event_id, request) {
+            match self.ask(event.org_id, event.event_id, event.time, request) {
                 Ok(a) => asked.push((index, a)),
                 Err(reason) => plans.push((index, Plan::Reject(reason))),
             }
@@ -394,7 +396,13 @@ impl IntakeService {
 
     /// What a notifying event asks for: its type's channels (or those it names), to the
     /// organization when the type is internal; or why it is rejected.
-    fn ask(&self, org: OrgId, event_id: String, req: NotifyRequest) -> Result<Asked, String> {
+    fn ask(
+        &self,
+        org: OrgId,
+        event_id: String,
+        event_at: DateTime<Utc>,
+        req: NotifyRequest,
+    ) -> Result<Asked, String> {
         let Some(spec) = self.catalog.spec(&req.notification_type) else {
             return Err(format!(
                 "unknown notification type {:?}",
@@ -423,6 +431,7 @@ impl IntakeService {
         Ok(Asked {
             org,
             event_id,
+            event_at,
             internal: spec.internal,
             request,
             wanted,
@@ -552,6 +561,7 @@ impl IntakeService {
                 now,
             );
             n.whatsapp = rendered.whatsapp;
+            n.event_at = Some(asked.event_at);
             n.fallbacks.clone_from(&fallbacks);
             // beyond the queue's reach, the scheduler's sweep enqueues it when due
             n.sweep_at = scheduled_for.filter(|t| wait(now, *t) > MAX_QUEUE_DELAY);

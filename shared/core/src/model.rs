@@ -491,6 +491,14 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     #[serde(with = "crate::time")]
     pub updated_at: DateTime<Utc>,
+    /// When the event that asked for it happened (the envelope's `time`): its delivery
+    /// latency counts from there (see [`Notification::latency_from`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::option"
+    )]
+    pub event_at: Option<DateTime<Utc>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -659,6 +667,7 @@ impl Notification {
             business_key: draft.business_key,
             created_at: now,
             updated_at: now,
+            event_at: None,
             scheduled_for: draft.scheduled_for,
             next_retry_at: None,
             provider_message_id: None,
@@ -696,6 +705,16 @@ impl Notification {
         let id = Uuid::new_v5(&NAMESPACE, name.as_bytes());
         // invariant: a simple uuid is 32 hex digits, always a valid identifier
         NotificationId::parse(format!("ntf_{}", id.simple())).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The instant its delivery latency counts from: its event's time, or when it was
+    /// scheduled for (or deferred to) when that came later. An event's clock ahead of Herald's
+    /// counts from the creation: a latency is never negative.
+    pub fn latency_from(&self) -> DateTime<Utc> {
+        let asked = self
+            .event_at
+            .map_or(self.created_at, |t| t.min(self.created_at));
+        self.scheduled_for.map_or(asked, |due| due.max(asked))
     }
 
     /// Whether the notification is due at `now`: not scheduled for later, no retry pending.

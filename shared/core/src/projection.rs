@@ -281,7 +281,7 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
             _ => None,
         };
         let latency_ms =
-            reached.and_then(|at| u64::try_from((at - new.created_at).num_milliseconds()).ok());
+            reached.and_then(|at| u64::try_from((at - new.latency_from()).num_milliseconds()).ok());
         writes.push(ViewWrite::Stat(stat_event(
             new,
             outcome,

@@ -210,7 +210,7 @@ pub fn of_attempt(n: &Notification, failed_over: bool) -> Vec<Measure> {
             measures.push(Measure::for_notification(Metric::Sent, n));
             measures.push(
                 Measure::for_notification(Metric::SentLatency, n)
-                    .value(millis_since(n.created_at, sent_at)),
+                    .value(millis_since(n.latency_from(), sent_at)),
             );
             if failed_over {
                 measures.push(Measure::for_notification(Metric::FailedOver, n));
@@ -238,7 +238,7 @@ pub fn of_report(old: &Notification, new: &Notification) -> Vec<Measure> {
         measures.push(Measure::for_notification(Metric::Delivered, new));
         measures.push(
             Measure::for_notification(Metric::DeliveredLatency, new)
-                .value(millis_since(new.created_at, new.updated_at)),
+                .value(millis_since(new.latency_from(), new.updated_at)),
         );
     }
     if old.status != Status::Bounced && new.status == Status::Bounced {
@@ -263,6 +263,7 @@ mod tests {
             "address": {"kind": "email", "to": "a@example.com"}, "locale": "en", "body": "b",
             "internal": false, "critical": false, "status": "sent", "attempts": 1,
             "source_event_id": "evt_1", "business_key": "k",
+            "event_at": "2026-11-24T09:59:59Z",
             "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:02Z",
             "sent_at": "2026-11-24T10:00:02Z", "provider": "ses"
         }))
@@ -272,16 +273,33 @@ mod tests {
     }
 
     #[test]
-    fn a_send_is_measured_with_its_latency_from_creation() {
+    fn a_send_is_measured_with_its_latency_from_the_event() {
         let measures = of_attempt(&sent(), false);
         let names: Vec<_> = measures.iter().map(|m| m.metric).collect();
         assert_eq!(names, [Metric::Sent, Metric::SentLatency]);
-        assert_eq!(measures[1].value, 2000.0);
+        // the event happened a second before intake created the notification
+        assert_eq!(measures[1].value, 3000.0);
         assert_eq!(measures[0].provider, Some(DeliveryService::Ses));
         assert_eq!(
             measures[0].org.as_ref().map(OrgId::as_str),
             Some("org_acme")
         );
+    }
+
+    #[test]
+    fn latency_counts_from_when_it_was_due_and_never_from_the_future() {
+        let mut n = sent();
+        assert_eq!(n.latency_from(), n.event_at.unwrap());
+        // an event from a clock ahead of Herald's counts from the creation
+        n.event_at = Some("2026-11-24T10:03:00Z".parse().unwrap());
+        assert_eq!(n.latency_from(), n.created_at);
+        // a notification scheduled (or deferred past quiet hours) counts from when it was due
+        n.scheduled_for = Some("2026-11-24T10:00:01Z".parse().unwrap());
+        assert_eq!(of_attempt(&n, false)[1].value, 1000.0);
+        // one stored before it kept its event's time counts from its creation
+        n.event_at = None;
+        n.scheduled_for = None;
+        assert_eq!(n.latency_from(), n.created_at);
     }
 
     #[test]
@@ -293,7 +311,7 @@ mod tests {
         let measures = of_report(&old, &delivered);
         assert_eq!(measures.len(), 2);
         assert_eq!(measures[1].metric, Metric::DeliveredLatency);
-        assert_eq!(measures[1].value, 5000.0);
+        assert_eq!(measures[1].value, 6000.0);
         // the same state again (a repeated webhook, an engagement) measures nothing new
         assert!(of_report(&delivered, &delivered).is_empty());
         let mut complained = delivered.clone();

@@ -91,6 +91,12 @@ async fn refund_goes_by_email_and_sms_in_the_customers_language() {
             .iter()
             .all(|n| n.status == Status::Sent && n.provider_message_id.is_some())
     );
+    // the third event of the test: its time is kept, the latency counts from it
+    assert!(
+        w.notifications()
+            .iter()
+            .all(|n| n.event_at == Some(at("2026-11-20T10:00:03Z")))
+    );
 }
 
 #[tokio::test]

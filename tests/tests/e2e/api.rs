@@ -191,6 +191,9 @@ async fn a_customer_sees_only_their_own_and_nobody_sees_another_organization() {
         .map(|l| l["event"].as_str().unwrap())
         .collect();
     assert_eq!(log, vec!["created", "sending", "sent"]);
+    // the event's time, kept through the store: the latencies count from it
+    let event_at = detail["notification"]["event_at"].as_str().unwrap();
+    assert!(event_at <= detail["notification"]["created_at"].as_str().unwrap());
     assert!(
         detail["notification"].get("address").is_none(),
         "no address in the detail"

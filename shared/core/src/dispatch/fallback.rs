@@ -48,6 +48,9 @@ impl DispatchService {
             now,
         );
         fallback.whatsapp.clone_from(&next.whatsapp);
+        // the same event, due when the first was: its latency counts from the same instant
+        fallback.event_at = n.event_at;
+        fallback.scheduled_for = n.scheduled_for.filter(|t| *t <= now);
         fallback.note = Some(format!("fallback for {} ({})", n.channel, n.id));
         fallback.fallbacks = rest.to_vec();
         // queued even when it existed: whoever created it may have stopped before queuing it,
