@@ -160,6 +160,153 @@ mod tests {
         OrgId::parse(id).unwrap()
     }
 
+    /// What the embedded metric format's specification asks of a document, each rule it
+    /// breaks: the `_aws` metadata with a millisecond timestamp and its metric directives;
+    /// each directive's namespace, dimension sets (at most 30 keys, each a string member of
+    /// the root) and metric definitions (at most 100, each naming a root member that is a
+    /// number or up to 100 numbers, with a CloudWatch unit).
+    fn spec_problems(doc: &Value) -> Vec<String> {
+        const UNITS: [&str; 27] = [
+            "Seconds",
+            "Microseconds",
+            "Milliseconds",
+            "Bytes",
+            "Kilobytes",
+            "Megabytes",
+            "Gigabytes",
+            "Terabytes",
+            "Bits",
+            "Kilobits",
+            "Megabits",
+            "Gigabits",
+            "Terabits",
+            "Percent",
+            "Count",
+            "Bytes/Second",
+            "Kilobytes/Second",
+            "Megabytes/Second",
+            "Gigabytes/Second",
+            "Terabytes/Second",
+            "Bits/Second",
+            "Kilobits/Second",
+            "Megabits/Second",
+            "Gigabits/Second",
+            "Terabits/Second",
+            "Count/Second",
+            "None",
+        ];
+        let mut problems = Vec::new();
+        let mut problem = |p: String| problems.push(p);
+        let Some(root) = doc.as_object() else {
+            return vec!["the document is not an object".into()];
+        };
+        let Some(aws) = root.get("_aws").and_then(Value::as_object) else {
+            return vec!["_aws: missing or not an object".into()];
+        };
+        if !aws.get("Timestamp").is_some_and(Value::is_u64) {
+            problem("_aws.Timestamp: not a number of milliseconds".into());
+        }
+        let Some(directives) = aws.get("CloudWatchMetrics").and_then(Value::as_array) else {
+            problem("_aws.CloudWatchMetrics: missing or not an array".into());
+            return problems;
+        };
+        for (i, d) in directives.iter().enumerate() {
+            let at = format!("_aws.CloudWatchMetrics[{i}]");
+            if !d["Namespace"]
+                .as_str()
+                .is_some_and(|n| (1..=1024).contains(&n.len()))
+            {
+                problem(format!(
+                    "{at}.Namespace: not a string of 1 to 1024 characters"
+                ));
+            }
+            match d["Dimensions"].as_array() {
+                None => problem(format!("{at}.Dimensions: not an array")),
+                Some(sets) => {
+                    for set in sets {
+                        let keys = set.as_array().cloned().unwrap_or_default();
+                        if set.as_array().is_none() || keys.len() > 30 {
+                            problem(format!(
+                                "{at}.Dimensions: a set of more than 30 keys or not an array"
+                            ));
+                        }
+                        for key in keys {
+                            let member = key.as_str().and_then(|k| root.get(k));
+                            if !member.is_some_and(Value::is_string) {
+                                problem(format!(
+                                    "{at}.Dimensions: {key} is not a string member of the root"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            let metrics = d["Metrics"].as_array().cloned().unwrap_or_default();
+            if d["Metrics"].as_array().is_none() || metrics.len() > 100 {
+                problem(format!("{at}.Metrics: not an array of at most 100"));
+            }
+            for m in metrics {
+                let name = m["Name"].as_str().unwrap_or_default();
+                let values = match root.get(name) {
+                    Some(Value::Array(values)) => values.clone(),
+                    Some(value) => vec![value.clone()],
+                    None => Vec::new(),
+                };
+                if values.is_empty() || values.len() > 100 || !values.iter().all(Value::is_number) {
+                    problem(format!(
+                        "{at}.Metrics: {name:?} is not a number or up to 100 numbers on the root"
+                    ));
+                }
+                if m.get("Unit")
+                    .is_some_and(|u| !u.as_str().is_some_and(|u| UNITS.contains(&u)))
+                {
+                    problem(format!(
+                        "{at}.Metrics: {name:?} has an unknown unit {}",
+                        m["Unit"]
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn every_metric_is_written_as_the_specification_describes() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let meter = EmfMeter::buffer("Herald/test", buffer.clone());
+        let code = ErrorCode::new("http_503").unwrap();
+        meter.record(
+            Metric::ALL
+                .iter()
+                .map(|&metric| {
+                    Measure::of(metric, 3.0)
+                        .org(&org("org_acme"))
+                        .provider(DeliveryService::Ses)
+                        .code(&code)
+                })
+                .collect(),
+        );
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let docs: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for doc in &docs {
+            assert_eq!(spec_problems(doc), Vec::<String>::new(), "{doc}");
+        }
+        for metric in Metric::ALL {
+            assert!(
+                docs.iter().any(|d| d.get(metric.as_str()).is_some()),
+                "{metric:?} in {text}"
+            );
+        }
+        // the check itself finds what breaks the specification
+        let mut broken = docs[0].clone();
+        broken["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] = serde_json::json!(["missing"]);
+        broken["_aws"]["Timestamp"] = "now".into();
+        assert_eq!(spec_problems(&broken).len(), 2, "{broken}");
+    }
+
     #[test]
     fn a_batch_is_written_per_organization_with_its_dimensions_and_the_org_as_a_property() {
         let buffer = Arc::new(Mutex::new(Vec::new()));

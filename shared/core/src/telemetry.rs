@@ -34,9 +34,9 @@ pub enum Metric {
     Bounced,
     /// The recipient marked it as spam.
     Complained,
-    /// Milliseconds from the notification's creation at intake to the provider's acceptance.
+    /// Milliseconds from the event's time (or when it was due) to the provider's acceptance.
     SentLatency,
-    /// Milliseconds from the notification's creation at intake to its delivery.
+    /// Milliseconds from the event's time (or when it was due) to its delivery.
     DeliveredLatency,
     /// A provider's webhook was applied, a repeat, or refused (`code`: its outcome).
     Webhook,
