@@ -26,6 +26,9 @@ use crate::model::{Channel, WhatsappContent};
 use crate::sms::{self, SegmentCap};
 
 mod filters;
+pub mod org;
+pub mod sandbox;
+pub mod variables;
 
 pub use filters::format_money;
 use filters::{date_filter, datetime_filter, money_filter};
@@ -73,6 +76,13 @@ pub struct TemplateSpec {
     /// The approved WhatsApp templates, for a type with the `whatsapp` channel.
     #[serde(default)]
     pub whatsapp: Option<WhatsappSpec>,
+    /// What its templates may read from the event's context (a built-in type's: what the event
+    /// contract defines).
+    #[serde(default)]
+    pub variables: BTreeMap<String, variables::Variable>,
+    /// A context its templates render with in a preview and in the checks of a new template.
+    #[serde(default)]
+    pub sample: Map<String, Value>,
 }
 
 /// A type's approved WhatsApp templates (`"whatsapp"` in its `template.json`).
@@ -288,6 +298,7 @@ impl Catalog {
                 }
             }
         }
+        check_variables(&env, &specs)?;
         Ok(Catalog {
             env,
             specs,
@@ -511,6 +522,35 @@ impl Object for RenderContext {
         keys.extend(["locale", "timezone"].map(JinjaValue::from));
         Enumerator::Values(keys)
     }
+}
+
+/// Each type declares its variables and a sample context of them, and its templates read no
+/// other: what an organization's template for the type may read is then known.
+fn check_variables(
+    env: &Environment<'static>,
+    specs: &BTreeMap<NotificationType, TemplateSpec>,
+) -> Result<(), CatalogError> {
+    for (t, spec) in specs {
+        let file = format!("{t}/template.json");
+        if spec.variables.is_empty() {
+            return Err(invalid(&file, "declares no variables"));
+        }
+        variables::check_context(&spec.variables, &spec.sample, "sample")
+            .map_err(|e| invalid(&file, e))?;
+        let prefix = format!("{t}/");
+        for (name, template) in env.templates() {
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            let unknown = template.undeclared_variables(false).into_iter().find(|v| {
+                !spec.variables.contains_key(v) && !variables::ALWAYS_THERE.contains(&v.as_str())
+            });
+            if let Some(v) = unknown {
+                return Err(invalid(name, format!("reads {v}, not a variable of {t}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The name under which a WhatsApp variable's expression is compiled.
@@ -857,7 +897,7 @@ mod tests {
             let mut files = vec![
                 (
                     "x/template.json".to_string(),
-                    r#"{"channels": ["email", "sms"]}"#.to_string(),
+                    r#"{"channels": ["email", "sms"], "variables": {"n": {"type": "string", "required": false}}}"#.to_string(),
                 ),
                 ("x/en/email.body.j2".to_string(), "hi".to_string()),
                 ("x/en/sms.body.j2".to_string(), "hi".to_string()),
@@ -899,7 +939,7 @@ mod tests {
     fn whatsapp_catalog(whatsapp: Value, locales: &[&str]) -> Result<Catalog, CatalogError> {
         let mut files = vec![(
             "x/template.json".to_string(),
-            json!({"channels": ["whatsapp"], "whatsapp": whatsapp}).to_string(),
+            json!({"channels": ["whatsapp"], "whatsapp": whatsapp, "variables": {"name": {"type": "string"}}, "sample": {"name": "Ada"}}).to_string(),
         )];
         for locale in locales {
             files.push((
@@ -1071,7 +1111,7 @@ mod tests {
         let c = Catalog::from_files([
             (
                 "x/template.json".to_string(),
-                r#"{"channels": ["sms"]}"#.to_string(),
+                r#"{"channels": ["sms"], "variables": {"at": {"type": "datetime"}}, "sample": {"at": "2026-12-06T00:30:00Z"}}"#.to_string(),
             ),
             (
                 "x/en/sms.body.j2".to_string(),

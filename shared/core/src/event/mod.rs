@@ -202,6 +202,32 @@ mod tests {
         })
     }
 
+    /// A built-in type's variables are the event contract's: its sample is a context the
+    /// contract accepts, and without any one of its required variables one it refuses.
+    #[test]
+    fn each_built_in_types_variables_are_those_the_contract_defines() {
+        let catalog = crate::template::Catalog::embedded().unwrap();
+        let request = |t: &str, context: &Map<String, Value>| {
+            envelope(
+                "NotificationRequested",
+                json!({"organization_id": "org_acme", "customer_id": "cus_1",
+                       "idempotency_key": "k1", "notification_type": t, "context": context}),
+            )
+        };
+        for t in catalog.notification_types() {
+            let spec = catalog.spec(t).unwrap();
+            assert!(parse(&request(t.as_str(), &spec.sample)).is_ok(), "{t}");
+            for (name, variable) in spec.variables.iter().filter(|(_, v)| v.required) {
+                let mut without = spec.sample.clone();
+                without.remove(name);
+                assert!(
+                    parse(&request(t.as_str(), &without)).is_err(),
+                    "{t}: the contract accepts a context without {name} ({variable:?})"
+                );
+            }
+        }
+    }
+
     #[test]
     fn order_created_becomes_an_order_confirmation_keyed_by_order() {
         let e = parse(&envelope("OrderCreated", order_created())).unwrap();

@@ -1,0 +1,432 @@
+//! An organization's templates are code Herald did not write, run in its functions beside
+//! every other organization's work. They render in an environment of their own, holding only
+//! that organization's templates, with what a render may cost bounded:
+//!
+//! - instructions: minijinja's fuel ([`FUEL`]): a loop that would run for ever stops with
+//!   `OutOfFuel` in a few milliseconds;
+//! - size: each part's source ([`Part::max_source`]) and what it writes ([`Part::max_output`]),
+//!   the write stopped as it passes the bound;
+//! - reach: no loader (no filesystem), no other template (`include`, `import`, `extends`),
+//!   no environment, no `safe` (an HTML part escapes every value it prints);
+//! - growth: no `set`, `with`, `macro`, `call` or `namespace` (a value doubled on itself a few
+//!   dozen times would exhaust memory in a few instructions), no `*` (a string repeated up to
+//!   100 MB at once), no filter that multiplies its input (`replace`, `indent`, `format`).
+//!
+//! What is left is what a notification needs: values, `if`, `for` over the event's lists,
+//! filters that format or select, and Herald's `money`, `date` and `datetime`.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+use super::filters::{date_filter, datetime_filter, money_filter};
+
+/// The instructions one render of an organization's template may run. The built-in catalog's
+/// renders of their samples run at most 63 (an order of two items); 50,000 is room for a list
+/// of hundreds, and stops a loop that would not end within milliseconds.
+pub const FUEL: u64 = 50_000;
+
+/// A part of a template, as it is stored and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Subject,
+    Body,
+    Html,
+}
+
+impl Part {
+    pub const ALL: [Part; 3] = [Part::Subject, Part::Body, Part::Html];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Subject => "subject",
+            Part::Body => "body",
+            Part::Html => "html",
+        }
+    }
+
+    /// The most bytes its source may have.
+    pub fn max_source(self) -> usize {
+        match self {
+            Part::Subject => 1_000,
+            Part::Body => 16_000,
+            Part::Html => 64_000,
+        }
+    }
+
+    /// The most bytes a render of it may write (the channels bound them further: an SMS to
+    /// its segments, an in-app body to the feed's size).
+    pub fn max_output(self) -> usize {
+        match self {
+            Part::Subject => 2_000,
+            Part::Body => 32_000,
+            Part::Html => 256_000,
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something wrong with a template, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub part: Part,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{} line {line}: {}", self.part, self.message),
+            None => write!(f, "{}: {}", self.part, self.message),
+        }
+    }
+}
+
+/// The statements an organization's template may use.
+const ALLOWED_TAGS: [&str; 12] = [
+    "if",
+    "elif",
+    "else",
+    "endif",
+    "for",
+    "endfor",
+    "filter",
+    "endfilter",
+    "raw",
+    "endraw",
+    "autoescape",
+    "endautoescape",
+];
+
+/// The built-in filters an organization's template may not use (see the module's text).
+const REMOVED_FILTERS: [&str; 7] = [
+    "safe",
+    "replace",
+    "indent",
+    "format",
+    "pprint",
+    "tojson",
+    "urlencode",
+];
+
+/// The built-in functions it may not call; `range` stays (its lists are bounded at 100,000
+/// and every turn of a loop costs fuel).
+const REMOVED_FUNCTIONS: [&str; 3] = ["namespace", "debug", "dict"];
+
+/// The environment an organization's templates are compiled in: strict about missing values,
+/// HTML parts escaped, fuel-bounded, no loader, the growth-prone builtins removed.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html.j2") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.set_fuel(Some(FUEL));
+    // nothing recurses without macros; a low limit costs nothing
+    env.set_recursion_limit(32);
+    for name in REMOVED_FILTERS {
+        env.remove_filter(name);
+    }
+    for name in REMOVED_FUNCTIONS {
+        env.remove_global(name);
+    }
+    env.add_filter("money", money_filter);
+    env.add_filter("date", date_filter);
+    env.add_filter("datetime", datetime_filter);
+    env
+}
+
+/// What the source of a part breaks of the rules above, each with its line, before it is
+/// compiled: its size, a statement it may not use, a `*`.
+pub fn screen(part: Part, source: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if source.len() > part.max_source() {
+        problems.push(Problem {
+            part,
+            line: None,
+            message: format!("must be at most {} bytes", part.max_source()),
+        });
+        return problems;
+    }
+    let mut rest = source;
+    let mut line = 1;
+    while let Some(open) = rest.find('{') {
+        line += rest[..open].matches('\n').count();
+        rest = &rest[open..];
+        let close = match rest.get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            Some("{#") => "#}",
+            _ => {
+                rest = &rest[1..];
+                continue;
+            }
+        };
+        let (inner, after) = tag_inner(&rest[2..], close);
+        if close == "%}" {
+            let keyword: String = inner
+                .trim_start_matches(['-', '+', '~'])
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !ALLOWED_TAGS.contains(&keyword.as_str()) {
+                problems.push(Problem {
+                    part,
+                    line: Some(line),
+                    message: format!(
+                        "{{% {keyword} %}} is not allowed in an organization's template"
+                    ),
+                });
+            }
+        }
+        if close != "#}" && has_star(inner) {
+            problems.push(Problem {
+                part,
+                line: Some(line),
+                message: "`*` is not allowed in an organization's template".into(),
+            });
+        }
+        line += rest[..rest.len() - after.len()].matches('\n').count();
+        rest = after;
+        // a raw block's text is text, whatever it looks like
+        if close == "%}" && inner.trim_matches(['-', '+', '~', ' ']) == "raw" {
+            match rest.find("endraw") {
+                Some(end) => {
+                    line += rest[..end].matches('\n').count();
+                    rest = &rest[end..];
+                }
+                None => break,
+            }
+        }
+    }
+    problems
+}
+
+/// The text of a tag up to `close` (outside string literals), and what follows the tag.
+fn tag_inner<'a>(text: &'a str, close: &str) -> (&'a str, &'a str) {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if close != "#}" && (c == '"' || c == '\'') => quote = Some(c),
+            None if text[i..].starts_with(close) => return (&text[..i], &text[i + 2..]),
+            None => {}
+        }
+    }
+    (text, "")
+}
+
+/// Whether an expression has a `*` (or `**`) outside its string literals.
+fn has_star(expression: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in expression.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '*' => return true,
+            None => {}
+        }
+    }
+    false
+}
+
+/// A writer that refuses to grow past its bound: the render stops at the first write beyond.
+pub(super) struct Capped {
+    pub out: Vec<u8>,
+    max: usize,
+}
+
+impl Capped {
+    pub fn new(max: usize) -> Capped {
+        Capped {
+            out: Vec::new(),
+            max,
+        }
+    }
+}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.out.len() + buf.len() > self.max {
+            return Err(io::Error::other(format!(
+                "writes more than {} bytes",
+                self.max
+            )));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a render of an organization's template stopped, in words for its author: the fuel,
+/// the size, or minijinja's own account.
+pub fn describe(error: &minijinja::Error, max_output: usize) -> String {
+    match error.kind() {
+        ErrorKind::OutOfFuel => format!(
+            "ran out of fuel: a template may run at most {FUEL} instructions (a loop that does not end?)"
+        ),
+        ErrorKind::WriteFailure => format!("writes more than {max_output} bytes"),
+        _ => match error.detail() {
+            Some(detail) => format!("{}: {detail}", error.kind()),
+            None => error.kind().to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(problems: &[Problem]) -> Vec<(Option<usize>, String)> {
+        problems
+            .iter()
+            .map(|p| (p.line, p.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn statements_that_reach_out_or_grow_are_refused_with_their_line() {
+        let source = "Hello {{ name }}\n{% if a %}x{% endif %}\n{% include 'other' %}\n{%- set s = a ~ a %}\n{# {% macro m() %} in a comment #}";
+        let found = lines(&screen(Part::Body, source));
+        assert_eq!(
+            found,
+            [
+                (
+                    Some(3),
+                    "{% include %} is not allowed in an organization's template".into()
+                ),
+                (
+                    Some(4),
+                    "{% set %} is not allowed in an organization's template".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_star_outside_a_string_is_refused_and_inside_one_is_text() {
+        assert_eq!(
+            screen(Part::Body, "{{ 'a*b' }} {{ \"*\" }} * plain").len(),
+            0
+        );
+        let found = lines(&screen(Part::Subject, "x\n{{ 'x' * 100000000 }}"));
+        assert_eq!(
+            found,
+            [(
+                Some(2),
+                "`*` is not allowed in an organization's template".into()
+            )]
+        );
+        assert_eq!(
+            screen(Part::Body, "{% for i in range(2 ** 40) %}{% endfor %}").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_raw_block_is_text() {
+        assert!(
+            screen(
+                Part::Body,
+                "{% raw %}{% set x = 1 %} {{ a * b }}{% endraw %}"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn sources_are_bounded() {
+        let big = "x".repeat(Part::Subject.max_source() + 1);
+        assert_eq!(
+            lines(&screen(Part::Subject, &big)),
+            [(None, "must be at most 1000 bytes".into())]
+        );
+    }
+
+    #[test]
+    fn a_loop_that_does_not_end_runs_out_of_fuel_and_output_is_bounded() {
+        let mut env = environment();
+        env.add_template_owned(
+            "t.body.j2",
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let err = env
+            .get_template("t.body.j2")
+            .unwrap()
+            .render_captured_to((), Capped::new(100))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfFuel);
+        assert!(describe(&err, 100).starts_with("ran out of fuel"));
+
+        env.add_template_owned(
+            "w.body.j2",
+            "{% for a in range(1000) %}0123456789{% endfor %}",
+        )
+        .unwrap();
+        let err = env
+            .get_template("w.body.j2")
+            .unwrap()
+            .render_captured_to((), Capped::new(100))
+            .unwrap_err();
+        assert_eq!(describe(&err, 100), "writes more than 100 bytes");
+    }
+
+    #[test]
+    fn the_growth_prone_builtins_are_gone_and_html_is_escaped() {
+        let mut env = environment();
+        env.add_template_owned("a.html.j2", "<p>{{ v }}</p>")
+            .unwrap();
+        let out = env
+            .get_template("a.html.j2")
+            .unwrap()
+            .render(minijinja::context! { v => "<b>" })
+            .unwrap();
+        assert_eq!(out, "<p>&lt;b&gt;</p>");
+        for source in [
+            "{{ v|safe }}",
+            "{{ v|replace('a', 'b') }}",
+            "{{ namespace() }}",
+        ] {
+            env.add_template_owned("b.body.j2", source).unwrap_or(());
+            let rendered = env
+                .get_template("b.body.j2")
+                .and_then(|t| t.render(minijinja::context! { v => "a" }));
+            assert!(rendered.is_err(), "{source}");
+        }
+    }
+}
