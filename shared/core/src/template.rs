@@ -216,14 +216,7 @@ impl Catalog {
     ) -> Result<Catalog, CatalogError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // HTML bodies escape what they print; text bodies print the event's values as they are
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html.j2") {
-                AutoEscape::Html
-            } else {
-                AutoEscape::None
-            }
-        });
+        env.set_auto_escape_callback(escape_by_suffix);
         env.add_filter("money", money_filter);
         env.add_filter("date", date_filter);
         env.add_filter("datetime", datetime_filter);
@@ -551,6 +544,15 @@ fn check_variables(
         }
     }
     Ok(())
+}
+
+/// HTML parts escape what they print; text parts print the event's values as they are.
+fn escape_by_suffix(name: &str) -> AutoEscape {
+    if name.ends_with(".html.j2") {
+        AutoEscape::Html
+    } else {
+        AutoEscape::None
+    }
 }
 
 /// The name under which a WhatsApp variable's expression is compiled.

@@ -50,31 +50,14 @@ fn name(
 
 /// The line of the first tag that reads `variable`, for an error that points at it.
 fn line_of(source: &str, variable: &str) -> Option<usize> {
-    let mut line = 1;
-    let mut rest = source;
-    while let Some(open) = rest.find(['{']) {
-        line += rest[..open].matches('\n').count();
-        rest = &rest[open..];
-        let close = match rest.get(..2) {
-            Some("{{") => "}}",
-            Some("{%") => "%}",
-            _ => {
-                rest = &rest[1..];
-                continue;
-            }
-        };
-        let end = rest.find(close).map_or(rest.len(), |i| i + 2);
-        let tag = &rest[..end];
-        let reads = tag
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-            .any(|word| word.split('.').next() == Some(variable));
-        if reads {
-            return Some(line);
-        }
-        line += tag.matches('\n').count();
-        rest = &rest[end..];
-    }
-    None
+    sandbox::tags(source)
+        .into_iter()
+        .find(|tag| {
+            tag.inner
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .any(|word| word.split('.').next() == Some(variable))
+        })
+        .map(|tag| tag.line)
 }
 
 /// Every problem of a template for `spec`'s type on `channel`: the parts the channel takes,

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use super::filters::{date_filter, datetime_filter, money_filter};
 
@@ -125,13 +125,7 @@ const REMOVED_FUNCTIONS: [&str; 3] = ["namespace", "debug", "dict"];
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html.j2") {
-            AutoEscape::Html
-        } else {
-            AutoEscape::None
-        }
-    });
+    env.set_auto_escape_callback(super::escape_by_suffix);
     env.set_fuel(Some(FUEL));
     // nothing recurses without macros; a low limit costs nothing
     env.set_recursion_limit(32);
@@ -150,114 +144,123 @@ pub fn environment() -> Environment<'static> {
 /// What the source of a part breaks of the rules above, each with its line, before it is
 /// compiled: its size, a statement it may not use, a `*`.
 pub fn screen(part: Part, source: &str) -> Vec<Problem> {
-    let mut problems = Vec::new();
     if source.len() > part.max_source() {
-        problems.push(Problem {
+        return vec![Problem {
             part,
             line: None,
             message: format!("must be at most {} bytes", part.max_source()),
-        });
-        return problems;
+        }];
     }
-    let mut rest = source;
-    let mut line = 1;
-    while let Some(open) = rest.find('{') {
-        line += rest[..open].matches('\n').count();
-        rest = &rest[open..];
-        let close = match rest.get(..2) {
-            Some("{{") => "}}",
-            Some("{%") => "%}",
-            Some("{#") => "#}",
-            _ => {
-                rest = &rest[1..];
-                continue;
+    let mut problems = Vec::new();
+    for tag in tags(source) {
+        let refused = match tag.kind {
+            TagKind::Statement if !ALLOWED_TAGS.contains(&tag.keyword()) => Some(format!(
+                "{{% {} %}} is not allowed in an organization's template",
+                tag.keyword()
+            )),
+            _ if code(tag.inner).any(|(_, c)| c == '*') => {
+                Some("`*` is not allowed in an organization's template".into())
             }
+            _ => None,
         };
-        let (inner, after) = tag_inner(&rest[2..], close);
-        if close == "%}" {
-            let keyword: String = inner
-                .trim_start_matches(['-', '+', '~'])
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !ALLOWED_TAGS.contains(&keyword.as_str()) {
-                problems.push(Problem {
-                    part,
-                    line: Some(line),
-                    message: format!(
-                        "{{% {keyword} %}} is not allowed in an organization's template"
-                    ),
-                });
-            }
-        }
-        if close != "#}" && has_star(inner) {
+        if let Some(message) = refused {
             problems.push(Problem {
                 part,
-                line: Some(line),
-                message: "`*` is not allowed in an organization's template".into(),
+                line: Some(tag.line),
+                message,
             });
-        }
-        line += rest[..rest.len() - after.len()].matches('\n').count();
-        rest = after;
-        // a raw block's text is text, whatever it looks like
-        if close == "%}" && inner.trim_matches(['-', '+', '~', ' ']) == "raw" {
-            match rest.find("endraw") {
-                Some(end) => {
-                    line += rest[..end].matches('\n').count();
-                    rest = &rest[end..];
-                }
-                None => break,
-            }
         }
     }
     problems
 }
 
-/// The text of a tag up to `close` (outside string literals), and what follows the tag.
-fn tag_inner<'a>(text: &'a str, close: &str) -> (&'a str, &'a str) {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in text.char_indices() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None if close != "#}" && (c == '"' || c == '\'') => quote = Some(c),
-            None if text[i..].starts_with(close) => return (&text[..i], &text[i + 2..]),
-            None => {}
-        }
-    }
-    (text, "")
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TagKind {
+    /// `{{ … }}`
+    Expression,
+    /// `{% … %}`
+    Statement,
 }
 
-/// Whether an expression has a `*` (or `**`) outside its string literals.
-fn has_star(expression: &str) -> bool {
+/// A tag of a template: an expression or a statement (comments and raw blocks are text).
+#[derive(Debug)]
+pub(super) struct Tag<'a> {
+    pub line: usize,
+    pub kind: TagKind,
+    /// Between its delimiters, whitespace control included.
+    pub inner: &'a str,
+}
+
+impl Tag<'_> {
+    /// A statement's keyword (`if`, `for`, `set`, …).
+    fn keyword(&self) -> &str {
+        let text = self.inner.trim_start_matches(['-', '+', '~']).trim_start();
+        let end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        &text[..end]
+    }
+}
+
+/// The tags of a template in order, each with the line it starts on.
+pub(super) fn tags(source: &str) -> Vec<Tag<'_>> {
+    let mut found = Vec::new();
+    let (mut at, mut line, mut counted) = (0, 1, 0);
+    while let Some(open) = source[at..].find('{').map(|i| at + i) {
+        let (kind, close) = match source.get(open..open + 2) {
+            Some("{{") => (Some(TagKind::Expression), "}}"),
+            Some("{%") => (Some(TagKind::Statement), "%}"),
+            Some("{#") => (None, "#}"),
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let body = &source[open + 2..];
+        // a comment ends at its first `#}`; a tag at its first closing outside a string literal
+        let end = match kind {
+            None => body.find(close),
+            Some(_) => code(body)
+                .find(|(i, _)| body[*i..].starts_with(close))
+                .map(|(i, _)| i),
+        }
+        .unwrap_or(body.len());
+        let inner = &body[..end];
+        at = (open + 2 + end + close.len()).min(source.len());
+        let Some(kind) = kind else { continue };
+        line += source[counted..open].matches('\n').count();
+        counted = open;
+        let tag = Tag { line, kind, inner };
+        // a raw block's text is text, whatever it looks like
+        if tag.kind == TagKind::Statement && tag.keyword() == "raw" {
+            at = source[at..].find("endraw").map_or(source.len(), |i| at + i);
+        }
+        found.push(tag);
+    }
+    found
+}
+
+/// The characters of a tag's text outside its string literals, with their offsets.
+fn code(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let mut quote: Option<char> = None;
     let mut escaped = false;
-    for c in expression.chars() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if c == '\\' {
-                    escaped = true;
-                } else if c == q {
-                    quote = None;
-                }
+    text.char_indices().filter(move |&(_, c)| match quote {
+        Some(q) => {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
             }
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '*' => return true,
-            None => {}
+            false
         }
-    }
-    false
+        None if c == '"' || c == '\'' => {
+            quote = Some(c);
+            false
+        }
+        None => true,
+    })
 }
 
 /// A writer that refuses to grow past its bound: the render stops at the first write beyond.
