@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use herald_core::ids::{NotificationId, NotificationType};
-use herald_core::model::{Channel, DeliveryService, ErrorCode, Notification, ProviderTry};
+use herald_core::model::{
+    Channel, DeliveryService, ErrorCode, Notification, ProviderTry, TemplateRef,
+};
 use herald_core::ports::{DispatchMessage, Enqueue, RetryOutcome};
 use herald_core::time::format;
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,8 @@ struct NotificationView<'a> {
     /// Email only: whether an HTML alternative goes beside the text body.
     has_html: bool,
     attempts: u32,
+    /// The template it was rendered from: built-in, or the organization's version N.
+    template: Option<TemplateRef>,
     /// When the event that asked for it happened; its latencies count from there.
     event_at: Option<String>,
     created_at: String,
@@ -65,6 +69,7 @@ fn view(n: &Notification) -> NotificationView<'_> {
         sms_segments: n.sms_segments,
         has_html: n.has_html || n.html_body.is_some(),
         attempts: n.attempts,
+        template: n.template,
         event_at: t(&n.event_at),
         created_at: format(&n.created_at),
         scheduled_for: t(&n.scheduled_for),

@@ -14,8 +14,8 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoDirectory, DynamoNotificationStore, SecretsManagerSettings, SnsPushEndpoints,
-    SqsDispatchQueue,
+    DynamoDirectory, DynamoNotificationStore, DynamoTemplates, SecretsManagerSettings,
+    SnsPushEndpoints, SqsDispatchQueue,
 };
 use herald_core::event::EventEnvelope;
 use herald_core::ids::EmailAddress;
@@ -25,6 +25,7 @@ use herald_core::providers::PushApplications;
 use herald_core::push::DeviceEndpoints;
 use herald_core::record::IntakeRecord;
 use herald_core::template::Catalog;
+use herald_core::template::cache::OrgTemplateCache;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use tracing::{error, warn};
@@ -34,6 +35,8 @@ use tracing::{error, warn};
 pub struct Config {
     pub notifications_table: String,
     pub directory_table: String,
+    /// The organizations' own templates.
+    pub templates_table: String,
     pub dispatch_queue_url: String,
     pub default_sender: EmailAddress,
     /// Organizations' provider settings (their push platform applications): `<prefix>/<org>`.
@@ -49,6 +52,7 @@ impl Config {
         Ok(Config {
             notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
             directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
+            templates_table: config::required("HERALD_TEMPLATES_TABLE")?,
             dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
             default_sender: EmailAddress::parse(config::required("HERALD_DEFAULT_SENDER")?)
                 .map_err(|e| ConfigError::Invalid {
@@ -73,14 +77,23 @@ pub fn service(
 ) -> Result<IntakeService, Error> {
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
     let sqs = aws_sdk_sqs::Client::new(aws);
+    let catalog = Arc::new(Catalog::embedded()?);
     Ok(IntakeService {
         store: Arc::new(DynamoNotificationStore::new(
             dynamo.clone(),
             &config.notifications_table,
         )),
-        directory: Arc::new(DynamoDirectory::new(dynamo, &config.directory_table)),
+        directory: Arc::new(DynamoDirectory::new(
+            dynamo.clone(),
+            &config.directory_table,
+        )),
         queue: Arc::new(SqsDispatchQueue::new(sqs, &config.dispatch_queue_url)),
-        catalog: Arc::new(Catalog::embedded()?),
+        org_templates: Arc::new(OrgTemplateCache::new(
+            Arc::new(DynamoTemplates::new(dynamo, &config.templates_table)),
+            catalog.clone(),
+            clock.clone(),
+        )),
+        catalog,
         clock,
         config: IntakeConfig {
             default_sender: config.default_sender.clone(),

@@ -10,7 +10,9 @@ use herald_core::ids::EmailAddress;
 use herald_core::intake::{IntakeConfig, IntakeService};
 use herald_core::record::Outcome;
 use herald_core::template::Catalog;
-use herald_core::testing::{FixedClock, MemoryDirectory, MemoryQueue, MemoryStore};
+use herald_core::testing::{
+    FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, MemoryTemplates,
+};
 
 fn sample(name: &str) -> SqsEvent {
     let path = format!(
@@ -22,12 +24,15 @@ fn sample(name: &str) -> SqsEvent {
 }
 
 fn service(store: Arc<MemoryStore>) -> IntakeService {
+    let catalog = Arc::new(Catalog::embedded().unwrap());
+    let clock = FixedClock::at("2026-11-20T15:00:00Z".parse().unwrap());
     IntakeService {
         store,
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(MemoryQueue::default()),
-        catalog: Arc::new(Catalog::embedded().unwrap()),
-        clock: FixedClock::at("2026-11-20T15:00:00Z".parse().unwrap()),
+        org_templates: Arc::new(MemoryTemplates::default()).cache(catalog.clone(), clock.clone()),
+        catalog,
+        clock,
         config: IntakeConfig {
             default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
         },

@@ -76,6 +76,9 @@ impl Names {
     pub fn views_table(&self) -> String {
         format!("herald-{}-views", self.stage)
     }
+    pub fn templates_table(&self) -> String {
+        format!("herald-{}-templates", self.stage)
+    }
     pub fn projector_dlq(&self) -> String {
         format!("herald-{}-projector-dlq", self.stage)
     }
@@ -171,6 +174,7 @@ impl Stack {
         create_table(&dynamo, &names.notifications_table(), Table::Notifications).await?;
         create_table(&dynamo, &names.directory_table(), Table::Directory).await?;
         create_table(&dynamo, &names.views_table(), Table::Views).await?;
+        create_table(&dynamo, &names.templates_table(), Table::Templates).await?;
 
         let dispatch_dlq_url = create_queue(&sqs, &names.dispatch_dlq(), &[]).await?;
         let dlq_arn = queue_arn(&sqs, &dispatch_dlq_url).await?;
@@ -256,6 +260,7 @@ enum Table {
     Notifications,
     Directory,
     Views,
+    Templates,
 }
 
 fn index(
@@ -329,7 +334,7 @@ async fn create_table(
                         .map_err(|e| failed(name, e))?,
                 );
         }
-        Table::Views => {
+        Table::Views | Table::Templates => {
             request = request
                 .attribute_definitions(string_attribute("sk")?)
                 .key_schema(key("sk", KeyType::Range)?);

@@ -22,7 +22,9 @@ pub mod twilio;
 pub mod views;
 
 pub use backoff::Backoff;
-pub use dynamo::{DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter};
+pub use dynamo::{
+    DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter, DynamoTemplates,
+};
 pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
 pub use routing::{SendgridEmail, SesEmail, TwilioSms, TwilioWhatsapp};

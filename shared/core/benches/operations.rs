@@ -36,7 +36,7 @@ use herald_core::sms::SegmentCap;
 use herald_core::template::Catalog;
 use herald_core::testing::{
     FixedChance, FixedClock, MemoryBreakers, MemoryDirectory, MemoryProviderSettings, MemoryQueue,
-    MemoryRateLimiter, MemoryStore, ScriptedSender,
+    MemoryRateLimiter, MemoryStore, MemoryTemplates, ScriptedSender,
 };
 
 const ORDER_CREATED: &[u8] = include_bytes!("../../../events/intake/10-order-created.json");
@@ -116,6 +116,8 @@ impl Ports {
             store,
             directory: self.directory.clone(),
             queue,
+            org_templates: Arc::new(MemoryTemplates::default())
+                .cache(self.catalog.clone(), self.clock.clone()),
             catalog: self.catalog.clone(),
             clock: self.clock.clone(),
             config: IntakeConfig {

@@ -258,13 +258,22 @@ impl Locale {
 
     /// The tags to try, most specific first, always ending in `en`.
     pub fn fallbacks(&self) -> Vec<String> {
-        let mut out = vec![self.0.clone()];
-        let language = self.language();
-        if !out.contains(&language) {
-            out.push(language);
-        }
-        if !out.iter().any(|l| l == "en") {
-            out.push("en".into());
+        self.chain(None)
+    }
+
+    /// The tags to try for a recipient of this locale in an organization whose default is
+    /// `then`: `fr-CA` → `fr` → the organization's (`de-AT` → `de`) → `en`, each once.
+    pub fn chain(&self, then: Option<&Locale>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(5);
+        let tags = [Some(self), then]
+            .into_iter()
+            .flatten()
+            .flat_map(|l| [l.0.clone(), l.language()])
+            .chain(["en".to_string()]);
+        for tag in tags {
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
         }
         out
     }

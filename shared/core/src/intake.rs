@@ -22,7 +22,8 @@ use crate::ports::{
 use crate::record::{ChannelSkip, IntakeRecord, Outcome};
 use crate::scheduling::wait;
 use crate::sms::SegmentCap;
-use crate::template::Catalog;
+use crate::template::cache::OrgTemplateCache;
+use crate::template::{Catalog, Message, OrgCatalog, Rendered, Templates, variables};
 
 #[derive(Debug, Error)]
 pub enum IntakeError {
@@ -46,6 +47,8 @@ pub struct IntakeService {
     pub directory: Arc<dyn Directory>,
     pub queue: Arc<dyn DispatchQueue>,
     pub catalog: Arc<Catalog>,
+    /// The organizations' own templates over the catalog.
+    pub org_templates: Arc<OrgTemplateCache>,
     pub clock: Arc<dyn Clock>,
     pub config: IntakeConfig,
     /// Devices' push endpoints, made and deleted as devices come and go (none: devices get
@@ -56,6 +59,8 @@ pub struct IntakeService {
 /// How a recipient is written to.
 struct Voice {
     locale: Locale,
+    /// The organization's default locale, tried after the recipient's language.
+    org_locale: Option<Locale>,
     timezone: Option<chrono_tz::Tz>,
     sender: EmailAddress,
 }
@@ -98,6 +103,8 @@ struct Asked {
     internal: bool,
     /// The channels it asks for, before consent.
     wanted: Vec<Channel>,
+    /// The organization's templates, as this batch read them.
+    org_templates: Arc<OrgCatalog>,
 }
 
 impl Asked {
@@ -322,11 +329,28 @@ impl IntakeService {
         }
         let mut plans: Vec<(usize, Plan)> = Vec::with_capacity(events.len());
         let mut asked = Vec::with_capacity(events.len());
+        // the organizations' own templates, read at most once per interval per organization
+        let orgs: BTreeSet<OrgId> = events.iter().map(|(_, e)| e.org_id.clone()).collect();
+        let catalogs = self.org_templates.catalogs(&orgs).await;
         for (index, event) in events {
             let EventKind::Notify(request) = event.kind else {
                 continue;
             };
-            match self.ask(event.org_id, event.event_id, event.time, request) {
+            let org_templates = match catalogs.get(&event.org_id) {
+                Some(Ok(catalog)) => catalog.clone(),
+                Some(Err(e)) => {
+                    fail(handled, [index].into_iter(), e);
+                    continue;
+                }
+                None => Arc::new(OrgCatalog::empty()),
+            };
+            match self.ask(
+                event.org_id,
+                event.event_id,
+                event.time,
+                request,
+                org_templates,
+            ) {
                 Ok(a) => asked.push((index, a)),
                 Err(reason) => plans.push((index, Plan::Reject(reason))),
             }
@@ -402,13 +426,20 @@ impl IntakeService {
         event_id: String,
         event_at: DateTime<Utc>,
         req: NotifyRequest,
+        org_templates: Arc<OrgCatalog>,
     ) -> Result<Asked, String> {
-        let Some(spec) = self.catalog.spec(&req.notification_type) else {
+        let templates = Templates::new(&self.catalog, Some(&org_templates));
+        let Some(spec) = templates.spec(&req.notification_type) else {
             return Err(format!(
                 "unknown notification type {:?}",
                 req.notification_type.as_str()
             ));
         };
+        // a built-in type's context is the event contract's, checked as the event was read;
+        // an organization's own type's is checked against the variables it declared
+        if templates.is_custom(&req.notification_type) {
+            variables::check_context(&spec.variables, &req.context, "detail.context")?;
+        }
         // An internal type goes to the organization's operations contact, whoever the event
         // names: a chargeback is never a customer's to read.
         let request = if spec.internal {
@@ -428,13 +459,15 @@ impl IntakeService {
                 channels.clone()
             }
         };
+        let internal = spec.internal;
         Ok(Asked {
             org,
             event_id,
             event_at,
-            internal: spec.internal,
+            internal,
             request,
             wanted,
+            org_templates,
         })
     }
 
@@ -521,17 +554,11 @@ impl IntakeService {
         let req = &asked.request;
         let mut notifications = Vec::with_capacity(addressed.len());
         for (channel, address) in addressed {
-            let rendered = match self.catalog.render(
-                &req.notification_type,
-                channel,
-                &voice.locale,
-                voice.timezone,
-                &req.context,
-                org_settings.sms_segment_cap(),
-            ) {
-                Ok(r) => r,
-                Err(e) => return Plan::Reject(e.to_string()),
-            };
+            let rendered =
+                match self.render(&asked, channel, &voice, org_settings.sms_segment_cap()) {
+                    Ok(r) => r,
+                    Err(e) => return Plan::Reject(e.to_string()),
+                };
             if let Some(reason) = oversized(channel, &rendered) {
                 return Plan::Reject(reason);
             }
@@ -561,6 +588,7 @@ impl IntakeService {
                 now,
             );
             n.whatsapp = rendered.whatsapp;
+            n.template = Some(rendered.template);
             n.event_at = Some(asked.event_at);
             n.fallbacks.clone_from(&fallbacks);
             // beyond the queue's reach, the scheduler's sweep enqueues it when due
@@ -578,16 +606,14 @@ impl IntakeService {
     /// producer hears of it now.
     fn checked(&self, asked: &Asked, plan: Plan) -> Plan {
         if let Plan::Skip { .. } = plan {
+            let english = Voice {
+                locale: Locale::english(),
+                org_locale: None,
+                timezone: None,
+                sender: self.config.default_sender.clone(),
+            };
             for channel in &asked.wanted {
-                let rendered = self.catalog.render(
-                    &asked.request.notification_type,
-                    *channel,
-                    &Locale::english(),
-                    None,
-                    &asked.request.context,
-                    SegmentCap::DEFAULT,
-                );
-                if let Err(e) = rendered {
+                if let Err(e) = self.render(asked, *channel, &english, SegmentCap::DEFAULT) {
                     return Plan::Reject(e.to_string());
                 }
             }
@@ -621,8 +647,9 @@ impl IntakeService {
             .into_iter()
             .filter(|c| !used(c))
             .collect();
-        let req = &asked.request;
-        let Ok(accepted) = consent::channels(audience, &req.notification_type, &candidates) else {
+        let Ok(accepted) =
+            consent::channels(audience, &asked.request.notification_type, &candidates)
+        else {
             return Vec::new();
         };
         accepted
@@ -635,15 +662,7 @@ impl IntakeService {
                     return None;
                 }
                 let rendered = self
-                    .catalog
-                    .render(
-                        &req.notification_type,
-                        channel,
-                        &voice.locale,
-                        voice.timezone,
-                        &req.context,
-                        org.sms_segment_cap(),
-                    )
+                    .render(asked, channel, voice, org.sms_segment_cap())
                     .ok()
                     .filter(|r| oversized(channel, r).is_none())?;
                 Some(Fallback {
@@ -653,25 +672,48 @@ impl IntakeService {
                     body: rendered.body,
                     sms_segments: rendered.sms_segments,
                     whatsapp: rendered.whatsapp,
+                    template: Some(rendered.template),
                 })
             })
             .collect()
     }
 
     fn voice(&self, customer: &CustomerRecord, org: &OrgSettings) -> Voice {
+        let org_locale = org.default_locale.as_ref().map(|s| s.value.clone());
         let locale = customer
             .locale
             .as_ref()
-            .or(org.default_locale.as_ref())
-            .map_or_else(Locale::english, |s| s.value.clone());
+            .map(|s| s.value.clone())
+            .or_else(|| org_locale.clone())
+            .unwrap_or_else(Locale::english);
         Voice {
             locale,
+            org_locale,
             timezone: customer.timezone.as_ref().map(|s| s.value.0),
             sender: org
                 .sender_email
                 .as_ref()
                 .map_or_else(|| self.config.default_sender.clone(), |s| s.value.clone()),
         }
+    }
+
+    /// The event's message on a channel, from the organization's template or the built-in one.
+    fn render(
+        &self,
+        asked: &Asked,
+        channel: Channel,
+        voice: &Voice,
+        sms_cap: SegmentCap,
+    ) -> Result<Rendered, crate::template::RenderError> {
+        Templates::new(&self.catalog, Some(&asked.org_templates)).render(&Message {
+            notification_type: &asked.request.notification_type,
+            channel,
+            locale: &voice.locale,
+            org_locale: voice.org_locale.as_ref(),
+            timezone: voice.timezone,
+            context: &asked.request.context,
+            sms_cap,
+        })
     }
 
     /// Creates the event's notifications, all or none, so no channel is shown or sent while

@@ -438,6 +438,26 @@ pub struct WhatsappContent {
     pub variables: std::collections::BTreeMap<String, String>,
 }
 
+/// The template a message was rendered from: the built-in catalog's, or a version of the
+/// organization's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum TemplateRef {
+    Builtin,
+    Organization { version: u64 },
+}
+
+impl fmt::Display for TemplateRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TemplateRef::Builtin => f.write_str("built-in"),
+            TemplateRef::Organization { version } => {
+                write!(f, "the organization's version {version}")
+            }
+        }
+    }
+}
+
 /// One message to one recipient on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -454,6 +474,9 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<WhatsappContent>,
     pub locale: Locale,
+    /// The template it was rendered from (none on notifications older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// The text body (the only body of every channel but email).
@@ -600,6 +623,8 @@ pub struct Fallback {
     pub sms_segments: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<WhatsappContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
 }
 
 /// A dispatcher's hold on a notification. The lease outlives one Lambda invocation, so a
@@ -652,6 +677,7 @@ impl Notification {
             sender: draft.sender,
             whatsapp: None,
             locale: draft.locale,
+            template: None,
             subject: draft.subject,
             body: draft.body,
             has_html: draft.html_body.is_some(),

@@ -21,6 +21,7 @@ use crate::provider_events::DeliveryChange;
 use crate::providers::{OrgProviders, StoredProviders};
 use crate::rate_limit::{Admission, ChannelLimit};
 use crate::record::IntakeRecord;
+use crate::template::org::{OrgTemplate, OrgType, Stored};
 
 /// A failure of the infrastructure behind a port (a timeout, throttling, a bug). The
 /// operation may be retried as a whole; the message keeps the cause for the log.
@@ -764,4 +765,30 @@ pub trait SendingIdentities: Send + Sync {
 
     /// Where the identity stands; `None` when the provider does not know it.
     async fn status(&self, identity: &SenderIdentity) -> Result<Option<IdentityStatus>, PortError>;
+}
+
+/// An organization's own templates and types ([`crate::template::org`]), each change a new
+/// version written only over the version it replaces.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// The current version of everything the organization stored (templates gone back to the
+    /// built-in one included), in one query.
+    async fn stored(&self, org: &OrgId, consistent: bool) -> Result<Stored, PortError>;
+
+    /// Writes `template` (its `version` the new one) if the current version is `replaces`
+    /// (none: there is no template there yet), and keeps it in the template's history.
+    async fn put_template(
+        &self,
+        org: &OrgId,
+        template: &OrgTemplate,
+        replaces: Option<u64>,
+    ) -> Result<Write, PortError>;
+
+    /// Writes a type the organization defines, as `put_template` does a template.
+    async fn put_type(
+        &self,
+        org: &OrgId,
+        org_type: &OrgType,
+        replaces: Option<u64>,
+    ) -> Result<Write, PortError>;
 }

@@ -17,16 +17,18 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use minijinja::value::{Enumerator, Object, Value as JinjaValue};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::ids::{ContentSid, Locale, NotificationType};
-use crate::model::{Channel, WhatsappContent};
+use crate::model::{Channel, TemplateRef, WhatsappContent};
 use crate::sms::{self, SegmentCap};
 
+pub mod cache;
 mod filters;
 pub mod org;
+pub use org::OrgCatalog;
 pub mod sandbox;
 pub mod variables;
 
@@ -64,7 +66,7 @@ const fn same_text(a: &str, b: &str) -> bool {
 }
 
 /// What the catalog says of a notification type.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateSpec {
     /// The channels the type has templates for, which are also its default channels.
     pub channels: Vec<Channel>,
@@ -86,7 +88,7 @@ pub struct TemplateSpec {
 }
 
 /// A type's approved WhatsApp templates (`"whatsapp"` in its `template.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsappSpec {
     /// Catalog locale → the Twilio Content SID of the template approved in that language; one
@@ -175,6 +177,113 @@ pub struct Rendered {
     pub locale: String,
     /// WhatsApp only: the approved template in that locale and its variables' values.
     pub whatsapp: Option<WhatsappContent>,
+    /// The template it was rendered from.
+    pub template: TemplateRef,
+}
+
+/// What a message is rendered for.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub notification_type: &'a NotificationType,
+    pub channel: Channel,
+    /// The recipient's locale (else the organization's, else English).
+    pub locale: &'a Locale,
+    /// The organization's default locale: tried after the recipient's language, before English.
+    pub org_locale: Option<&'a Locale>,
+    pub timezone: Option<Tz>,
+    pub context: &'a Map<String, Value>,
+    pub sms_cap: SegmentCap,
+}
+
+/// A message's parts as its templates wrote them, before the channel's bounds.
+struct RawParts {
+    subject: Option<String>,
+    body: String,
+    html: Option<String>,
+    whatsapp: Option<WhatsappContent>,
+}
+
+impl RawParts {
+    /// The message as sent: the subject on one trimmed line, the body cut to the channel.
+    fn finish(self, m: &Message<'_>, locale: &str, template: TemplateRef) -> Rendered {
+        let body = self.body.trim_end();
+        let body = match m.channel {
+            Channel::Sms => sms::fit(body, m.sms_cap),
+            Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
+            _ => body.to_string(),
+        };
+        Rendered {
+            sms_segments: (m.channel == Channel::Sms).then(|| sms::segments(&body)),
+            subject: self.subject.map(|s| s.trim().to_string()),
+            body,
+            html: self.html,
+            locale: locale.to_string(),
+            whatsapp: self.whatsapp,
+            template,
+        }
+    }
+}
+
+/// The templates an organization's messages render from: its own over the built-in catalog.
+///
+/// For a recipient's locale chain (`fr-CA` → `fr` → the organization's default locale →
+/// `en`), the first locale with a template wins, and in a locale the organization's template
+/// beats the built-in one. A type of the organization's own has only its templates.
+#[derive(Debug, Clone, Copy)]
+pub struct Templates<'a> {
+    builtin: &'a Catalog,
+    org: Option<&'a OrgCatalog>,
+}
+
+impl<'a> Templates<'a> {
+    pub fn new(builtin: &'a Catalog, org: Option<&'a OrgCatalog>) -> Self {
+        Templates { builtin, org }
+    }
+
+    /// A type's spec: a built-in type's, else the organization's own type's.
+    pub fn spec(&self, notification_type: &NotificationType) -> Option<&'a TemplateSpec> {
+        self.builtin
+            .spec(notification_type)
+            .or_else(|| self.org?.spec(notification_type))
+    }
+
+    /// Whether the type is one the organization defined.
+    pub fn is_custom(&self, notification_type: &NotificationType) -> bool {
+        self.builtin.spec(notification_type).is_none()
+            && self
+                .org
+                .is_some_and(|o| o.spec(notification_type).is_some())
+    }
+
+    /// Renders a message from the template its locale chain resolves to.
+    pub fn render(&self, m: &Message<'_>) -> Result<Rendered, RenderError> {
+        let t = m.notification_type;
+        let spec = self
+            .spec(t)
+            .ok_or_else(|| RenderError::UnknownType(t.to_string()))?;
+        let unsupported = || RenderError::UnsupportedChannel {
+            notification_type: t.to_string(),
+            channel: m.channel,
+        };
+        if !spec.channels.contains(&m.channel) {
+            return Err(unsupported());
+        }
+        let key = (t.clone(), m.channel);
+        let builtin = self.builtin.locales.get(&key);
+        let own = self.org.and_then(|o| Some((o, o.locales(&key)?)));
+        let ctx = RenderContext::value(m.locale, m.timezone, m.context);
+        for locale in m.locale.chain(m.org_locale) {
+            if let Some((org, version)) = own.and_then(|(o, l)| Some((o, *l.get(&locale)?))) {
+                let raw = org.render_at(t, m.channel, &locale, version, &ctx)?;
+                return Ok(raw.finish(m, &locale, TemplateRef::Organization { version }));
+            }
+            if builtin.is_some_and(|l| l.contains(&locale)) {
+                let raw = self.builtin.render_at(spec, m, &locale, &ctx)?;
+                return Ok(raw.finish(m, &locale, TemplateRef::Builtin));
+            }
+        }
+        Err(unsupported())
+    }
 }
 
 /// The catalog with its compiled templates. Build it once per cold start.
@@ -307,8 +416,8 @@ impl Catalog {
         self.specs.keys()
     }
 
-    /// Renders the message for a type, channel and locale (with fallback) from `context`; an
-    /// SMS body is cut to `sms_cap` segments.
+    /// Renders the message for a type, channel and locale (with fallback) from `context`, from
+    /// the built-in catalog alone; an SMS body is cut to `sms_cap` segments.
     pub fn render(
         &self,
         notification_type: &NotificationType,
@@ -318,35 +427,34 @@ impl Catalog {
         context: &Map<String, Value>,
         sms_cap: SegmentCap,
     ) -> Result<Rendered, RenderError> {
-        let spec = self
-            .specs
-            .get(notification_type)
-            .ok_or_else(|| RenderError::UnknownType(notification_type.to_string()))?;
+        Templates::new(self, None).render(&Message {
+            notification_type,
+            channel,
+            locale,
+            org_locale: None,
+            timezone,
+            context,
+            sms_cap,
+        })
+    }
+
+    /// The built-in parts for a type and channel in a locale it has.
+    fn render_at(
+        &self,
+        spec: &TemplateSpec,
+        m: &Message<'_>,
+        chosen: &str,
+        ctx: &JinjaValue,
+    ) -> Result<RawParts, RenderError> {
+        let (notification_type, channel, context) = (m.notification_type, m.channel, m.context);
         let unsupported = || RenderError::UnsupportedChannel {
             notification_type: notification_type.to_string(),
             channel,
         };
-        if !spec.channels.contains(&channel) {
-            return Err(unsupported());
-        }
-        let available = self
-            .locales
-            .get(&(notification_type.clone(), channel))
-            .ok_or_else(unsupported)?;
-        let chosen = locale
-            .fallbacks()
-            .into_iter()
-            .find(|l| available.contains(l))
-            .ok_or_else(unsupported)?;
-        let ctx = RenderContext::value(locale, timezone, context);
         let base = format!("{notification_type}/{chosen}/{channel}");
         let subject_name = format!("{base}.subject.j2");
         let subject = match self.env.get_template(&subject_name) {
-            Ok(t) => Some(
-                self.render_one(&subject_name, &t, &ctx, context)?
-                    .trim()
-                    .to_string(),
-            ),
+            Ok(t) => Some(self.render_one(&subject_name, &t, ctx, context)?),
             Err(_) => None,
         };
         let body_name = format!("{base}.body.j2");
@@ -354,34 +462,26 @@ impl Catalog {
             .env
             .get_template(&body_name)
             .map_err(|_| unsupported())?;
-        let body = self.render_one(&body_name, &body_template, &ctx, context)?;
-        let body = body.trim_end();
-        let body = match channel {
-            Channel::Sms => sms::fit(body, sms_cap),
-            Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
-            _ => body.to_string(),
-        };
+        let body = self.render_one(&body_name, &body_template, ctx, context)?;
         let html_name = format!("{base}.html.j2");
         let html = match self.env.get_template(&html_name) {
             Ok(t) if channel == Channel::Email => {
-                Some(self.render_one(&html_name, &t, &ctx, context)?)
+                Some(self.render_one(&html_name, &t, ctx, context)?)
             }
             _ => None,
         };
         let whatsapp = match (channel, &spec.whatsapp) {
             (Channel::Whatsapp, Some(w)) => {
-                Some(self.whatsapp_content(notification_type, w, &chosen, &ctx, context)?)
+                Some(self.whatsapp_content(notification_type, w, chosen, ctx, context)?)
             }
             // the catalog refuses the channel without its templates
             (Channel::Whatsapp, None) => return Err(unsupported()),
             _ => None,
         };
-        Ok(Rendered {
-            sms_segments: (channel == Channel::Sms).then(|| sms::segments(&body)),
+        Ok(RawParts {
             subject,
             body,
             html,
-            locale: chosen,
             whatsapp,
         })
     }

@@ -14,9 +14,10 @@ use crate::model::{Cause, Channel, Claim, Notification, Status};
 use crate::ports::{
     ChannelSender, ClaimOutcome, Clock, Created, Directory, DispatchQueue, DueEntry, DueIndex,
     DuePage, Enqueue, NotificationStore, PortError, Receipt, SendError, Snapshot, SnapshotRequest,
-    UnreadableEntry, Write,
+    TemplateStore, UnreadableEntry, Write,
 };
 use crate::record::IntakeRecord;
+use crate::template::org::{OrgTemplate, OrgType, Stored};
 
 /// DynamoDB's item size limit, which the memory store enforces the same way.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -1182,5 +1183,85 @@ impl crate::ports::Meter for MemoryMeter {
         self.records
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         lock(&self.measures).extend(measures);
+    }
+}
+
+impl MemoryTemplates {
+    /// A cache over this store, as intake holds one.
+    pub fn cache(
+        self: &Arc<Self>,
+        catalog: Arc<crate::template::Catalog>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<crate::template::cache::OrgTemplateCache> {
+        Arc::new(crate::template::cache::OrgTemplateCache::new(
+            self.clone(),
+            catalog,
+            clock,
+        ))
+    }
+}
+
+/// An organization's templates and types in memory, with every version written.
+#[derive(Default)]
+pub struct MemoryTemplates {
+    pub stored: Mutex<BTreeMap<OrgId, Stored>>,
+    /// Every version of every template written, in order.
+    pub history: Mutex<Vec<(OrgId, OrgTemplate)>>,
+    /// How many reads were made (each one query of the real table).
+    pub reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl TemplateStore for MemoryTemplates {
+    async fn stored(&self, org: &OrgId, _consistent: bool) -> Result<Stored, PortError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(lock(&self.stored).get(org).cloned().unwrap_or_default())
+    }
+
+    async fn put_template(
+        &self,
+        org: &OrgId,
+        template: &OrgTemplate,
+        replaces: Option<u64>,
+    ) -> Result<Write, PortError> {
+        let mut stored = lock(&self.stored);
+        let stored = stored.entry(org.clone()).or_default();
+        let at = stored.templates.iter().position(|t| {
+            t.notification_type == template.notification_type
+                && t.channel == template.channel
+                && t.locale == template.locale
+        });
+        if at.map(|i| stored.templates[i].version) != replaces {
+            return Ok(Write::Conflict);
+        }
+        match at {
+            Some(i) => stored.templates[i] = template.clone(),
+            None => stored.templates.push(template.clone()),
+        }
+        lock(&self.history).push((org.clone(), template.clone()));
+        Ok(Write::Done)
+    }
+
+    async fn put_type(
+        &self,
+        org: &OrgId,
+        org_type: &OrgType,
+        replaces: Option<u64>,
+    ) -> Result<Write, PortError> {
+        let mut stored = lock(&self.stored);
+        let stored = stored.entry(org.clone()).or_default();
+        let at = stored
+            .types
+            .iter()
+            .position(|t| t.notification_type == org_type.notification_type);
+        if at.map(|i| stored.types[i].version) != replaces {
+            return Ok(Write::Conflict);
+        }
+        match at {
+            Some(i) => stored.types[i] = org_type.clone(),
+            None => stored.types.push(org_type.clone()),
+        }
+        Ok(Write::Done)
     }
 }

@@ -394,3 +394,105 @@ async fn dispatchers_sharing_a_rate_limit_bucket_in_the_table_never_grant_past_i
         .unwrap();
     assert_eq!(email.granted, 3);
 }
+
+#[tokio::test]
+async fn templates_are_written_over_the_version_they_replace_and_read_in_one_query() {
+    use herald_adapters::DynamoTemplates;
+    use herald_core::ports::TemplateStore;
+    use herald_core::template::org::{OrgTemplate, OrgType, Parts, TypeDefinition};
+
+    let h = Harness::new().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&h.local.aws);
+    let table = h.local.stack.names.templates_table();
+    let store = DynamoTemplates::new(dynamo.clone(), &table);
+    let org = OrgId::parse(h.org.as_str()).unwrap();
+    let other = OrgId::parse("org_other_templates").unwrap();
+    let template = |version: u64, subject: &str| OrgTemplate {
+        notification_type: NotificationType::parse("order_confirmation").unwrap(),
+        channel: Channel::Email,
+        locale: Locale::parse("fr-CA").unwrap(),
+        parts: Parts {
+            subject: Some(subject.into()),
+            body: "Corps".into(),
+            html: Some("<p>{{ order_id }}</p>".into()),
+        },
+        version,
+        updated_at: "2026-11-20T12:00:00Z".parse().unwrap(),
+        deleted: false,
+    };
+    assert_eq!(store.stored(&org, true).await.unwrap(), Default::default());
+    assert_eq!(
+        store
+            .put_template(&org, &template(1, "v1"), None)
+            .await
+            .unwrap(),
+        Write::Done
+    );
+    // a second first version, and a write over a version that is not the current one
+    assert_eq!(
+        store
+            .put_template(&org, &template(1, "again"), None)
+            .await
+            .unwrap(),
+        Write::Conflict
+    );
+    assert_eq!(
+        store
+            .put_template(&org, &template(3, "v3"), Some(2))
+            .await
+            .unwrap(),
+        Write::Conflict
+    );
+    // two writers over version 1: one goes through
+    let (first, second) = (template(2, "a"), template(2, "b"));
+    let (a, b) = tokio::join!(
+        store.put_template(&org, &first, Some(1)),
+        store.put_template(&org, &second, Some(1)),
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|w| *w == Write::Conflict);
+    assert_eq!(outcomes, [Write::Done, Write::Conflict]);
+
+    let renewal: TypeDefinition = serde_json::from_value(serde_json::json!({
+        "channels": ["sms"], "variables": {"plan": {"type": "string"}}, "sample": {"plan": "Pro"}
+    }))
+    .unwrap();
+    let org_type = OrgType {
+        notification_type: NotificationType::parse("plan_renewal").unwrap(),
+        spec: renewal.into_spec(),
+        version: 1,
+        updated_at: "2026-11-20T12:00:00Z".parse().unwrap(),
+    };
+    assert_eq!(
+        store.put_type(&org, &org_type, None).await.unwrap(),
+        Write::Done
+    );
+    store
+        .put_template(&other, &template(1, "other"), None)
+        .await
+        .unwrap();
+
+    let stored = store.stored(&org, true).await.unwrap();
+    assert_eq!(stored.types, [org_type]);
+    assert_eq!(stored.templates.len(), 1, "the current version only");
+    let current = &stored.templates[0];
+    assert_eq!(current.version, 2);
+    assert!(["a", "b"].contains(&current.parts.subject.as_deref().unwrap()));
+    assert_eq!(current.parts.html.as_deref(), Some("<p>{{ order_id }}</p>"));
+
+    // every version is kept in the template's history
+    let history = dynamo
+        .query()
+        .table_name(&table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "H#{org}#order_confirmation#email#fr-CA"
+            )),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history.count(), 2);
+}

@@ -17,6 +17,7 @@ async fn the_emulator_holds_the_tables_and_queues_the_template_declares() {
         ("NotificationsTable", names.notifications_table()),
         ("DirectoryTable", names.directory_table()),
         ("ViewsTable", names.views_table()),
+        ("TemplatesTable", names.templates_table()),
     ] {
         let declared = &r[logical]["Properties"];
         let d = dynamo

@@ -176,6 +176,7 @@ impl LocalStack {
         let intake_config = herald_intake::Config {
             notifications_table: stack.names.notifications_table(),
             directory_table: stack.names.directory_table(),
+            templates_table: stack.names.templates_table(),
             dispatch_queue_url: stack.dispatch_queue_url.clone(),
             default_sender,
             provider_secrets_prefix: stack.names.provider_secrets_prefix(),
@@ -270,6 +271,7 @@ impl LocalStack {
                 self.stack.names.notifications_table(),
             ),
             ("HERALD_DIRECTORY_TABLE", self.stack.names.directory_table()),
+            ("HERALD_TEMPLATES_TABLE", self.stack.names.templates_table()),
             // not read by a function: where to put events (`aws events put-events`)
             ("HERALD_EVENT_BUS_NAME", self.stack.names.bus()),
             (

@@ -1,4 +1,4 @@
-//! The notifications and directory tables on DynamoDB.
+//! The notifications, directory and templates tables on DynamoDB.
 //!
 //! Keys carry the organization first (`N#org#id`), so no read can cross organizations and
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
@@ -10,12 +10,14 @@ mod deliveries;
 mod directory;
 mod notifications;
 mod rate_limits;
+mod templates;
 
 pub use breakers::DynamoBreakers;
 pub use deliveries::PROVIDER_MESSAGE_INDEX;
 pub use directory::DynamoDirectory;
 pub use notifications::DynamoNotificationStore;
 pub use rate_limits::DynamoRateLimiter;
+pub use templates::DynamoTemplates;
 
 use std::collections::HashMap;
 

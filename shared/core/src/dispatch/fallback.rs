@@ -48,6 +48,7 @@ impl DispatchService {
             now,
         );
         fallback.whatsapp.clone_from(&next.whatsapp);
+        fallback.template = next.template;
         // the same event, due when the first was: its latency counts from the same instant
         fallback.event_at = n.event_at;
         fallback.scheduled_for = n.scheduled_for.filter(|t| *t <= now);

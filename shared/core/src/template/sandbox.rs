@@ -7,10 +7,11 @@
 //! - size: each part's source ([`Part::max_source`]) and what it writes ([`Part::max_output`]),
 //!   the write stopped as it passes the bound;
 //! - reach: no loader (no filesystem), no other template (`include`, `import`, `extends`),
-//!   no environment, no `safe` (an HTML part escapes every value it prints);
+//!   no environment, no `safe` nor `autoescape` (an HTML part escapes every value it prints);
 //! - growth: no `set`, `with`, `macro`, `call` or `namespace` (a value doubled on itself a few
 //!   dozen times would exhaust memory in a few instructions), no `*` (a string repeated up to
-//!   100 MB at once), no filter that multiplies its input (`replace`, `indent`, `format`).
+//!   100 MB at once), no filter that multiplies its input (`replace`, `indent`, `format`), and
+//!   `range` bounded at [`MAX_RANGE`] numbers (one instruction would otherwise make 100,000).
 //!
 //! What is left is what a notification needs: values, `if`, `for` over the event's lists,
 //! filters that format or select, and Herald's `money`, `date` and `datetime`.
@@ -90,7 +91,7 @@ impl fmt::Display for Problem {
 }
 
 /// The statements an organization's template may use.
-const ALLOWED_TAGS: [&str; 12] = [
+const ALLOWED_TAGS: [&str; 10] = [
     "if",
     "elif",
     "else",
@@ -101,8 +102,6 @@ const ALLOWED_TAGS: [&str; 12] = [
     "endfilter",
     "raw",
     "endraw",
-    "autoescape",
-    "endautoescape",
 ];
 
 /// The built-in filters an organization's template may not use (see the module's text).
@@ -116,8 +115,8 @@ const REMOVED_FILTERS: [&str; 7] = [
     "urlencode",
 ];
 
-/// The built-in functions it may not call; `range` stays (its lists are bounded at 100,000
-/// and every turn of a loop costs fuel).
+/// The built-in functions it may not call; `range` is replaced by one bounded at
+/// [`MAX_RANGE`] numbers.
 const REMOVED_FUNCTIONS: [&str; 3] = ["namespace", "debug", "dict"];
 
 /// The environment an organization's templates are compiled in: strict about missing values,
@@ -135,6 +134,7 @@ pub fn environment() -> Environment<'static> {
     for name in REMOVED_FUNCTIONS {
         env.remove_global(name);
     }
+    env.add_function("range", bounded_range);
     env.add_filter("money", money_filter);
     env.add_filter("date", date_filter);
     env.add_filter("datetime", datetime_filter);
@@ -297,17 +297,68 @@ impl Write for Capped {
 
 /// Why a render of an organization's template stopped, in words for its author: the fuel,
 /// the size, or minijinja's own account.
-pub fn describe(error: &minijinja::Error, max_output: usize) -> String {
-    match error.kind() {
+pub fn describe(error: &minijinja::Error) -> String {
+    match error.detail() {
+        Some(detail) if !bounded(error) => format!("{}: {detail}", error.kind()),
+        _ => summary(error),
+    }
+}
+
+/// The same without minijinja's detail, which may quote a value of the event: what an event's
+/// record keeps when the template fails at intake.
+pub fn summary(error: &minijinja::Error) -> String {
+    let what = match error.kind() {
         ErrorKind::OutOfFuel => format!(
             "ran out of fuel: a template may run at most {FUEL} instructions (a loop that does not end?)"
         ),
-        ErrorKind::WriteFailure => format!("writes more than {max_output} bytes"),
-        _ => match error.detail() {
-            Some(detail) => format!("{}: {detail}", error.kind()),
-            None => error.kind().to_string(),
-        },
+        // the capped writer's own words: how much it would have written
+        ErrorKind::WriteFailure => std::error::Error::source(error)
+            .map_or_else(|| "writes too much".to_string(), ToString::to_string),
+        kind => kind.to_string(),
+    };
+    match error.line() {
+        Some(line) if !bounded(error) => format!("line {line}: {what}"),
+        _ => what,
     }
+}
+
+/// Whether the render stopped at one of the sandbox's bounds rather than at a fault of its own.
+fn bounded(error: &minijinja::Error) -> bool {
+    matches!(error.kind(), ErrorKind::OutOfFuel | ErrorKind::WriteFailure)
+}
+
+/// The most numbers `range` gives an organization's template: minijinja's own allows
+/// 100,000, a list that costs one instruction of fuel to make and a millisecond to use.
+pub const MAX_RANGE: u64 = 1_000;
+
+/// `range(stop)`, `range(start, stop)`, `range(start, stop, step)` with a positive step, at
+/// most [`MAX_RANGE`] numbers.
+fn bounded_range(
+    start: i64,
+    stop: Option<i64>,
+    step: Option<i64>,
+) -> Result<minijinja::Value, minijinja::Error> {
+    let (start, stop) = match stop {
+        Some(stop) => (start, stop),
+        None => (0, start),
+    };
+    let step = step.unwrap_or(1);
+    if step <= 0 {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            "range's step must be positive",
+        ));
+    }
+    let span = (i128::from(stop) - i128::from(start)).max(0);
+    let count = span.div_euclid(i128::from(step)) + i128::from(span % i128::from(step) != 0);
+    if count > i128::from(MAX_RANGE) {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("range gives at most {MAX_RANGE} numbers"),
+        ));
+    }
+    let numbers: Vec<i64> = (0..count as i64).map(|i| start + i * step).collect();
+    Ok(minijinja::Value::from(numbers))
 }
 
 #[cfg(test)]
@@ -385,7 +436,7 @@ mod tests {
         let mut env = environment();
         env.add_template_owned(
             "t.body.j2",
-            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
         )
         .unwrap();
         let err = env
@@ -394,7 +445,7 @@ mod tests {
             .render_captured_to((), Capped::new(100))
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OutOfFuel);
-        assert!(describe(&err, 100).starts_with("ran out of fuel"));
+        assert!(describe(&err).starts_with("ran out of fuel"));
 
         env.add_template_owned(
             "w.body.j2",
@@ -406,7 +457,46 @@ mod tests {
             .unwrap()
             .render_captured_to((), Capped::new(100))
             .unwrap_err();
-        assert_eq!(describe(&err, 100), "writes more than 100 bytes");
+        assert_eq!(describe(&err), "writes more than 100 bytes");
+    }
+
+    #[test]
+    fn range_is_bounded_and_counts_as_pythons_does() {
+        let mut env = environment();
+        let render = |env: &mut Environment<'static>, source: &str| {
+            env.add_template_owned("r.body.j2", source.to_string())
+                .unwrap();
+            env.get_template("r.body.j2")
+                .unwrap()
+                .render(())
+                .map_err(|e| describe(&e))
+        };
+        assert_eq!(
+            render(&mut env, "{{ range(3) | join(',') }}").unwrap(),
+            "0,1,2"
+        );
+        assert_eq!(
+            render(&mut env, "{{ range(2, 9, 3) | join(',') }}").unwrap(),
+            "2,5,8"
+        );
+        assert_eq!(render(&mut env, "{{ range(5, 2) | length }}").unwrap(), "0");
+        assert_eq!(
+            render(&mut env, "{{ range(1000) | length }}").unwrap(),
+            "1000"
+        );
+        let too_many = render(&mut env, "{{ range(1001) | length }}").unwrap_err();
+        assert!(too_many.contains("at most 1000"), "{too_many}");
+        let backwards = render(&mut env, "{{ range(5, 0, -1) | length }}").unwrap_err();
+        assert!(backwards.contains("positive"), "{backwards}");
+    }
+
+    #[test]
+    fn autoescape_cannot_be_turned_off() {
+        let found = lines(&screen(
+            Part::Html,
+            "{% autoescape false %}{{ v }}{% endautoescape %}",
+        ));
+        assert_eq!(found.len(), 2, "{found:?}");
     }
 
     #[test]

@@ -16,7 +16,9 @@ use herald_core::record::{IntakeRecord, Outcome};
 use herald_core::retry::RetryPolicy;
 use herald_core::scheduler::{SchedulerService, SweepConfig};
 use herald_core::template::Catalog;
-use herald_core::testing::{FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, ScriptedSender};
+use herald_core::testing::{
+    FixedClock, MemoryDirectory, MemoryQueue, MemoryStore, MemoryTemplates, ScriptedSender,
+};
 
 pub const ORG: &str = "org_acme";
 
@@ -30,6 +32,8 @@ pub struct World {
     pub queue: Arc<MemoryQueue>,
     pub clock: Arc<FixedClock>,
     pub intake: IntakeService,
+    /// The organizations' own templates, as intake reads them.
+    pub templates: Arc<MemoryTemplates>,
     pub email: Arc<ScriptedSender>,
     pub sms: Arc<ScriptedSender>,
     /// SendGrid for email, behind SES unless the organization's routing says otherwise;
@@ -61,11 +65,14 @@ impl World {
         let directory = Arc::new(MemoryDirectory::default());
         let queue = Arc::new(MemoryQueue::default());
         let clock = FixedClock::at(at("2026-11-20T15:00:00Z"));
+        let catalog = Arc::new(Catalog::embedded().unwrap());
+        let templates = Arc::new(MemoryTemplates::default());
         let intake = IntakeService {
             store: store.clone(),
             directory: directory.clone(),
             queue: queue.clone(),
-            catalog: Arc::new(Catalog::embedded().unwrap()),
+            org_templates: templates.cache(catalog.clone(), clock.clone()),
+            catalog,
             clock: clock.clone(),
             config: IntakeConfig {
                 default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
@@ -78,6 +85,7 @@ impl World {
             queue,
             clock,
             intake,
+            templates,
             email,
             sms: ScriptedSender::accepting(),
             sendgrid: ScriptedSender::accepting(),
@@ -134,9 +142,20 @@ impl World {
         &mut self,
         id: &str,
         detail_type: &str,
+        detail: Value,
+    ) -> IntakeRecord {
+        self.event_of(ORG, id, detail_type, detail).await
+    }
+
+    /// An event of another organization than [`ORG`].
+    pub async fn event_of(
+        &mut self,
+        org: &str,
+        id: &str,
+        detail_type: &str,
         mut detail: Value,
     ) -> IntakeRecord {
-        detail["organization_id"] = json!(ORG);
+        detail["organization_id"] = json!(org);
         self.seq += 1;
         let envelope = EventEnvelope {
             id: id.to_string(),
