@@ -520,6 +520,7 @@ impl Harness {
             notifications_table: self.local.stack.names.notifications_table(),
             directory_table: self.local.stack.names.directory_table(),
             views_table: self.local.stack.names.views_table(),
+            templates_table: self.local.stack.names.templates_table(),
             dispatch_queue_url: self.local.stack.dispatch_queue_url.clone(),
             provider_secrets_prefix: self.local.stack.names.provider_secrets_prefix(),
             default_sender: herald_core::ids::EmailAddress::parse(

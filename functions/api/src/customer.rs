@@ -72,11 +72,7 @@ pub async fn put_preferences(
     Customer { org, customer }: Customer,
     Body(body): Body<PreferencesBody>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(unknown) = body
-        .unsubscribed
-        .iter()
-        .find(|t| api.catalog.spec(t).is_none())
-    {
+    if let Some(unknown) = crate::templates::unknown_type(&api, &org, &body.unsubscribed).await? {
         return Err(ApiError::BadRequest(format!(
             "unsubscribed: unknown notification type {:?}",
             unknown.as_str()

@@ -16,6 +16,7 @@ pub mod error;
 pub mod feed;
 pub mod operations;
 pub mod request;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -25,14 +26,14 @@ use axum::handler::Handler;
 use axum::routing::{self, MethodRouter};
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::{
-    DynamoDirectory, DynamoNotificationStore, DynamoViews, SecretsManagerSettings, SesIdentities,
-    SqsDispatchQueue,
+    DynamoDirectory, DynamoNotificationStore, DynamoTemplates, DynamoViews, SecretsManagerSettings,
+    SesIdentities, SqsDispatchQueue,
 };
 use herald_core::ids::EmailAddress;
 use herald_core::ports::ProviderSettings;
 use herald_core::ports::SendingIdentities;
-use herald_core::ports::Views;
 use herald_core::ports::{Clock, Directory, DispatchQueue, NotificationStore, SystemClock};
+use herald_core::ports::{TemplateStore, Views};
 use herald_core::rate_limit::RateLimits;
 use herald_core::routing::Routing;
 use herald_core::template::Catalog;
@@ -47,6 +48,8 @@ pub struct Config {
     pub notifications_table: String,
     pub directory_table: String,
     pub views_table: String,
+    /// The organizations' own templates and types.
+    pub templates_table: String,
     pub dispatch_queue_url: String,
     pub provider_secrets_prefix: String,
     /// The deployment's own sender, which every organization may use.
@@ -64,6 +67,7 @@ impl Config {
             notifications_table: config::required("HERALD_NOTIFICATIONS_TABLE")?,
             directory_table: config::required("HERALD_DIRECTORY_TABLE")?,
             views_table: config::required("HERALD_VIEWS_TABLE")?,
+            templates_table: config::required("HERALD_TEMPLATES_TABLE")?,
             dispatch_queue_url: config::required("HERALD_DISPATCH_QUEUE_URL")?,
             provider_secrets_prefix: config::required("HERALD_PROVIDER_SECRETS_PREFIX")?,
             default_sender: EmailAddress::parse(config::required("HERALD_DEFAULT_SENDER")?)
@@ -89,6 +93,8 @@ pub struct Api {
     /// Organizations' push platform applications (SNS).
     pub push_applications: Arc<dyn herald_core::ports::PlatformApplications>,
     pub catalog: Arc<Catalog>,
+    /// The organizations' own templates and types, over the catalog.
+    pub templates: Arc<dyn TemplateStore>,
     pub clock: Arc<dyn Clock>,
     pub default_sender: EmailAddress,
     pub routing: Routing,
@@ -111,7 +117,8 @@ pub fn api(
             dynamo.clone(),
             &config.directory_table,
         )),
-        views: Arc::new(DynamoViews::new(dynamo, &config.views_table)),
+        views: Arc::new(DynamoViews::new(dynamo.clone(), &config.views_table)),
+        templates: Arc::new(DynamoTemplates::new(dynamo, &config.templates_table)),
         queue: Arc::new(SqsDispatchQueue::new(
             aws_sdk_sqs::Client::new(aws),
             &config.dispatch_queue_url,
@@ -161,6 +168,14 @@ fn put<H: Handler<T, Api>, T: 'static>(path: &'static str, handler: H) -> Route 
     }
 }
 
+fn delete<H: Handler<T, Api>, T: 'static>(path: &'static str, handler: H) -> Route {
+    Route {
+        method: "DELETE",
+        path,
+        handler: routing::delete(handler),
+    }
+}
+
 fn post<H: Handler<T, Api>, T: 'static>(path: &'static str, handler: H) -> Route {
     Route {
         method: "POST",
@@ -203,6 +218,18 @@ fn table() -> Vec<Route> {
         put("/admin/rate-limits", admin::put_rate_limits),
         get("/admin/identities/{identity}", admin::identity),
         put("/admin/identities/{identity}", admin::register_identity),
+        get("/templates", templates::list),
+        post("/templates/preview", templates::preview),
+        get("/templates/{type}", templates::show),
+        put("/templates/{type}", templates::put_type),
+        put(
+            "/templates/{type}/{channel}/{locale}",
+            templates::put_template,
+        ),
+        delete(
+            "/templates/{type}/{channel}/{locale}",
+            templates::delete_template,
+        ),
     ]
 }
 

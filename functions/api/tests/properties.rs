@@ -86,6 +86,7 @@ fn world() -> World {
         identities: identities.clone(),
         push_applications: applications.clone(),
         catalog: Arc::new(Catalog::embedded().unwrap()),
+        templates: Arc::new(herald_core::testing::MemoryTemplates::default()),
         clock: FixedClock::at("2026-11-20T10:00:00Z".parse().unwrap()),
         default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
         routing: herald_core::routing::Routing::builtin(),

@@ -148,6 +148,7 @@ impl Served {
                 notifications_table: names.notifications_table(),
                 directory_table: names.directory_table(),
                 views_table: names.views_table(),
+                templates_table: names.templates_table(),
                 dispatch_queue_url: local.stack.dispatch_queue_url.clone(),
                 provider_secrets_prefix: names.provider_secrets_prefix(),
                 default_sender,

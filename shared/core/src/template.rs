@@ -416,6 +416,19 @@ impl Catalog {
         self.specs.keys()
     }
 
+    /// The locales the catalog has a type's templates in on a channel.
+    pub fn locales(
+        &self,
+        notification_type: &NotificationType,
+        channel: Channel,
+    ) -> impl Iterator<Item = &str> {
+        self.locales
+            .get(&(notification_type.clone(), channel))
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
     /// Renders the message for a type, channel and locale (with fallback) from `context`, from
     /// the built-in catalog alone; an SMS body is cut to `sms_cap` segments.
     pub fn render(

@@ -17,5 +17,6 @@ mod published;
 mod push;
 mod schedule;
 mod stack_template;
+mod templates;
 mod webhooks;
 mod whatsapp;
