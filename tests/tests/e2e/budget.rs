@@ -44,6 +44,8 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::Intake, "dynamodb", "BatchGetItem", 4),
     (Component::Intake, "dynamodb", "PutItem", 20),
     (Component::Intake, "dynamodb", "BatchWriteItem", 2),
+    // the organization's own templates: one query per 30 s of a warm function
+    (Component::Intake, "dynamodb", "Query", 1),
     (Component::Intake, "sqs", "SendMessageBatch", 2),
     // the bus rule's delivery of each event to the intake queue; the event source mapping's
     // receives (one that finds the queue empty) and deletes
