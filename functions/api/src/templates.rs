@@ -50,14 +50,16 @@ fn locale_of(name: &str) -> Result<Locale, ApiError> {
     Locale::parse(name).map_err(|e| ApiError::BadRequest(format!("locale: {}", e.0)))
 }
 
-/// A type the organization can send: built-in, or its own.
+/// A type the organization can send: built-in, or its own (a stored type never shadows a
+/// built-in one). Read from what is stored, without compiling its templates.
 fn spec_of<'a>(
     api: &'a Api,
-    catalog: &'a OrgCatalog,
+    stored: &'a Stored,
     t: &NotificationType,
 ) -> Result<&'a TemplateSpec, ApiError> {
-    Templates::new(&api.catalog, Some(catalog))
+    api.catalog
         .spec(t)
+        .or_else(|| stored.org_type(t).map(|o| &o.spec))
         .ok_or(ApiError::NotFound("notification type"))
 }
 
@@ -150,16 +152,17 @@ pub async fn list(
     Operator(org): Operator,
 ) -> Result<Json<Value>, ApiError> {
     let stored = api.templates.stored(&org, false).await?;
-    let catalog = OrgCatalog::compile(&api.catalog, &stored);
     let mut types: Vec<Value> = api
         .catalog
         .notification_types()
         .filter_map(|t| Some(type_json(t, api.catalog.spec(t)?, None, &stored, &api)))
         .collect();
     types.extend(
-        catalog
-            .types()
-            .map(|(t, spec)| type_json(t, spec, stored.org_type(t), &stored, &api)),
+        stored
+            .types
+            .iter()
+            .filter(|o| api.catalog.spec(&o.notification_type).is_none())
+            .map(|o| type_json(&o.notification_type, &o.spec, Some(o), &stored, &api)),
     );
     Ok(Json(json!({"types": types})))
 }
@@ -173,8 +176,7 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let t = type_of(&notification_type)?;
     let stored = api.templates.stored(&org, false).await?;
-    let catalog = OrgCatalog::compile(&api.catalog, &stored);
-    let spec = spec_of(&api, &catalog, &t)?;
+    let spec = spec_of(&api, &stored, &t)?;
     let mut answer = type_json(&t, spec, stored.org_type(&t), &stored, &api);
     answer["variables"] = json!(spec.variables);
     answer["sample"] = json!(spec.sample);
@@ -286,8 +288,7 @@ pub async fn put_template(
         html: body.html,
     };
     let stored = api.templates.stored(&org, true).await?;
-    let catalog = OrgCatalog::compile(&api.catalog, &stored);
-    let spec = spec_of(&api, &catalog, &t)?;
+    let spec = spec_of(&api, &stored, &t)?;
     let problems = org::check(&t, spec, channel, &locale, &parts);
     if !problems.is_empty() {
         let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -412,8 +413,7 @@ pub async fn preview(
             body: draft.body,
             html: draft.html,
         };
-        let catalog = OrgCatalog::compile(&api.catalog, &stored);
-        let spec = spec_of(&api, &catalog, &t)?;
+        let spec = spec_of(&api, &stored, &t)?;
         problems.extend(
             org::check(&t, spec, channel, &locale, &parts)
                 .iter()
@@ -458,7 +458,7 @@ pub async fn preview(
         context: &context,
         sms_cap: settings.sms_segment_cap(),
     });
-    let answer = match rendered {
+    let mut answer = match rendered {
         Ok(r) => json!({
             "subject": r.subject, "text": r.body, "html": r.html,
             "sms_segments": r.sms_segments, "locale": r.locale,
@@ -472,7 +472,6 @@ pub async fn preview(
             json!({"subject": null, "text": null, "html": null, "sms_segments": null})
         }
     };
-    let mut answer = answer;
     problems.dedup();
     answer["problems"] = json!(problems);
     Ok(Json(answer))

@@ -202,10 +202,6 @@ impl OrgCatalog {
         self.specs.get(notification_type)
     }
 
-    pub fn types(&self) -> impl Iterator<Item = (&NotificationType, &TemplateSpec)> {
-        self.specs.iter()
-    }
-
     pub(super) fn locales(
         &self,
         key: &(NotificationType, Channel),
@@ -320,16 +316,6 @@ impl TypeDefinition {
             whatsapp: None,
             variables: self.variables,
             sample: self.sample,
-        }
-    }
-
-    pub fn of(spec: &TemplateSpec) -> TypeDefinition {
-        TypeDefinition {
-            channels: spec.channels.clone(),
-            internal: spec.internal,
-            description: spec.description.clone(),
-            variables: spec.variables.clone(),
-            sample: spec.sample.clone(),
         }
     }
 }
