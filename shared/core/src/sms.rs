@@ -132,6 +132,39 @@ impl<'de> Deserialize<'de> for SegmentCap {
     }
 }
 
+/// The GSM-7 look-alike of typography GSM-7 lacks: the spaces locale formatting puts in
+/// numbers and amounts (`25,00 €`), curly quotes, dashes and the ellipsis.
+fn lookalike(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{a0}' | '\u{2007}' | '\u{2009}' | '\u{202f}' => " ",
+        '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{2032}' => "'",
+        '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{2033}' => "\"",
+        '\u{2010}' | '\u{2011}' | '\u{2013}' | '\u{2014}' => "-",
+        '\u{2026}' => "...",
+        _ => return None,
+    })
+}
+
+/// `text` with its typography replaced by GSM-7 look-alikes when that makes the whole text
+/// GSM-7, as it then costs half the segments or less; unchanged when another character keeps
+/// it UCS-2 anyway.
+pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    let gsm7_after = text
+        .chars()
+        .all(|c| is_basic(c) || is_extension(c) || lookalike(c).is_some());
+    if !gsm7_after || Encoding::of(text) == Encoding::Gsm7 {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match lookalike(c) {
+            Some(s) => out.push_str(s),
+            None => out.push(c),
+        }
+    }
+    out.into()
+}
+
 /// `text` followed by an ellipsis that keeps its encoding: `...` for a GSM-7 text (`…` is not
 /// GSM-7 and would turn the whole body into UCS-2), `…` otherwise.
 fn with_ellipsis(text: &str) -> String {
@@ -175,6 +208,27 @@ pub fn fit(text: &str, cap: SegmentCap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typography_is_made_gsm7_only_when_the_whole_text_then_is() {
+        // a French amount's no-break space alone would make the SMS UCS-2: two segments
+        let french = "Remboursement émis : 25,00\u{a0}€ pour la commande ord_0999 (réf. ref_2001). Délai : 5 à 10 jours ouvrables, n\u{2019}est-ce pas\u{2026}";
+        assert_eq!(segments(french), 2);
+        let sent = plain(french);
+        assert_eq!(
+            sent,
+            "Remboursement émis : 25,00 € pour la commande ord_0999 (réf. ref_2001). Délai : 5 à 10 jours ouvrables, n'est-ce pas..."
+        );
+        assert_eq!(segments(&sent), 1);
+        // an emoji keeps it UCS-2 whatever: the text stays as written
+        let emoji = "Merci\u{a0}! \u{1f389} \u{201c}Bravo\u{201d}";
+        assert_eq!(plain(emoji), emoji);
+        // GSM-7 already: the same text, not a copy
+        assert!(matches!(
+            plain("Hello"),
+            std::borrow::Cow::Borrowed("Hello")
+        ));
+    }
     use proptest::prelude::*;
 
     fn cap(n: u64) -> SegmentCap {

@@ -208,7 +208,8 @@ impl RawParts {
     fn finish(self, m: &Message<'_>, locale: &str, template: TemplateRef) -> Rendered {
         let body = self.body.trim_end();
         let body = match m.channel {
-            Channel::Sms => sms::fit(body, m.sms_cap),
+            // typography GSM-7 lacks would double what the SMS costs
+            Channel::Sms => sms::fit(&sms::plain(body), m.sms_cap),
             Channel::Whatsapp => fit(body, MAX_SMS_CHARS),
             _ => body.to_string(),
         };
