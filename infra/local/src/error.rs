@@ -58,7 +58,18 @@ pub enum LocalError {
     #[error("{path}: {why}")]
     NotEvents { path: PathBuf, why: String },
     #[error("{path}: {why}")]
-    NotProviderSettings { path: PathBuf, why: String },
+    /// A sample organization's provider settings or templates (`events/providers`,
+    /// `events/templates`).
+    NotSample { path: PathBuf, why: String },
+    #[error("{path}: {why}")]
+    NotContext { path: PathBuf, why: String },
+    #[error(
+        "{0} reads the stage on a running emulator: start `make serve` (or `herald-local start`) and export the AWS_ENDPOINT_URL it prints"
+    )]
+    NoRunningStack(&'static str),
+    /// `herald-local preview`: an unknown type, or a context its variables refuse.
+    #[error("{0}")]
+    Preview(String),
     #[error("unknown webhook event {0:?}: delivery, bounce, complaint, open or click")]
     UnknownWebhookEvent(String),
     #[error("signing as SNS: {0}")]

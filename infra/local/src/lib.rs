@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod error;
 pub mod faults;
 pub mod perf;
+pub mod preview;
 pub mod pump;
 pub mod requests;
 pub mod samples;

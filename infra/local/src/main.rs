@@ -8,9 +8,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use herald_core::ids::{Locale, NotificationType, OrgId};
+use herald_core::model::Channel;
 use herald_local::chaos::ChaosConfig;
+use herald_local::preview::{Preview, PreviewOutcome, PreviewRequest};
 use herald_local::pump::PumpLock;
-use herald_local::samples::{read_events, read_samples};
+use herald_local::samples::{read_context, read_events, read_samples};
 use herald_local::serve::Serving;
 use herald_local::{Emulator, EventReport, LocalError, LocalStack};
 use tracing_subscriber::EnvFilter;
@@ -105,6 +108,28 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         repetitions: usize,
     },
+    /// Renders a type's templates as a recipient would get them: the built-in ones, or with
+    /// `--org` the organization's over them as the stage stores them (read from the running
+    /// emulator at AWS_ENDPOINT_URL, which `serve` and `start` print); with the type's sample
+    /// context, or the one in FILE.
+    Preview {
+        #[arg(value_name = "TYPE", value_parser = |s: &str| NotificationType::parse(s))]
+        notification_type: NotificationType,
+        /// One channel; every channel the type has templates for when left out.
+        #[arg(long, value_parser = |s: &str| s.parse::<Channel>())]
+        channel: Option<Channel>,
+        /// The recipient's locale (the organization's default, else English, when left out).
+        #[arg(long, value_parser = |s: &str| Locale::parse(s))]
+        locale: Option<Locale>,
+        #[arg(long, value_parser = |s: &str| OrgId::parse(s))]
+        org: Option<OrgId>,
+        /// A JSON object to render with in place of the type's sample context.
+        #[arg(long, value_name = "FILE")]
+        context: Option<PathBuf>,
+        /// One JSON object per channel in place of the text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints a development token for `serve`.
     Token {
         #[arg(long)]
@@ -146,8 +171,12 @@ fn print_human(file: &str, report: &EventReport) {
             .as_deref()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
+        let template = match n.template {
+            Some(t @ herald_core::model::TemplateRef::Organization { .. }) => format!(" ({t})"),
+            _ => String::new(),
+        };
         println!(
-            "    {} to {} by {}: {}{error}{when}",
+            "    {} to {} by {}: {}{error}{when}{template}",
             n.notification_type, n.recipient, n.channel, n.status
         );
         if let Some(subject) = &n.subject {
@@ -269,10 +298,13 @@ const PUMP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// The sample organizations' provider settings.
 const SAMPLE_PROVIDERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/providers");
 
+/// The sample organizations' own types and templates.
+const SAMPLE_TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events/templates");
+
 /// The commands that work on the stage's resources: the emulator started (or reached), the
 /// stack created and served (the stand-ins for SendGrid and Twilio call back to its webhooks),
-/// the sample organizations' providers set, and for those that pump, the stage's pump lock
-/// held.
+/// the sample organizations' providers and templates set, and for those that pump, the stage's
+/// pump lock held.
 async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
     let emulator = Emulator::start_or_connect().await?;
     let port = match &command {
@@ -283,6 +315,10 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
     serving
         .served
         .put_sample_providers(Path::new(SAMPLE_PROVIDERS))
+        .await?;
+    serving
+        .served
+        .put_sample_templates(Path::new(SAMPLE_TEMPLATES))
         .await?;
     let stack = serving.local.as_ref();
     // One process pumps a stage at a time: a running `serve` or `start` pauses while these
@@ -347,7 +383,10 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
         }
         Command::Start => start(serving).await,
         Command::Serve { .. } => serve(serving).await,
-        Command::Token { .. } | Command::Webhook { .. } | Command::Chaos(_) => Ok(()),
+        Command::Token { .. }
+        | Command::Webhook { .. }
+        | Command::Chaos(_)
+        | Command::Preview { .. } => Ok(()),
     }
 }
 
@@ -385,6 +424,26 @@ async fn post_webhook(
     let status = response.status();
     let body = response.text().await?;
     Ok(format!("{} {body}", status.as_u16()))
+}
+
+/// Prints what a recipient would get by each channel; whether every channel rendered.
+async fn preview(
+    stage: &str,
+    request: PreviewRequest,
+    org: Option<OrgId>,
+    json: bool,
+) -> Result<bool, LocalError> {
+    let previews = herald_local::preview::run(stage, &request, org.as_ref()).await?;
+    for p in &previews {
+        if json {
+            println!("{}", serde_json::to_string(p)?);
+        } else {
+            print!("{}", p.human());
+        }
+    }
+    Ok(previews
+        .iter()
+        .all(|p: &Preview| matches!(p.outcome, PreviewOutcome::Rendered { .. })))
 }
 
 /// Runs the chaos and prints its summary, then its JSON line; whether it came out clean.
@@ -446,6 +505,30 @@ async fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::Preview {
+            notification_type,
+            channel,
+            locale,
+            org,
+            context,
+            json,
+        } => {
+            let request = |context| PreviewRequest {
+                notification_type,
+                channel,
+                locale,
+                context,
+            };
+            let previewed = match context.as_deref().map(read_context).transpose() {
+                Ok(context) => preview(&cli.stage, request(context), org, json).await,
+                Err(e) => Err(e),
+            };
+            match previewed {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         command => on_stack(&cli.stage, command).await,
     };
     match result {

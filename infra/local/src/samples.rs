@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::emulator::REGION;
 use crate::error::LocalError;
@@ -58,6 +58,19 @@ pub fn read_events(path: &Path) -> Result<Vec<Value>, LocalError> {
     }
 }
 
+/// A context to render a template with: a JSON object.
+pub fn read_context(path: &Path) -> Result<Map<String, Value>, LocalError> {
+    let not_context = |why: String| LocalError::NotContext {
+        path: path.to_path_buf(),
+        why,
+    };
+    match read_json(path)? {
+        Ok(Value::Object(context)) => Ok(context),
+        Ok(_) => Err(not_context("expected an object of variables".into())),
+        Err(why) => Err(not_context(why)),
+    }
+}
+
 /// The samples in a folder, in file-name order, each event labelled with its file's name.
 pub fn read_samples(dir: &Path) -> Result<(Vec<Value>, Vec<String>), LocalError> {
     let mut events = Vec::new();
@@ -89,7 +102,7 @@ pub struct SampleProviders {
 pub fn providers(dir: &Path) -> Result<Vec<SampleProviders>, LocalError> {
     let mut samples = Vec::new();
     for path in json_files(dir)? {
-        let not_settings = |why: String| LocalError::NotProviderSettings {
+        let not_settings = |why: String| LocalError::NotSample {
             path: path.clone(),
             why,
         };
@@ -107,6 +120,56 @@ pub fn providers(dir: &Path) -> Result<Vec<SampleProviders>, LocalError> {
             org,
             providers,
         });
+    }
+    Ok(samples)
+}
+
+/// A sample organization's templates: the api requests that store them, in order.
+#[derive(Debug)]
+pub struct SampleTemplates {
+    pub path: PathBuf,
+    pub org: String,
+    /// The path of each `PUT` and its body: the organization's types first, then templates.
+    pub puts: Vec<(String, Value)>,
+}
+
+/// The sample organizations' templates: each file `<org>.json` in `dir`, an object of `types`
+/// (type → body of `PUT /templates/{type}`) and `templates` (`type/channel/locale` → body of
+/// `PUT /templates/{type}/{channel}/{locale}`).
+pub fn templates(dir: &Path) -> Result<Vec<SampleTemplates>, LocalError> {
+    let mut samples = Vec::new();
+    for path in json_files(dir)? {
+        let not_templates = |why: String| LocalError::NotSample {
+            path: path.clone(),
+            why,
+        };
+        let mut sample = match read_json(&path)? {
+            Ok(Value::Object(sample)) => sample,
+            Ok(_) => return Err(not_templates("expected an object".into())),
+            Err(why) => return Err(not_templates(why)),
+        };
+        let mut puts = Vec::new();
+        for field in ["types", "templates"] {
+            match sample.remove(field) {
+                Some(Value::Object(bodies)) => puts.extend(
+                    bodies
+                        .into_iter()
+                        .map(|(name, body)| (format!("/templates/{name}"), body)),
+                ),
+                None => {}
+                Some(_) => return Err(not_templates(format!("{field}: expected an object"))),
+            }
+        }
+        if let Some(field) = sample.keys().next() {
+            return Err(not_templates(format!(
+                "{field}: unknown field, expected types or templates"
+            )));
+        }
+        let org = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        samples.push(SampleTemplates { path, org, puts });
     }
     Ok(samples)
 }

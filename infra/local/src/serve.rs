@@ -189,9 +189,27 @@ impl Served {
                     .admin_put(org, &format!("/admin/providers/{provider}"), &body)
                     .await?;
                 if status >= 300 {
-                    return Err(LocalError::NotProviderSettings {
+                    return Err(LocalError::NotSample {
                         path: sample.path.clone(),
                         why: format!("PUT /admin/providers/{provider} answered {status}: {answer}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives each sample organization the templates in `dir` ([`crate::samples::templates`])
+    /// through the api, as its administrator would. What the stage already holds is kept (a
+    /// `PUT` answered 409): a template edited on a running stage stays as it was edited.
+    pub async fn put_sample_templates(&self, dir: &Path) -> Result<(), LocalError> {
+        for sample in crate::samples::templates(dir)? {
+            for (path, body) in &sample.puts {
+                let (status, answer) = self.admin_put(&sample.org, path, body).await?;
+                if status >= 300 && status != 409 {
+                    return Err(LocalError::NotSample {
+                        path: sample.path.clone(),
+                        why: format!("PUT {path} answered {status}: {answer}"),
                     });
                 }
             }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn events(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -88,7 +88,7 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
         11
     );
     assert_eq!(outcomes.iter().filter(|o| **o == "rejected").count(), 3);
-    assert_eq!(outcomes.iter().filter(|o| **o == "notified").count(), 10);
+    assert_eq!(outcomes.iter().filter(|o| **o == "notified").count(), 11);
     assert_eq!(outcomes.iter().filter(|o| **o == "skipped").count(), 1);
     // every notification of the sample set ends as it always has (the republished order last
     // adds nothing)
@@ -116,6 +116,8 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
             "email:sent",
             "email:sent",
             "email:sent",
+            "email:sent",
+            "in_app:delivered",
             "in_app:delivered",
             "in_app:delivered",
             // the sample organization has platform applications: alice's devices get it
@@ -205,6 +207,23 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
         .collect();
     assert_eq!(channels, vec!["email", "whatsapp"]);
 
+    // org_acme's own type (events/templates/org_acme.json), in French for bruno (fr-CA)
+    let loyalty = reports
+        .iter()
+        .find(|r| r["notifications"][0]["type"] == "loyalty_points_earned")
+        .expect("the organization's own type was sent");
+    for n in loyalty["notifications"].as_array().unwrap() {
+        assert_eq!(
+            n["template"],
+            json!({"source": "organization", "version": 1})
+        );
+        assert!(n["body"].as_str().unwrap().contains("420 points"), "{n}");
+    }
+    assert_eq!(
+        loyalty["notifications"][0]["subject"],
+        "Vous avez gagné 60 points"
+    );
+
     let review = &by_type("OrderDelivered")[0]["notifications"][0];
     assert_eq!(review["status"], "pending");
     assert_eq!(review["scheduled_for"], "2026-11-27T10:04:00.000Z");
@@ -224,6 +243,165 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
     assert_eq!(rejected[0], "detail.organization_id is missing");
     assert!(rejected[1].contains("grand_total"));
     assert_eq!(rejected[2], "unknown detail-type \"InvoicePainted\"");
+}
+
+/// Runs `herald-local preview` with these arguments: its exit status, standard output and error.
+fn preview(args: &[&str], endpoint: Option<&str>) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald-local"));
+    command.args(args);
+    match endpoint {
+        Some(url) => command.env("AWS_ENDPOINT_URL", url),
+        None => command.env_remove("AWS_ENDPOINT_URL"),
+    };
+    let out = command.output().expect("herald-local runs");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn preview_renders_the_builtin_templates_with_the_sample_or_a_given_context() {
+    let (ok, out, _) = preview(
+        &["preview", "refund_issued", "--locale", "fr-CA", "--json"],
+        None,
+    );
+    assert!(ok);
+    let channels: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(channels.len(), 2, "email and sms: {out}");
+    let sms = &channels[1];
+    assert_eq!(sms["channel"], "sms");
+    assert_eq!(sms["rendered"]["locale"], "fr");
+    assert_eq!(sms["rendered"]["template"], json!({"source": "builtin"}));
+    assert_eq!(sms["rendered"]["sms_segments"], 1);
+    assert!(
+        sms["rendered"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ref_2001")
+    );
+
+    let dir = std::env::temp_dir().join(format!("herald-preview-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let context = dir.join("context.json");
+    std::fs::write(
+        &context,
+        json!({"refund_id": "ref_9", "order_id": "ord_9", "amount": "7.50", "currency": "USD"})
+            .to_string(),
+    )
+    .unwrap();
+    let (ok, out, _) = preview(
+        &[
+            "preview",
+            "refund_issued",
+            "--channel",
+            "email",
+            "--context",
+            context.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok);
+    assert!(
+        out.starts_with("email (en, built-in)\n  subject: "),
+        "{out}"
+    );
+    assert!(out.contains("$7.50") && out.contains("ord_9"), "{out}");
+
+    // a context the type's variables refuse: the field named, nothing printed, a failure
+    std::fs::write(&context, json!({"refund_id": "ref_9"}).to_string()).unwrap();
+    let (ok, out, err) = preview(
+        &[
+            "preview",
+            "refund_issued",
+            "--context",
+            context.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("context.amount is missing"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    // a channel the type has no template for, and a type nobody defined
+    let (ok, out, _) = preview(&["preview", "order_confirmation", "--channel", "sms"], None);
+    assert!(!ok);
+    assert!(out.starts_with("sms: not sent:"), "{out}");
+    let (ok, _, err) = preview(&["preview", "loyalty_points_earned"], None);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown notification type loyalty_points_earned"),
+        "{err}"
+    );
+}
+
+#[test]
+fn preview_of_an_organization_renders_its_templates_as_the_stage_stores_them() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emulator = runtime.block_on(herald_local::Emulator::start()).unwrap();
+    let url = emulator.endpoint.as_str();
+    // a run of the stage stores the sample organizations' templates (events/templates)
+    run(
+        &[
+            "--stage",
+            "previewed",
+            "send",
+            events("01-organization-settings-changed.json")
+                .to_str()
+                .unwrap(),
+        ],
+        Some(url),
+    );
+    let at = |args: &[&str]| {
+        preview(
+            &[&["--stage", "previewed", "preview"], args].concat(),
+            Some(url),
+        )
+    };
+    let (ok, out, err) = at(&[
+        "loyalty_points_earned",
+        "--org",
+        "org_acme",
+        "--locale",
+        "fr-CA",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(
+            "email (fr, the organization's version 1)\n  subject: Vous avez gagné 60 points\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("in_app (fr, the organization's version 1)"),
+        "{out}"
+    );
+    // the organization's types are its own: another organization, or none, cannot preview it
+    let (ok, _, err) = at(&["loyalty_points_earned", "--org", "org_globex"]);
+    assert!(!ok);
+    assert!(err.contains("unknown notification type"), "{err}");
+    // an organization without templates of its own gets the built-in ones
+    let (ok, out, err) = at(&[
+        "order_confirmation",
+        "--org",
+        "org_globex",
+        "--channel",
+        "email",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("email (en, built-in)"), "{out}");
+    // --org reads a running stage: without one it says how to start it
+    let (ok, _, err) = preview(
+        &["preview", "order_confirmation", "--org", "org_acme"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("AWS_ENDPOINT_URL"), "{err}");
+    drop(emulator);
 }
 
 #[test]

@@ -33,7 +33,8 @@ use herald_core::record::Outcome;
 use herald_core::retry::RetryPolicy;
 use herald_core::routing::Routing;
 use herald_core::sms::SegmentCap;
-use herald_core::template::Catalog;
+use herald_core::template::org::{OrgCatalog, OrgTemplate, OrgType, Parts, Stored, TypeDefinition};
+use herald_core::template::{Catalog, Message, Templates};
 use herald_core::testing::{
     FixedChance, FixedClock, MemoryBreakers, MemoryDirectory, MemoryProviderSettings, MemoryQueue,
     MemoryRateLimiter, MemoryStore, MemoryTemplates, ScriptedSender,
@@ -43,6 +44,7 @@ const ORDER_CREATED: &[u8] = include_bytes!("../../../events/intake/10-order-cre
 const CAROL_CONTACT: &[u8] =
     include_bytes!("../../../events/intake/04-customer-contact-changed-carol.json");
 const REFUND_ISSUED: &[u8] = include_bytes!("../../../events/intake/12-refund-issued.json");
+const ACME_TEMPLATES: &[u8] = include_bytes!("../../../events/templates/org_acme.json");
 const SES_BOUNCE: &[u8] = include_bytes!("../../../events/webhooks/ses-bounce-v1.json");
 const SNS_CERT: &[u8] = include_bytes!("../../../tests/fixtures/sns-cert.pem");
 
@@ -188,6 +190,47 @@ fn event(c: &mut Criterion) {
     group.finish();
 }
 
+/// The sample organization's own types and templates (`events/templates/org_acme.json`), as
+/// their first stored versions.
+fn acme_stored() -> Stored {
+    #[derive(Deserialize)]
+    struct Sample {
+        types: std::collections::BTreeMap<String, TypeDefinition>,
+        templates: std::collections::BTreeMap<String, Parts>,
+    }
+    let sample: Sample = serde_json::from_slice(ACME_TEMPLATES).expect("the sample templates");
+    let name = |n: &str| NotificationType::parse(n).expect("a valid type");
+    Stored {
+        types: sample
+            .types
+            .into_iter()
+            .map(|(t, definition)| OrgType {
+                notification_type: name(&t),
+                spec: definition.into_spec(),
+                version: 1,
+                updated_at: now(),
+            })
+            .collect(),
+        templates: sample
+            .templates
+            .into_iter()
+            .map(|(key, parts)| {
+                let mut at = key.split('/');
+                let mut next = || at.next().expect("type/channel/locale");
+                OrgTemplate {
+                    notification_type: name(next()),
+                    channel: next().parse().expect("a channel"),
+                    locale: Locale::parse(next()).expect("a locale"),
+                    parts,
+                    version: 1,
+                    updated_at: now(),
+                    deleted: false,
+                }
+            })
+            .collect(),
+    }
+}
+
 fn template(c: &mut Criterion) {
     let catalog = Catalog::embedded().expect("the embedded catalog compiles");
     let order = context_of(ORDER_CREATED);
@@ -226,9 +269,40 @@ fn template(c: &mut Criterion) {
             .is_some()
     );
 
+    // an organization's own type, rendered from its templates over the built-in catalog
+    let acme = acme_stored();
+    let compile = || OrgCatalog::compile(&catalog, black_box(&acme));
+    let acme_catalog = compile();
+    let templates = Templates::new(&catalog, Some(&acme_catalog));
+    let loyalty = NotificationType::parse("loyalty_points_earned").expect("a valid type");
+    let loyalty_context = templates
+        .spec(&loyalty)
+        .expect("org_acme's own type")
+        .sample
+        .clone();
+    let render_org_email = || {
+        templates.render(&Message {
+            notification_type: black_box(&loyalty),
+            channel: Channel::Email,
+            locale: &english,
+            org_locale: None,
+            timezone: None,
+            context: black_box(&loyalty_context),
+            sms_cap: SegmentCap::DEFAULT,
+        })
+    };
+    let own = render_org_email().expect("the organization's email renders");
+    assert!(own.html.is_some());
+    assert_eq!(
+        own.template,
+        herald_core::model::TemplateRef::Organization { version: 1 }
+    );
+
     let mut group = c.benchmark_group("template");
     group.bench_function("order_email", |b| b.iter(render_email));
     group.bench_function("refund_sms", |b| b.iter(render_sms));
+    group.bench_function("org_email", |b| b.iter(render_org_email));
+    group.bench_function("org_compile", |b| b.iter(compile));
     group.finish();
 }
 

@@ -25,8 +25,26 @@ const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆ�
 /// The GSM 03.38 extension table: each is sent as an escape and the character, two septets.
 const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
 
+/// Which ASCII characters are in the basic set: a body is checked a character at a time,
+/// several times per message, and most of its characters are ASCII.
+const ASCII_BASIC: [bool; 128] = {
+    let mut table = [false; 128];
+    let bytes = GSM7_BASIC.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] < 128 {
+            table[bytes[i] as usize] = true;
+        }
+        i += 1;
+    }
+    table
+};
+
 fn is_basic(c: char) -> bool {
-    GSM7_BASIC.contains(c)
+    match ASCII_BASIC.get(c as usize) {
+        Some(basic) => *basic,
+        None => GSM7_BASIC.contains(c),
+    }
 }
 
 fn is_extension(c: char) -> bool {
@@ -208,6 +226,13 @@ pub fn fit(text: &str, cap: SegmentCap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_table_is_the_basic_set() {
+        for c in (0u8..128).map(char::from) {
+            assert_eq!(is_basic(c), GSM7_BASIC.contains(c), "{c:?}");
+        }
+    }
 
     #[test]
     fn typography_is_made_gsm7_only_when_the_whole_text_then_is() {

@@ -48,6 +48,7 @@ fn every_folder_of_samples_is_read_here() {
             "projector",
             "providers",
             "scheduler",
+            "templates",
             "webhooks"
         ]
     );
@@ -85,6 +86,110 @@ fn provider_samples_are_valid_settings_of_an_organization_with_intake_samples() 
                 ),
             };
             checked.unwrap_or_else(|e| panic!("{}: {name}: {}", path.display(), e.0));
+        }
+    }
+}
+
+/// Each file is an organization's own types and templates (`PUT /templates/...` bodies): every
+/// type and template passes the checks the api makes before it stores one, and each type
+/// renders by each of its channels, in each locale it has, from the organization's templates
+/// with the context its intake sample carries.
+#[test]
+fn template_samples_pass_the_apis_checks_and_render_their_intake_samples() {
+    use herald_core::ids::{Locale, NotificationType};
+    use herald_core::model::{Channel, TemplateRef};
+    use herald_core::sms::SegmentCap;
+    use herald_core::template::org::{
+        self, OrgCatalog, OrgTemplate, OrgType, Parts, Stored, TypeDefinition,
+    };
+    use herald_core::template::{Catalog, Message, Templates};
+
+    let builtin = Catalog::embedded().unwrap();
+    let now = "2026-11-20T12:00:00Z".parse().unwrap();
+    let requests: Vec<(String, herald_core::event::NotifyRequest)> = samples("intake")
+        .iter()
+        .filter_map(|p| {
+            let event: EventBridgeEvent<Value> = serde_json::from_str(&read(p)).unwrap();
+            match IncomingEvent::parse(&herald_intake::envelope(&event), now) {
+                Ok(IncomingEvent {
+                    org_id,
+                    kind: herald_core::event::EventKind::Notify(r),
+                    ..
+                }) => Some((org_id.as_str().to_string(), r)),
+                _ => None,
+            }
+        })
+        .collect();
+    for path in samples("templates") {
+        let org = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let sample: serde_json::Map<String, Value> = serde_json::from_str(&read(&path)).unwrap();
+        let mut stored = Stored::default();
+        for (name, body) in sample["types"].as_object().unwrap() {
+            let t = NotificationType::parse(name).unwrap();
+            let definition: TypeDefinition = serde_json::from_value(body.clone()).unwrap();
+            assert_eq!(
+                definition.check(&t, &builtin),
+                Vec::<String>::new(),
+                "{org}: {t}"
+            );
+            stored.types.push(OrgType {
+                notification_type: t,
+                spec: definition.into_spec(),
+                version: 1,
+                updated_at: now,
+            });
+        }
+        for (name, body) in sample["templates"].as_object().unwrap() {
+            let [t, channel, locale] = name.split('/').collect::<Vec<_>>()[..] else {
+                panic!("{org}: {name} is not type/channel/locale");
+            };
+            let t = NotificationType::parse(t).unwrap();
+            let channel: Channel = channel.parse().unwrap();
+            let locale = Locale::parse(locale).unwrap();
+            let parts: Parts = serde_json::from_value(body.clone()).unwrap();
+            let spec = builtin
+                .spec(&t)
+                .or_else(|| Some(&stored.org_type(&t)?.spec))
+                .unwrap_or_else(|| panic!("{org}: {t} is neither built-in nor defined here"));
+            let problems = org::check(&t, spec, channel, &locale, &parts);
+            assert!(problems.is_empty(), "{org}: {name}: {problems:?}");
+            stored.templates.push(OrgTemplate {
+                notification_type: t,
+                channel,
+                locale,
+                parts,
+                version: 1,
+                updated_at: now,
+                deleted: false,
+            });
+        }
+        let catalog = OrgCatalog::compile(&builtin, &stored);
+        let templates = Templates::new(&builtin, Some(&catalog));
+        for o in &stored.types {
+            let t = &o.notification_type;
+            let (_, request) = requests
+                .iter()
+                .find(|(o, r)| r.notification_type == *t && *o == org)
+                .unwrap_or_else(|| panic!("{org}: {t} has no intake sample"));
+            for template in stored
+                .templates
+                .iter()
+                .filter(|x| x.notification_type == *t)
+            {
+                let rendered = templates
+                    .render(&Message {
+                        notification_type: t,
+                        channel: template.channel,
+                        locale: &template.locale,
+                        org_locale: None,
+                        timezone: None,
+                        context: &request.context,
+                        sms_cap: SegmentCap::default(),
+                    })
+                    .unwrap_or_else(|e| panic!("{org}: {t} {}: {e}", template.channel));
+                assert_eq!(rendered.template, TemplateRef::Organization { version: 1 });
+                assert_eq!(rendered.locale, template.locale.as_str());
+            }
         }
     }
 }

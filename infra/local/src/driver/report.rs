@@ -29,6 +29,9 @@ pub struct NotificationReport {
     pub subject: Option<String>,
     pub body: String,
     pub provider_message_id: Option<String>,
+    /// The template it was rendered from (built-in, or the organization's version N).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<herald_core::model::TemplateRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The notification's history, from the projected audit log.
@@ -255,6 +258,7 @@ pub fn notification_report(n: &Notification, sent: &Sent) -> NotificationReport 
         subject: subject.or_else(|| n.subject.clone()),
         body,
         provider_message_id: n.provider_message_id.clone(),
+        template: n.template,
         error: n.last_error.clone(),
         log: Vec::new(),
         in_feed: false,

@@ -12,4 +12,5 @@ mod ses;
 mod sns_push;
 mod sqs;
 mod store;
+mod templates;
 mod views;
