@@ -429,10 +429,12 @@ async fn post_webhook(
 /// Prints what a recipient would get by each channel; whether every channel rendered.
 async fn preview(
     stage: &str,
-    request: PreviewRequest,
+    mut request: PreviewRequest,
+    context: Option<&Path>,
     org: Option<OrgId>,
     json: bool,
 ) -> Result<bool, LocalError> {
+    request.context = context.map(read_context).transpose()?;
     let previews = herald_local::preview::run(stage, &request, org.as_ref()).await?;
     for p in &previews {
         if json {
@@ -513,16 +515,13 @@ async fn main() -> ExitCode {
             context,
             json,
         } => {
-            let request = |context| PreviewRequest {
+            let request = PreviewRequest {
                 notification_type,
                 channel,
                 locale,
-                context,
+                context: None,
             };
-            let previewed = match context.as_deref().map(read_context).transpose() {
-                Ok(context) => preview(&cli.stage, request(context), org, json).await,
-                Err(e) => Err(e),
-            };
+            let previewed = preview(&cli.stage, request, context.as_deref(), org, json).await;
             match previewed {
                 Ok(true) => Ok(()),
                 Ok(false) => return ExitCode::FAILURE,

@@ -26,15 +26,21 @@ fn send(files: &[PathBuf]) -> Vec<Value> {
     )
 }
 
-/// Runs herald-local with these arguments, on its own emulator or on `endpoint`.
-fn run(args: &[&str], endpoint: Option<&str>) -> Vec<Value> {
+/// herald-local run with these arguments, on its own emulator or on `endpoint`.
+fn herald_local(args: &[&str], endpoint: Option<&str>) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald-local"));
     command.args(args);
     match endpoint {
         Some(url) => command.env("AWS_ENDPOINT_URL", url),
         None => command.env_remove("AWS_ENDPOINT_URL"),
     };
-    let out = command.output().expect("herald-local runs");
+    command.output().expect("herald-local runs")
+}
+
+/// Runs herald-local with these arguments, on its own emulator or on `endpoint`: the JSON
+/// object of each line it printed.
+fn run(args: &[&str], endpoint: Option<&str>) -> Vec<Value> {
+    let out = herald_local(args, endpoint);
     assert!(
         out.status.success(),
         "herald-local failed: {}",
@@ -247,13 +253,7 @@ fn send_reports_every_sample_event_in_order_with_its_outcome() {
 
 /// Runs `herald-local preview` with these arguments: its exit status, standard output and error.
 fn preview(args: &[&str], endpoint: Option<&str>) -> (bool, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_herald-local"));
-    command.args(args);
-    match endpoint {
-        Some(url) => command.env("AWS_ENDPOINT_URL", url),
-        None => command.env_remove("AWS_ENDPOINT_URL"),
-    };
-    let out = command.output().expect("herald-local runs");
+    let out = herald_local(args, endpoint);
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),
