@@ -36,7 +36,7 @@ pub fn unique() -> String {
 }
 
 pub struct Harness {
-    pub local: LocalStack,
+    pub local: Arc<LocalStack>,
     pub org: String,
     pub tag: String,
 }
@@ -55,10 +55,28 @@ impl Harness {
             .await
             .expect("the stack stands up");
         Harness {
-            local,
+            local: Arc::new(local),
             org: format!("org_{tag}"),
             tag,
         }
+    }
+
+    /// A stage served as `herald-local serve` serves it (the api, the webhooks, the WebSocket
+    /// API and its management endpoint, the development tokens' key set) on a free port.
+    pub async fn served() -> (Harness, herald_local::serve::Serving) {
+        let tag = unique();
+        let emulator = Emulator::connect(&endpoint().await)
+            .await
+            .expect("emulator reachable");
+        let serving = herald_local::serve::Serving::start(emulator, &format!("t{tag}"), 0)
+            .await
+            .expect("the stack is served");
+        let harness = Harness {
+            local: serving.local.clone(),
+            org: format!("org_{tag}"),
+            tag,
+        };
+        (harness, serving)
     }
 
     /// An address unique to this test, so the emulator's shared sent list can be filtered.
@@ -529,6 +547,7 @@ impl Harness {
             .expect("the default sender parses"),
             routing: herald_core::routing::Routing::builtin(),
             rate_limits: self.local.options.rate_limits.clone(),
+            realtime: self.local.options.realtime(&self.local.stack.names),
         };
         herald_api::api(
             &config,

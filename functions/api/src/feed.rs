@@ -2,8 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use herald_core::ids::NotificationId;
+use herald_core::ids::{CustomerId, NotificationId, OrgId};
 use herald_core::model::{Notification, Recipient};
+use herald_core::projection::{FeedEntry, feed_entry};
+use herald_core::realtime::{FeedEvent, Listener};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -52,12 +54,36 @@ pub async fn read_one(
 ) -> Result<Json<Value>, ApiError> {
     let n = owned_notification(&api, &who, &id).await?;
     let Customer { org, customer } = who;
-    api.views
+    let marked = api
+        .views
         .mark_read(&org, &customer, n.created_at, &n.id)
         .await?;
+    if marked {
+        let entry = feed_entry(&n).map(|e| FeedEntry { read: true, ..e });
+        tell_open_connections(&api, &org, &customer, entry).await;
+    }
     Ok(Json(
         json!({"id": n.id, "read": true, "unread": api.views.unread(&org, &customer).await?}),
     ))
+}
+
+/// Tells the customer's open connections (other tabs, other devices) of a read: one entry,
+/// or all of them (`None`).
+async fn tell_open_connections(
+    api: &Api,
+    org: &OrgId,
+    customer: &CustomerId,
+    entry: Option<FeedEntry>,
+) {
+    if let Some(realtime) = &api.realtime {
+        let listener = Listener {
+            org_id: org.clone(),
+            customer_id: customer.clone(),
+        };
+        realtime
+            .broadcast(api.views.as_ref(), &[FeedEvent::Read { listener, entry }])
+            .await;
+    }
 }
 
 /// The customer's own notification, as their feed shows it (never an internal one).
@@ -99,6 +125,9 @@ pub async fn read_all(
             Some(c) => cursor = Some(c),
             None => break,
         }
+    }
+    if marked > 0 {
+        tell_open_connections(&api, &org, &customer, None).await;
     }
     Ok(Json(
         json!({"marked": marked, "unread": api.views.unread(&org, &customer).await?}),

@@ -25,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::routing::{self, MethodRouter};
 use herald_adapters::config::{self, ConfigError};
+use herald_adapters::websocket::RealtimeConfig;
 use herald_adapters::{
     DynamoDirectory, DynamoNotificationStore, DynamoTemplates, DynamoViews, SecretsManagerSettings,
     SesIdentities, SqsDispatchQueue,
@@ -35,13 +36,13 @@ use herald_core::ports::SendingIdentities;
 use herald_core::ports::{Clock, Directory, DispatchQueue, NotificationStore, SystemClock};
 use herald_core::ports::{TemplateStore, Views};
 use herald_core::rate_limit::RateLimits;
+use herald_core::realtime::Realtime;
 use herald_core::routing::Routing;
 use herald_core::template::Catalog;
 use lambda_http::tower::ServiceExt;
 use lambda_http::{Body, Error, Request, Response};
 
 pub use error::ApiError;
-pub use request::Caller;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +60,8 @@ pub struct Config {
     /// The deployment's rate limits (`HERALD_DEFAULT_RATE_LIMITS`), shown beside an
     /// organization's.
     pub rate_limits: RateLimits,
+    /// The customers' open WebSocket connections, told of what they read.
+    pub realtime: Option<RealtimeConfig>,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
                 })?,
             routing: config::default_routing()?,
             rate_limits: config::default_rate_limits()?,
+            realtime: RealtimeConfig::from_env(),
         })
     }
 }
@@ -99,6 +103,8 @@ pub struct Api {
     pub default_sender: EmailAddress,
     pub routing: Routing,
     pub rate_limits: RateLimits,
+    /// Where reads are broadcast to the customer's open connections, if anywhere.
+    pub realtime: Option<Realtime>,
 }
 
 /// Builds the api's dependencies; once per cold start.
@@ -136,6 +142,7 @@ pub fn api(
         default_sender: config.default_sender.clone(),
         routing: config.routing.clone(),
         rate_limits: config.rate_limits.clone(),
+        realtime: config.realtime.as_ref().map(|r| r.realtime(aws)),
     })
 }
 

@@ -7,57 +7,24 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use herald_core::caller::Caller;
 use herald_core::ids::{CustomerId, OrgId};
 use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Who is calling, from the authorizer's claims.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Customer { org: OrgId, customer: CustomerId },
-    Operator { org: OrgId },
-    Admin { org: OrgId },
-}
-
-impl Caller {
-    pub fn org(&self) -> &OrgId {
-        match self {
-            Caller::Customer { org, .. } | Caller::Operator { org } | Caller::Admin { org } => org,
-        }
-    }
-
-    /// The identity in a set of verified claims.
-    pub fn from_claims(claims: &HashMap<String, String>) -> Option<Caller> {
-        let org = OrgId::parse(claims.get("org_id")?.as_str()).ok()?;
-        match claims.get("role").map(String::as_str).unwrap_or("customer") {
-            "admin" => Some(Caller::Admin { org }),
-            "operator" => Some(Caller::Operator { org }),
-            "customer" => Some(Caller::Customer {
-                customer: CustomerId::parse(claims.get("customer_id")?.as_str()).ok()?,
-                org,
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// The API Gateway v2 request context's JWT claims (lambda_http puts the context on the
-/// request as an extension).
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.extensions.get::<RequestContext>() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-                .authorizer
-                .as_ref()
-                .and_then(|a| a.jwt.as_ref())
-                .and_then(|jwt| Caller::from_claims(&jwt.claims))
-                .ok_or(ApiError::Unauthorized),
-            _ => Err(ApiError::Unauthorized),
-        }
+/// The caller, from the API Gateway v2 request context's JWT claims (lambda_http puts the
+/// context on the request as an extension).
+fn caller(parts: &Parts) -> Result<Caller, ApiError> {
+    match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|jwt| Caller::from_claims(&jwt.claims))
+            .ok_or(ApiError::Unauthorized),
+        _ => Err(ApiError::Unauthorized),
     }
 }
 
@@ -72,7 +39,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
+        let caller = caller(parts)?;
         let Path(params) =
             Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
         let customer = params
@@ -97,8 +64,8 @@ pub struct Operator(pub OrgId);
 impl<S: Send + Sync> FromRequestParts<S> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Caller::from_request_parts(parts, state).await? {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match caller(parts)? {
             Caller::Customer { .. } => Err(ApiError::Forbidden("operators only")),
             Caller::Operator { org } | Caller::Admin { org } => Ok(Operator(org)),
         }
@@ -111,8 +78,8 @@ pub struct Admin(pub OrgId);
 impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Caller::from_request_parts(parts, state).await? {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match caller(parts)? {
             Caller::Admin { org } => Ok(Admin(org)),
             _ => Err(ApiError::Forbidden("administrators only")),
         }

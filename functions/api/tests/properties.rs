@@ -91,6 +91,7 @@ fn world() -> World {
         default_sender: EmailAddress::parse("notifications@herald.example").unwrap(),
         routing: herald_core::routing::Routing::builtin(),
         rate_limits: Default::default(),
+        realtime: None,
     };
     World {
         api,

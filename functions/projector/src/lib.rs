@@ -3,15 +3,19 @@
 //! record that cannot be projected, or whose events the bus kept refusing, fails alone; the
 //! rest of the batch is projected.
 
+use std::sync::Arc;
+
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use herald_adapters::config::{self, ConfigError};
 use herald_adapters::emf::EmfMeter;
+use herald_adapters::websocket::RealtimeConfig;
 use herald_adapters::{DynamoViews, EventBridgePublisher};
 use herald_core::lifecycle_events::{LifecycleSelection, lifecycle_events};
 use herald_core::model::Notification;
 use herald_core::ports::{EventPublisher, Meter, Views};
 use herald_core::projection::{Change, project_batch};
+use herald_core::realtime::{Broadcasted, Realtime, feed_events};
 use herald_core::telemetry;
 use lambda_runtime::{Error, LambdaEvent};
 use thiserror::Error;
@@ -27,6 +31,9 @@ pub struct Config {
     pub lifecycle_events: LifecycleSelection,
     /// The CloudWatch namespace of its metrics (`HERALD_METRICS_NAMESPACE`, default `Herald`).
     pub metrics_namespace: String,
+    /// Where the customers' open WebSocket connections are; without it, nobody is told of
+    /// their feed's changes.
+    pub realtime: Option<RealtimeConfig>,
 }
 
 impl Config {
@@ -40,6 +47,7 @@ impl Config {
                 str::parse,
             )?,
             metrics_namespace: herald_adapters::emf::namespace_from_env(),
+            realtime: RealtimeConfig::from_env(),
         })
     }
 }
@@ -52,23 +60,27 @@ pub fn publisher(config: &Config, aws: &aws_config::SdkConfig) -> EventBridgePub
     EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), &config.event_bus)
 }
 
-/// The views, the bus, the life-cycle events published on it and the metrics, from the
-/// environment.
-pub async fn from_env() -> Result<
-    (
-        DynamoViews,
-        EventBridgePublisher,
-        LifecycleSelection,
-        EmfMeter,
-    ),
-    Error,
-> {
+/// Everything the projector works with, built once per cold start.
+pub struct Projector {
+    pub views: Arc<dyn Views>,
+    pub bus: Arc<dyn EventPublisher>,
+    /// The life-cycle events published on the bus.
+    pub publishing: LifecycleSelection,
+    pub meter: Arc<dyn Meter>,
+    pub realtime: Option<Realtime>,
+}
+
+/// The projector as the environment configures it.
+pub async fn from_env() -> Result<Projector, Error> {
     let config = Config::from_env()?;
     let aws = config::aws().await?;
-    let views = views(&config, &aws);
-    let bus = publisher(&config, &aws);
-    let meter = EmfMeter::stdout(&config.metrics_namespace);
-    Ok((views, bus, config.lifecycle_events, meter))
+    Ok(Projector {
+        views: Arc::new(views(&config, &aws)),
+        bus: Arc::new(publisher(&config, &aws)),
+        publishing: config.lifecycle_events.clone(),
+        meter: Arc::new(EmfMeter::stdout(&config.metrics_namespace)),
+        realtime: config.realtime.as_ref().map(|r| r.realtime(&aws)),
+    })
 }
 
 fn kind(image: &serde_dynamo::Item) -> Option<&str> {
@@ -150,16 +162,20 @@ fn failure(sequence: Option<String>) -> DynamoDbBatchItemFailure {
     failure
 }
 
-/// The Lambda handler: the views first, then the life-cycle events of every change that the
-/// deployment publishes, then what the providers' reports did (delivered, bounced,
-/// complained) measured.
-pub async fn handle<V: Views, P: EventPublisher>(
-    views: &V,
-    bus: &P,
-    publishing: &LifecycleSelection,
-    meter: &dyn Meter,
+/// The Lambda handler: the views first; then, at once, the feed changes to the customers'
+/// open connections and the life-cycle events of every change that the deployment publishes
+/// to the bus; then what the providers' reports did (delivered, bounced, complained) measured.
+pub async fn handle(
+    projector: &Projector,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
+    let Projector {
+        views,
+        bus,
+        publishing,
+        meter,
+        realtime,
+    } = projector;
     let mut response = DynamoDbEventResponse::default();
     let mut changes = Vec::new();
     let mut sequences = Vec::new();
@@ -192,9 +208,19 @@ pub async fn handle<V: Views, P: EventPublisher>(
             origin.push(sequence);
         }
     }
+    // A feed change reaches the connections at most once: a message lost to a failure is
+    // made up for by the client, which reloads its feed when it reconnects.
+    let feed = feed_events(&changes);
+    let broadcast = async {
+        match realtime {
+            Some(r) => r.broadcast(views.as_ref(), &feed).await,
+            None => Broadcasted::default(),
+        }
+    };
     // Entries the bus kept refusing fail their records alone: the stream brings them again,
     // their views change nothing the second time, and their events keep their ids.
-    let refused = bus.publish(&events).await?;
+    let (refused, broadcasted) = tokio::join!(bus.publish(&events), broadcast);
+    let refused = refused?;
     let mut failed_records: Vec<&Option<String>> = refused
         .iter()
         .filter_map(|i| origin.get(*i).copied())
@@ -221,6 +247,9 @@ pub async fn handle<V: Views, P: EventPublisher>(
         records = event.payload.records.len(),
         writes = writes.len(),
         published = events.len() - refused.len(),
+        posted = broadcasted.posted,
+        gone = broadcasted.gone,
+        not_posted = broadcasted.failed,
         failed = response.batch_item_failures.len(),
         "projected"
     );
@@ -236,11 +265,6 @@ mod tests {
     use herald_core::ports::NoMeter;
     use herald_core::testing::{MemoryEventPublisher, MemoryUnread};
 
-    /// Views that take every write and show nothing: these tests look at the bus.
-    fn no_views() -> MemoryUnread {
-        MemoryUnread::default()
-    }
-
     fn sample() -> LambdaEvent<Event> {
         let event: Event =
             serde_json::from_str(include_str!("../../../events/projector/stream-batch.json"))
@@ -248,17 +272,23 @@ mod tests {
         LambdaEvent::new(event, lambda_runtime::Context::default())
     }
 
+    /// A projector on views that take every write and show nothing: these tests look at the
+    /// bus.
+    fn projector(bus: &Arc<MemoryEventPublisher>, publishing: LifecycleSelection) -> Projector {
+        Projector {
+            views: Arc::new(MemoryUnread::default()),
+            bus: bus.clone(),
+            publishing,
+            meter: Arc::new(NoMeter),
+            realtime: None,
+        }
+    }
+
     /// The sample batch handled by a deployment that publishes every life-cycle event.
-    async fn publish_all(bus: &MemoryEventPublisher) -> DynamoDbEventResponse {
-        handle(
-            &no_views(),
-            bus,
-            &LifecycleSelection::all(),
-            &NoMeter,
-            sample(),
-        )
-        .await
-        .unwrap()
+    async fn publish_all(bus: &Arc<MemoryEventPublisher>) -> DynamoDbEventResponse {
+        handle(&projector(bus, LifecycleSelection::all()), sample())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -302,22 +332,14 @@ mod tests {
     async fn a_deployment_publishes_only_the_events_it_selected() {
         let bus = MemoryEventPublisher::new();
         let sent_only: LifecycleSelection = "NotificationSent".parse().unwrap();
-        let response = handle(&no_views(), bus.as_ref(), &sent_only, &NoMeter, sample())
-            .await
-            .unwrap();
+        let response = handle(&projector(&bus, sent_only), sample()).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         let kinds: Vec<_> = bus.published().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![LifecycleEventKind::NotificationSent]);
         let bus = MemoryEventPublisher::new();
-        handle(
-            &no_views(),
-            bus.as_ref(),
-            &LifecycleSelection::none(),
-            &NoMeter,
-            sample(),
-        )
-        .await
-        .unwrap();
+        handle(&projector(&bus, LifecycleSelection::none()), sample())
+            .await
+            .unwrap();
         assert!(bus.published().is_empty());
     }
 

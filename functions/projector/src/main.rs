@@ -5,9 +5,9 @@ use lambda_runtime::{Error, run, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     herald_adapters::telemetry::init();
-    let (views, bus, publishing, meter) = herald_projector::from_env().await?;
+    let projector = herald_projector::from_env().await?;
     run(service_fn(|event| {
-        herald_projector::handle(&views, &bus, &publishing, &meter, event)
+        herald_projector::handle(&projector, event)
     }))
     .await
 }

@@ -4,10 +4,13 @@
 
 pub mod chaos;
 pub mod cost;
+pub mod dev_tokens;
 pub mod driver;
 pub mod emulator;
 pub mod error;
 pub mod faults;
+pub mod inbox;
+pub mod keys;
 pub mod perf;
 pub mod preview;
 pub mod pump;
@@ -17,6 +20,7 @@ pub mod serve;
 pub mod stack;
 pub mod stand_ins;
 pub mod stream;
+pub mod websocket;
 
 pub use driver::{EventReport, LocalStack, NotificationReport, Options};
 pub use emulator::Emulator;

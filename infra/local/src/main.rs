@@ -391,7 +391,12 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
 }
 
 /// A development token for `serve` (a customer's unless `operator` or `admin`).
-fn token(org: String, customer: Option<String>, operator: bool, admin: bool) -> String {
+fn token(
+    org: String,
+    customer: Option<String>,
+    operator: bool,
+    admin: bool,
+) -> Result<String, LocalError> {
     let role = match (admin, operator) {
         (true, _) => "admin",
         (_, true) => "operator",
@@ -404,7 +409,7 @@ fn token(org: String, customer: Option<String>, operator: bool, admin: bool) -> 
     if let (Some(c), "customer") = (customer, role) {
         claims.insert("customer_id".into(), c);
     }
-    herald_local::serve::dev_token(&claims)
+    herald_local::dev_tokens::token(&claims)
 }
 
 /// Posts an SES event, signed as SNS would sign it, to a served webhook; its status and body.
@@ -490,10 +495,7 @@ async fn main() -> ExitCode {
             customer,
             operator,
             admin,
-        } => {
-            println!("{}", token(org, customer, operator, admin));
-            Ok(())
-        }
+        } => token(org, customer, operator, admin).map(|t| println!("{t}")),
         Command::Webhook {
             url,
             org,

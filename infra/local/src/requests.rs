@@ -34,6 +34,8 @@ pub enum Component {
     Projector,
     Webhooks,
     Api,
+    /// The WebSocket API's routes.
+    Realtime,
     /// What only the local stack does (reading the stream, its own queues, reports).
     Local,
 }
@@ -55,6 +57,7 @@ impl Component {
             Component::Projector => "projector",
             Component::Webhooks => "webhooks",
             Component::Api => "api",
+            Component::Realtime => "realtime",
             Component::Local => "local",
         }
     }

@@ -12,79 +12,26 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
     ApiGatewayV2httpRequestContext,
 };
-use aws_lc_rs::hmac;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use serde_json::{Value, json};
 
+use axum::routing::{get, post};
+use base64::Engine;
+use herald_adapters::tokens::{KeyIssuer, TokenVerifier};
+
+use crate::dev_tokens;
 use crate::driver::{LocalStack, Options, setting};
 use crate::emulator::Emulator;
 use crate::error::LocalError;
+use crate::inbox;
 use crate::requests::Component;
 use crate::stand_ins::StandIns;
-
-/// The development tokens' signing secret (`HERALD_LOCAL_TOKEN_SECRET` overrides it). Local
-/// only: in AWS the HTTP API's JWT authorizer verifies tokens from the real identity provider.
-pub const DEFAULT_TOKEN_SECRET: &str = "herald-local-development-only";
-
-fn token_secret() -> String {
-    std::env::var("HERALD_LOCAL_TOKEN_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_TOKEN_SECRET.into())
-}
-
-/// A development token (HS256 JWT) with these claims, valid for twelve hours.
-pub fn dev_token(claims: &HashMap<String, String>) -> String {
-    let mut payload: serde_json::Map<String, Value> =
-        claims.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    payload.insert("iss".into(), json!("herald-local"));
-    payload.insert(
-        "exp".into(),
-        json!(chrono::Utc::now().timestamp() + 12 * 3600),
-    );
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = URL_SAFE_NO_PAD.encode(Value::Object(payload).to_string());
-    let signing_input = format!("{header}.{body}");
-    let key = hmac::Key::new(hmac::HMAC_SHA256, token_secret().as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(hmac::sign(&key, signing_input.as_bytes()).as_ref());
-    format!("{signing_input}.{signature}")
-}
-
-/// The claims of a valid, unexpired development token.
-pub fn verify_dev_token(token: &str) -> Option<HashMap<String, String>> {
-    let (signing_input, signature) = token.rsplit_once('.')?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, token_secret().as_bytes());
-    hmac::verify(
-        &key,
-        signing_input.as_bytes(),
-        &URL_SAFE_NO_PAD.decode(signature).ok()?,
-    )
-    .ok()?;
-    let (_, body) = signing_input.split_once('.')?;
-    let payload: serde_json::Map<String, Value> =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
-    let exp = payload.get("exp").and_then(Value::as_i64)?;
-    if exp < chrono::Utc::now().timestamp() {
-        return None;
-    }
-    Some(
-        payload
-            .into_iter()
-            .filter_map(|(k, v)| match v {
-                Value::String(s) => Some((k, s)),
-                Value::Number(n) => Some((k, n.to_string())),
-                _ => None,
-            })
-            .collect(),
-    )
-}
+use crate::websocket::{self, WebSocketApi};
 
 /// The API Gateway v2 request context for a request, with the authorizer's claims.
 pub fn request_context(
@@ -111,8 +58,15 @@ pub struct Served {
     pub local: Arc<LocalStack>,
     pub webhooks: herald_webhooks::Webhooks,
     pub api: herald_api::Api,
+    /// The WebSocket API: its authorizer's token checks (the HTTP api's too), its routes and
+    /// its open sockets.
+    pub websocket: Arc<WebSocketApi>,
+    /// The issuer of the development tokens the stack accepts.
+    pub tokens: Arc<KeyIssuer>,
     /// Where the webhooks are reached.
     pub public_base_url: String,
+    /// Where the stack is served (`http://127.0.0.1:port`).
+    pub served_at: String,
 }
 
 impl Served {
@@ -122,11 +76,29 @@ impl Served {
     pub async fn new(
         local: Arc<LocalStack>,
         public_base_url: String,
+        served_at: String,
     ) -> Result<Served, LocalError> {
         let names = &local.stack.names;
         let counted = |component| local.emulator.counted_config(component, &local.requests);
         let webhooks_aws = counted(Component::Webhooks).await;
         let api_aws = counted(Component::Api).await;
+        let realtime_aws = counted(Component::Realtime).await;
+        // the authorizer reads the served key set, as it reads the issuer's in AWS
+        let verifier = Arc::new(TokenVerifier::new(
+            dev_tokens::policy(format!("{served_at}/.well-known/jwks.json")),
+            herald_adapters::http_client(),
+        ));
+        let websocket = Arc::new(WebSocketApi {
+            verifier,
+            routes: herald_realtime::Routes {
+                connections: Arc::new(herald_adapters::DynamoConnections::new(
+                    aws_sdk_dynamodb::Client::new(&realtime_aws),
+                    names.connections_table(),
+                )),
+                clock: local.clock.clone(),
+            },
+            sockets: Default::default(),
+        });
         let mut webhooks = herald_webhooks::webhooks(
             herald_webhooks::Config {
                 notifications_table: names.notifications_table(),
@@ -154,6 +126,7 @@ impl Served {
                 default_sender,
                 routing: herald_core::routing::Routing::builtin(),
                 rate_limits: local.options.rate_limits.clone(),
+                realtime: local.options.realtime(&local.stack.names),
             },
             &api_aws,
             local.clock.clone(),
@@ -163,7 +136,10 @@ impl Served {
             local,
             webhooks,
             api,
+            websocket,
+            tokens: Arc::new(dev_tokens::issuer()?),
             public_base_url,
+            served_at,
         })
     }
 
@@ -256,11 +232,15 @@ async fn gateway(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    let claims = headers
+    // API Gateway's JWT authorizer: the claims of a valid token, or none
+    let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(verify_dev_token);
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let claims = match token {
+        Some(token) => served.websocket.verifier.verify(token).await.ok(),
+        None => None,
+    };
     let webhook = path.starts_with("/webhooks/");
     let mut request = lambda_http::http::Request::builder()
         .method(method.as_str())
@@ -309,9 +289,7 @@ pub struct Serving {
 /// Where the stand-ins keep SendGrid's signing key, so every process of the local stack signs
 /// with the key the sample organizations' settings hold.
 fn stand_in_key_file() -> PathBuf {
-    std::env::temp_dir()
-        .join("herald-local")
-        .join("sendgrid-event-webhook.pk8")
+    crate::keys::file("sendgrid-event-webhook.pk8")
 }
 
 impl Serving {
@@ -343,6 +321,8 @@ impl Serving {
                 .unwrap_or_else(|| stand_ins.url().to_string()),
             twilio_base_url: setting("HERALD_TWILIO_BASE_URL")
                 .unwrap_or_else(|| stand_ins.url().to_string()),
+            // the served stack plays the WebSocket API's management endpoint too
+            websocket_endpoint: Some(format!("http://{addr}")),
             ..Options::default()
         };
         // Twilio signatures are checked against the served URL unless a public one is set
@@ -353,10 +333,24 @@ impl Serving {
         let mut local = LocalStack::start_with(emulator, stage, options).await?;
         local.providers = Some(stand_ins);
         let local = Arc::new(local);
-        let served = Arc::new(Served::new(local.clone(), base).await?);
+        let served = Arc::new(Served::new(local.clone(), base, format!("http://{addr}")).await?);
         let app = axum::Router::new()
+            .route("/.well-known/jwks.json", get(jwks))
+            .route("/inbox", get(inbox::page))
+            .route("/inbox/herald-inbox.js", get(inbox::script))
             .fallback(gateway)
-            .with_state(served.clone());
+            .with_state(served.clone())
+            .merge(
+                axum::Router::new()
+                    .route("/realtime", get(websocket::connect))
+                    .route(
+                        "/@connections/{id}",
+                        post(websocket::post_to_connection)
+                            .get(websocket::get_connection)
+                            .delete(websocket::delete_connection),
+                    )
+                    .with_state(served.websocket.clone()),
+            );
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -367,6 +361,11 @@ impl Serving {
             server,
         })
     }
+}
+
+/// `GET /.well-known/jwks.json`: the key set of the development tokens.
+async fn jwks(State(served): State<Arc<Served>>) -> axum::Json<Value> {
+    axum::Json(served.tokens.jwks())
 }
 
 /// The SNS topic the local stack accepts SES events from.

@@ -79,6 +79,10 @@ impl Names {
     pub fn templates_table(&self) -> String {
         format!("herald-{}-templates", self.stage)
     }
+    /// The open WebSocket connections, by customer.
+    pub fn connections_table(&self) -> String {
+        format!("herald-{}-connections", self.stage)
+    }
     pub fn projector_dlq(&self) -> String {
         format!("herald-{}-projector-dlq", self.stage)
     }
@@ -175,6 +179,7 @@ impl Stack {
         create_table(&dynamo, &names.directory_table(), Table::Directory).await?;
         create_table(&dynamo, &names.views_table(), Table::Views).await?;
         create_table(&dynamo, &names.templates_table(), Table::Templates).await?;
+        create_table(&dynamo, &names.connections_table(), Table::Connections).await?;
 
         let dispatch_dlq_url = create_queue(&sqs, &names.dispatch_dlq(), &[]).await?;
         let dlq_arn = queue_arn(&sqs, &dispatch_dlq_url).await?;
@@ -261,6 +266,7 @@ enum Table {
     Directory,
     Views,
     Templates,
+    Connections,
 }
 
 fn index(
@@ -334,7 +340,7 @@ async fn create_table(
                         .map_err(|e| failed(name, e))?,
                 );
         }
-        Table::Views | Table::Templates => {
+        Table::Views | Table::Templates | Table::Connections => {
             request = request
                 .attribute_definitions(string_attribute("sk")?)
                 .key_schema(key("sk", KeyType::Range)?);

@@ -18,12 +18,15 @@ pub mod sns_https;
 pub mod sns_push;
 pub mod sqs;
 pub mod telemetry;
+pub mod tokens;
 pub mod twilio;
 pub mod views;
+pub mod websocket;
 
 pub use backoff::Backoff;
 pub use dynamo::{
-    DynamoBreakers, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter, DynamoTemplates,
+    DynamoBreakers, DynamoConnections, DynamoDirectory, DynamoNotificationStore, DynamoRateLimiter,
+    DynamoTemplates,
 };
 pub use eventbridge::EventBridgePublisher;
 pub use http::client as http_client;
@@ -37,3 +40,4 @@ pub use sns_push::{SnsPlatformApplications, SnsPushEndpoints};
 pub use sqs::SqsDispatchQueue;
 pub use twilio::TwilioSender;
 pub use views::DynamoViews;
+pub use websocket::ApiGatewayPusher;

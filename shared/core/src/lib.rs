@@ -5,6 +5,7 @@
 //! [`ports`] that the adapters implement.
 
 pub mod breaker;
+pub mod caller;
 pub mod consent;
 pub mod directory;
 pub mod directory_update;
@@ -23,6 +24,7 @@ pub mod providers;
 pub mod push;
 pub mod push_apps;
 pub mod rate_limit;
+pub mod realtime;
 pub mod record;
 pub mod retry;
 pub mod routing;

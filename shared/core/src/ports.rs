@@ -792,3 +792,41 @@ pub trait TemplateStore: Send + Sync {
         replaces: Option<u64>,
     ) -> Result<Write, PortError>;
 }
+
+/// The open WebSocket connections, by the feed they listen to.
+#[async_trait]
+pub trait Connections: Send + Sync {
+    /// Records a connection (`$connect`); recording it again changes nothing.
+    async fn add(&self, connection: &crate::realtime::Connection) -> Result<(), PortError>;
+
+    /// Forgets a connection (`$disconnect`, or found gone); forgetting it twice is fine.
+    async fn remove(
+        &self,
+        listener: &crate::realtime::Listener,
+        id: &crate::realtime::ConnectionId,
+    ) -> Result<(), PortError>;
+
+    /// The connections listening to a customer's feed (one read).
+    async fn listening(
+        &self,
+        listener: &crate::realtime::Listener,
+    ) -> Result<Vec<crate::realtime::ConnectionId>, PortError>;
+}
+
+/// What became of a message posted to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    Delivered,
+    /// The connection is closed (API Gateway's `GoneException`).
+    Gone,
+}
+
+/// Posts messages to open WebSocket connections (API Gateway's `PostToConnection`).
+#[async_trait]
+pub trait Pusher: Send + Sync {
+    async fn post(
+        &self,
+        id: &crate::realtime::ConnectionId,
+        message: &[u8],
+    ) -> Result<Posted, PortError>;
+}

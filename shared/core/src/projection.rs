@@ -184,6 +184,50 @@ fn stat_outcome(status: Status) -> Option<StatOutcome> {
     }
 }
 
+/// A notification as its customer's feed shows it (unread); none for an internal one.
+pub fn feed_entry(n: &Notification) -> Option<FeedEntry> {
+    Some(FeedEntry {
+        org_id: n.org_id.clone(),
+        customer_id: customer_of(n)?.clone(),
+        notification_id: n.id.clone(),
+        notification_type: n.notification_type.to_string(),
+        channel: n.channel,
+        title: n.subject.clone(),
+        body: n.body.clone(),
+        status: n.status,
+        read: false,
+        created_at: n.created_at,
+        updated_at: n.updated_at,
+    })
+}
+
+/// What a change does to its customer's feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedChange {
+    /// The notification enters the feed (it was just sent), unread.
+    Entered(FeedEntry),
+    /// An entry's status changed (`read` is what the notification knows: false).
+    Status(FeedEntry),
+}
+
+/// A customer's feed shows what was sent to them: a notification enters it when it is sent
+/// (one scheduled, waiting for quiet hours to end, retrying or withheld is not there yet, or
+/// never), then follows its status. Internal notifications are never in it.
+pub fn feed_change(change: &Change) -> Option<FeedChange> {
+    let new = change.new.as_ref()?;
+    new.sent_at?;
+    if change.old.as_ref().is_some_and(|o| o.status == new.status) {
+        return None;
+    }
+    let entry = feed_entry(new)?;
+    let entered = change.old.as_ref().is_none_or(|o| o.sent_at.is_none());
+    Some(if entered {
+        FeedChange::Entered(entry)
+    } else {
+        FeedChange::Status(entry)
+    })
+}
+
 /// Whether this is a notification as intake created it, due now: its `created` entry is
 /// logged with its next change (a claim, a skip), which usually follows within the second. One
 /// log item then holds both, where a creation logged alone would take an item (a write unit)
@@ -241,38 +285,17 @@ pub fn project(change: &Change) -> Vec<ViewWrite> {
     if let Some(event) = event {
         writes.push(ViewWrite::Log(log_entry(new, event)));
     }
-    // A customer's feed shows what was sent to them: a notification enters it when it is sent
-    // (one scheduled, waiting for quiet hours to end, retrying or withheld is not there yet,
-    // or never), then follows its status.
-    if let Some(customer) = customer_of(new)
-        && new.sent_at.is_some()
-    {
-        let entered = change.old.as_ref().is_none_or(|o| o.sent_at.is_none());
-        let entry = FeedEntry {
-            org_id: new.org_id.clone(),
-            customer_id: customer.clone(),
-            notification_id: new.id.clone(),
-            notification_type: new.notification_type.to_string(),
-            channel: new.channel,
-            title: new.subject.clone(),
-            body: new.body.clone(),
-            status: new.status,
-            read: false,
-            created_at: new.created_at,
-            updated_at: new.updated_at,
-        };
-        writes.push(if entered {
-            ViewWrite::FeedCreate(entry)
-        } else {
-            ViewWrite::FeedStatus {
-                org_id: entry.org_id,
-                customer_id: entry.customer_id,
-                notification_id: entry.notification_id,
-                created_at: entry.created_at,
-                status: entry.status,
-                updated_at: entry.updated_at,
-            }
-        });
+    match feed_change(change) {
+        Some(FeedChange::Entered(entry)) => writes.push(ViewWrite::FeedCreate(entry)),
+        Some(FeedChange::Status(entry)) => writes.push(ViewWrite::FeedStatus {
+            org_id: entry.org_id,
+            customer_id: entry.customer_id,
+            notification_id: entry.notification_id,
+            created_at: entry.created_at,
+            status: entry.status,
+            updated_at: entry.updated_at,
+        }),
+        None => {}
     }
     if let Some(outcome) = stat_outcome(new.status) {
         let reached = match outcome {

@@ -1265,3 +1265,85 @@ impl TemplateStore for MemoryTemplates {
         Ok(Write::Done)
     }
 }
+
+/// Connections in memory, by listener.
+#[derive(Default)]
+pub struct MemoryConnections {
+    pub open: Mutex<BTreeMap<crate::realtime::Listener, BTreeSet<crate::realtime::ConnectionId>>>,
+}
+
+impl MemoryConnections {
+    pub fn of(&self, listener: &crate::realtime::Listener) -> Vec<crate::realtime::ConnectionId> {
+        lock(&self.open)
+            .get(listener)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl crate::ports::Connections for MemoryConnections {
+    async fn add(&self, c: &crate::realtime::Connection) -> Result<(), PortError> {
+        lock(&self.open)
+            .entry(c.listener.clone())
+            .or_default()
+            .insert(c.id.clone());
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        listener: &crate::realtime::Listener,
+        id: &crate::realtime::ConnectionId,
+    ) -> Result<(), PortError> {
+        if let Some(s) = lock(&self.open).get_mut(listener) {
+            s.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn listening(
+        &self,
+        listener: &crate::realtime::Listener,
+    ) -> Result<Vec<crate::realtime::ConnectionId>, PortError> {
+        Ok(self.of(listener))
+    }
+}
+
+/// A pusher that keeps what it was asked to post; connections marked gone answer
+/// [`crate::ports::Posted::Gone`], those marked failing an error.
+#[derive(Default)]
+pub struct MemoryPusher {
+    pub posted: Mutex<Vec<(crate::realtime::ConnectionId, String)>>,
+    pub gone: Mutex<BTreeSet<crate::realtime::ConnectionId>>,
+    pub failing: Mutex<BTreeSet<crate::realtime::ConnectionId>>,
+}
+
+impl MemoryPusher {
+    /// The messages a connection received, parsed.
+    pub fn received(&self, id: &crate::realtime::ConnectionId) -> Vec<serde_json::Value> {
+        lock(&self.posted)
+            .iter()
+            .filter(|(to, _)| to == id)
+            .filter_map(|(_, m)| serde_json::from_str(m).ok())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl crate::ports::Pusher for MemoryPusher {
+    async fn post(
+        &self,
+        id: &crate::realtime::ConnectionId,
+        message: &[u8],
+    ) -> Result<crate::ports::Posted, PortError> {
+        if lock(&self.gone).contains(id) {
+            return Ok(crate::ports::Posted::Gone);
+        }
+        if lock(&self.failing).contains(id) {
+            return Err(PortError::new("post_to_connection", "LimitExceeded"));
+        }
+        lock(&self.posted).push((id.clone(), String::from_utf8_lossy(message).into_owned()));
+        Ok(crate::ports::Posted::Delivered)
+    }
+}

@@ -364,3 +364,22 @@ fn sent_and_delivered_carry_their_latency_and_a_complaint_is_counted_on_its_day(
         vec![(StatOutcome::Complained, "2026-11-21".to_string())]
     );
 }
+
+#[test]
+fn a_feed_hears_of_an_entry_when_it_is_sent_then_of_its_status_and_never_of_internal_ones() {
+    use herald_core::realtime::{FeedEvent, feed_events};
+    let kinds: Vec<(&str, Status)> = feed_events(&delivered_life())
+        .iter()
+        .map(|e| match e {
+            FeedEvent::Created(e) => ("created", e.status),
+            FeedEvent::Updated(e) => ("updated", e.status),
+            FeedEvent::Read { .. } => ("read", Status::Pending),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("created", Status::Sent), ("updated", Status::Delivered)]
+    );
+    assert!(feed_events(&life(true, Status::Sent)).is_empty());
+    assert!(feed_events(&life(false, Status::Failed)).is_empty());
+}

@@ -47,6 +47,7 @@ fn every_folder_of_samples_is_read_here() {
             "intake-queue",
             "projector",
             "providers",
+            "realtime",
             "scheduler",
             "templates",
             "webhooks"
@@ -291,4 +292,63 @@ fn the_webhook_sample_is_an_sns_message() {
         let message = SnsMessage::parse(read(&path).as_bytes()).unwrap();
         assert_eq!(message.kind, "Notification");
     }
+}
+
+/// The WebSocket API's samples: the authorizer's request (its token a placeholder, so
+/// refused) and the routes' events, run through the real handlers in order.
+#[tokio::test]
+async fn realtime_samples_are_what_api_gateway_sends_the_websocket_functions() {
+    use std::sync::Arc;
+
+    use aws_lambda_events::apigw::{
+        ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
+    };
+    use herald_adapters::tokens::{KeyIssuer, TokenVerifier};
+    use herald_core::testing::{FixedClock, MemoryConnections};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/realtime");
+    let file = |name: &str| read(&dir.join(name));
+    let authorizer: ApiGatewayCustomAuthorizerRequestTypeRequest =
+        serde_json::from_str(&file("authorizer-connect.json")).unwrap();
+    let issuer = KeyIssuer::generate("herald-local-1", "herald-local", "herald-local").unwrap();
+    let verifier = TokenVerifier::with_keys(issuer.policy(), issuer.key_set().unwrap());
+    let verdict = herald_realtime::authorizer::handle(
+        &verifier,
+        lambda_runtime::LambdaEvent::new(authorizer, Default::default()),
+    )
+    .await;
+    assert_eq!(verdict.unwrap_err().to_string(), "Unauthorized");
+
+    let connections = Arc::new(MemoryConnections::default());
+    let routes = herald_realtime::Routes {
+        connections: connections.clone(),
+        clock: FixedClock::at("2026-11-24T10:00:00Z".parse().unwrap()),
+    };
+    let mut answers = Vec::new();
+    let mut open = Vec::new();
+    for name in ["connect.json", "ping.json", "disconnect.json"] {
+        let event: ApiGatewayWebsocketProxyRequest = serde_json::from_str(&file(name)).unwrap();
+        let answer = routes.route(event).await;
+        answers.push((answer.status_code, answer.body));
+        open.push(
+            connections
+                .open
+                .lock()
+                .unwrap()
+                .values()
+                .map(|s| s.len())
+                .sum::<usize>(),
+        );
+    }
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers[1].1,
+        Some(aws_lambda_events::encodings::Body::Text(
+            r#"{"type":"pong"}"#.into()
+        ))
+    );
+    assert_eq!(open, vec![1, 1, 0]);
 }

@@ -15,6 +15,7 @@ mod provider_settings;
 mod providers;
 mod published;
 mod push;
+mod realtime;
 mod schedule;
 mod stack_template;
 mod templates;

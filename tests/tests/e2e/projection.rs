@@ -204,10 +204,7 @@ async fn the_views_hold_every_transition_the_feed_and_the_counts_and_replays_cha
     assert!(replay.records.len() > 20);
     for _ in 0..2 {
         let response = herald_projector::handle(
-            &h.local.views,
-            &h.local.bus,
-            &h.local.options.lifecycle_events,
-            &herald_core::ports::NoMeter,
+            &h.local.projector,
             LambdaEvent::new(replay.clone(), Default::default()),
         )
         .await
@@ -229,10 +226,7 @@ async fn a_malformed_stream_record_fails_alone() {
     records.insert(1, bad);
     let event: aws_lambda_events::dynamodb::Event = serde_json::from_value(event).unwrap();
     let response = herald_projector::handle(
-        &h.local.views,
-        &h.local.bus,
-        &h.local.options.lifecycle_events,
-        &herald_core::ports::NoMeter,
+        &h.local.projector,
         LambdaEvent::new(event.clone(), Default::default()),
     )
     .await

@@ -18,6 +18,7 @@ async fn the_emulator_holds_the_tables_and_queues_the_template_declares() {
         ("DirectoryTable", names.directory_table()),
         ("ViewsTable", names.views_table()),
         ("TemplatesTable", names.templates_table()),
+        ("ConnectionsTable", names.connections_table()),
     ] {
         let declared = &r[logical]["Properties"];
         let d = dynamo

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use chrono::{DateTime, Utc};
 use herald_adapters::DynamoNotificationStore;
-use herald_adapters::{DynamoViews, EventBridgePublisher};
+use herald_adapters::DynamoViews;
 use herald_core::dispatch::DispatchService;
 use herald_core::ids::EmailAddress;
 use herald_core::intake::IntakeService;
@@ -58,8 +58,8 @@ pub struct LocalStack {
     pub views: DynamoViews,
     /// The same views read by the local stack's reports (its requests are not the projector's).
     report_views: DynamoViews,
-    /// Where the projector puts Herald's life-cycle events: the stage's bus.
-    pub bus: EventBridgePublisher,
+    /// The projector: the views, the stage's bus, and the open connections when served.
+    pub projector: herald_projector::Projector,
     pub options: Options,
     pub store: DynamoNotificationStore,
     /// The handlers' clock: the system's, or the time a `tick --at` runs at.
@@ -72,7 +72,6 @@ pub struct LocalStack {
     /// The embedded-metric-format documents dispatch and the projector wrote, as they would
     /// log them.
     pub metrics: Arc<std::sync::Mutex<Vec<u8>>>,
-    meter: Arc<herald_adapters::emf::EmfMeter>,
     /// The dispatch queue as its event source mapping reads it (its requests are billed).
     dispatch_queue: aws_sdk_sqs::Client,
     /// The intake queue as its event source mapping reads it (its requests are billed).
@@ -104,6 +103,22 @@ pub struct Options {
     pub breaker: herald_core::breaker::BreakerPolicy,
     /// The deployment's rate limits (none by default).
     pub rate_limits: herald_core::rate_limit::RateLimits,
+    /// Where the WebSocket API's connections are posted to (`HERALD_WEBSOCKET_ENDPOINT`; the
+    /// served stack's own): the projector tells them of their feeds' changes.
+    pub websocket_endpoint: Option<String>,
+}
+
+impl Options {
+    /// Where the stage's connections are posted to, when they are.
+    pub fn realtime(
+        &self,
+        names: &crate::stack::Names,
+    ) -> Option<herald_adapters::websocket::RealtimeConfig> {
+        Some(herald_adapters::websocket::RealtimeConfig {
+            connections_table: names.connections_table(),
+            websocket_endpoint: self.websocket_endpoint.clone()?,
+        })
+    }
 }
 
 /// A setting from the environment, when set and not empty.
@@ -127,6 +142,7 @@ impl Default for Options {
             lifecycle_events: LifecycleSelection::all(),
             breaker: herald_core::breaker::BreakerPolicy::default(),
             rate_limits: Default::default(),
+            websocket_endpoint: env("HERALD_WEBSOCKET_ENDPOINT"),
         }
     }
 }
@@ -223,17 +239,29 @@ impl LocalStack {
             event_bus: stack.names.bus(),
             lifecycle_events: options.lifecycle_events.clone(),
             metrics_namespace: format!("Herald/{stage}"),
+            realtime: options.realtime(&stack.names),
         };
         let projector_aws = counted(Component::Projector).await;
         let views = herald_projector::views(&projector_config, &projector_aws);
-        let bus = herald_projector::publisher(&projector_config, &projector_aws);
+        let projector = herald_projector::Projector {
+            views: Arc::new(views.clone()),
+            bus: Arc::new(herald_projector::publisher(
+                &projector_config,
+                &projector_aws,
+            )),
+            publishing: options.lifecycle_events.clone(),
+            meter: meter.clone(),
+            realtime: projector_config
+                .realtime
+                .as_ref()
+                .map(|r| r.realtime(&projector_aws)),
+        };
         let dispatch_queue = aws_sdk_sqs::Client::new(&counted(Component::DispatchQueue).await);
         let intake_queue = aws_sdk_sqs::Client::new(&counted(Component::IntakeQueue).await);
         let local = counted(Component::Local).await;
         let report_views = herald_projector::views(&projector_config, &local);
         Ok(LocalStack {
             metrics,
-            meter,
             report_views,
             options,
             requests,
@@ -243,7 +271,7 @@ impl LocalStack {
             stream: StreamReader::new(&local, stack.names.notifications_table()),
             scheduler,
             views,
-            bus,
+            projector,
             clock,
             store: DynamoNotificationStore::new(
                 aws_sdk_dynamodb::Client::new(&local),
@@ -400,10 +428,7 @@ impl LocalStack {
             batch.records = chunk.to_vec();
             self.requests.invoked(Component::Projector);
             let response = herald_projector::handle(
-                &self.views,
-                &self.bus,
-                &self.options.lifecycle_events,
-                self.meter.as_ref(),
+                &self.projector,
                 LambdaEvent::new(batch, Context::default()),
             )
             .await

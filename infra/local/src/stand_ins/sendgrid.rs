@@ -46,27 +46,12 @@ impl SendGridSigner {
     /// place, which only the first can do, and every one then reads what is there.
     pub fn kept_in(file: &Path) -> std::io::Result<Self> {
         let rng = SystemRandom::new();
-        match std::fs::read(file) {
-            Ok(pkcs8) => return Self::from_pkcs8(&pkcs8, rng),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
-            .map_err(unusable)?;
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let aside = file.with_extension(format!("{}.new", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&aside, pkcs8.as_ref())?;
-        let linked = std::fs::hard_link(&aside, file);
-        let _ = std::fs::remove_file(&aside);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        // whoever linked first, the file holds the key
-        Self::from_pkcs8(&std::fs::read(file)?, rng)
+        let pkcs8 = crate::keys::kept(file, || {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map(|k| k.as_ref().to_vec())
+                .map_err(unusable)
+        })?;
+        Self::from_pkcs8(&pkcs8, rng)
     }
 
     fn from_pkcs8(pkcs8: &[u8], rng: SystemRandom) -> std::io::Result<Self> {

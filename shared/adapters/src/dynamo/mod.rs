@@ -1,4 +1,4 @@
-//! The notifications, directory and templates tables on DynamoDB.
+//! The notifications, directory, templates and connections tables on DynamoDB.
 //!
 //! Keys carry the organization first (`N#org#id`), so no read can cross organizations and
 //! items spread over partitions. Conditional writes carry the invariants: a notification is
@@ -6,6 +6,7 @@
 
 mod breakers;
 mod compressed;
+mod connections;
 mod deliveries;
 mod directory;
 mod notifications;
@@ -13,6 +14,7 @@ mod rate_limits;
 mod templates;
 
 pub use breakers::DynamoBreakers;
+pub use connections::DynamoConnections;
 pub use deliveries::PROVIDER_MESSAGE_INDEX;
 pub use directory::DynamoDirectory;
 pub use notifications::DynamoNotificationStore;

@@ -14,3 +14,4 @@ mod sqs;
 mod store;
 mod templates;
 mod views;
+mod websocket;
