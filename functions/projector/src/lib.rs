@@ -210,10 +210,9 @@ pub async fn handle(
     }
     // A feed change reaches the connections at most once: a message lost to a failure is
     // made up for by the client, which reloads its feed when it reconnects.
-    let feed = feed_events(&changes);
     let broadcast = async {
         match realtime {
-            Some(r) => r.broadcast(views.as_ref(), &feed).await,
+            Some(r) => r.broadcast(views.as_ref(), &feed_events(&changes)).await,
             None => Broadcasted::default(),
         }
     };
