@@ -8,19 +8,23 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools fmt lint validate unit e2e start send serve cost bench chaos perf
+.PHONY: run test tools browser fmt lint validate unit e2e start send serve cost bench chaos perf
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
 	cargo run --quiet -p herald-local -- up
 
 ## test: formatting, clippy, the SAM template, and every test (unit and end-to-end)
-test: tools fmt lint validate
+test: tools browser fmt lint validate
 	cargo test --workspace --all-targets
 
 ## tools: the pinned Python tools (moto, cargo-lambda, cfn-lint, SAM CLI) in $(HERALD_VENV)
 tools:
 	@infra/bootstrap.sh
+
+## browser: Debian's chromium and chromium-driver, for the inbox's browser test (installed when missing)
+browser:
+	@infra/browser.sh
 
 fmt:
 	cargo fmt --all -- --check
@@ -34,7 +38,7 @@ validate: tools
 unit:
 	cargo test --workspace --lib
 
-e2e: tools
+e2e: tools browser
 	cargo test -p herald-e2e -p herald-local
 
 ## start: the emulator with Herald's resources, processing what reaches the bus; for cargo lambda watch / invoke (Ctrl-C stops it)

@@ -35,7 +35,9 @@
     li[data-read="false"] { background: var(--herald-unread-bg, #eff6ff);
       box-shadow: inset 3px 0 0 var(--herald-accent, #2563eb); }
     .text { flex: 1; min-width: 0; overflow-wrap: anywhere; }
-    .title { display: block; } .body { margin: .15rem 0; white-space: pre-line; }
+    .title { display: block; }
+    .body { margin: .15rem 0; white-space: pre-line; overflow: hidden; display: -webkit-box;
+      -webkit-box-orient: vertical; -webkit-line-clamp: var(--herald-body-lines, 4); } /* long bodies stay a glance */
     time { color: var(--herald-muted, #6b7280); font-size: .8rem; }
     .empty { margin: 0; padding: 1.5rem 1rem; color: var(--herald-muted, #6b7280); text-align: center; }
     .more { display: block; width: 100%; padding: .6rem; }
