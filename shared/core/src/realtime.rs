@@ -29,6 +29,12 @@ pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(125);
 /// How many posts a broadcast has in flight at once.
 pub const POSTS_IN_FLIGHT: usize = 16;
 
+/// How many customers' connections (and unread counts) a broadcast looks up at once.
+pub const LOOKUPS_IN_FLIGHT: usize = 16;
+
+/// A connection and the messages it is owed, in order.
+type Post = (Listener, ConnectionId, Vec<String>);
+
 /// An API Gateway connection id (`L0SM9cOFvHcCIhw=`): base64 characters, at most 128.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -201,29 +207,18 @@ impl Realtime {
             by_listener.entry(e.listener()).or_default().push(e);
         }
         let mut report = Broadcasted::default();
-        // each connection with the messages it is owed
-        let mut posts: Vec<(Listener, ConnectionId, Vec<String>)> = Vec::new();
-        for (listener, events) in by_listener {
-            let ids = match self.connections.listening(&listener).await {
-                Ok(ids) if ids.is_empty() => continue,
-                Ok(ids) => ids,
-                Err(e) => {
-                    warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "connections not read");
-                    report.failed += 1;
-                    continue;
-                }
-            };
-            let unread = match views.unread(&listener.org_id, &listener.customer_id).await {
-                Ok(n) => n,
-                Err(e) => {
-                    warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "unread count not read");
-                    report.failed += 1;
-                    continue;
-                }
-            };
-            let messages: Vec<String> = events.iter().map(|e| e.message(unread)).collect();
-            for id in ids {
-                posts.push((listener.clone(), id, messages.clone()));
+        // each customer's connections and unread count, looked up concurrently: a batch
+        // touches up to a hundred customers
+        let addressed: Vec<Result<Vec<Post>, ()>> = futures::stream::iter(by_listener)
+            .map(|(listener, events)| self.address(views, listener, events))
+            .buffer_unordered(LOOKUPS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut posts = Vec::new();
+        for a in addressed {
+            match a {
+                Ok(p) => posts.extend(p),
+                Err(()) => report.failed += 1,
             }
         }
         let outcomes: Vec<Broadcasted> = futures::stream::iter(posts)
@@ -237,6 +232,35 @@ impl Realtime {
             report.failed += o.failed;
         }
         report
+    }
+
+    /// The posts one customer's events make: each of their connections with every message.
+    async fn address(
+        &self,
+        views: &dyn Views,
+        listener: Listener,
+        events: Vec<&FeedEvent>,
+    ) -> Result<Vec<Post>, ()> {
+        let ids = match self.connections.listening(&listener).await {
+            Ok(ids) if ids.is_empty() => return Ok(Vec::new()),
+            Ok(ids) => ids,
+            Err(e) => {
+                warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "connections not read");
+                return Err(());
+            }
+        };
+        let unread = match views.unread(&listener.org_id, &listener.customer_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "unread count not read");
+                return Err(());
+            }
+        };
+        let messages: Vec<String> = events.iter().map(|e| e.message(unread)).collect();
+        Ok(ids
+            .into_iter()
+            .map(|id| (listener.clone(), id, messages.clone()))
+            .collect())
     }
 
     async fn post_all(
