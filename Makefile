@@ -8,7 +8,7 @@ export HERALD_VENV
 # cargo-lambda, moto and the SAM CLI live in the virtualenv.
 export PATH := $(HERALD_VENV)/bin:$(PATH)
 
-.PHONY: run test tools browser fmt lint validate unit e2e start send serve cost bench chaos perf
+.PHONY: run test tools browser fmt lint validate unit e2e start send serve cost latency bench chaos perf
 
 ## run: stand Herald up on the local AWS emulator and push every sample event through it
 run: tools
@@ -56,6 +56,10 @@ serve: tools
 ## cost: requests, billed units and dollars per email notification, measured on the local stack (make cost N=1000 [CUSTOMERS=1])
 cost: tools
 	cargo run --quiet -p herald-local -- cost --notifications $(or $(N),200) $(if $(CUSTOMERS),--customers $(CUSTOMERS))
+
+## latency: milliseconds from a feed change to the customer's open WebSocket on the served local stack (make latency N=50)
+latency: tools
+	cargo run --quiet -p herald-local -- latency --notifications $(or $(N),50)
 
 ## chaos: N events through a fresh stage with provider faults, duplicates and crashes; counts lost and doubled sends from the providers' records (make chaos N=1000 [FAULTS=0.1 DUPLICATES=0.05 CRASHES=0.01 ORGS=4 SEED=1])
 chaos: tools

@@ -79,6 +79,9 @@ pub enum LocalError {
     Perf(#[from] crate::perf::PerfError),
     #[error(transparent)]
     ChaosConfig(#[from] crate::chaos::ChaosConfigError),
+    /// `herald-local latency`: a message that never came, or a write that was not seen.
+    #[error("latency: {0}")]
+    Latency(String),
     #[error("the bus refused {0} of the events put on it")]
     BusRefused(i32),
     #[error(transparent)]

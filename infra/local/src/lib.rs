@@ -11,6 +11,7 @@ pub mod error;
 pub mod faults;
 pub mod inbox;
 pub mod keys;
+pub mod latency;
 pub mod perf;
 pub mod preview;
 pub mod pump;

@@ -87,6 +87,14 @@ enum Command {
         #[arg(long)]
         customers: Option<usize>,
     },
+    /// Measures how long a change to a customer's feed takes to reach their open WebSocket:
+    /// connects as a customer, puts N in-app notifications on the bus one after another, and
+    /// prints milliseconds from the feed entry's write (and from the bus) to the message on
+    /// the socket, then one JSON line.
+    Latency {
+        #[arg(long, default_value_t = 50)]
+        notifications: usize,
+    },
     /// Runs N notifying events through a fresh stage while things go wrong (provider faults,
     /// events and dispatch messages delivered twice, dispatches killed after the provider
     /// accepted), counts what the providers recorded against what was expected, and prints
@@ -354,6 +362,17 @@ async fn on_stack(stage: &str, command: Command) -> Result<(), LocalError> {
             println!(
                 "{} email notifications, per notification (list prices of {}):\n",
                 report.notifications, report.prices_date
+            );
+            println!("{}", report.table());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Latency { notifications } => {
+            let _lock = pumping().await?;
+            let report = herald_local::latency::measure(&serving, notifications.max(1)).await?;
+            println!(
+                "{} in-app notifications to one open socket:\n",
+                report.notifications
             );
             println!("{}", report.table());
             println!("{}", serde_json::to_string(&report)?);

@@ -116,6 +116,16 @@ pub struct Request {
 pub struct RequestLog {
     requests: Arc<Mutex<Vec<Request>>>,
     invocations: Arc<Mutex<BTreeMap<Component, u64>>>,
+    answered_writes: Arc<Mutex<Vec<AnsweredWrite>>>,
+}
+
+/// A DynamoDB write request as its answer came back: when what it wrote was durable
+/// (`herald-local latency` times the feed's changes from here).
+#[derive(Debug, Clone)]
+pub struct AnsweredWrite {
+    pub at: std::time::Instant,
+    pub component: Component,
+    pub writes: Vec<ItemWrite>,
 }
 
 impl RequestLog {
@@ -147,10 +157,22 @@ impl RequestLog {
         self.lock().clone()
     }
 
+    /// The DynamoDB write requests answered so far, in the order their answers came.
+    pub fn answered_writes(&self) -> Vec<AnsweredWrite> {
+        self.answered_lock().clone()
+    }
+
     /// Forgets what was counted: the next figures start from here.
     pub fn clear(&self) {
         self.lock().clear();
         self.invocations_lock().clear();
+        self.answered_lock().clear();
+    }
+
+    fn answered_lock(&self) -> std::sync::MutexGuard<'_, Vec<AnsweredWrite>> {
+        self.answered_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Notes one invocation of a function.
@@ -252,8 +274,21 @@ impl HttpConnector for CountingConnector {
             }
             None => self.inner.call(request),
         };
+        let writes = (!described.writes.is_empty()).then(|| described.writes.clone());
         self.log.record(described);
-        answer
+        let Some(writes) = writes else {
+            return answer;
+        };
+        let (log, component) = (self.log.clone(), self.component);
+        HttpConnectorFuture::new(async move {
+            let answered = answer.await;
+            log.answered_lock().push(AnsweredWrite {
+                at: std::time::Instant::now(),
+                component,
+                writes,
+            });
+            answered
+        })
     }
 }
 

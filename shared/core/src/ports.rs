@@ -806,11 +806,15 @@ pub trait Connections: Send + Sync {
         id: &crate::realtime::ConnectionId,
     ) -> Result<(), PortError>;
 
-    /// The connections listening to a customer's feed (one read).
+    /// The connections listening to each of these customers' feeds, read together (a stream
+    /// batch's customers in one read); a customer with none is left out.
     async fn listening(
         &self,
-        listener: &crate::realtime::Listener,
-    ) -> Result<Vec<crate::realtime::ConnectionId>, PortError>;
+        listeners: &[crate::realtime::Listener],
+    ) -> Result<
+        std::collections::BTreeMap<crate::realtime::Listener, Vec<crate::realtime::ConnectionId>>,
+        PortError,
+    >;
 }
 
 /// What became of a message posted to a connection.

@@ -3,9 +3,10 @@
 //!
 //! The projector broadcasts the changes the notifications table's stream brings (an entry
 //! added, its status changed); the api broadcasts the reads it records. Either way one
-//! [`Realtime::broadcast`] reads the customer's connections once, their unread count once, and posts to
-//! every connection concurrently: a connection that went away is forgotten, and a slow or dead
-//! one never holds up the others nor fails the caller.
+//! [`Realtime::broadcast`] reads the connections of all the customers concerned at once, the
+//! unread count of each one listening, and posts to every connection concurrently: a
+//! connection that went away is forgotten, and a slow or dead one never holds up the others
+//! nor fails the caller.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(125);
 /// How many posts a broadcast has in flight at once.
 pub const POSTS_IN_FLIGHT: usize = 16;
 
-/// How many customers' connections (and unread counts) a broadcast looks up at once.
+/// How many listening customers' unread counts a broadcast reads at once.
 pub const LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// A connection and the messages it is owed, in order.
@@ -202,15 +203,35 @@ impl Realtime {
         if events.is_empty() {
             return Broadcasted::default();
         }
-        let mut by_listener: BTreeMap<Listener, Vec<&FeedEvent>> = BTreeMap::new();
-        for e in events {
-            by_listener.entry(e.listener()).or_default().push(e);
+        // each customer's events, by their place in the batch
+        let mut by_listener: BTreeMap<Listener, Vec<usize>> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            by_listener.entry(e.listener()).or_default().push(i);
         }
         let mut report = Broadcasted::default();
-        // each customer's connections and unread count, looked up concurrently: a batch
-        // touches up to a hundred customers
+        let customers: Vec<Listener> = by_listener.keys().cloned().collect();
+        let mut listening = match self.connections.listening(&customers).await {
+            Ok(listening) => listening,
+            Err(e) => {
+                warn!(customers = customers.len(), error = %e, "connections not read");
+                report.failed += customers.len();
+                return report;
+            }
+        };
+        // the unread counts of the customers listening, read concurrently
         let addressed: Vec<Result<Vec<Post>, ()>> = futures::stream::iter(by_listener)
-            .map(|(listener, events)| self.address(views, listener, events))
+            .filter_map(|(listener, owed)| {
+                let ids = listening.remove(&listener);
+                async move { ids.map(|ids| (listener, ids, owed)) }
+            })
+            .map(|(listener, ids, owed)| {
+                self.address(
+                    views,
+                    listener,
+                    ids,
+                    owed.into_iter().map(move |i| &events[i]),
+                )
+            })
             .buffer_unordered(LOOKUPS_IN_FLIGHT)
             .collect()
             .await;
@@ -234,21 +255,15 @@ impl Realtime {
         report
     }
 
-    /// The posts one customer's events make: each of their connections with every message.
+    /// The posts one customer's events make: each of their connections with every message,
+    /// which carries their unread count.
     async fn address(
         &self,
         views: &dyn Views,
         listener: Listener,
-        events: Vec<&FeedEvent>,
+        ids: Vec<ConnectionId>,
+        events: impl Iterator<Item = &FeedEvent>,
     ) -> Result<Vec<Post>, ()> {
-        let ids = match self.connections.listening(&listener).await {
-            Ok(ids) if ids.is_empty() => return Ok(Vec::new()),
-            Ok(ids) => ids,
-            Err(e) => {
-                warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "connections not read");
-                return Err(());
-            }
-        };
         let unread = match views.unread(&listener.org_id, &listener.customer_id).await {
             Ok(n) => n,
             Err(e) => {
@@ -256,7 +271,7 @@ impl Realtime {
                 return Err(());
             }
         };
-        let messages: Vec<String> = events.iter().map(|e| e.message(unread)).collect();
+        let messages: Vec<String> = events.map(|e| e.message(unread)).collect();
         Ok(ids
             .into_iter()
             .map(|id| (listener.clone(), id, messages.clone()))

@@ -940,10 +940,28 @@ impl crate::ports::PushEndpoints for MemoryPushEndpoints {
     }
 }
 
-/// The views, as far as push needs them: each customer's unread count.
+/// Lets the executor run the other tasks once before this one goes on.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The views, as far as push and the broadcasts need them: each customer's unread count,
+/// and how many counts were read, how many at most at once.
 #[derive(Default)]
 pub struct MemoryUnread {
     pub unread: Mutex<BTreeMap<(OrgId, CustomerId), u64>>,
+    pub reads: std::sync::atomic::AtomicUsize,
+    pub reading: std::sync::atomic::AtomicUsize,
+    pub most_reading: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -970,6 +988,15 @@ impl crate::ports::Views for MemoryUnread {
     }
 
     async fn unread(&self, org: &OrgId, customer: &CustomerId) -> Result<u64, PortError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.reads.fetch_add(1, SeqCst);
+        let now = self.reading.fetch_add(1, SeqCst) + 1;
+        self.most_reading.fetch_max(now, SeqCst);
+        // a read takes a while: the caller's other reads may start meanwhile
+        for _ in 0..4 {
+            yield_now().await;
+        }
+        self.reading.fetch_sub(1, SeqCst);
         Ok(lock(&self.unread)
             .get(&(org.clone(), customer.clone()))
             .copied()
@@ -1270,6 +1297,8 @@ impl TemplateStore for MemoryTemplates {
 #[derive(Default)]
 pub struct MemoryConnections {
     pub open: Mutex<BTreeMap<crate::realtime::Listener, BTreeSet<crate::realtime::ConnectionId>>>,
+    /// How many times the connections were read.
+    pub reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryConnections {
@@ -1304,9 +1333,15 @@ impl crate::ports::Connections for MemoryConnections {
 
     async fn listening(
         &self,
-        listener: &crate::realtime::Listener,
-    ) -> Result<Vec<crate::realtime::ConnectionId>, PortError> {
-        Ok(self.of(listener))
+        listeners: &[crate::realtime::Listener],
+    ) -> Result<BTreeMap<crate::realtime::Listener, Vec<crate::realtime::ConnectionId>>, PortError>
+    {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(listeners
+            .iter()
+            .map(|l| (l.clone(), self.of(l)))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect())
     }
 }
 

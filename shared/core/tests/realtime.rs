@@ -173,77 +173,42 @@ fn connection_ids_are_api_gateways() {
     }
 }
 
-/// The connections of a batch's customers, each look-up held until all that will run at once
-/// have started: it records how many were in flight together.
-struct CountingConnections {
-    inner: MemoryConnections,
-    in_flight: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Connections for CountingConnections {
-    async fn add(&self, c: &Connection) -> Result<(), herald_core::ports::PortError> {
-        self.inner.add(c).await
-    }
-    async fn remove(
-        &self,
-        l: &Listener,
-        id: &ConnectionId,
-    ) -> Result<(), herald_core::ports::PortError> {
-        self.inner.remove(l, id).await
-    }
-    async fn listening(
-        &self,
-        l: &Listener,
-    ) -> Result<Vec<ConnectionId>, herald_core::ports::PortError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-        self.most.fetch_max(now, SeqCst);
-        // let the other look-ups of the batch start before this one answers
-        for _ in 0..4 {
-            tokio::task::yield_now().await;
-        }
-        self.in_flight.fetch_sub(1, SeqCst);
-        self.inner.listening(l).await
-    }
-}
-
 #[tokio::test]
-async fn a_batch_looks_its_customers_up_concurrently_and_bounded() {
+async fn a_batch_reads_its_customers_connections_at_once_and_their_unread_counts_concurrently() {
     use herald_core::realtime::LOOKUPS_IN_FLIGHT;
-    let connections = Arc::new(CountingConnections {
-        inner: MemoryConnections::default(),
-        in_flight: 0.into(),
-        most: 0.into(),
-    });
-    let pusher = Arc::new(MemoryPusher::default());
+    use std::sync::atomic::Ordering::SeqCst;
     let customers: Vec<String> = (0..40).map(|i| format!("cus_{i}")).collect();
-    for (i, c) in customers.iter().enumerate() {
-        connections
-            .add(&Connection {
-                id: conn(&format!("C{i:03}=")),
-                listener: listener(c),
-                connected_at: at("2026-11-24T09:00:00Z"),
-            })
-            .await
-            .unwrap();
-    }
+    // 30 of the 40 are listening
+    let open: Vec<(String, String)> = customers[..30]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), format!("C{i:03}=")))
+        .collect();
+    let open: Vec<(&str, &str)> = open.iter().map(|(c, i)| (c.as_str(), i.as_str())).collect();
+    let world = World::new(&open).await;
     let events: Vec<FeedEvent> = customers
         .iter()
         .enumerate()
         .map(|(i, c)| FeedEvent::Created(entry(c, &format!("ntf_{i}"), Status::Sent)))
         .collect();
-    let report = Realtime {
-        connections: connections.clone(),
-        pusher: pusher.clone(),
-    }
-    .broadcast(&MemoryUnread::default(), &events)
-    .await;
-    assert_eq!(report.posted, 40);
-    let most = connections.most.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(most, LOOKUPS_IN_FLIGHT, "look-ups in flight at once");
-    for i in 0..40 {
-        assert_eq!(pusher.received(&conn(&format!("C{i:03}="))).len(), 1);
+    let report = world.send(&events).await;
+    assert_eq!(report.posted, 30);
+    assert_eq!(
+        world.connections.reads.load(SeqCst),
+        1,
+        "one read of the connections"
+    );
+    assert_eq!(
+        world.views.reads.load(SeqCst),
+        30,
+        "the listening customers' counts only"
+    );
+    assert_eq!(
+        world.views.most_reading.load(SeqCst),
+        LOOKUPS_IN_FLIGHT,
+        "unread counts read at once"
+    );
+    for i in 0..30 {
+        assert_eq!(world.pusher.received(&conn(&format!("C{i:03}="))).len(), 1);
     }
 }

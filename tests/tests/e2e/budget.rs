@@ -13,7 +13,13 @@ const NOTIFICATIONS: usize = 20;
 
 #[tokio::test]
 async fn an_email_notification_makes_the_requests_of_the_budget_and_no_more() {
-    let h = Harness::new().await;
+    // as deployed: with a WebSocket API, so the projector asks who is listening (no one is,
+    // so nothing is posted to the endpoint)
+    let h = Harness::with(herald_local::Options {
+        websocket_endpoint: Some("http://127.0.0.1:9".into()),
+        ..herald_local::Options::default()
+    })
+    .await;
     let report = herald_local::cost::email_notifications(&h.local, NOTIFICATIONS, NOTIFICATIONS)
         .await
         .unwrap();
@@ -67,10 +73,11 @@ const BUDGET: &[(Component, &str, &str, u64)] = &[
     (Component::DispatchQueue, "sqs", "ReceiveMessage", 5),
     // one sweep: a query per shard of the due index, whatever is sent
     (Component::Scheduler, "dynamodb", "Query", 32),
-    // per stream batch: which feed entries exist already (a replay); the audit log (an item per
+    // per stream batch: which feed entries exist already (a replay), and who of the batch's
+    // customers is connected (one read of the connections table); the audit log (an item per
     // notification), the new feed entries and the batch's outcomes (an item per counter), 25
     // puts a request; the life-cycle events
-    (Component::Projector, "dynamodb", "BatchGetItem", 1),
+    (Component::Projector, "dynamodb", "BatchGetItem", 2),
     (Component::Projector, "dynamodb", "BatchWriteItem", 2),
     (Component::Projector, "eventbridge", "PutEvents", 4),
 ];

@@ -102,10 +102,13 @@ fn listener(h: &Harness, customer: &str) -> Listener {
 }
 
 async fn open_connections(h: &Harness, customer: &str) -> Vec<ConnectionId> {
+    let listener = listener(h, customer);
     connections(h)
-        .listening(&listener(h, customer))
+        .listening(std::slice::from_ref(&listener))
         .await
         .unwrap()
+        .remove(&listener)
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -314,4 +317,77 @@ async fn the_inbox_demo_page_signs_a_customer_in_with_a_token_the_stack_accepts(
         let answer = http.get(format!("{base}/inbox{bad}")).send().await.unwrap();
         assert_eq!(answer.status(), 400, "{bad}");
     }
+}
+
+#[tokio::test]
+async fn the_connections_table_reads_a_batch_of_customers_at_once_and_forgets_what_went() {
+    let h = Harness::new().await;
+    let table = connections(&h);
+    let connected = |customer: &str, id: &str, at: chrono::DateTime<chrono::Utc>| Connection {
+        id: ConnectionId::parse(id).unwrap(),
+        listener: listener(&h, customer),
+        connected_at: at,
+    };
+    let now = chrono::Utc::now();
+    for c in [
+        connected("cus_a", "QUFBQQ==", now),
+        connected("cus_a", "QkJCQg+/", now),
+        connected("cus_b", "Q0NDQw==", now),
+        // past API Gateway's two hours, its $disconnect lost
+        connected("cus_b", "T0xETw==", now - chrono::Duration::hours(3)),
+    ] {
+        table.add(&c).await.unwrap();
+        table.add(&c).await.unwrap(); // recorded again: nothing changes
+    }
+    let asked: Vec<Listener> = ["cus_a", "cus_b", "cus_c"]
+        .iter()
+        .map(|c| listener(&h, c))
+        .collect();
+    let listening = table.listening(&asked).await.unwrap();
+    let ids = |customer: &str| -> Vec<String> {
+        listening
+            .get(&listener(&h, customer))
+            .map(|ids| ids.iter().map(|i| i.as_str().to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids("cus_a"), vec!["QUFBQQ==", "QkJCQg+/"]);
+    assert_eq!(ids("cus_b"), vec!["Q0NDQw=="], "the expired one is skipped");
+    assert!(!listening.contains_key(&listener(&h, "cus_c")));
+
+    table
+        .remove(
+            &listener(&h, "cus_a"),
+            &ConnectionId::parse("QUFBQQ==").unwrap(),
+        )
+        .await
+        .unwrap();
+    // forgetting twice, or a connection of a customer never seen, is fine and stores nothing
+    table
+        .remove(
+            &listener(&h, "cus_a"),
+            &ConnectionId::parse("QUFBQQ==").unwrap(),
+        )
+        .await
+        .unwrap();
+    table
+        .remove(
+            &listener(&h, "cus_d"),
+            &ConnectionId::parse("RERERA==").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(open_connections(&h, "cus_a").await.len(), 1);
+    let scan = aws_sdk_dynamodb::Client::new(&h.local.aws)
+        .scan()
+        .table_name(h.local.stack.names.connections_table())
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = scan
+        .items()
+        .iter()
+        .filter_map(|i| i.get("pk")?.as_s().ok().cloned())
+        .filter(|pk| pk.contains(&h.org))
+        .collect();
+    assert_eq!(keys.len(), 2, "one item per listening customer: {keys:?}");
 }

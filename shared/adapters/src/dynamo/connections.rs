@@ -1,26 +1,45 @@
-//! The connections table: an item per open connection under its listener (`W#org#customer`,
-//! sorted by connection id), so a broadcast reads a customer's connections with one Query.
-//! Items carry a TTL a little past API Gateway's two-hour limit: a lost `$disconnect` leaves
-//! nothing behind for long.
+//! The connections table: one item per listening customer (`W#org#customer`, sk `open`)
+//! with an attribute per open connection, `c#<connection id>`, holding when it expires. A
+//! stream batch's customers are then read together with one BatchGetItem, where an item per
+//! connection would take a Query per customer.
+//!
+//! A connection expires a little past API Gateway's two-hour limit: a lost `$disconnect`
+//! leaves an attribute that reads skip once expired, and that goes when a post to it finds it
+//! gone. The item's TTL is its newest connection's expiry, so a customer who stops connecting
+//! leaves nothing behind for long.
+
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use herald_core::ports::{Connections, PortError};
 use herald_core::realtime::{Connection, ConnectionId, Listener};
 
+use crate::backoff::Backoff;
 use crate::errors::aws;
 
-use super::s;
+use super::{Item, batch_get, s};
+
+/// The sort key of a customer's item.
+const OPEN: &str = "open";
+/// The prefix of a connection's attribute.
+const CONNECTION: &str = "c#";
 
 #[derive(Clone, Debug)]
 pub struct DynamoConnections {
     client: Client,
     table: String,
+    backoff: Backoff,
 }
 
 fn listener_key(l: &Listener) -> String {
     format!("W#{}#{}", l.org_id, l.customer_id)
+}
+
+fn key(l: &Listener) -> Item {
+    HashMap::from([("pk".into(), s(listener_key(l))), ("sk".into(), s(OPEN))])
 }
 
 impl DynamoConnections {
@@ -28,74 +47,135 @@ impl DynamoConnections {
         DynamoConnections {
             client,
             table: table.into(),
+            backoff: Backoff::default(),
         }
     }
+}
+
+/// The open connections an item holds: those not expired at `now` (epoch seconds).
+fn open_connections(item: &Item, now: i64) -> Result<Vec<ConnectionId>, PortError> {
+    let mut ids = Vec::new();
+    for (name, value) in item {
+        let Some(id) = name.strip_prefix(CONNECTION) else {
+            continue;
+        };
+        let expires = value.as_n().ok().and_then(|n| n.parse::<i64>().ok());
+        let id = ConnectionId::parse(id).map_err(|e| {
+            PortError::new(
+                "dynamodb connections",
+                format!("a connection attribute: {e}"),
+            )
+        })?;
+        if expires.is_some_and(|t| t >= now) {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
 }
 
 #[async_trait]
 impl Connections for DynamoConnections {
     async fn add(&self, c: &Connection) -> Result<(), PortError> {
+        // the newest connection expires last: its expiry is the item's TTL
+        let expires = AttributeValue::N(c.expires_at().timestamp().to_string());
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", s(listener_key(&c.listener)))
-            .item("sk", s(c.id.as_str()))
-            .item(
-                "connected_at",
-                s(herald_core::time::format(&c.connected_at)),
-            )
-            .item(
-                "expires_at",
-                AttributeValue::N(c.expires_at().timestamp().to_string()),
-            )
+            .set_key(Some(key(&c.listener)))
+            .update_expression("SET #connection = :expires, expires_at = :expires")
+            .expression_attribute_names("#connection", format!("{CONNECTION}{}", c.id))
+            .expression_attribute_values(":expires", expires)
             .send()
             .await
-            .map_err(|e| aws("dynamodb PutItem connection", e))?;
+            .map_err(|e| aws("dynamodb UpdateItem add connection", e))?;
         Ok(())
     }
 
     async fn remove(&self, listener: &Listener, id: &ConnectionId) -> Result<(), PortError> {
-        self.client
-            .delete_item()
+        let removed = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .key("pk", s(listener_key(listener)))
-            .key("sk", s(id.as_str()))
+            .set_key(Some(key(listener)))
+            .update_expression("REMOVE #connection")
+            // an update would create the item; there is nothing to forget without one
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#connection", format!("{CONNECTION}{id}"))
             .send()
-            .await
-            .map_err(|e| aws("dynamodb DeleteItem connection", e))?;
-        Ok(())
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(aws("dynamodb UpdateItem remove connection", e)),
+        }
     }
 
-    async fn listening(&self, listener: &Listener) -> Result<Vec<ConnectionId>, PortError> {
-        const OP: &str = "dynamodb Query connections";
-        // A customer has a few connections (a tab, a phone): one page of ids; the items'
-        // TTL may lag, so those past it are left out here.
+    async fn listening(
+        &self,
+        listeners: &[Listener],
+    ) -> Result<BTreeMap<Listener, Vec<ConnectionId>>, PortError> {
+        if listeners.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let by_key: HashMap<String, &Listener> =
+            listeners.iter().map(|l| (listener_key(l), l)).collect();
+        let keys = by_key.values().map(|l| key(l)).collect();
+        let items = batch_get(&self.client, &self.backoff, &self.table, keys, false).await?;
         let now = chrono::Utc::now().timestamp();
-        let mut ids = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(listener_key(listener)))
-            .projection_expression("sk, expires_at")
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| aws(OP, e))?;
-            let expired = item
-                .get("expires_at")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(|t| t < now);
-            let id = item.get("sk").and_then(|v| v.as_s().ok());
-            match id.map(|id| ConnectionId::parse(id.as_str())) {
-                Some(Ok(id)) if !expired => ids.push(id),
-                Some(Ok(_)) => {}
-                _ => return Err(PortError::new(OP, "a connection item has no valid id")),
+        let mut listening = BTreeMap::new();
+        for item in items {
+            let listener = item
+                .get("pk")
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| by_key.get(pk));
+            let Some(listener) = listener else {
+                return Err(PortError::new(
+                    "dynamodb BatchGetItem connections",
+                    "an item that was not asked for",
+                ));
+            };
+            let ids = open_connections(&item, now)?;
+            if !ids.is_empty() {
+                listening.insert((*listener).clone(), ids);
             }
         }
-        Ok(ids)
+        Ok(listening)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn an_item_holds_its_unexpired_connections_and_nothing_else() {
+        let item: Item = HashMap::from([
+            ("pk".into(), s("W#org_a#cus_a")),
+            ("sk".into(), s(OPEN)),
+            ("expires_at".into(), AttributeValue::N("200".into())),
+            ("c#BBB=".into(), AttributeValue::N("200".into())),
+            ("c#AAA=".into(), AttributeValue::N("100".into())),
+            ("c#OLD=".into(), AttributeValue::N("99".into())),
+        ]);
+        let ids = open_connections(&item, 100).unwrap();
+        assert_eq!(
+            ids,
+            vec![
+                ConnectionId::parse("AAA=").unwrap(),
+                ConnectionId::parse("BBB=").unwrap()
+            ]
+        );
+        let bad: Item = HashMap::from([("c#not an id".into(), AttributeValue::N("200".into()))]);
+        assert!(open_connections(&bad, 100).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 mod breakers;
 mod common;
+mod connections;
 mod directory;
 mod eventbridge;
 mod rate_limits;
