@@ -58,22 +58,22 @@ pub async fn read_one(
         .views
         .mark_read(&org, &customer, n.created_at, &n.id)
         .await?;
+    let unread = api.views.unread(&org, &customer).await?;
     if marked {
         let entry = feed_entry(&n).map(|e| FeedEntry { read: true, ..e });
-        tell_open_connections(&api, &org, &customer, entry).await;
+        tell_open_connections(&api, &org, &customer, entry, unread).await;
     }
-    Ok(Json(
-        json!({"id": n.id, "read": true, "unread": api.views.unread(&org, &customer).await?}),
-    ))
+    Ok(Json(json!({"id": n.id, "read": true, "unread": unread})))
 }
 
 /// Tells the customer's open connections (other tabs, other devices) of a read: one entry,
-/// or all of them (`None`).
+/// or all of them (`None`), with the unread count the answer carries.
 async fn tell_open_connections(
     api: &Api,
     org: &OrgId,
     customer: &CustomerId,
     entry: Option<FeedEntry>,
+    unread: u64,
 ) {
     if let Some(realtime) = &api.realtime {
         let listener = Listener {
@@ -81,7 +81,7 @@ async fn tell_open_connections(
             customer_id: customer.clone(),
         };
         realtime
-            .broadcast(api.views.as_ref(), &[FeedEvent::Read { listener, entry }])
+            .tell(&FeedEvent::Read { listener, entry }, unread)
             .await;
     }
 }
@@ -126,10 +126,9 @@ pub async fn read_all(
             None => break,
         }
     }
+    let unread = api.views.unread(&org, &customer).await?;
     if marked > 0 {
-        tell_open_connections(&api, &org, &customer, None).await;
+        tell_open_connections(&api, &org, &customer, None, unread).await;
     }
-    Ok(Json(
-        json!({"marked": marked, "unread": api.views.unread(&org, &customer).await?}),
-    ))
+    Ok(Json(json!({"marked": marked, "unread": unread})))
 }

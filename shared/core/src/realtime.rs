@@ -242,6 +242,37 @@ impl Realtime {
                 Err(()) => report.failed += 1,
             }
         }
+        self.post(posts, report).await
+    }
+
+    /// Posts one customer's event with the unread count the caller has just read (the api,
+    /// after a read it answers with that count).
+    pub async fn tell(&self, event: &FeedEvent, unread: u64) -> Broadcasted {
+        let listener = event.listener();
+        let ids = match self
+            .connections
+            .listening(std::slice::from_ref(&listener))
+            .await
+        {
+            Ok(mut listening) => listening.remove(&listener).unwrap_or_default(),
+            Err(e) => {
+                warn!(org_id = %listener.org_id, customer_id = %listener.customer_id, error = %e, "connections not read");
+                return Broadcasted {
+                    failed: 1,
+                    ..Broadcasted::default()
+                };
+            }
+        };
+        let message = event.message(unread);
+        let posts = ids
+            .into_iter()
+            .map(|id| (listener.clone(), id, vec![message.clone()]))
+            .collect();
+        self.post(posts, Broadcasted::default()).await
+    }
+
+    /// Makes the posts, adding what came of them to `report`.
+    async fn post(&self, posts: Vec<Post>, mut report: Broadcasted) -> Broadcasted {
         let outcomes: Vec<Broadcasted> = futures::stream::iter(posts)
             .map(|(listener, id, messages)| self.post_all(listener, id, messages))
             .buffer_unordered(POSTS_IN_FLIGHT)

@@ -212,3 +212,36 @@ async fn a_batch_reads_its_customers_connections_at_once_and_their_unread_counts
         assert_eq!(world.pusher.received(&conn(&format!("C{i:03}="))).len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_read_told_with_the_callers_count_reads_no_count_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let world = World::new(&[("cus_1", "AAA="), ("cus_1", "BBB="), ("cus_2", "CCC=")]).await;
+    let realtime = Realtime {
+        connections: world.connections.clone(),
+        pusher: world.pusher.clone(),
+    };
+    let read = FeedEvent::Read {
+        listener: listener("cus_1"),
+        entry: Some(FeedEntry {
+            read: true,
+            ..entry("cus_1", "ntf_1", Status::Delivered)
+        }),
+    };
+    let report = realtime.tell(&read, 4).await;
+    assert_eq!(report.posted, 2);
+    assert_eq!(world.views.reads.load(SeqCst), 0);
+    for id in ["AAA=", "BBB="] {
+        let got = world.pusher.received(&conn(id));
+        assert_eq!(got[0]["type"], "feed.read");
+        assert_eq!(got[0]["unread"], 4);
+        assert_eq!(got[0]["notification"]["read"], true);
+    }
+    assert!(world.pusher.received(&conn("CCC=")).is_empty());
+    // no one listening: nothing posted, nothing failed
+    let nobody = FeedEvent::Read {
+        listener: listener("cus_3"),
+        entry: None,
+    };
+    assert_eq!(realtime.tell(&nobody, 0).await, Broadcasted::default());
+}
