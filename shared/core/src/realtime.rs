@@ -210,8 +210,8 @@ impl Realtime {
         }
         let mut report = Broadcasted::default();
         let customers: Vec<Listener> = by_listener.keys().cloned().collect();
-        let mut listening = match self.connections.listening(&customers).await {
-            Ok(listening) => listening,
+        let mut open = match self.connections.listening(&customers).await {
+            Ok(open) => open,
             Err(e) => {
                 warn!(customers = customers.len(), error = %e, "connections not read");
                 report.failed += customers.len();
@@ -219,12 +219,11 @@ impl Realtime {
             }
         };
         // the unread counts of the customers listening, read concurrently
-        let addressed: Vec<Result<Vec<Post>, ()>> = futures::stream::iter(by_listener)
-            .filter_map(|(listener, owed)| {
-                let ids = listening.remove(&listener);
-                async move { ids.map(|ids| (listener, ids, owed)) }
-            })
-            .map(|(listener, ids, owed)| {
+        let listening = by_listener
+            .into_iter()
+            .filter_map(|(listener, owed)| Some((open.remove(&listener)?, listener, owed)));
+        let addressed: Vec<Result<Vec<Post>, ()>> = futures::stream::iter(listening)
+            .map(|(ids, listener, owed)| {
                 self.address(
                     views,
                     listener,

@@ -391,3 +391,23 @@ async fn the_connections_table_reads_a_batch_of_customers_at_once_and_forgets_wh
         .collect();
     assert_eq!(keys.len(), 2, "one item per listening customer: {keys:?}");
 }
+
+#[tokio::test]
+async fn the_latency_tool_times_each_notification_from_its_feed_write_to_the_socket() {
+    let (_h, serving) = Harness::served().await;
+    let report = herald_local::latency::measure(&serving, 3).await.unwrap();
+    assert_eq!(report.notifications, 3);
+    let feed = &report.feed_write_to_socket_ms;
+    let bus = &report.bus_to_socket_ms;
+    // orderings only: what the figures are is the tool's to report, not the test's to assert
+    assert!(
+        feed.min <= feed.median && feed.median <= feed.max,
+        "{report:?}"
+    );
+    assert!(bus.min <= bus.median && bus.median <= bus.max, "{report:?}");
+    assert!(
+        feed.median <= bus.median,
+        "the feed write is part of the way: {report:?}"
+    );
+    assert!(report.table().contains("feed write -> socket"));
+}
