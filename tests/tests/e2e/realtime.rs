@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{SinkExt, StreamExt};
 use herald_adapters::DynamoConnections;
 use herald_adapters::tokens::KeyIssuer;
@@ -332,9 +333,9 @@ async fn the_connections_table_reads_a_batch_of_customers_at_once_and_forgets_wh
     for c in [
         connected("cus_a", "QUFBQQ==", now),
         connected("cus_a", "QkJCQg+/", now),
-        connected("cus_b", "Q0NDQw==", now),
         // past API Gateway's two hours, its $disconnect lost
         connected("cus_b", "T0xETw==", now - chrono::Duration::hours(3)),
+        connected("cus_b", "Q0NDQw==", now),
     ] {
         table.add(&c).await.unwrap();
         table.add(&c).await.unwrap(); // recorded again: nothing changes
@@ -351,7 +352,24 @@ async fn the_connections_table_reads_a_batch_of_customers_at_once_and_forgets_wh
             .unwrap_or_default()
     };
     assert_eq!(ids("cus_a"), vec!["QUFBQQ==", "QkJCQg+/"]);
-    assert_eq!(ids("cus_b"), vec!["Q0NDQw=="], "the expired one is skipped");
+    assert_eq!(ids("cus_b"), vec!["Q0NDQw=="], "the expired one is gone");
+    let item = aws_sdk_dynamodb::Client::new(&h.local.aws)
+        .get_item()
+        .table_name(h.local.stack.names.connections_table())
+        .key("pk", AttributeValue::S(format!("W#{}#cus_b", h.org)))
+        .key("sk", AttributeValue::S("open".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let mut attributes: Vec<&String> = item.keys().filter(|k| k.starts_with("c#")).collect();
+    attributes.sort();
+    assert_eq!(
+        attributes,
+        ["c#Q0NDQw=="],
+        "the next connection removed the expired one"
+    );
     assert!(!listening.contains_key(&listener(&h, "cus_c")));
 
     table

@@ -98,3 +98,38 @@ async fn removing_from_a_customer_without_an_item_is_done_and_a_failure_is_not()
         .unwrap_err();
     assert_eq!(err.operation, "dynamodb UpdateItem remove connection");
 }
+
+#[tokio::test]
+async fn a_connection_is_recorded_even_when_the_expired_ones_cannot_be_removed() {
+    let recorded = mock!(Client::update_item)
+        .match_requests(|r| r.update_expression().is_some_and(|e| e.starts_with("SET")))
+        .then_output(|| {
+            let mut before = key("cus_a");
+            before.insert("c#T0xE".into(), AttributeValue::N("1".into()));
+            aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder()
+                .set_attributes(Some(before))
+                .build()
+        });
+    let cleanup = mock!(Client::update_item)
+        .match_requests(|r| {
+            r.update_expression() == Some("REMOVE #c0")
+                && r.expression_attribute_names()
+                    .is_some_and(|n| n.get("#c0").map(String::as_str) == Some("c#T0xE"))
+        })
+        .then_error(|| {
+            UpdateItemError::InternalServerError(InternalServerError::builder().build())
+        });
+    DynamoConnections::new(dynamo(&[&recorded, &cleanup]), TABLE)
+        .add(&herald_core::realtime::Connection {
+            id: ConnectionId::parse("TmV3").unwrap(),
+            listener: listener("cus_a"),
+            connected_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        cleanup.num_calls(),
+        1,
+        "the expired connection was asked to go"
+    );
+}
