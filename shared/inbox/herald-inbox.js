@@ -85,6 +85,7 @@
     #root;
     #el = {};
     #items = [];
+    #drawn = new Map(); // notification id → { key, li }: an entry drawn once is kept while it shows the same
     #cursor = null;
     #unread = 0;
     #customer = '';
@@ -392,12 +393,20 @@
 
     #render() {
       const { list, empty, more } = this.#el;
-      // Rebuilding the list drops focus from a button inside it: keep it on the same entry.
+      // An entry drawn anew drops focus from a button inside it: keep it on the same entry.
       const active = this.#root.activeElement;
       const activeId = active?.closest('li')?.dataset.id;
       const rel = this.#intl(Intl.RelativeTimeFormat, { numeric: 'auto' });
       const abs = this.#intl(Intl.DateTimeFormat, { dateStyle: 'medium', timeStyle: 'short' });
-      list.replaceChildren(...this.#items.map((e) => this.#item(e, rel, abs)));
+      const lis = this.#items.map((e) => this.#drawnItem(e, rel, abs));
+      // Move only what is out of place: an entry left where it is keeps focus, and a click
+      // on its button lands even while a status update or a new entry arrives.
+      lis.forEach((li, i) => {
+        if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+      });
+      while (list.children.length > lis.length) list.lastElementChild.remove();
+      const shown = new Set(this.#items.map((e) => e.notification_id));
+      for (const id of this.#drawn.keys()) if (!shown.has(id)) this.#drawn.delete(id);
       list.setAttribute('aria-busy', String(this.#backlog !== null));
       empty.hidden = this.#items.length > 0 || this.#backlog !== null;
       more.hidden = !this.#cursor;
@@ -406,6 +415,20 @@
         const li = activeId && [...list.children].find((el) => el.dataset.id === activeId);
         (li?.querySelector('[data-action="read"]') ?? li ?? this.#el.panel).focus();
       }
+    }
+
+    // The entry's element: the one drawn before if it shows the same (the status is not shown),
+    // its relative time brought up to date.
+    #drawnItem(e, rel, abs) {
+      const key = JSON.stringify([Boolean(e.read), e.title ?? '', e.body ?? '', e.created_at ?? '']);
+      const drawn = this.#drawn.get(e.notification_id);
+      if (drawn?.key === key) {
+        drawn.li.querySelector('time')?.replaceWith(this.#time(e.created_at, rel, abs));
+        return drawn.li;
+      }
+      const li = this.#item(e, rel, abs);
+      this.#drawn.set(e.notification_id, { key, li });
+      return li;
     }
 
     #item(e, rel, abs) {
