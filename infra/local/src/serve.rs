@@ -340,6 +340,7 @@ impl Serving {
             .route("/inbox/herald-inbox.js", get(inbox::script))
             .fallback(gateway)
             .with_state(served.clone())
+            .layer(local_pages_cors())
             .merge(
                 axum::Router::new()
                     .route("/realtime", get(websocket::connect))
@@ -361,6 +362,36 @@ impl Serving {
             server,
         })
     }
+}
+
+/// CORS for pages served from this machine (a web app's dev server on `localhost:5173`, say),
+/// as the template's `InboxOrigins` allows named origins in AWS: the same methods and headers.
+fn local_pages_cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|origin, _| {
+            origin.to_str().is_ok_and(is_local_origin)
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            HeaderName::from_static("content-type"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Whether an `Origin` is a page on this machine.
+fn is_local_origin(origin: &str) -> bool {
+    url::Url::parse(origin).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && matches!(
+                u.host(),
+                Some(url::Host::Domain("localhost"))
+                    | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                    | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+            )
+    })
 }
 
 /// `GET /.well-known/jwks.json`: the key set of the development tokens.
@@ -430,4 +461,31 @@ pub fn ses_event(org: &str, message_id: &str, event: &str) -> Result<Value, Loca
     .map_err(|_| LocalError::Signing("the key refused to sign"))?;
     message["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_origin;
+
+    #[test]
+    fn only_pages_on_this_machine_are_local_origins() {
+        for local in [
+            "http://localhost:5173",
+            "http://127.0.0.1:3000",
+            "https://localhost",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_local_origin(local), "{local}");
+        }
+        for other in [
+            "https://app.example.com",
+            "http://localhost.example.com",
+            "http://127.0.0.2",
+            "file://localhost",
+            "null",
+            "",
+        ] {
+            assert!(!is_local_origin(other), "{other}");
+        }
+    }
 }

@@ -429,3 +429,47 @@ async fn the_latency_tool_times_each_notification_from_its_feed_write_to_the_soc
     );
     assert!(report.table().contains("feed write -> socket"));
 }
+
+#[tokio::test]
+async fn a_page_on_another_local_origin_may_call_the_served_api_and_no_other_page_may() {
+    let (h, serving) = Harness::served().await;
+    let http = reqwest::Client::new();
+    let feed = format!("http://{}/customers/cus_alice/notifications", serving.addr);
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &feed)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("http://localhost:5173").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(methods.contains("POST"), "{methods}");
+    let refused = preflight("https://elsewhere.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // the request itself, from the local page
+    let answer = http
+        .get(&feed)
+        .header("origin", "http://localhost:5173")
+        .bearer_auth(customer_token(&h, &serving, "cus_alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+}
