@@ -142,12 +142,7 @@ async fn part(root: &ShadowRoot, selector: &str) -> Element {
 /// The customer's feed as the HTTP api answers it.
 async fn api_feed(h: &Harness, serving: &Serving, customer: &str) -> Value {
     let token = serving.served.tokens.token(
-        &[
-            ("org_id".to_string(), h.org.clone()),
-            ("role".to_string(), "customer".to_string()),
-            ("customer_id".to_string(), customer.to_string()),
-        ]
-        .into(),
+        &herald_local::dev_tokens::customer_claims(&h.org, customer),
         chrono::Duration::hours(1),
     );
     reqwest::Client::new()

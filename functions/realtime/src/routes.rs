@@ -86,7 +86,7 @@ impl Routes {
             }
             "$disconnect" => {
                 if let Err(e) = self.connections.remove(&listener, &id).await {
-                    // its TTL forgets it
+                    // once expired, reads skip it and the customer's next $connect removes it
                     warn!(connection_id = %id, error = %e, "connection not forgotten");
                 }
                 info!(connection_id = %id, "disconnected");

@@ -43,6 +43,15 @@ pub fn policy(jwks_url: String) -> TokenPolicy {
     }
 }
 
+/// The claims of a customer's token: their own feed, preferences and contact.
+pub fn customer_claims(org: &str, customer: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("org_id".to_string(), org.to_string()),
+        ("role".to_string(), "customer".to_string()),
+        ("customer_id".to_string(), customer.to_string()),
+    ])
+}
+
 /// A development token with these claims.
 pub fn token(claims: &HashMap<String, String>) -> Result<String, LocalError> {
     Ok(issuer()?.token(claims, lifetime()))

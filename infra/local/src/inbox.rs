@@ -47,11 +47,7 @@ pub async fn page(
         Ok(o) => o,
         Err(e) => return (StatusCode::BAD_REQUEST, e.0).into_response(),
     };
-    let claims = HashMap::from([
-        ("org_id".to_string(), org.to_string()),
-        ("role".to_string(), "customer".to_string()),
-        ("customer_id".to_string(), customer.to_string()),
-    ]);
+    let claims = crate::dev_tokens::customer_claims(org.as_str(), customer.as_str());
     let token = served.tokens.token(&claims, crate::dev_tokens::lifetime());
     let base = &served.served_at;
     let realtime = format!("{}/realtime", base.replacen("http", "ws", 1));

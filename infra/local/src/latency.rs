@@ -9,7 +9,6 @@
 //! it: locally the stream is read as soon as dispatch is done. The time from the event put on
 //! the bus to the socket is shown beside it, for the whole path.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -98,15 +97,10 @@ pub async fn measure(serving: &Serving, n: usize) -> Result<LatencyReport, Local
             json!({"customer_id": CUSTOMER, "email": "latency@example.com", "locale": "en"}),
         )])
         .await?;
-    let claims = HashMap::from([
-        ("org_id".to_string(), ORG.to_string()),
-        ("role".to_string(), "customer".to_string()),
-        ("customer_id".to_string(), CUSTOMER.to_string()),
-    ]);
-    let token = serving
-        .served
-        .tokens
-        .token(&claims, chrono::Duration::hours(1));
+    let token = serving.served.tokens.token(
+        &crate::dev_tokens::customer_claims(ORG, CUSTOMER),
+        chrono::Duration::hours(1),
+    );
     let url = format!("ws://{}/realtime?token={token}", serving.addr);
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await

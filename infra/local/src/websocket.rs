@@ -41,40 +41,29 @@ struct Socket {
 }
 
 impl Sockets {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, Socket>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn sender(&self, id: &str) -> Option<mpsc::Sender<Message>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|s| s.to_client.clone())
+        self.open().get(id).map(|s| s.to_client.clone())
     }
 
     fn connected_at(&self, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .map(|s| s.connected_at)
+        self.open().get(id).map(|s| s.connected_at)
     }
 
     fn insert(&self, id: &str, socket: Socket) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), socket);
+        self.open().insert(id.to_string(), socket);
     }
 
     fn remove(&self, id: &str) -> Option<mpsc::Sender<Message>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-            .map(|s| s.to_client)
+        self.open().remove(id).map(|s| s.to_client)
     }
 
     /// How many are open.
     pub fn count(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.open().len()
     }
 }
 

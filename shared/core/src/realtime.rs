@@ -20,11 +20,9 @@ use crate::ids::{CustomerId, OrgId};
 use crate::ports::{Connections, Posted, Pusher, Views};
 use crate::projection::{Change, FeedChange, FeedEntry, feed_change};
 
-/// How long API Gateway keeps a WebSocket connection open at most.
-pub const CONNECTION_LIFETIME: chrono::Duration = chrono::Duration::hours(2);
-
 /// A connection is forgotten this long after it opened, if its `$disconnect` was lost (API
-/// Gateway delivers that at most once, and not always).
+/// Gateway delivers that at most once, and not always): a little past the two hours API
+/// Gateway keeps a connection open at most.
 pub const CONNECTION_TTL: chrono::Duration = chrono::Duration::minutes(125);
 
 /// How many posts a broadcast has in flight at once.
